@@ -1,0 +1,142 @@
+/**
+ * The lease dispatcher of one replica: it owns the free credits of every worker session here and
+ * fills them from the queue.
+ *
+ * States: idle (no claim running) → claiming (one taskLeaseAvailable for all sessions at once) → idle.
+ * A wake-up while claiming sets `again`, so the claim loop runs once more instead of running twice in
+ * parallel. Wake-ups come from NOTIFY (new tasks, tasks back in the queue), from sessions granting
+ * credits, and from one timer: the next delayed task's due time, capped by the poll interval as a
+ * safety net. No per-task timers, no tight polling.
+ *
+ * Credits are taken at delivery. A lease whose session left while the claim was in flight goes back
+ * to the queue with its attempt uncounted.
+ */
+import type { Logger } from "pino";
+import type { Clock } from "./clock.js";
+import type { Db } from "./sql/db.js";
+import { taskLeaseAvailable, taskLeaseRelease, taskNextDueAt, type LeaseGroup } from "./sql/lease.js";
+import type { LeasedTask } from "./types.js";
+
+export interface SessionSlot {
+  readonly id: string;
+  readonly types: string[];
+  /** null: every queue. */
+  readonly queues: string[] | null;
+  credits: number;
+  deliver(lease: LeasedTask): void;
+}
+
+const RETRY_AFTER_ERROR_MS = 1_000;
+/** The most leases one claim hands to one group; the claim loop runs again for the rest. */
+const MAX_LEASES_PER_GROUP = 500;
+
+export class LeaseDispatcher {
+  private readonly slots = new Map<string, SessionSlot>();
+  private claiming = false;
+  private again = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly pollIntervalMs: number,
+  ) {}
+
+  add(slot: SessionSlot): void {
+    this.slots.set(slot.id, slot);
+    this.wake();
+  }
+
+  remove(id: string): void {
+    this.slots.delete(id);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  /** Something may be claimable: claim now, or right after the claim in flight. */
+  wake(): void {
+    if (this.stopped) return;
+    if (this.claiming) {
+      this.again = true;
+      return;
+    }
+    void this.run();
+  }
+
+  private async run(): Promise<void> {
+    this.claiming = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    let retryInMs: number | null = null;
+    try {
+      do {
+        this.again = false;
+        const leased = await this.claimOnce();
+        if (leased > 0) this.again = true; // more may be waiting; stop when a claim comes back empty
+      } while (this.again && !this.stopped && this.hasCredits());
+      if (!this.stopped && this.hasCredits()) retryInMs = await this.untilNextDue();
+    } catch (err) {
+      this.log.error({ err }, "claiming tasks failed; retrying");
+      retryInMs = RETRY_AFTER_ERROR_MS;
+    } finally {
+      this.claiming = false;
+    }
+    if (this.stopped) return;
+    if (this.again && this.hasCredits()) return this.wake();
+    if (retryInMs !== null) this.timer = setTimeout(() => this.wake(), retryInMs);
+  }
+
+  private hasCredits(): boolean {
+    for (const s of this.slots.values()) if (s.credits > 0) return true;
+    return false;
+  }
+
+  private async claimOnce(): Promise<number> {
+    const groups = this.groups();
+    if (groups.length === 0) return 0;
+    const leases = await taskLeaseAvailable(this.db, groups, this.clock.now());
+    const orphans: LeasedTask[] = [];
+    for (const lease of leases) {
+      const slot = this.slots.get(lease.sessionId);
+      if (slot && slot.credits > 0) {
+        slot.credits -= 1;
+        slot.deliver(lease);
+      } else orphans.push(lease);
+    }
+    if (orphans.length > 0) {
+      await taskLeaseRelease(this.db, orphans, { uncount: true, error: "" }, this.clock.now());
+    }
+    return leases.length;
+  }
+
+  /** Sessions with free credits, grouped by what they accept, credits interleaved across sessions. */
+  private groups(): LeaseGroup[] {
+    const byKind = new Map<string, SessionSlot[]>();
+    for (const s of this.slots.values()) {
+      if (s.credits <= 0) continue;
+      const key = JSON.stringify([[...s.types].sort(), s.queues && [...s.queues].sort()]);
+      byKind.get(key)?.push(s) ?? byKind.set(key, [s]);
+    }
+    return [...byKind.values()].map((sessions) => {
+      const slots: string[] = [];
+      const most = Math.max(...sessions.map((s) => s.credits));
+      for (let round = 0; round < most && slots.length < MAX_LEASES_PER_GROUP; round++) {
+        for (const s of sessions) if (round < s.credits) slots.push(s.id);
+      }
+      return { types: sessions[0].types, queues: sessions[0].queues, slots: slots.slice(0, MAX_LEASES_PER_GROUP) };
+    });
+  }
+
+  private async untilNextDue(): Promise<number> {
+    const types = [...new Set([...this.slots.values()].flatMap((s) => (s.credits > 0 ? s.types : [])))];
+    const now = this.clock.now();
+    const due = await taskNextDueAt(this.db, types, now);
+    const wait = due ? due.getTime() - now.getTime() : this.pollIntervalMs;
+    return Math.max(1, Math.min(wait, this.pollIntervalMs));
+  }
+}

@@ -1,0 +1,240 @@
+/**
+ * The queue engine of one server replica: dispatch, read, watch, interrupt, and worker sessions.
+ * It owns the replica's notifier, lease dispatcher, finish batcher and session heartbeat; it knows
+ * nothing of gRPC. Every input reaching it is already well-formed (the RPC layer validates fields);
+ * the engine checks what needs its own state, such as whether a queue exists.
+ */
+import { randomUUID } from "node:crypto";
+import type pg from "pg";
+import type { Logger } from "pino";
+import { systemClock, type Clock } from "./clock.js";
+import { LeaseDispatcher } from "./dispatcher.js";
+import { failedPrecondition, invalidArgument, notFound } from "./errors.js";
+import { FinishBatcher } from "./finisher.js";
+import { Notifier } from "./notifier.js";
+import { CHANNEL_CANCEL, CHANNEL_DISPATCH } from "./sql/db.js";
+import { idempotencyKeyFind, taskInsertMany } from "./sql/dispatch.js";
+import { taskInterrupt } from "./sql/interrupt.js";
+import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
+import { sessionHeartbeat } from "./sql/sessions.js";
+import { WorkerSession, type SessionSink } from "./session.js";
+import type { CancelReason, DispatchResult, JsonObject, NewTask, RetryBackoff, TaskRecord, WorkerHello } from "./types.js";
+import { TaskEvents, type WatchEvent } from "./watch.js";
+
+export const DEFAULT_MAX_ATTEMPTS = 10;
+export const DEFAULT_RETRY_DELAY_MS = 30_000;
+export const DEFAULT_TIMEOUT_MS = 30 * 60_000;
+export const DEFAULT_POLL_INTERVAL_MS = 5_000;
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+
+/** Per-queue settings; unset fields fall back to the engine defaults. */
+export interface QueueSettings {
+  timeoutMs?: number;
+  retryDelayMs?: number;
+  maxAttempts?: number;
+}
+
+export interface EngineOptions {
+  pool: pg.Pool;
+  /** Connection settings for the dedicated LISTEN connection. */
+  listenConnection: pg.ClientConfig;
+  log: Logger;
+  queues: Record<string, QueueSettings>;
+  clock?: Clock;
+  replicaId?: string;
+  pollIntervalMs?: number;
+  heartbeatIntervalMs?: number;
+  defaultTimeoutMs?: number;
+}
+
+/** A dispatch as the caller gives it: everything but the type may be left to defaults. */
+export interface DispatchInput {
+  type: string;
+  queue?: string;
+  params?: JsonObject;
+  title?: string;
+  priority?: number;
+  origin?: "user" | "system";
+  initiator?: string;
+  nodeId?: string;
+  timeoutMs?: number;
+  maxAttempts?: number;
+  retryDelayMs?: number;
+  retryBackoff?: RetryBackoff;
+  runAt?: Date;
+  /** Eligible this long after dispatch, by the engine's clock; ignored when runAt is set. */
+  delayMs?: number;
+  idempotencyKey?: string;
+}
+
+export class Engine {
+  readonly replicaId: string;
+  readonly clock: Clock;
+  readonly log: Logger;
+  private readonly pool: pg.Pool;
+  private readonly queues: Record<string, QueueSettings>;
+  private readonly notifier: Notifier;
+  private readonly dispatcher: LeaseDispatcher;
+  private readonly finisher: FinishBatcher;
+  private readonly events: TaskEvents;
+  private readonly sessions = new Map<string, WorkerSession>();
+  private readonly heartbeatIntervalMs: number;
+  private readonly defaultTimeoutMs: number;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+
+  constructor(opts: EngineOptions) {
+    this.pool = opts.pool;
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.log;
+    this.queues = opts.queues;
+    this.replicaId = opts.replicaId ?? randomUUID();
+    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+    this.defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.notifier = new Notifier(opts.listenConnection, this.log);
+    this.dispatcher = new LeaseDispatcher(this.pool, this.clock, this.log, opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS);
+    this.finisher = new FinishBatcher(this.pool, this.clock);
+    this.events = new TaskEvents(this.notifier);
+    this.notifier.on(CHANNEL_DISPATCH, () => this.dispatcher.wake());
+    this.notifier.on("reconnected", () => this.dispatcher.wake());
+    this.notifier.on(CHANNEL_CANCEL, (payload) => this.routeCancel(payload));
+  }
+
+  async start(): Promise<void> {
+    await this.notifier.start();
+    this.heartbeatTimer = setInterval(() => {
+      sessionHeartbeat(this.pool, this.replicaId, this.clock.now()).catch((err) =>
+        this.log.warn({ err: (err as Error).message }, "session heartbeat failed"),
+      );
+    }, this.heartbeatIntervalMs);
+  }
+
+  /** Closes every session (their leases go back to the queue) and stops listening. */
+  async stop(): Promise<void> {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.dispatcher.stop();
+    await Promise.all([...this.sessions.values()].map((s) => s.close("server stopped")));
+    await this.notifier.stop();
+  }
+
+  queueNames(): string[] {
+    return Object.keys(this.queues);
+  }
+
+  /** Queues tasks in one statement; a batch is all or nothing. */
+  async dispatch(inputs: DispatchInput[]): Promise<DispatchResult[]> {
+    const tasks = inputs.map((input, i) => this.withDefaults(input, inputs.length > 1 ? `tasks[${i}].` : ""));
+    // The same key twice in one batch names one task: insert the first, answer the repeats with its id.
+    const firstByKey = new Map<string, number>();
+    const unique: NewTask[] = [];
+    const plan = tasks.map((t) => {
+      const key = t.idempotencyKey;
+      const first = key === null ? undefined : firstByKey.get(key);
+      if (first !== undefined) return { slot: first, repeat: true };
+      if (key !== null) firstByKey.set(key, unique.length);
+      return { slot: unique.push(t) - 1, repeat: false };
+    });
+    const inserted = await taskInsertMany(this.pool, unique, this.clock.now());
+    const missing = unique.flatMap((t, i) => (inserted[i] === null && t.idempotencyKey ? [t.idempotencyKey] : []));
+    const existing = missing.length > 0 ? await idempotencyKeyFind(this.pool, missing) : new Map<string, string>();
+    const results = unique.map((t, i): DispatchResult => {
+      const row = inserted[i];
+      if (row) return row;
+      const id = existing.get(t.idempotencyKey!);
+      if (!id) throw new Error(`idempotency key ${t.idempotencyKey} neither inserted nor found`);
+      return { id, created: false };
+    });
+    return plan.map((p) => (p.repeat ? { id: results[p.slot].id, created: false } : results[p.slot]));
+  }
+
+  private withDefaults(input: DispatchInput, fieldPrefix: string): NewTask {
+    const queue = input.queue || "default";
+    const settings = this.queues[queue];
+    if (!settings) {
+      throw invalidArgument(`${fieldPrefix}queue: queue "${queue}" is not defined (defined: ${this.queueNames().join(", ")})`);
+    }
+    return {
+      type: input.type,
+      queue,
+      params: input.params ?? {},
+      title: input.title ?? "",
+      priority: input.priority ?? 0,
+      origin: input.origin ?? "user",
+      initiator: input.initiator ?? "",
+      nodeId: input.nodeId ?? "",
+      timeoutMs: input.timeoutMs ?? settings.timeoutMs ?? null,
+      maxAttempts: input.maxAttempts ?? settings.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      retryDelayMs: input.retryDelayMs ?? settings.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
+      retryBackoff: input.retryBackoff ?? "fixed",
+      runAt: input.runAt ?? (input.delayMs ? new Date(this.clock.now().getTime() + input.delayMs) : null),
+      idempotencyKey: input.idempotencyKey || null,
+    };
+  }
+
+  /** One task with its whole log. */
+  async status(id: string): Promise<TaskRecord & { log: Awaited<ReturnType<typeof taskLogList>> }> {
+    const task = await taskGet(this.pool, id);
+    if (!task) throw notFound(`task ${id} not found`);
+    return { ...task, log: await taskLogList(this.pool, id, 0) };
+  }
+
+  watch(id: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+    return this.events.watch(this.pool, id, afterSeq, signal);
+  }
+
+  /** Returns "canceled" for a task that was pending, "cancelling" for one whose worker was told to stop. */
+  async interrupt(id: string, reason: string): Promise<"canceled" | "cancelling"> {
+    const was = await taskInterrupt(this.pool, id, reason || "interrupted", this.clock.now());
+    if (was === "pending") return "canceled";
+    if (was === "running" || was === "cancelling") return "cancelling";
+    const task = await taskGet(this.pool, id);
+    if (!task) throw notFound(`task ${id} not found`);
+    throw failedPrecondition(`task ${id} already finished as ${task.status}`);
+  }
+
+  listActive(q: ActiveQuery) {
+    return taskListActive(this.pool, q);
+  }
+
+  listHistory(q: HistoryQuery) {
+    return taskListHistory(this.pool, q);
+  }
+
+  /** Opens a worker session; the caller must close it when the worker's stream ends. */
+  async openSession(hello: WorkerHello, sink: SessionSink): Promise<WorkerSession> {
+    for (const q of hello.queues) {
+      if (!this.queues[q]) throw invalidArgument(`hello.queues: queue "${q}" is not defined (defined: ${this.queueNames().join(", ")})`);
+    }
+    const session = new WorkerSession(
+      {
+        db: this.pool,
+        clock: this.clock,
+        log: this.log,
+        replicaId: this.replicaId,
+        dispatcher: this.dispatcher,
+        finisher: this.finisher,
+        defaultTimeoutMs: this.defaultTimeoutMs,
+        onClose: (s) => this.sessions.delete(s.id),
+      },
+      hello,
+      sink,
+    );
+    this.sessions.set(session.id, session);
+    try {
+      await session.open();
+    } catch (err) {
+      this.sessions.delete(session.id);
+      throw err;
+    }
+    return session;
+  }
+
+  /** Wakes the lease dispatcher, for instance after a test moved the clock past a retry delay. */
+  poke(): void {
+    this.dispatcher.wake();
+  }
+
+  private routeCancel(payload: string): void {
+    const [sessionId, taskId, leaseToken, reason] = payload.split(":");
+    this.sessions.get(sessionId)?.cancel(taskId, leaseToken, reason as CancelReason);
+  }
+}

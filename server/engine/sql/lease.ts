@@ -1,0 +1,220 @@
+/** Statements that lease tasks to worker sessions and end those leases. */
+import type { FinalStatus, LeasedTask, Outcome } from "../types.js";
+import { archiveCtes } from "./archive.js";
+import { CHANNEL_DISPATCH, CHANNEL_TASK, type Db } from "./db.js";
+
+/** Sessions that accept the same task types from the same queues, and their free credits. */
+export interface LeaseGroup {
+  types: string[];
+  /** null: every queue. */
+  queues: string[] | null;
+  /** One session id per free credit, interleaved so leases spread over the sessions. */
+  slots: string[];
+}
+
+/**
+ * Leases pending, due tasks to every group in one statement. Each group takes up to one task per
+ * slot in claim order (priority desc, next_try_at, id); `for update skip locked` keeps concurrent
+ * claimers (other replicas) off the rows this one took. A task that two overlapping groups picked goes
+ * to the first group only, so a slot may stay empty; the caller claims again while credits remain.
+ * Each lease gets a fresh token, counts an attempt, and records its session, so recovery can find it.
+ *
+ * Locking choice: SKIP LOCKED over advisory locks or a status-flip retry loop, because claimers never
+ * wait on each other and the partial index tasks_claim_idx serves the order directly.
+ */
+export async function taskLeaseAvailable(db: Db, groups: LeaseGroup[], now: Date): Promise<LeasedTask[]> {
+  const { rows } = await db.query<LeasedRow>({
+    name: "taskLeaseAvailable",
+    text: `
+      with groups as (
+        select g.ord, g.types, g.queues, g.slots
+        from jsonb_to_recordset($1::jsonb) as g(ord int4, types text[], queues text[], slots uuid[])
+      ),
+      picked as (
+        select distinct on (c.id) c.id, g.slots[c.rn] as session_id
+        from groups g
+        cross join lateral (
+          select s.id, row_number() over (order by s.priority desc, s.next_try_at, s.id) as rn
+          from (
+            select t.id, t.priority, t.next_try_at
+            from taskq.tasks t
+            where t.status = 'pending' and t.next_try_at <= $2
+              and t.type = any(g.types) and (g.queues is null or t.queue = any(g.queues))
+            order by t.priority desc, t.next_try_at, t.id
+            limit cardinality(g.slots)
+            for update skip locked
+          ) s
+        ) c
+        order by c.id, g.ord
+      )
+      update taskq.tasks t
+      set status = 'running', attempts = t.attempts + 1, started_at = $2, lease_token = gen_random_uuid(),
+          session_id = p.session_id, worker = ws.worker_name
+      from picked p join taskq.worker_sessions ws on ws.id = p.session_id
+      where t.id = p.id
+      returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params, t.attempts,
+                t.max_attempts, t.timeout_ms::float8 as timeout_ms, t.title, t.idempotency_key, t.created_at,
+                t.priority, t.next_try_at`,
+    values: [JSON.stringify(groups.map((g, ord) => ({ ord, ...g }))), now],
+  });
+  rows.sort((a, b) => b.priority - a.priority || +a.next_try_at - +b.next_try_at || Number(a.id) - Number(b.id));
+  return rows.map(leasedFromRow);
+}
+
+interface LeasedRow {
+  id: string;
+  lease_token: string;
+  session_id: string;
+  type: string;
+  queue: string;
+  params: LeasedTask["params"];
+  attempts: number;
+  max_attempts: number;
+  timeout_ms: number | null;
+  title: string;
+  idempotency_key: string | null;
+  created_at: Date;
+  priority: number;
+  next_try_at: Date;
+}
+
+const leasedFromRow = (r: LeasedRow): LeasedTask => ({
+  id: r.id,
+  leaseToken: r.lease_token,
+  sessionId: r.session_id,
+  type: r.type,
+  queue: r.queue,
+  params: r.params,
+  attempt: r.attempts,
+  maxAttempts: r.max_attempts,
+  timeoutMs: r.timeout_ms,
+  title: r.title,
+  idempotencyKey: r.idempotency_key,
+  createdAt: r.created_at,
+});
+
+/** When the earliest pending task of these types becomes due, if any is scheduled after `now`. */
+export async function taskNextDueAt(db: Db, types: string[], now: Date): Promise<Date | null> {
+  const { rows } = await db.query<{ at: Date | null }>({
+    name: "taskNextDueAt",
+    text: `select min(next_try_at) as at from taskq.tasks
+           where status = 'pending' and next_try_at > $2 and type = any($1::text[])`,
+    values: [types, now],
+  });
+  return rows[0]?.at ?? null;
+}
+
+export interface FinishInput {
+  id: string;
+  leaseToken: string;
+  outcome: Outcome;
+}
+
+/**
+ * Records many finishes in one statement. A finish counts only if its token still holds the lease of a
+ * running or cancelling task; any other finish changes nothing and is absent from the result. The row
+ * lock plus the token check make a second finish of the same lease (a duplicate, or one racing lease
+ * recovery) a no-op, so every outcome is recorded once.
+ *
+ * Where the task goes: cancelling → canceled whatever the outcome; success → completed; failure →
+ * failed; retry → pending after the delay while attempts remain, else failed.
+ */
+export async function taskFinishMany(db: Db, finishes: FinishInput[], now: Date): Promise<Map<string, FinishedAs>> {
+  const { rows } = await db.query<{ id: string; final_status: FinishedAs }>({
+    name: "taskFinishMany",
+    text: `
+      with input as (
+        select * from unnest($1::int8[], $2::uuid[], $3::text[], $4::jsonb[], $5::text[], $6::int8[])
+          as i(id, token, kind, result, error, delay_ms)
+      ),
+      source as (
+        select t.id, i.result, nullif(i.error, '') as final_error,
+          case when t.status = 'cancelling' then 'canceled'
+               when i.kind = 'success' then 'completed'
+               when i.kind = 'failure' then 'failed'
+               when t.attempts >= t.max_attempts then 'failed'
+               else 'pending' end as final_status,
+          coalesce(i.delay_ms, case when t.retry_backoff = 'exponential'
+                                    then least(t.retry_delay_ms * power(2, t.attempts - 1), 86400000)::int8
+                                    else t.retry_delay_ms end) as delay_ms
+        from input i join taskq.tasks t on t.id = i.id and t.lease_token = i.token
+        where t.status in ('running', 'cancelling')
+        for update of t
+      ),
+      retried as (
+        update taskq.tasks t
+        set status = 'pending', next_try_at = $7::timestamptz + make_interval(secs => s.delay_ms / 1000.0),
+            lease_token = null, session_id = null, error = coalesce(s.final_error, '')
+        from source s where t.id = s.id and s.final_status = 'pending'
+        returning t.id
+      ),
+      ${archiveCtes("source", "$7")}
+      select s.id::text, s.final_status,
+             (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified
+      from source s`,
+    values: [
+      finishes.map((f) => f.id),
+      finishes.map((f) => f.leaseToken),
+      finishes.map((f) => f.outcome.kind),
+      finishes.map((f) => (f.outcome.kind === "success" ? JSON.stringify(f.outcome.result) : null)),
+      finishes.map((f) => (f.outcome.kind === "success" ? null : f.outcome.error)),
+      finishes.map((f) => (f.outcome.kind === "retry" ? f.outcome.delayMs : null)),
+      now,
+    ],
+  });
+  return new Map(rows.map((r) => [r.id, r.final_status]));
+}
+
+export type FinishedAs = "pending" | FinalStatus;
+
+export interface ReleaseInput {
+  id: string;
+  leaseToken: string;
+}
+
+/**
+ * Ends leases whose worker is gone. A lease that never reached its worker gives its attempt back
+ * (`uncount`); otherwise the attempt stands and the task returns to pending at once while attempts
+ * remain, else ends STUCK. A cancelling task ends CANCELED. Guarded by token like a finish, so a task
+ * that finished meanwhile is untouched. Wakes the dispatchers when anything went back to pending.
+ */
+export async function taskLeaseRelease(
+  db: Db,
+  leases: ReleaseInput[],
+  opts: { uncount: boolean; error: string },
+  now: Date,
+): Promise<Map<string, FinishedAs>> {
+  const { rows } = await db.query<{ id: string; final_status: FinishedAs }>({
+    name: "taskLeaseRelease",
+    text: `
+      with input as (
+        select * from unnest($1::int8[], $2::uuid[]) as i(id, token)
+      ),
+      source as (
+        select t.id, null::jsonb as result, $4::text as final_error,
+          case when t.status = 'cancelling' then 'canceled'
+               when $3 then 'pending'
+               when t.attempts >= t.max_attempts then 'stuck'
+               else 'pending' end as final_status
+        from input i join taskq.tasks t on t.id = i.id and t.lease_token = i.token
+        where t.status in ('running', 'cancelling')
+        for update of t
+      ),
+      returned as (
+        update taskq.tasks t
+        set status = 'pending', next_try_at = $5, lease_token = null, session_id = null,
+            attempts = case when $3 then t.attempts - 1 else t.attempts end,
+            started_at = case when $3 then null else t.started_at end,
+            error = case when $3 then t.error else $4 end
+        from source s where t.id = s.id and s.final_status = 'pending'
+        returning t.id
+      ),
+      ${archiveCtes("source", "$5")}
+      select s.id::text, s.final_status,
+             (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified,
+             (select pg_notify('${CHANNEL_DISPATCH}', '') from returned limit 1) as woke
+      from source s`,
+    values: [leases.map((l) => l.id), leases.map((l) => l.leaseToken), opts.uncount, opts.error, now],
+  });
+  return new Map(rows.map((r) => [r.id, r.final_status]));
+}

@@ -1,0 +1,149 @@
+/** Statements that read tasks: one task, its log, and the two lists. */
+import type { ActiveStatus, TaskRecord, TaskStatus } from "../types.js";
+import type { Db } from "./db.js";
+import { TASK_COLUMNS, logFromRow, taskFromRow, type LogRow, type TaskRow } from "./rows.js";
+
+/** One task from the queue or from history (one snapshot, so never both or neither), without its log. */
+export async function taskGet(db: Db, id: string): Promise<TaskRecord | null> {
+  const { rows } = await db.query<TaskRow>({
+    name: "taskGet",
+    text: `
+      select ${TASK_COLUMNS}, next_try_at, null::timestamptz as finished_at, null::jsonb as result
+      from taskq.tasks where id = $1
+      union all
+      select ${TASK_COLUMNS}, null::timestamptz as next_try_at, finished_at, result
+      from taskq.history where id = $1`,
+    values: [id],
+  });
+  return rows[0] ? taskFromRow(rows[0]) : null;
+}
+
+/** The log steps of a task after a sequence number, in order. */
+export async function taskLogList(db: Db, id: string, afterSeq: number) {
+  const { rows } = await db.query<LogRow>({
+    name: "taskLogList",
+    text: `select seq::float8 as seq, at, message, attempt from taskq.task_log
+           where task_id = $1 and seq > $2 order by seq`,
+    values: [id, afterSeq],
+  });
+  return rows.map(logFromRow);
+}
+
+export type ActiveSortColumn =
+  | "id"
+  | "status"
+  | "title"
+  | "created_at"
+  | "started_at"
+  | "attempts"
+  | "priority"
+  | "type"
+  | "origin";
+
+/** Sort expressions: never null, so keyset comparisons hold (a waiting task's start sorts first). */
+const ACTIVE_SORT_EXPR: Record<ActiveSortColumn, string> = {
+  id: "id",
+  status: "status",
+  title: "title",
+  created_at: "created_at",
+  started_at: "coalesce(started_at, '-infinity'::timestamptz)",
+  attempts: "attempts",
+  priority: "priority",
+  type: "type",
+  origin: "origin",
+};
+
+export interface ActiveQuery {
+  id: string | null;
+  titleSearch: string | null;
+  type: string | null;
+  queue: string | null;
+  statuses: ActiveStatus[];
+  createdAfter: Date | null;
+  createdBefore: Date | null;
+  sortBy: ActiveSortColumn;
+  descending: boolean;
+  limit: number;
+  /** The sort value and id of the last row of the previous page. */
+  after: { value: string; id: string } | null;
+}
+
+/**
+ * One page of the live queue. Keyset pagination on (sort value, id): a page starts strictly after the
+ * previous page's last row, so rows inserted meanwhile never shift a page or repeat a row.
+ */
+export async function taskListActive(db: Db, q: ActiveQuery): Promise<{ tasks: TaskRecord[]; sortValues: string[] }> {
+  const where: string[] = [];
+  const values: unknown[] = [];
+  const param = (v: unknown) => `$${values.push(v)}`;
+  if (q.id !== null) where.push(`id = ${param(q.id)}`);
+  if (q.titleSearch) where.push(`title ilike ${param(`%${escapeLike(q.titleSearch)}%`)}`);
+  if (q.type !== null) where.push(`type = ${param(q.type)}`);
+  if (q.queue !== null) where.push(`queue = ${param(q.queue)}`);
+  if (q.statuses.length > 0) where.push(`status = any(${param(q.statuses)}::text[])`);
+  if (q.createdAfter) where.push(`created_at >= ${param(q.createdAfter)}`);
+  if (q.createdBefore) where.push(`created_at < ${param(q.createdBefore)}`);
+  const sort = ACTIVE_SORT_EXPR[q.sortBy];
+  const dir = q.descending ? "desc" : "asc";
+  if (q.after) {
+    const cast = sortCast(q.sortBy);
+    where.push(`(${sort}, id) ${q.descending ? "<" : ">"} (${param(q.after.value)}::${cast}, ${param(q.after.id)}::int8)`);
+  }
+  const { rows } = await db.query<TaskRow & { sort_value: string }>(
+    `select ${TASK_COLUMNS}, next_try_at, null::timestamptz as finished_at, null::jsonb as result,
+            (${sort})::text as sort_value
+     from taskq.tasks ${where.length ? `where ${where.join(" and ")}` : ""}
+     order by ${sort} ${dir}, id ${dir} limit ${param(q.limit)}`,
+    values,
+  );
+  return { tasks: rows.map(taskFromRow), sortValues: rows.map((r) => r.sort_value) };
+}
+
+function sortCast(c: ActiveSortColumn): string {
+  if (c === "created_at" || c === "started_at") return "timestamptz";
+  if (c === "id") return "int8";
+  if (c === "attempts" || c === "priority") return "int4";
+  return "text";
+}
+
+const escapeLike = (s: string) => s.replace(/[\\%_]/g, (m) => `\\${m}`);
+
+export interface HistoryQuery {
+  origin: "user" | "system" | null;
+  statuses: TaskStatus[];
+  type: string | null;
+  createdAfter: Date | null;
+  createdBefore: Date | null;
+  limit: number;
+  after: { createdAt: Date; id: string } | null;
+}
+
+/**
+ * One page of history, newest first: running and cancelling tasks from the queue, and finished ones.
+ * The origin filter is symmetric: USER shows only user rows, SYSTEM only system rows.
+ */
+export async function taskListHistory(db: Db, q: HistoryQuery): Promise<TaskRecord[]> {
+  const where: string[] = [];
+  const values: unknown[] = [];
+  const param = (v: unknown) => `$${values.push(v)}`;
+  if (q.origin) where.push(`origin = ${param(q.origin)}`);
+  if (q.statuses.length > 0) where.push(`status = any(${param(q.statuses)}::text[])`);
+  if (q.type !== null) where.push(`type = ${param(q.type)}`);
+  if (q.createdAfter) where.push(`created_at >= ${param(q.createdAfter)}`);
+  if (q.createdBefore) where.push(`created_at < ${param(q.createdBefore)}`);
+  if (q.after) where.push(`(created_at, id) < (${param(q.after.createdAt)}::timestamptz, ${param(q.after.id)}::int8)`);
+  const filter = where.length ? `and ${where.join(" and ")}` : "";
+  const limit = param(q.limit);
+  const { rows } = await db.query<TaskRow>(
+    `(select ${TASK_COLUMNS}, next_try_at, null::timestamptz as finished_at, null::jsonb as result
+      from taskq.tasks where status in ('running', 'cancelling') ${filter}
+      order by created_at desc, id desc limit ${limit})
+     union all
+     (select ${TASK_COLUMNS}, null::timestamptz as next_try_at, finished_at, result
+      from taskq.history where true ${filter}
+      order by created_at desc, id desc limit ${limit})
+     order by created_at desc, id desc limit ${limit}`,
+    values,
+  );
+  return rows.map(taskFromRow);
+}

@@ -1,0 +1,74 @@
+/** Row ⇄ engine type conversion shared by the SQL modules. */
+import type { JsonObject, JsonValue, LogEntry, TaskRecord, TaskStatus } from "../types.js";
+
+/** The columns of tasks and history that a TaskRecord needs, in a form both tables can produce. */
+export const TASK_COLUMNS = `id::text, type, queue, status, priority, params, title, origin, initiator, node_id,
+  idempotency_key, attempts, max_attempts, retry_delay_ms::float8 as retry_delay_ms, retry_backoff,
+  timeout_ms::float8 as timeout_ms, created_at, started_at, worker, status_values, log_seq::float8 as log_seq, error`;
+
+export interface TaskRow {
+  id: string;
+  type: string;
+  queue: string;
+  status: TaskStatus;
+  priority: number;
+  params: JsonObject;
+  title: string;
+  origin: "user" | "system";
+  initiator: string;
+  node_id: string;
+  idempotency_key: string | null;
+  attempts: number;
+  max_attempts: number;
+  retry_delay_ms: number;
+  retry_backoff: "fixed" | "exponential";
+  timeout_ms: number | null;
+  created_at: Date;
+  next_try_at: Date | null;
+  started_at: Date | null;
+  finished_at: Date | null;
+  worker: string;
+  status_values: JsonObject;
+  log_seq: number;
+  result: JsonValue | null;
+  error: string;
+}
+
+export function taskFromRow(r: TaskRow): TaskRecord {
+  return {
+    id: r.id,
+    type: r.type,
+    queue: r.queue,
+    status: r.status,
+    priority: r.priority,
+    params: r.params,
+    title: r.title,
+    origin: r.origin,
+    initiator: r.initiator,
+    nodeId: r.node_id,
+    idempotencyKey: r.idempotency_key,
+    attempts: r.attempts,
+    maxAttempts: r.max_attempts,
+    retryDelayMs: r.retry_delay_ms,
+    retryBackoff: r.retry_backoff,
+    timeoutMs: r.timeout_ms,
+    createdAt: r.created_at,
+    nextTryAt: r.next_try_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    worker: r.worker,
+    statusValues: r.status_values,
+    logSeq: r.log_seq,
+    result: r.status === "completed" ? r.result : undefined,
+    error: r.error,
+  };
+}
+
+export interface LogRow {
+  seq: number;
+  at: Date;
+  message: string;
+  attempt: number;
+}
+
+export const logFromRow = (r: LogRow): LogEntry => ({ seq: r.seq, at: r.at, message: r.message, attempt: r.attempt });

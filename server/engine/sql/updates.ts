@@ -1,0 +1,47 @@
+/** Statements a running task's worker makes: log steps and status values. Each is fenced by the lease token. */
+import type { JsonValue } from "../types.js";
+import { CHANNEL_TASK, type Db } from "./db.js";
+
+/** Appends a log step; returns its sequence number, or null when the token no longer holds the lease. */
+export async function taskLogAppend(
+  db: Db,
+  p: { id: string; leaseToken: string; message: string },
+  now: Date,
+): Promise<number | null> {
+  const { rows } = await db.query<{ seq: number }>({
+    name: "taskLogAppend",
+    text: `
+      with t as (
+        update taskq.tasks set log_seq = log_seq + 1
+        where id = $1 and lease_token = $2 and status in ('running', 'cancelling')
+        returning id, log_seq, attempts
+      ),
+      ins as (
+        insert into taskq.task_log (task_id, seq, attempt, at, message)
+        select id, log_seq, attempts, $3, $4 from t
+        returning task_id, seq
+      )
+      select seq::float8 as seq, pg_notify('${CHANNEL_TASK}', task_id::text) from ins`,
+    values: [p.id, p.leaseToken, now, p.message],
+  });
+  return rows[0]?.seq ?? null;
+}
+
+/** Sets one status value; returns false when the token no longer holds the lease. */
+export async function taskStatusValueSet(
+  db: Db,
+  p: { id: string; leaseToken: string; key: string; value: JsonValue },
+): Promise<boolean> {
+  const { rows } = await db.query({
+    name: "taskStatusValueSet",
+    text: `
+      with t as (
+        update taskq.tasks set status_values = status_values || jsonb_build_object($3::text, $4::jsonb)
+        where id = $1 and lease_token = $2 and status in ('running', 'cancelling')
+        returning id
+      )
+      select pg_notify('${CHANNEL_TASK}', id::text) from t`,
+    values: [p.id, p.leaseToken, p.key, JSON.stringify(p.value)],
+  });
+  return rows.length > 0;
+}

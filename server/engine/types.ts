@@ -1,0 +1,111 @@
+/** The engine's own vocabulary. Nothing here knows about gRPC or protobuf. */
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+export type ActiveStatus = "pending" | "running" | "cancelling";
+export type FinalStatus = "completed" | "failed" | "canceled" | "stuck";
+export type TaskStatus = ActiveStatus | FinalStatus;
+export type Origin = "user" | "system";
+export type RetryBackoff = "fixed" | "exponential";
+
+export const FINAL_STATUSES: readonly FinalStatus[] = ["completed", "failed", "canceled", "stuck"];
+export const isFinal = (s: TaskStatus): s is FinalStatus => (FINAL_STATUSES as readonly string[]).includes(s);
+
+/** A task to queue, with every default already applied by the caller. */
+export interface NewTask {
+  type: string;
+  queue: string;
+  params: JsonObject;
+  title: string;
+  priority: number;
+  origin: Origin;
+  initiator: string;
+  nodeId: string;
+  /** null: decided at lease time (worker's per-type timeout, else the server default). */
+  timeoutMs: number | null;
+  maxAttempts: number;
+  retryDelayMs: number;
+  retryBackoff: RetryBackoff;
+  /** When the task becomes eligible; null means now. */
+  runAt: Date | null;
+  idempotencyKey: string | null;
+}
+
+export interface DispatchResult {
+  id: string;
+  /** false when the idempotency key matched an existing task. */
+  created: boolean;
+}
+
+export interface LogEntry {
+  seq: number;
+  at: Date;
+  message: string;
+  attempt: number;
+}
+
+/** One task as stored, active or finished. */
+export interface TaskRecord {
+  id: string;
+  type: string;
+  queue: string;
+  status: TaskStatus;
+  priority: number;
+  params: JsonObject;
+  title: string;
+  origin: Origin;
+  initiator: string;
+  nodeId: string;
+  idempotencyKey: string | null;
+  attempts: number;
+  maxAttempts: number;
+  retryDelayMs: number;
+  retryBackoff: RetryBackoff;
+  timeoutMs: number | null;
+  createdAt: Date;
+  nextTryAt: Date | null;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  worker: string;
+  statusValues: JsonObject;
+  logSeq: number;
+  result: JsonValue | undefined;
+  error: string;
+}
+
+/** A task handed to a worker session. */
+export interface LeasedTask {
+  id: string;
+  leaseToken: string;
+  sessionId: string;
+  type: string;
+  queue: string;
+  params: JsonObject;
+  attempt: number;
+  maxAttempts: number;
+  timeoutMs: number | null;
+  title: string;
+  idempotencyKey: string | null;
+  createdAt: Date;
+}
+
+export type Outcome =
+  | { kind: "success"; result: JsonValue }
+  | { kind: "failure"; error: string }
+  | { kind: "retry"; error: string; delayMs: number | null };
+
+export type FinishResult =
+  | { accepted: true; status: "pending" | FinalStatus }
+  | { accepted: false; reason: string };
+
+export type CancelReason = "interrupted" | "timed_out" | "shutdown";
+
+/** What a worker says about itself when its session opens. */
+export interface WorkerHello {
+  workerName: string;
+  /** Task type → its default timeout (null: none declared). */
+  taskTypes: Map<string, number | null>;
+  /** Queues to take tasks from; empty means all. */
+  queues: string[];
+}

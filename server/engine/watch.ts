@@ -1,0 +1,88 @@
+/**
+ * Watching tasks. One TaskEvents per replica fans the notifier's task-change notifications out to
+ * watchers by task id. A watcher treats a notification only as "something changed": it re-reads the
+ * task and the log after the last sequence it sent. So a missed or merged notification loses nothing,
+ * a reconnecting watcher resumes by sequence, and nothing is sent twice.
+ */
+import type { Notifier } from "./notifier.js";
+import type { Db } from "./sql/db.js";
+import { CHANNEL_TASK } from "./sql/db.js";
+import { taskGet, taskLogList } from "./sql/read.js";
+import { isFinal, type JsonValue, type LogEntry, type TaskRecord } from "./types.js";
+import { notFound } from "./errors.js";
+
+export type WatchEvent =
+  | { kind: "snapshot"; task: TaskRecord; log: LogEntry[] }
+  | { kind: "log"; entry: LogEntry }
+  | { kind: "status_value"; key: string; value: JsonValue }
+  | { kind: "status"; task: TaskRecord };
+
+export class TaskEvents {
+  private readonly watchers = new Map<string, Set<() => void>>();
+
+  constructor(notifier: Notifier) {
+    notifier.on(CHANNEL_TASK, (payload) => {
+      for (const id of payload.split(",")) for (const fn of this.watchers.get(id) ?? []) fn();
+    });
+    notifier.on("reconnected", () => {
+      for (const set of this.watchers.values()) for (const fn of set) fn();
+    });
+  }
+
+  get watcherCount(): number {
+    let n = 0;
+    for (const set of this.watchers.values()) n += set.size;
+    return n;
+  }
+
+  subscribe(id: string, fn: () => void): () => void {
+    let set = this.watchers.get(id);
+    if (!set) this.watchers.set(id, (set = new Set()));
+    set.add(fn);
+    return () => {
+      set.delete(fn);
+      if (set.size === 0) this.watchers.delete(id);
+    };
+  }
+
+  /** A snapshot, then every change, ending after the final status or when `signal` aborts. */
+  async *watch(db: Db, id: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<WatchEvent> {
+    let changed = false;
+    let wakeUp: (() => void) | null = null;
+    const unsubscribe = this.subscribe(id, () => {
+      changed = true;
+      wakeUp?.();
+    });
+    const onAbort = () => wakeUp?.();
+    signal.addEventListener("abort", onAbort);
+    try {
+      let task = await taskGet(db, id);
+      if (!task) throw notFound(`task ${id} not found`);
+      const log = await taskLogList(db, id, afterSeq);
+      let lastSeq = log.at(-1)?.seq ?? afterSeq;
+      yield { kind: "snapshot", task, log };
+      while (!isFinal(task.status) && !signal.aborted) {
+        if (!changed) await new Promise<void>((resolve) => (wakeUp = resolve));
+        wakeUp = null;
+        if (signal.aborted) return;
+        changed = false;
+        const next = await taskGet(db, id);
+        if (!next) return;
+        for (const entry of await taskLogList(db, id, lastSeq)) {
+          lastSeq = entry.seq;
+          yield { kind: "log", entry };
+        }
+        for (const [key, value] of Object.entries(next.statusValues)) {
+          if (JSON.stringify(task.statusValues[key]) !== JSON.stringify(value)) yield { kind: "status_value", key, value };
+        }
+        if (statusMoved(task, next)) yield { kind: "status", task: next };
+        task = next;
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      unsubscribe();
+    }
+  }
+}
+
+const statusMoved = (a: TaskRecord, b: TaskRecord) => a.status !== b.status || a.attempts !== b.attempts;

@@ -1,0 +1,73 @@
+/** Engine ⇄ protobuf conversion for the RPC layer. */
+import { create, fromJson, toJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import type { JsonValue, LogEntry, TaskRecord, TaskStatus as EngineStatus } from "../engine/types.js";
+import {
+  LogEntrySchema,
+  Origin,
+  PriorityBand,
+  RetryBackoff,
+  TaskSchema,
+  TaskStatus,
+  type LogEntry as PbLogEntry,
+  type Task,
+} from "../../sdk/gen/taskq/v1/task_pb.js";
+
+export const STATUS_TO_PB: Record<EngineStatus, TaskStatus> = {
+  pending: TaskStatus.PENDING,
+  running: TaskStatus.RUNNING,
+  cancelling: TaskStatus.CANCELLING,
+  completed: TaskStatus.COMPLETED,
+  failed: TaskStatus.FAILED,
+  canceled: TaskStatus.CANCELED,
+  stuck: TaskStatus.STUCK,
+};
+
+export const STATUS_FROM_PB = new Map<TaskStatus, EngineStatus>(
+  Object.entries(STATUS_TO_PB).map(([k, v]) => [v, k as EngineStatus]),
+);
+
+export function priorityBand(priority: number): PriorityBand {
+  if (priority >= 10) return PriorityBand.HIGH;
+  if (priority >= 5) return PriorityBand.MEDIUM;
+  return PriorityBand.LOW;
+}
+
+export const valueToPb = (v: JsonValue): Value => fromJson(ValueSchema, v as PbJsonValue);
+export const valueFromPb = (v: Value | undefined): JsonValue => (v ? (toJson(ValueSchema, v) as JsonValue) : null);
+
+export function logEntryToPb(e: LogEntry): PbLogEntry {
+  return create(LogEntrySchema, { seq: BigInt(e.seq), time: timestampFromDate(e.at), message: e.message, attempt: e.attempt });
+}
+
+/** A task for the wire; `detail` adds params, status values and the log (lists leave them out). */
+export function taskToPb(t: TaskRecord, detail?: { log: LogEntry[] }): Task {
+  return create(TaskSchema, {
+    id: t.id,
+    type: t.type,
+    queue: t.queue,
+    status: STATUS_TO_PB[t.status],
+    title: t.title,
+    priority: t.priority,
+    priorityBand: priorityBand(t.priority),
+    origin: t.origin === "system" ? Origin.SYSTEM : Origin.USER,
+    initiator: t.initiator,
+    nodeId: t.nodeId,
+    params: detail ? t.params : undefined,
+    attempts: t.attempts,
+    maxAttempts: t.maxAttempts,
+    createdAt: timestampFromDate(t.createdAt),
+    startedAt: t.startedAt ? timestampFromDate(t.startedAt) : undefined,
+    finishedAt: t.finishedAt ? timestampFromDate(t.finishedAt) : undefined,
+    nextTryAt: t.nextTryAt ? timestampFromDate(t.nextTryAt) : undefined,
+    worker: t.worker,
+    statusValues: detail ? t.statusValues : undefined,
+    log: detail ? detail.log.map(logEntryToPb) : [],
+    result: t.result === undefined ? undefined : valueToPb(t.result),
+    error: t.error,
+    timeout: t.timeoutMs === null ? undefined : durationFromMs(t.timeoutMs),
+    retryDelay: durationFromMs(t.retryDelayMs),
+    retryBackoff: t.retryBackoff === "exponential" ? RetryBackoff.EXPONENTIAL : RetryBackoff.FIXED,
+    idempotencyKey: t.idempotencyKey ?? "",
+  });
+}

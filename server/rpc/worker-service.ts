@@ -1,0 +1,246 @@
+/**
+ * WorkerService.Connect: one bidirectional stream per worker.
+ *
+ * States of a stream:
+ *   awaiting hello → the first message must be a valid hello, else the stream ends with an error
+ *   open           → welcome sent; credits, log steps, status values, heartbeats, finishes accepted
+ *   closed         → the worker hung up, the connection broke, or the server stopped: the engine
+ *                    session closes and every lease it still holds goes back to the queue
+ *
+ * Messages about one task are handled in the order they came (a log step sent before a finish is
+ * written before it); messages about different tasks run concurrently, so finishes that arrive
+ * together are written together. A problem with one task is answered in-band (FinishRejected,
+ * UpdateRejected) and the stream goes on.
+ */
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { Engine } from "../engine/engine.js";
+import type { WorkerSession } from "../engine/session.js";
+import type { CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerHello } from "../engine/types.js";
+import { AsyncQueue } from "../../sdk/internal/async-queue.js";
+import {
+  CancelReason,
+  ServerMessageSchema,
+  WorkerService,
+  type Finish,
+  type Hello,
+  type ServerMessage,
+  type WorkerMessage,
+} from "../../sdk/gen/taskq/v1/worker_pb.js";
+import { STATUS_TO_PB, valueFromPb } from "./convert.js";
+import { toConnectError } from "./errors.js";
+import * as v from "./validate.js";
+
+const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
+  interrupted: CancelReason.INTERRUPTED,
+  timed_out: CancelReason.TIMED_OUT,
+  shutdown: CancelReason.SHUTDOWN,
+};
+
+export interface WorkerServiceOptions {
+  /** How often workers are asked to send something when idle. */
+  heartbeatIntervalMs: number;
+}
+
+export function workerService(engine: Engine, log: Logger, opts: WorkerServiceOptions): ServiceImpl<typeof WorkerService> {
+  return {
+    async *connect(requests, ctx) {
+      const incoming = requests[Symbol.asyncIterator]();
+      const first = await incoming.next();
+      if (first.done) return;
+      if (first.value.message.case !== "hello") {
+        throw new ConnectError("the first message of a worker stream must be hello", Code.FailedPrecondition);
+      }
+      const hello = helloFromPb(first.value.message.value);
+      const outbox = new AsyncQueue<ServerMessage>();
+      let session: WorkerSession;
+      try {
+        session = await engine.openSession(hello, {
+          lease: (task) => outbox.push(leaseToPb(task)),
+          cancel: (taskId, leaseToken, reason) =>
+            outbox.push(message({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
+        });
+      } catch (err) {
+        throw toConnectError(err, log);
+      }
+      const slog = log.child({ session: session.id, worker: hello.workerName });
+      slog.info({ types: [...hello.taskTypes.keys()] }, "worker connected");
+      outbox.push(
+        message({
+          case: "welcome",
+          value: {
+            sessionId: session.id,
+            serverId: engine.replicaId,
+            heartbeatInterval: durationFromMs(opts.heartbeatIntervalMs),
+          },
+        }),
+      );
+      ctx.signal.addEventListener("abort", () => outbox.close());
+      const reading = readMessages({ next: () => incoming.next() }, session, outbox, slog);
+      try {
+        for await (const m of outbox) {
+          if (ctx.signal.aborted) break;
+          yield m;
+        }
+      } finally {
+        outbox.close();
+        await reading.catch(() => {});
+        await session.close("worker disconnected");
+        slog.info("worker disconnected");
+      }
+    },
+  };
+}
+
+/** Reads the worker's messages until its stream ends, then closes the outbox (ending the response). */
+async function readMessages(
+  incoming: { next(): Promise<IteratorResult<WorkerMessage>> },
+  session: WorkerSession,
+  outbox: AsyncQueue<ServerMessage>,
+  log: Logger,
+): Promise<void> {
+  const perTask = new Map<string, Promise<void>>();
+  const inOrder = (taskId: string, work: () => Promise<void>) => {
+    const run = (perTask.get(taskId) ?? Promise.resolve()).then(work).catch((err: unknown) => {
+      log.error({ err, task: taskId }, "handling a worker message failed");
+      outbox.fail(toConnectError(err, log));
+    });
+    perTask.set(taskId, run);
+    void run.then(() => {
+      if (perTask.get(taskId) === run) perTask.delete(taskId);
+    });
+  };
+  try {
+    for (let r = await incoming.next(); !r.done; r = await incoming.next()) {
+      const m = r.value.message;
+      switch (m.case) {
+        case "hello":
+          throw new ConnectError("hello may be sent only once", Code.FailedPrecondition);
+        case "credits":
+          session.addCredits(m.value.count);
+          break;
+        case "heartbeat":
+          break;
+        case "logStep": {
+          const { taskId, leaseToken } = m.value;
+          const text = m.value.message;
+          inOrder(taskId, async () => {
+            const problem = fenceProblem(taskId, leaseToken) ?? lengthProblem(text);
+            const ok = problem === null && (await session.log(taskId, leaseToken, text));
+            if (!ok) outbox.push(updateRejected(taskId, leaseToken, problem ?? "this session does not hold that lease"));
+          });
+          break;
+        }
+        case "statusValue": {
+          const { taskId, leaseToken, key, value } = m.value;
+          inOrder(taskId, async () => {
+            const problem = fenceProblem(taskId, leaseToken) ?? (key === "" || key.length > 200 ? "key: must be 1 to 200 characters" : null);
+            const ok = problem === null && (await session.setStatusValue(taskId, leaseToken, key, valueFromPb(value)));
+            if (!ok) outbox.push(updateRejected(taskId, leaseToken, problem ?? "this session does not hold that lease"));
+          });
+          break;
+        }
+        case "finish": {
+          const finish = m.value;
+          inOrder(finish.taskId, () => handleFinish(finish, session, outbox));
+          break;
+        }
+        default:
+          throw new ConnectError("empty or unknown worker message", Code.InvalidArgument);
+      }
+    }
+    await Promise.all(perTask.values());
+    outbox.close();
+  } catch (err) {
+    outbox.fail(toConnectError(err, log));
+  }
+}
+
+async function handleFinish(f: Finish, session: WorkerSession, outbox: AsyncQueue<ServerMessage>): Promise<void> {
+  const { taskId, leaseToken } = f;
+  const rejected = (reason: string) => outbox.push(message({ case: "finishRejected", value: { taskId, leaseToken, reason } }));
+  const problem = fenceProblem(taskId, leaseToken);
+  if (problem) return void rejected(problem);
+  let outcome: Outcome;
+  switch (f.outcome.case) {
+    case "success":
+      outcome = { kind: "success", result: valueFromPb(f.outcome.value.result) };
+      break;
+    case "failure":
+      outcome = { kind: "failure", error: f.outcome.value.error.slice(0, v.LIMITS.logMessageLength) };
+      break;
+    case "retry": {
+      let delayMs: number | undefined;
+      try {
+        delayMs = v.duration("retry.delay", f.outcome.value.delay, { min: 0 });
+      } catch (err) {
+        return void rejected((err as Error).message);
+      }
+      outcome = { kind: "retry", error: f.outcome.value.error.slice(0, v.LIMITS.logMessageLength), delayMs: delayMs ?? null };
+      break;
+    }
+    default:
+      return void rejected("outcome: required (success, failure or retry)");
+  }
+  const result = await session.finish(taskId, leaseToken, outcome);
+  if (!result.accepted) return void rejected(result.reason);
+  outbox.push(message({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status] } }));
+}
+
+/** Why a task id and lease token cannot name a lease, or null when they are well-formed. */
+function fenceProblem(taskId: string, leaseToken: string): string | null {
+  try {
+    v.taskId("task_id", taskId);
+    v.leaseToken("lease_token", leaseToken);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+const lengthProblem = (text: string) =>
+  text.length > v.LIMITS.logMessageLength ? `message: longer than ${v.LIMITS.logMessageLength} characters` : null;
+
+function helloFromPb(h: Hello): WorkerHello {
+  try {
+    const workerName = v.text("hello.worker_name", h.workerName, v.LIMITS.nameLength) || "worker";
+    if (h.taskTypes.length === 0) throw new Error("hello.task_types: at least one task type is required");
+    const taskTypes = new Map<string, number | null>();
+    h.taskTypes.forEach((t, i) => {
+      const name = v.name(`hello.task_types[${i}].name`, t.name, true);
+      if (taskTypes.has(name)) throw new Error(`hello.task_types[${i}].name: "${name}" is declared twice`);
+      taskTypes.set(name, v.duration(`hello.task_types[${i}].timeout`, t.timeout, { min: 1 }) ?? null);
+    });
+    const queues = h.queues.map((q, i) => v.name(`hello.queues[${i}]`, q, true));
+    return { workerName, taskTypes, queues };
+  } catch (err) {
+    throw new ConnectError((err as Error).message, Code.InvalidArgument);
+  }
+}
+
+function leaseToPb(t: LeasedTask): ServerMessage {
+  return message({
+    case: "lease",
+    value: {
+      taskId: t.id,
+      leaseToken: t.leaseToken,
+      type: t.type,
+      queue: t.queue,
+      params: t.params,
+      attempt: t.attempt,
+      maxAttempts: t.maxAttempts,
+      timeout: t.timeoutMs === null ? undefined : durationFromMs(t.timeoutMs),
+      title: t.title,
+      idempotencyKey: t.idempotencyKey ?? "",
+      createdAt: timestampFromDate(t.createdAt),
+    },
+  });
+}
+
+const updateRejected = (taskId: string, leaseToken: string, reason: string) =>
+  message({ case: "updateRejected", value: { taskId, leaseToken, reason } });
+
+const message = (m: NonNullable<Parameters<typeof create<typeof ServerMessageSchema>>[1]>["message"]) =>
+  create(ServerMessageSchema, { message: m });

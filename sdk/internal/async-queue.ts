@@ -60,6 +60,10 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
         this.items.length = 0;
         return Promise.resolve({ value: undefined, done: true });
       },
+      throw: (err: unknown) => {
+        this.fail(err);
+        return Promise.reject(err);
+      },
     };
   }
 }

@@ -1,0 +1,165 @@
+/**
+ * TaskClient: dispatch tasks and follow them. `dispatch` returns a TaskHandle whose `result()` waits
+ * for the outcome, `watch()` streams every change, and `interrupt()` stops the task.
+ */
+import { create, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient, type Client } from "@connectrpc/connect";
+import { Origin, RetryBackoff } from "./gen/taskq/v1/task_pb.js";
+import {
+  DispatchRequestSchema,
+  TaskQueue,
+  type ListActiveRequestSchema,
+  type ListHistoryRequestSchema,
+} from "./gen/taskq/v1/task_queue_pb.js";
+import { TaskFailedError, TaskqError, call } from "./errors.js";
+import { connect, type Connection } from "./transport.js";
+import { isFinalStatus, statusName, taskFromPb, watchEventFromPb, type JsonValue, type TaskInfo, type WatchEvent } from "./types.js";
+
+export interface TaskClientOptions {
+  /** The server, such as http://127.0.0.1:50051. */
+  url: string;
+}
+
+export interface DispatchOptions {
+  queue?: string;
+  title?: string;
+  priority?: number;
+  origin?: "user" | "system";
+  initiator?: string;
+  nodeId?: string;
+  timeoutMs?: number;
+  maxAttempts?: number;
+  retryDelayMs?: number;
+  backoff?: "fixed" | "exponential";
+  /** Run no sooner than this long after dispatch. */
+  delayMs?: number;
+  /** Run no sooner than this time. */
+  runAt?: Date;
+  /** Dispatching the same key again returns the first task instead of queuing another. */
+  idempotencyKey?: string;
+}
+
+export interface DispatchItem extends DispatchOptions {
+  type: string;
+  params?: JsonObject;
+}
+
+export class TaskClient {
+  readonly rpc: Client<typeof TaskQueue>;
+  private readonly connection: Connection;
+
+  constructor(opts: TaskClientOptions) {
+    this.connection = connect(opts.url);
+    this.rpc = createClient(TaskQueue, this.connection.transport);
+  }
+
+  async dispatch(type: string, params: JsonObject = {}, opts: DispatchOptions = {}): Promise<TaskHandle> {
+    const res = await call(() => this.rpc.dispatch(dispatchRequest({ ...opts, type, params })));
+    return new TaskHandle(this, res.taskId, res.created);
+  }
+
+  /** Queues many tasks in one round trip; all or none. Handles come back in the same order. */
+  async dispatchBatch(items: DispatchItem[]): Promise<TaskHandle[]> {
+    const res = await call(() => this.rpc.dispatchBatch({ tasks: items.map(dispatchRequest) }));
+    return res.results.map((r) => new TaskHandle(this, r.taskId, r.created));
+  }
+
+  /** A handle for a task dispatched earlier. */
+  handle(id: string): TaskHandle {
+    return new TaskHandle(this, id, false);
+  }
+
+  async status(id: string): Promise<TaskInfo> {
+    const res = await call(() => this.rpc.status({ taskId: id }));
+    return taskFromPb(res.task!);
+  }
+
+  /** A snapshot, then every change, until the task's final status. Resume with `afterSeq`. */
+  async *watch(id: string, opts: { afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchEvent> {
+    const stream = this.rpc.watchTask({ taskId: id, afterSeq: BigInt(opts.afterSeq ?? 0) }, { signal: opts.signal });
+    try {
+      for await (const res of stream) {
+        const event = watchEventFromPb(res);
+        if (event) yield event;
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) return;
+      throw TaskqError.from(err);
+    }
+  }
+
+  async interrupt(id: string, reason = ""): Promise<"canceled" | "cancelling"> {
+    const res = await call(() => this.rpc.interrupt({ taskId: id, reason }));
+    return statusName(res.status) === "canceled" ? "canceled" : "cancelling";
+  }
+
+  async listActive(req: MessageInitShape<typeof ListActiveRequestSchema> = {}) {
+    const res = await call(() => this.rpc.listActive(req));
+    return { tasks: res.tasks.map(taskFromPb), nextPageToken: res.nextPageToken };
+  }
+
+  async listHistory(req: MessageInitShape<typeof ListHistoryRequestSchema> = {}) {
+    const res = await call(() => this.rpc.listHistory(req));
+    return { tasks: res.tasks.map(taskFromPb), nextPageToken: res.nextPageToken };
+  }
+
+  close(): void {
+    this.connection.close();
+  }
+}
+
+export class TaskHandle {
+  constructor(
+    private readonly client: TaskClient,
+    readonly id: string,
+    /** false when an idempotency key matched a task dispatched before. */
+    readonly created: boolean,
+  ) {}
+
+  status(): Promise<TaskInfo> {
+    return this.client.status(this.id);
+  }
+
+  watch(opts: { afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchEvent> {
+    return this.client.watch(this.id, opts);
+  }
+
+  /** Resolves with the result when the task completes; rejects with TaskFailedError on FAILED, CANCELED or STUCK. */
+  async result<T extends JsonValue = JsonValue>(opts: { signal?: AbortSignal } = {}): Promise<T> {
+    for await (const event of this.watch(opts)) {
+      const status = event.type === "snapshot" ? event.task.status : event.type === "status" ? event.status : null;
+      if (status && isFinalStatus(status)) {
+        const task = await this.status();
+        if (task.status === "completed") return task.result as T;
+        throw new TaskFailedError(task);
+      }
+    }
+    throw new Error(`watching task ${this.id} ended before its final status`);
+  }
+
+  interrupt(reason?: string): Promise<"canceled" | "cancelling"> {
+    return this.client.interrupt(this.id, reason);
+  }
+}
+
+function dispatchRequest(item: DispatchItem) {
+  return create(DispatchRequestSchema, {
+    type: item.type,
+    queue: item.queue,
+    params: item.params,
+    title: item.title,
+    priority: item.priority,
+    origin: item.origin === "system" ? Origin.SYSTEM : item.origin === "user" ? Origin.USER : Origin.UNSPECIFIED,
+    initiator: item.initiator,
+    nodeId: item.nodeId,
+    timeout: item.timeoutMs === undefined ? undefined : durationFromMs(item.timeoutMs),
+    maxAttempts: item.maxAttempts,
+    retryDelay: item.retryDelayMs === undefined ? undefined : durationFromMs(item.retryDelayMs),
+    retryBackoff:
+      item.backoff === "exponential" ? RetryBackoff.EXPONENTIAL : item.backoff === "fixed" ? RetryBackoff.FIXED : RetryBackoff.UNSPECIFIED,
+    delay: item.delayMs === undefined ? undefined : durationFromMs(item.delayMs),
+    runAt: item.runAt ? timestampFromDate(item.runAt) : undefined,
+    idempotencyKey: item.idempotencyKey,
+  });
+}

@@ -1,0 +1,8 @@
+/**
+ * The taskq SDK for TypeScript: a client that dispatches and follows tasks, and a worker runtime that
+ * runs them. It depends only on the Connect and protobuf libraries, never on server code.
+ */
+export { TaskClient, TaskHandle, type DispatchItem, type DispatchOptions, type TaskClientOptions } from "./client.js";
+export { Worker, type Handler, type HandlerOptions, type TaskContext, type WorkerOptions } from "./worker.js";
+export { Code, RetryableError, TaskFailedError, TaskqError } from "./errors.js";
+export type { JsonObject, JsonValue, LogStep, TaskInfo, TaskStatusName, WatchEvent } from "./types.js";

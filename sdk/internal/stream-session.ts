@@ -1,0 +1,135 @@
+/**
+ * One connection attempt of a worker: a WorkerService.Connect stream from hello to its end.
+ *
+ * States:
+ *   connecting → hello and the initial credits are queued; the stream opens
+ *   open       → welcome received; leases arrive and run; finishes, logs and status values go out
+ *   draining   → drain() called: no more credits are granted; the stream half-closes once the
+ *                running tasks have finished (or at once when none run)
+ *   ended      → the stream ended (server gone, network, drain done); tasks still running here are
+ *                aborted, because the server has already returned their leases to the queue
+ *
+ * Each lease is run by the Worker's runner; a finished task returns its credit so the server may
+ * send the next lease. Messages about a task carry its lease token.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
+import { createClient, type Transport } from "@connectrpc/connect";
+import {
+  CancelReason,
+  WorkerMessageSchema,
+  WorkerService,
+  type Lease,
+  type WorkerMessage,
+} from "../gen/taskq/v1/worker_pb.js";
+import { AsyncQueue } from "./async-queue.js";
+
+export interface StreamSessionHooks {
+  /** Runs one lease; resolves when its finish has been sent. */
+  run(lease: Lease, session: StreamSession): Promise<void>;
+  /** A lease of this session was canceled by the server. */
+  cancel(taskId: string, reason: "interrupted" | "timed_out" | "shutdown"): void;
+  /** Something worth telling the operator (rejections, protocol notes). */
+  note(message: string, detail?: Record<string, unknown>): void;
+  /** The server welcomed the session. */
+  opened(sessionId: string): void;
+}
+
+export interface HelloInfo {
+  workerName: string;
+  taskTypes: { name: string; timeoutMs?: number }[];
+  queues: string[];
+  concurrency: number;
+}
+
+type MessageInit = MessageInitShape<typeof WorkerMessageSchema>["message"];
+
+const CANCEL_REASONS: Record<number, "interrupted" | "timed_out" | "shutdown"> = {
+  [CancelReason.INTERRUPTED]: "interrupted",
+  [CancelReason.TIMED_OUT]: "timed_out",
+  [CancelReason.SHUTDOWN]: "shutdown",
+};
+
+export class StreamSession {
+  private readonly outbox = new AsyncQueue<WorkerMessage>();
+  private readonly running = new Set<Promise<void>>();
+  private draining = false;
+  private heartbeat: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly transport: Transport,
+    private readonly hello: HelloInfo,
+    private readonly hooks: StreamSessionHooks,
+  ) {}
+
+  send(message: MessageInit): void {
+    this.outbox.push(create(WorkerMessageSchema, { message }));
+  }
+
+  /** Runs the stream to its end. Rejects when the stream fails; resolves when it ends cleanly. */
+  async run(signal: AbortSignal): Promise<void> {
+    const client = createClient(WorkerService, this.transport);
+    this.send({
+      case: "hello",
+      value: {
+        workerName: this.hello.workerName,
+        taskTypes: this.hello.taskTypes.map((t) => ({
+          name: t.name,
+          timeout: t.timeoutMs === undefined ? undefined : durationFromMs(t.timeoutMs),
+        })),
+        queues: this.hello.queues,
+        concurrency: this.hello.concurrency,
+      },
+    });
+    this.send({ case: "credits", value: { count: this.hello.concurrency } });
+    try {
+      for await (const m of client.connect(this.outbox, { signal })) {
+        const msg = m.message;
+        switch (msg.case) {
+          case "welcome": {
+            const every = msg.value.heartbeatInterval ? durationMs(msg.value.heartbeatInterval) : 10_000;
+            this.heartbeat = setInterval(() => this.send({ case: "heartbeat", value: {} }), every);
+            this.hooks.opened(msg.value.sessionId);
+            break;
+          }
+          case "lease":
+            this.start(msg.value);
+            break;
+          case "cancel":
+            this.hooks.cancel(msg.value.taskId, CANCEL_REASONS[msg.value.reason] ?? "interrupted");
+            break;
+          case "finishRejected":
+            this.hooks.note("finish rejected", { task: msg.value.taskId, reason: msg.value.reason });
+            break;
+          case "updateRejected":
+            this.hooks.note("update rejected", { task: msg.value.taskId, reason: msg.value.reason });
+            break;
+          case "finishAck":
+            break;
+        }
+      }
+    } finally {
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      this.outbox.close();
+    }
+  }
+
+  /** Stop taking tasks; half-close the stream once running tasks have finished. */
+  async drain(): Promise<void> {
+    this.draining = true;
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+    this.outbox.close();
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  private start(lease: Lease): void {
+    const job = this.hooks.run(lease, this).finally(() => {
+      this.running.delete(job);
+      if (!this.draining) this.send({ case: "credits", value: { count: 1 } });
+    });
+    this.running.add(job);
+  }
+}

@@ -1,0 +1,211 @@
+/**
+ * Worker: register handlers by task type, start, and the worker holds one stream to the server,
+ * running up to `concurrency` tasks at once. A handler's return value is the task's result; a thrown
+ * RetryableError asks for another attempt; any other thrown error fails the task. An interrupt or
+ * timeout reaches the handler as its AbortSignal. The stream reconnects with backoff when it breaks;
+ * stop() finishes running handlers first.
+ */
+import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
+import { hostname } from "node:os";
+import type { Lease } from "./gen/taskq/v1/worker_pb.js";
+import { RetryableError } from "./errors.js";
+import { StreamSession } from "./internal/stream-session.js";
+import { connect, type Connection } from "./transport.js";
+
+export interface TaskContext {
+  readonly id: string;
+  readonly type: string;
+  readonly queue: string;
+  readonly params: JsonObject;
+  readonly title: string;
+  /** This attempt's number, from 1. */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  /** The key given at dispatch; with `attempt`, what a handler needs to avoid repeating side effects. */
+  readonly idempotencyKey: string;
+  /** Aborts when the task is interrupted, times out, or the worker loses its lease. */
+  readonly signal: AbortSignal;
+  /** Appends a step to the task's log. */
+  log(message: string): void;
+  /** Sets a status value, such as ("progress", 40). */
+  setStatus(key: string, value: JsonValue): void;
+  /** Shorthand for setStatus("progress", percent). */
+  progress(percent: number): void;
+}
+
+export type Handler = (ctx: TaskContext) => unknown | Promise<unknown>;
+
+export interface HandlerOptions {
+  /** Default timeout for tasks of this type dispatched without one. */
+  timeoutMs?: number;
+}
+
+export interface WorkerOptions {
+  url: string;
+  /** Shown as the task's worker; defaults to host:pid. */
+  name?: string;
+  /** Tasks run at once; default 10. */
+  concurrency?: number;
+  /** Queues to take tasks from; default all. */
+  queues?: string[];
+  /** Reconnect backoff bounds; defaults 100 ms to 5 s. */
+  reconnect?: { initialMs?: number; maxMs?: number };
+  /** Where the worker reports what happens to it; default silent. */
+  onEvent?: (event: string, detail?: Record<string, unknown>) => void;
+}
+
+type State = "idle" | "running" | "stopping" | "stopped";
+
+export class Worker {
+  private readonly handlers = new Map<string, { fn: Handler; opts: HandlerOptions }>();
+  private readonly aborts = new Map<string, AbortController>();
+  private readonly connection: Connection;
+  private readonly stopSignal = new AbortController();
+  private state: State = "idle";
+  private session: StreamSession | null = null;
+  private loop: Promise<void> | null = null;
+  private firstOpen: { promise: Promise<void>; resolve: () => void };
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.connection = connect(opts.url);
+    let resolve!: () => void;
+    this.firstOpen = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+  }
+
+  register(type: string, handler: Handler, opts: HandlerOptions = {}): this {
+    if (this.state !== "idle") throw new Error("register handlers before start()");
+    this.handlers.set(type, { fn: handler, opts });
+    return this;
+  }
+
+  /** Connects and starts taking tasks; resolves once the server has welcomed the worker. */
+  async start(): Promise<void> {
+    if (this.handlers.size === 0) throw new Error("register at least one handler before start()");
+    if (this.state !== "idle") throw new Error(`worker already ${this.state}`);
+    this.state = "running";
+    this.loop = this.connectLoop();
+    await Promise.race([this.firstOpen.promise, this.loop]);
+  }
+
+  /** How many handlers are running now. */
+  get running(): number {
+    return this.aborts.size;
+  }
+
+  /**
+   * Stops taking tasks, lets running handlers finish (up to graceMs, then aborts them), and closes.
+   */
+  async stop(opts: { graceMs?: number } = {}): Promise<void> {
+    if (this.state === "stopped" || this.state === "idle") return;
+    this.state = "stopping";
+    const session = this.session;
+    const drained = session ? session.drain() : Promise.resolve();
+    const grace = setTimeout(() => {
+      for (const c of this.aborts.values()) c.abort(new Error("worker stopping"));
+    }, opts.graceMs ?? 30_000);
+    await drained;
+    clearTimeout(grace);
+    this.stopSignal.abort();
+    await this.loop?.catch(() => {});
+    this.connection.close();
+    this.state = "stopped";
+  }
+
+  private emit(event: string, detail?: Record<string, unknown>) {
+    this.opts.onEvent?.(event, detail);
+  }
+
+  private async connectLoop(): Promise<void> {
+    const initial = this.opts.reconnect?.initialMs ?? 100;
+    const max = this.opts.reconnect?.maxMs ?? 5_000;
+    let delay = initial;
+    while (this.state === "running") {
+      const session = new StreamSession(this.connection.transport, this.helloInfo(), {
+        run: (lease, s) => this.runLease(lease, s),
+        cancel: (taskId, reason) => this.aborts.get(taskId)?.abort(new Error(`task ${reason}`)),
+        note: (message, detail) => this.emit(message, detail),
+        opened: (sessionId) => {
+          delay = initial;
+          this.emit("connected", { sessionId });
+          this.firstOpen.resolve();
+        },
+      });
+      this.session = session;
+      try {
+        await session.run(this.stopSignal.signal);
+      } catch (err) {
+        if (this.state === "running") this.emit("disconnected", { error: (err as Error).message });
+      }
+      // The server returned this session's leases to the queue; stop the handlers still holding them.
+      for (const c of this.aborts.values()) c.abort(new Error("lease lost: connection to the server ended"));
+      if (this.state !== "running") break;
+      await sleep(delay, this.stopSignal.signal);
+      delay = Math.min(delay * 2, max);
+    }
+  }
+
+  private helloInfo() {
+    return {
+      workerName: this.opts.name ?? `${hostname()}:${process.pid}`,
+      taskTypes: [...this.handlers].map(([name, h]) => ({ name, timeoutMs: h.opts.timeoutMs })),
+      queues: this.opts.queues ?? [],
+      concurrency: this.opts.concurrency ?? 10,
+    };
+  }
+
+  private async runLease(lease: Lease, session: StreamSession): Promise<void> {
+    const { taskId, leaseToken } = lease;
+    const abort = new AbortController();
+    this.aborts.set(taskId, abort);
+    let open = true;
+    const ctx: TaskContext = {
+      id: taskId,
+      type: lease.type,
+      queue: lease.queue,
+      params: lease.params ?? {},
+      title: lease.title,
+      attempt: lease.attempt,
+      maxAttempts: lease.maxAttempts,
+      idempotencyKey: lease.idempotencyKey,
+      signal: abort.signal,
+      log: (message) => {
+        if (open) session.send({ case: "logStep", value: { taskId, leaseToken, message: String(message) } });
+      },
+      setStatus: (key, value) => {
+        if (open) session.send({ case: "statusValue", value: { taskId, leaseToken, key, value: fromJson(ValueSchema, value) } });
+      },
+      progress: (percent) => ctx.setStatus("progress", percent),
+    };
+    try {
+      const handler = this.handlers.get(lease.type);
+      if (!handler) throw new Error(`no handler registered for task type ${lease.type}`);
+      const result = await handler.fn(ctx);
+      open = false;
+      session.send({ case: "finish", value: { taskId, leaseToken, outcome: { case: "success", value: { result: toValue(result) } } } });
+    } catch (err) {
+      open = false;
+      const message = err instanceof Error ? err.message : String(err);
+      const outcome =
+        err instanceof RetryableError
+          ? { case: "retry" as const, value: { error: message, delay: err.delayMs === undefined ? undefined : durationFromMs(err.delayMs) } }
+          : { case: "failure" as const, value: { error: message } };
+      session.send({ case: "finish", value: { taskId, leaseToken, outcome } });
+    } finally {
+      this.aborts.delete(taskId);
+    }
+  }
+}
+
+/** A handler's return value as a protobuf Value: undefined becomes null; non-JSON values fail loudly. */
+function toValue(result: unknown) {
+  const json = result === undefined ? null : (JSON.parse(JSON.stringify(result)) as JsonValue);
+  return fromJson(ValueSchema, json);
+}
+
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+  });
+

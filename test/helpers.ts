@@ -1,0 +1,186 @@
+/**
+ * Test helpers: a fresh database per test file (created on TASKQ_TEST_DATABASE_URL, dropped after),
+ * server replicas on loopback port 0, SDK clients and workers, and a hand-driven worker stream.
+ * `harness.close()` stops everything it started and fails if a worker stream is still open.
+ */
+import { randomBytes } from "node:crypto";
+import { createClient, type Client } from "@connectrpc/connect";
+import pg from "pg";
+import { pino } from "pino";
+import { startReplica, type Replica } from "../server/app.js";
+import { BUILTIN_QUEUES, loadConfig, type ServerConfig } from "../server/config.js";
+import type { Clock } from "../server/engine/clock.js";
+import { TaskClient, Worker, type WorkerOptions } from "../sdk/index.js";
+import { connect, type Connection } from "../sdk/transport.js";
+import { AsyncQueue } from "../sdk/internal/async-queue.js";
+import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
+import { WorkerService, type ServerMessage, type WorkerMessage } from "../sdk/gen/taskq/v1/worker_pb.js";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { WorkerMessageSchema } from "../sdk/gen/taskq/v1/worker_pb.js";
+
+const ADMIN_URL = process.env.TASKQ_TEST_DATABASE_URL;
+
+export const silentLog = pino({ level: process.env.TASKQ_TEST_LOG_LEVEL ?? "silent" });
+
+export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  if (!ADMIN_URL) throw new Error("TASKQ_TEST_DATABASE_URL is not set: run the tests with `npm test`");
+  const name = `taskq_test_${randomBytes(6).toString("hex")}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: ADMIN_URL });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`);
+      await c.end();
+    },
+  };
+}
+
+/** Polls `check` until it returns a truthy value, failing after `timeoutMs`. */
+export async function waitFor<T>(what: string, check: () => Promise<T> | T, timeoutMs = 20_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export class Harness {
+  readonly replicas: Replica[] = [];
+  private readonly closers: (() => Promise<void> | void)[] = [];
+  private dbUrl = "";
+  private dropDb: (() => Promise<void>) | null = null;
+  pool!: pg.Pool;
+
+  static async create(): Promise<Harness> {
+    const h = new Harness();
+    const db = await createTestDatabase();
+    h.dbUrl = db.url;
+    h.dropDb = db.drop;
+    h.pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    return h;
+  }
+
+  get databaseUrl(): string {
+    return this.dbUrl;
+  }
+
+  async replica(overrides: Partial<ServerConfig> = {}, opts: { clock?: Clock } = {}): Promise<Replica> {
+    const config = { ...loadConfig({}), host: "127.0.0.1", port: 0, pollIntervalMs: 200, ...overrides };
+    config.queues = { ...BUILTIN_QUEUES, ...overrides.queues };
+    const replica = await startReplica({ ...config, databaseUrl: this.dbUrl }, silentLog, opts);
+    this.replicas.push(replica);
+    return replica;
+  }
+
+  client(replica = this.replicas[0]): TaskClient {
+    const c = new TaskClient({ url: replica.server.url });
+    this.closers.push(() => c.close());
+    return c;
+  }
+
+  /** The generated Connect client, for requests the SDK would never build. */
+  rpc(replica = this.replicas[0]): Client<typeof TaskQueue> {
+    const conn = connect(replica.server.url);
+    this.closers.push(() => conn.close());
+    return createClient(TaskQueue, conn.transport);
+  }
+
+  worker(opts: Partial<WorkerOptions> = {}, replica = this.replicas[0]): Worker {
+    const w = new Worker({ url: replica.server.url, reconnect: { initialMs: 20, maxMs: 200 }, ...opts });
+    this.closers.push(() => w.stop({ graceMs: 1_000 }));
+    return w;
+  }
+
+  rawWorker(replica = this.replicas[0]): RawWorker {
+    const raw = new RawWorker(replica.server.url);
+    this.closers.push(() => raw.close());
+    return raw;
+  }
+
+  async count(table: "tasks" | "history" | "task_log" | "idempotency_keys"): Promise<number> {
+    const { rows } = await this.pool.query<{ n: number }>(`select count(*)::int4 as n from taskq.${table}`);
+    return rows[0].n;
+  }
+
+  async close(): Promise<void> {
+    for (const close of this.closers.reverse()) await close();
+    for (const r of this.replicas) await r.stop();
+    await this.pool.end();
+    await this.dropDb?.();
+  }
+}
+
+/** A worker stream driven message by message, as a worker in another language would. */
+export class RawWorker {
+  private readonly conn: Connection;
+  private readonly outbox = new AsyncQueue<WorkerMessage>();
+  private readonly inbox: ServerMessage[] = [];
+  private waiters: (() => void)[] = [];
+  private ended: unknown = null;
+  readonly done: Promise<void>;
+
+  constructor(url: string) {
+    this.conn = connect(url);
+    const client = createClient(WorkerService, this.conn.transport);
+    this.done = (async () => {
+      try {
+        for await (const m of client.connect(this.outbox)) {
+          this.inbox.push(m);
+          this.waiters.splice(0).forEach((w) => w());
+        }
+        this.ended = "ended";
+      } catch (err) {
+        this.ended = err;
+      }
+      this.waiters.splice(0).forEach((w) => w());
+    })();
+  }
+
+  send(message: MessageInitShape<typeof WorkerMessageSchema>["message"]): void {
+    this.outbox.push(create(WorkerMessageSchema, { message }));
+  }
+
+  hello(types: string[], credits = 0, queues: string[] = []): void {
+    this.send({ case: "hello", value: { workerName: "raw", taskTypes: types.map((name) => ({ name })), queues } });
+    if (credits > 0) this.send({ case: "credits", value: { count: credits } });
+  }
+
+  /** The next server message of this kind (earlier messages of other kinds are skipped). */
+  async next<C extends NonNullable<ServerMessage["message"]["case"]>>(
+    kind: C,
+    timeoutMs = 10_000,
+  ): Promise<Extract<ServerMessage["message"], { case: C }>["value"]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const i = this.inbox.findIndex((m) => m.message.case === kind);
+      if (i >= 0) return this.inbox.splice(i, 1)[0].message.value as never;
+      if (this.ended) throw this.ended === "ended" ? new Error(`stream ended before ${kind}`) : this.ended;
+      if (Date.now() > deadline) throw new Error(`no ${kind} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        this.waiters.push(resolve);
+        setTimeout(resolve, 50);
+      });
+    }
+  }
+
+  /** The error that ended the stream, or "ended" for a clean end. */
+  async result(): Promise<unknown> {
+    await this.done;
+    return this.ended;
+  }
+
+  async close(): Promise<void> {
+    this.outbox.close();
+    await Promise.race([this.done, new Promise((r) => setTimeout(r, 2_000))]);
+    this.conn.close();
+  }
+}

@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -26,6 +26,7 @@ let dataDir: string | null = null;
 const env = { ...process.env };
 if (!env.TASKQ_TEST_DATABASE_URL) {
   dataDir = await mkdtemp(path.join(tmpdir(), "taskq-test-pg-"));
+  await chmod(dataDir, 0o755); // as root, the embedded Postgres runs as an unprivileged user that must reach it
   embedded = await startEmbeddedPostgres({ dataDir: path.join(dataDir, "data"), port: await freePort() });
   env.TASKQ_TEST_DATABASE_URL = embedded.url;
   console.log(`tests use an embedded Postgres in ${dataDir}`);

@@ -106,8 +106,10 @@ export class Worker {
     }, opts.graceMs ?? 30_000);
     await drained;
     clearTimeout(grace);
+    // The stream is half-closed; the server ends it once it has recorded the last finishes.
+    const ended = await Promise.race([this.loop?.then(() => true, () => true), sleep(5_000, this.stopSignal.signal).then(() => false)]);
     this.stopSignal.abort();
-    await this.loop?.catch(() => {});
+    if (!ended) await this.loop?.catch(() => {});
     this.connection.close();
     this.state = "stopped";
   }

@@ -154,6 +154,9 @@ async function readMessages(
     await Promise.all(perTask.values());
     outbox.close();
   } catch (err) {
+    // Messages already received still count (a finish sent just before the stream broke is recorded)
+    // before the session closes and releases what it holds.
+    await Promise.allSettled(perTask.values());
     outbox.fail(toConnectError(err, log));
   }
 }

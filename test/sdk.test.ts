@@ -1,0 +1,72 @@
+/** The SDK worker's lifecycle: graceful stop, reconnect after the server comes back; and server reflection. */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { createClient } from "@connectrpc/connect";
+import { AsyncQueue } from "../sdk/internal/async-queue.js";
+import { connect } from "../sdk/transport.js";
+import { ServerReflection, type ServerReflectionRequest } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
+import { create } from "@bufbuild/protobuf";
+import { ServerReflectionRequestSchema } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
+import { Harness, waitFor } from "./helpers.js";
+
+let h: Harness;
+before(async () => (h = await Harness.create()));
+after(() => h.close());
+
+test("stop() lets a running handler finish and records its result", async () => {
+  const replica = await h.replica();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const worker = h.worker({ concurrency: 2 }, replica);
+  worker.register("slow", async () => {
+    await gate;
+    return "finished during stop";
+  });
+  await worker.start();
+  const handle = await h.client(replica).dispatch("slow");
+  await waitFor("the handler to start", () => worker.running === 1);
+  const stopped = worker.stop({ graceMs: 10_000 });
+  setTimeout(release, 100);
+  await stopped;
+  const task = await handle.status();
+  assert.equal(task.status, "completed");
+  assert.equal(task.result, "finished during stop");
+});
+
+test("a worker reconnects by itself when its server comes back", async () => {
+  const first = await h.replica();
+  const port = first.server.port;
+  const events: string[] = [];
+  const worker = h.worker({ concurrency: 1, onEvent: (e) => events.push(e) }, first);
+  worker.register("again", (ctx) => ctx.params.n ?? null);
+  await worker.start();
+  await first.stop();
+  h.replicas.splice(h.replicas.indexOf(first), 1);
+  await waitFor("the worker to notice", () => events.includes("disconnected"));
+
+  const second = await h.replica({ port });
+  const handle = await h.client(second).dispatch("again", { n: 2 });
+  assert.equal(await handle.result(), 2);
+  assert.ok(events.filter((e) => e === "connected").length >= 2, events.join(", "));
+});
+
+test("server reflection lists the services and serves their descriptors", async () => {
+  const replica = h.replicas.at(-1) ?? (await h.replica());
+  const conn = connect(replica.server.url);
+  const requests = new AsyncQueue<ServerReflectionRequest>();
+  const responses = createClient(ServerReflection, conn.transport).serverReflectionInfo(requests)[Symbol.asyncIterator]();
+  requests.push(create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } }));
+  const list = (await responses.next()).value.messageResponse;
+  assert.equal(list.case, "listServicesResponse");
+  const names = list.value.service.map((s: { name: string }) => s.name).sort();
+  assert.deepEqual(names, ["grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection", "taskq.v1.TaskQueue", "taskq.v1.WorkerService"]);
+  requests.push(create(ServerReflectionRequestSchema, { messageRequest: { case: "fileContainingSymbol", value: "taskq.v1.WorkerService" } }));
+  const files = (await responses.next()).value.messageResponse;
+  assert.equal(files.case, "fileDescriptorResponse");
+  assert.ok(files.value.fileDescriptorProto.length >= 4, "the worker file and its imports");
+  requests.push(create(ServerReflectionRequestSchema, { messageRequest: { case: "fileContainingSymbol", value: "no.such.Symbol" } }));
+  assert.equal((await responses.next()).value.messageResponse.case, "errorResponse");
+  requests.close();
+  await responses.next();
+  conn.close();
+});

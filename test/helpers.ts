@@ -4,6 +4,7 @@
  * `harness.close()` stops everything it started and fails if a worker stream is still open.
  */
 import { randomBytes } from "node:crypto";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import pg from "pg";
 import { pino } from "pino";
@@ -14,9 +15,7 @@ import { TaskClient, Worker, type WorkerOptions } from "../sdk/index.js";
 import { connect, type Connection } from "../sdk/transport.js";
 import { AsyncQueue } from "../sdk/internal/async-queue.js";
 import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
-import { WorkerService, type ServerMessage, type WorkerMessage } from "../sdk/gen/taskq/v1/worker_pb.js";
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { WorkerMessageSchema } from "../sdk/gen/taskq/v1/worker_pb.js";
+import { WorkerMessageSchema, WorkerService, type ServerMessage, type WorkerMessage } from "../sdk/gen/taskq/v1/worker_pb.js";
 
 const ADMIN_URL = process.env.TASKQ_TEST_DATABASE_URL;
 

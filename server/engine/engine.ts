@@ -18,7 +18,7 @@ import { taskInterrupt } from "./sql/interrupt.js";
 import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
 import { sessionHeartbeat } from "./sql/sessions.js";
 import { WorkerSession, type SessionSink } from "./session.js";
-import type { CancelReason, DispatchResult, JsonObject, NewTask, RetryBackoff, TaskRecord, WorkerHello } from "./types.js";
+import type { CancelReason, DispatchResult, JsonObject, NewTask, RetryBackoff, TaskDetail, WorkerHello } from "./types.js";
 import { TaskEvents, type WatchEvent } from "./watch.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 10;
@@ -171,7 +171,7 @@ export class Engine {
   }
 
   /** One task with its whole log. */
-  async status(id: string): Promise<TaskRecord & { log: Awaited<ReturnType<typeof taskLogList>> }> {
+  async status(id: string): Promise<TaskDetail> {
     const task = await taskGet(this.pool, id);
     if (!task) throw notFound(`task ${id} not found`);
     return { ...task, log: await taskLogList(this.pool, id, 0) };

@@ -74,6 +74,11 @@ export interface TaskRecord {
   error: string;
 }
 
+/** One task with its whole log, as Status returns it. */
+export interface TaskDetail extends TaskRecord {
+  log: LogEntry[];
+}
+
 /** A task handed to a worker session. */
 export interface LeasedTask {
   id: string;

@@ -5,11 +5,10 @@
  * a reconnecting watcher resumes by sequence, and nothing is sent twice.
  */
 import type { Notifier } from "./notifier.js";
-import type { Db } from "./sql/db.js";
-import { CHANNEL_TASK } from "./sql/db.js";
+import { CHANNEL_TASK, type Db } from "./sql/db.js";
 import { taskGet, taskLogList } from "./sql/read.js";
-import { isFinal, type JsonValue, type LogEntry, type TaskRecord } from "./types.js";
 import { notFound } from "./errors.js";
+import { isFinal, type JsonValue, type LogEntry, type TaskRecord } from "./types.js";
 
 export type WatchEvent =
   | { kind: "snapshot"; task: TaskRecord; log: LogEntry[] }

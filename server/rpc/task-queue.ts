@@ -1,11 +1,13 @@
 /** The TaskQueue service: validate, call the engine, convert. */
 import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Engine } from "../engine/engine.js";
 import { invalidArgument } from "../engine/errors.js";
 import type { ActiveSortColumn } from "../engine/sql/read.js";
 import type { ActiveStatus, TaskStatus as EngineStatus } from "../engine/types.js";
+import type { WatchEvent } from "../engine/watch.js";
 import { Origin, TaskStatus } from "../../sdk/gen/taskq/v1/task_pb.js";
 import {
   ActiveSortField,
@@ -15,9 +17,8 @@ import {
 } from "../../sdk/gen/taskq/v1/task_queue_pb.js";
 import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, taskToPb, valueToPb } from "./convert.js";
 import { mapErrors, toConnectError } from "./errors.js";
-import * as v from "./validate.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import * as v from "./validate.js";
 
 const SORT_COLUMN: Record<ActiveSortField, ActiveSortColumn> = {
   [ActiveSortField.UNSPECIFIED]: "created_at",
@@ -143,7 +144,7 @@ function historyCursor(token: string) {
   return { createdAt, id: v.taskId("page_token", c.id) };
 }
 
-function watchEventToPb(event: import("../engine/watch.js").WatchEvent): WatchTaskResponse {
+function watchEventToPb(event: WatchEvent): WatchTaskResponse {
   switch (event.kind) {
     case "snapshot":
       return create(WatchTaskResponseSchema, { event: { case: "snapshot", value: taskToPb(event.task, { log: event.log }) } });

@@ -33,7 +33,8 @@ export async function startReplica(
     queues: config.queues,
     clock: opts.clock,
     pollIntervalMs: config.pollIntervalMs,
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    staleCheckMs: config.staleCheckMs,
+    cancelGraceMs: config.cancelGraceMs,
     defaultTimeoutMs: config.defaultTimeoutMs,
   });
   await engine.start();
@@ -41,7 +42,6 @@ export async function startReplica(
   const server = await listen(engine, log, {
     host: config.host,
     port: config.port,
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
     probe,
   });
   return {

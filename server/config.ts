@@ -4,8 +4,9 @@
  */
 import { readFileSync } from "node:fs";
 import {
-  DEFAULT_HEARTBEAT_INTERVAL_MS,
+  DEFAULT_CANCEL_GRACE_MS,
   DEFAULT_POLL_INTERVAL_MS,
+  DEFAULT_STALE_CHECK_MS,
   DEFAULT_TIMEOUT_MS,
   type QueueSettings,
 } from "./engine/engine.js";
@@ -28,7 +29,11 @@ export interface ServerConfig {
   logLevel: string;
   queues: Record<string, QueueSettings>;
   pollIntervalMs: number;
-  heartbeatIntervalMs: number;
+  /** A replica killed without a goodbye has its tasks recovered within this time. */
+  staleCheckMs: number;
+  /** How long an interrupted task's worker has to stop before the task is CANCELED without it. */
+  cancelGraceMs: number;
+  /** The timeout of tasks whose dispatch, type and queue set none. */
   defaultTimeoutMs: number;
 }
 
@@ -50,6 +55,9 @@ export interface ConfigSource {
   /** Path of a JSON file: { "queues": { "<name>": { "timeout_ms", "retry_delay_ms", "max_attempts" } } }. */
   TASKQ_CONFIG?: string;
   TASKQ_POLL_INTERVAL_MS?: string;
+  TASKQ_STALE_CHECK_MS?: string;
+  TASKQ_CANCEL_GRACE_MS?: string;
+  TASKQ_DEFAULT_TIMEOUT_MS?: string;
 }
 
 export function loadConfig(src: ConfigSource): ServerConfig {
@@ -73,8 +81,9 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     logLevel: src.TASKQ_LOG_LEVEL || DEFAULT_LOG_LEVEL,
     queues: { ...BUILTIN_QUEUES, ...(src.TASKQ_CONFIG ? queuesFromFile(src.TASKQ_CONFIG, problems) : {}) },
     pollIntervalMs: int("TASKQ_POLL_INTERVAL_MS", DEFAULT_POLL_INTERVAL_MS, 10, 3_600_000),
-    heartbeatIntervalMs: DEFAULT_HEARTBEAT_INTERVAL_MS,
-    defaultTimeoutMs: DEFAULT_TIMEOUT_MS,
+    staleCheckMs: int("TASKQ_STALE_CHECK_MS", DEFAULT_STALE_CHECK_MS, 1_000, 3_600_000),
+    cancelGraceMs: int("TASKQ_CANCEL_GRACE_MS", DEFAULT_CANCEL_GRACE_MS, 0, 86_400_000),
+    defaultTimeoutMs: int("TASKQ_DEFAULT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1_000, 7 * 86_400_000),
   };
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(config.logLevel)) {
     problems.push(`TASKQ_LOG_LEVEL: "${config.logLevel}" is not a pino level`);

@@ -14,7 +14,7 @@
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
 import type { Db } from "./sql/db.js";
-import { taskLeaseAvailable, taskLeaseRelease, taskNextDueAt, type LeaseGroup } from "./sql/lease.js";
+import { taskLeaseAvailable, taskLeaseRelease, taskNextDueAt, type LeaseGroup, type LeaseTimeouts } from "./sql/lease.js";
 import type { LeasedTask } from "./types.js";
 
 export interface SessionSlot {
@@ -41,7 +41,7 @@ export class LeaseDispatcher {
     private readonly db: Db,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly pollIntervalMs: number,
+    private readonly opts: { pollIntervalMs: number; timeouts: LeaseTimeouts },
   ) {}
 
   add(slot: SessionSlot): void {
@@ -99,7 +99,7 @@ export class LeaseDispatcher {
   private async claimOnce(): Promise<number> {
     const groups = this.groups();
     if (groups.length === 0) return 0;
-    const leases = await taskLeaseAvailable(this.db, groups, this.clock.now());
+    const leases = await taskLeaseAvailable(this.db, groups, this.opts.timeouts, this.clock.now());
     const orphans: LeasedTask[] = [];
     for (const lease of leases) {
       const slot = this.slots.get(lease.sessionId);
@@ -136,7 +136,7 @@ export class LeaseDispatcher {
     const types = [...new Set([...this.slots.values()].flatMap((s) => (s.credits > 0 ? s.types : [])))];
     const now = this.clock.now();
     const due = await taskNextDueAt(this.db, types, now);
-    const wait = due ? due.getTime() - now.getTime() : this.pollIntervalMs;
-    return Math.max(1, Math.min(wait, this.pollIntervalMs));
+    const wait = due ? due.getTime() - now.getTime() : this.opts.pollIntervalMs;
+    return Math.max(1, Math.min(wait, this.opts.pollIntervalMs));
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The queue engine of one server replica: dispatch, read, watch, interrupt, and worker sessions.
- * It owns the replica's notifier, lease dispatcher, finish batcher and session heartbeat; it knows
- * nothing of gRPC. Every input reaching it is already well-formed (the RPC layer validates fields);
+ * It owns the replica's notifier, lease dispatcher, finish batcher, reaper and session heartbeat; it
+ * knows nothing of gRPC. Every input reaching it is already well-formed (the RPC layer validates fields);
  * the engine checks what needs its own state, such as whether a queue exists.
  */
 import { randomUUID } from "node:crypto";
@@ -17,6 +17,7 @@ import { idempotencyKeyFind, taskInsertMany } from "./sql/dispatch.js";
 import { taskInterrupt } from "./sql/interrupt.js";
 import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
 import { sessionHeartbeat } from "./sql/sessions.js";
+import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
 import type { CancelReason, DispatchResult, JsonObject, NewTask, RetryBackoff, TaskDetail, WorkerHello } from "./types.js";
 import { TaskEvents, type WatchEvent } from "./watch.js";
@@ -25,7 +26,25 @@ export const DEFAULT_MAX_ATTEMPTS = 10;
 export const DEFAULT_RETRY_DELAY_MS = 30_000;
 export const DEFAULT_TIMEOUT_MS = 30 * 60_000;
 export const DEFAULT_POLL_INTERVAL_MS = 5_000;
-export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+/** A replica killed without a goodbye has its tasks recovered within this time. */
+export const DEFAULT_STALE_CHECK_MS = 60_000;
+/** How long an interrupted task's worker has to stop before the task is CANCELED without it. */
+export const DEFAULT_CANCEL_GRACE_MS = 30_000;
+
+/**
+ * The timings that follow from the stale-check interval S. A replica heartbeats its sessions every S/6
+ * and a session is stale after S/2 without one (three missed heartbeats); reapers sweep every S/4. So a
+ * replica that dies is noticed at most S/6 + S/2 + S/4 < S after its last heartbeat. A worker that says
+ * nothing (not even its heartbeat, asked for every S/6) for S/2 has its stream closed.
+ */
+export function livenessTimings(staleCheckMs: number) {
+  return {
+    heartbeatIntervalMs: Math.max(1, Math.floor(staleCheckMs / 6)),
+    staleAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
+    sweepIntervalMs: Math.max(1, Math.floor(staleCheckMs / 4)),
+    silentAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
+  };
+}
 
 /** Per-queue settings; unset fields fall back to the engine defaults. */
 export interface QueueSettings {
@@ -43,7 +62,8 @@ export interface EngineOptions {
   clock?: Clock;
   replicaId?: string;
   pollIntervalMs?: number;
-  heartbeatIntervalMs?: number;
+  staleCheckMs?: number;
+  cancelGraceMs?: number;
   defaultTimeoutMs?: number;
 }
 
@@ -77,9 +97,10 @@ export class Engine {
   private readonly dispatcher: LeaseDispatcher;
   private readonly finisher: FinishBatcher;
   private readonly events: TaskEvents;
+  private readonly reaper: Reaper;
   private readonly sessions = new Map<string, WorkerSession>();
-  private readonly heartbeatIntervalMs: number;
-  private readonly defaultTimeoutMs: number;
+  private readonly timings: ReturnType<typeof livenessTimings>;
+  private readonly cancelGraceMs: number;
   private heartbeatTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: EngineOptions) {
@@ -88,10 +109,14 @@ export class Engine {
     this.log = opts.log;
     this.queues = opts.queues;
     this.replicaId = opts.replicaId ?? randomUUID();
-    this.heartbeatIntervalMs = opts.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
-    this.defaultTimeoutMs = opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.timings = livenessTimings(opts.staleCheckMs ?? DEFAULT_STALE_CHECK_MS);
+    this.cancelGraceMs = opts.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS;
     this.notifier = new Notifier(opts.listenConnection, this.log);
-    this.dispatcher = new LeaseDispatcher(this.pool, this.clock, this.log, opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS);
+    this.dispatcher = new LeaseDispatcher(this.pool, this.clock, this.log, {
+      pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
+      timeouts: { queues: queueTimeouts(this.queues), defaultMs: opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS },
+    });
+    this.reaper = new Reaper(this.pool, this.clock, this.log, this.timings);
     this.finisher = new FinishBatcher(this.pool, this.clock);
     this.events = new TaskEvents(this.notifier);
     this.notifier.on(CHANNEL_DISPATCH, () => this.dispatcher.wake());
@@ -99,21 +124,53 @@ export class Engine {
     this.notifier.on(CHANNEL_CANCEL, (payload) => this.routeCancel(payload));
   }
 
+  /** How often workers are asked to send a heartbeat when they have nothing else to say. */
+  get heartbeatIntervalMs(): number {
+    return this.timings.heartbeatIntervalMs;
+  }
+
   async start(): Promise<void> {
     await this.notifier.start();
-    this.heartbeatTimer = setInterval(() => {
-      sessionHeartbeat(this.pool, this.replicaId, this.clock.now()).catch((err) =>
-        this.log.warn({ err: (err as Error).message }, "session heartbeat failed"),
-      );
-    }, this.heartbeatIntervalMs);
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.timings.heartbeatIntervalMs);
+    this.reaper.start();
   }
 
   /** Closes every session (their leases go back to the queue) and stops listening. */
   async stop(): Promise<void> {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.dispatcher.stop();
+    await this.reaper.stop();
     await Promise.all([...this.sessions.values()].map((s) => s.close("server stopped")));
     await this.notifier.stop();
+  }
+
+  /**
+   * Marks this replica's sessions alive. A session whose worker has gone silent is ended; one whose row
+   * another replica's reaper removed (this replica stalled past the stale limit) writes it again; its
+   * old leases were recovered and its worker's finishes for them will be refused.
+   */
+  private async heartbeat(): Promise<void> {
+    try {
+      const alive = await sessionHeartbeat(this.pool, this.replicaId);
+      for (const session of [...this.sessions.values()]) {
+        if (session.silentForMs > this.timings.silentAfterMs) {
+          session.end(`no message from the worker for ${Math.round(session.silentForMs)} ms`);
+        } else if (!alive.has(session.id)) {
+          this.log.warn({ session: session.id }, "session row was reaped while the session was alive; restoring it");
+          await session.restore();
+        }
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, "session heartbeat failed");
+    }
+  }
+
+  /**
+   * Ends what the reaper ends (expired deadlines, leases of lost sessions) now instead of at its next
+   * sweep; for tests that move the clock, and for operators.
+   */
+  sweep(): Promise<SweepResult> {
+    return this.reaper.sweep();
   }
 
   queueNames(): string[] {
@@ -161,7 +218,7 @@ export class Engine {
       origin: input.origin ?? "user",
       initiator: input.initiator ?? "",
       nodeId: input.nodeId ?? "",
-      timeoutMs: input.timeoutMs ?? settings.timeoutMs ?? null,
+      timeoutMs: input.timeoutMs ?? null,
       maxAttempts: input.maxAttempts ?? settings.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
       retryDelayMs: input.retryDelayMs ?? settings.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
       retryBackoff: input.retryBackoff ?? "fixed",
@@ -181,11 +238,16 @@ export class Engine {
     return this.events.watch(this.pool, id, afterSeq, signal);
   }
 
-  /** Returns "canceled" for a task that was pending, "cancelling" for one whose worker was told to stop. */
+  /**
+   * Returns "canceled" for a task that was pending, "cancelling" for one whose worker was told to stop
+   * (it ends CANCELED when the handler returns, when the grace period ends, or when the worker is lost).
+   */
   async interrupt(id: string, reason: string): Promise<"canceled" | "cancelling"> {
-    const was = await taskInterrupt(this.pool, id, reason || "interrupted", this.clock.now());
-    if (was === "pending") return "canceled";
-    if (was === "running" || was === "cancelling") return "cancelling";
+    const error = reason ? `interrupted: ${reason}` : "interrupted";
+    const done = await taskInterrupt(this.pool, { id, reason: error, graceMs: this.cancelGraceMs }, this.clock.now());
+    if (done?.deadlineAt) this.reaper.expect(done.deadlineAt);
+    if (done?.was === "pending") return "canceled";
+    if (done) return "cancelling";
     const task = await taskGet(this.pool, id);
     if (!task) throw notFound(`task ${id} not found`);
     throw failedPrecondition(`task ${id} already finished as ${task.status}`);
@@ -212,7 +274,7 @@ export class Engine {
         replicaId: this.replicaId,
         dispatcher: this.dispatcher,
         finisher: this.finisher,
-        defaultTimeoutMs: this.defaultTimeoutMs,
+        onLease: (lease) => this.reaper.expect(lease.deadlineAt),
         onClose: (s) => this.sessions.delete(s.id),
       },
       hello,
@@ -237,4 +299,8 @@ export class Engine {
     const [sessionId, taskId, leaseToken, reason] = payload.split(":");
     this.sessions.get(sessionId)?.cancel(taskId, leaseToken, reason as CancelReason);
   }
+}
+
+function queueTimeouts(queues: Record<string, QueueSettings>): Record<string, number> {
+  return Object.fromEntries(Object.entries(queues).flatMap(([name, q]) => (q.timeoutMs ? [[name, q.timeoutMs]] : [])));
 }

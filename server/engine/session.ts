@@ -4,7 +4,12 @@
  *
  * States: open (row written, slot registered with the dispatcher) → closed (slot removed, every lease
  * still held released to the queue, row deleted). Messages after close are refused. A lease is held
- * from delivery until a finish for it is accepted or refused; refused updates change nothing.
+ * from delivery until a finish for it is accepted or refused; refused updates change nothing. A lease
+ * the reaper ended meanwhile (timeout, grace period) is still "held" here until the worker finishes
+ * it, but its token no longer matches the row, so that finish is refused by the database.
+ *
+ * Liveness: the engine heartbeats the row while the session is open and ends the session (through the
+ * sink) when the worker has been silent too long; a row reaped while the session lived is restored.
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
@@ -13,14 +18,16 @@ import type { LeaseDispatcher, SessionSlot } from "./dispatcher.js";
 import type { FinishBatcher } from "./finisher.js";
 import type { Db } from "./sql/db.js";
 import { taskLeaseRelease } from "./sql/lease.js";
-import { sessionDelete, sessionInsert } from "./sql/sessions.js";
+import { sessionDelete, sessionUpsert, type SessionRow } from "./sql/sessions.js";
 import { taskLogAppend, taskStatusValueSet } from "./sql/updates.js";
-import type { CancelReason, FinishResult, JsonValue, LeasedTask, Outcome, WorkerHello } from "./types.js";
+import type { CancelReason, FinishResult, JsonObject, JsonValue, LeasedTask, Outcome, WorkerHello } from "./types.js";
 
 /** Where the session's server-to-worker messages go (the RPC layer's stream). */
 export interface SessionSink {
   lease(task: LeasedTask): void;
   cancel(taskId: string, leaseToken: string, reason: CancelReason): void;
+  /** The engine gave up on the worker (it went silent): end the stream; the session closes with it. */
+  end(reason: string): void;
 }
 
 export interface SessionDeps {
@@ -30,7 +37,8 @@ export interface SessionDeps {
   replicaId: string;
   dispatcher: LeaseDispatcher;
   finisher: FinishBatcher;
-  defaultTimeoutMs: number;
+  /** A lease was handed to the worker (the reaper wants its deadline). */
+  onLease(lease: LeasedTask): void;
   onClose(session: WorkerSession): void;
 }
 
@@ -41,7 +49,9 @@ export class WorkerSession {
   readonly id = randomUUID();
   private readonly leases = new Map<string, string>(); // task id → lease token
   private readonly slot: SessionSlot;
+  private readonly row: SessionRow;
   private closed = false;
+  private lastHeardAt = performance.now();
 
   constructor(
     private readonly deps: SessionDeps,
@@ -55,16 +65,35 @@ export class WorkerSession {
       credits: 0,
       deliver: (lease) => this.deliver(lease),
     };
+    this.row = {
+      id: this.id,
+      replicaId: deps.replicaId,
+      workerName: hello.workerName,
+      taskTypes: this.slot.types,
+      queues: hello.queues,
+      typeTimeouts: Object.fromEntries([...hello.taskTypes].filter(([, ms]) => ms !== null)) as JsonObject,
+      connectedAt: deps.clock.now(),
+    };
   }
 
   async open(): Promise<void> {
-    const { db, clock, replicaId, dispatcher } = this.deps;
-    await sessionInsert(
-      db,
-      { id: this.id, replicaId, workerName: this.hello.workerName, taskTypes: this.slot.types, queues: this.hello.queues },
-      clock.now(),
-    );
-    dispatcher.add(this.slot);
+    await sessionUpsert(this.deps.db, this.row);
+    this.deps.dispatcher.add(this.slot);
+  }
+
+  /** Writes the session's row again after a reaper removed it while the session was alive. */
+  async restore(): Promise<void> {
+    if (!this.closed) await sessionUpsert(this.deps.db, this.row);
+  }
+
+  /** The worker said something (any message counts as a sign of life). */
+  touch(): void {
+    this.lastHeardAt = performance.now();
+  }
+
+  /** How long since the worker last said anything, in real milliseconds. */
+  get silentForMs(): number {
+    return performance.now() - this.lastHeardAt;
   }
 
   get heldLeases(): number {
@@ -79,8 +108,8 @@ export class WorkerSession {
 
   private deliver(lease: LeasedTask): void {
     this.leases.set(lease.id, lease.leaseToken);
-    const timeoutMs = lease.timeoutMs ?? this.hello.taskTypes.get(lease.type) ?? this.deps.defaultTimeoutMs;
-    this.sink.lease({ ...lease, timeoutMs });
+    this.deps.onLease(lease);
+    this.sink.lease(lease);
   }
 
   private holds(taskId: string, leaseToken: string): boolean {
@@ -110,6 +139,13 @@ export class WorkerSession {
   /** Told by the engine that a task it holds must stop. */
   cancel(taskId: string, leaseToken: string, reason: CancelReason): void {
     if (this.holds(taskId, leaseToken)) this.sink.cancel(taskId, leaseToken, reason);
+  }
+
+  /** Asks the RPC layer to end the stream (which then closes the session). */
+  end(reason: string): void {
+    if (this.closed) return;
+    this.deps.log.warn({ session: this.id, reason }, "ending worker session");
+    this.sink.end(reason);
   }
 
   /** Ends the session: the leases it still holds go back to the queue (or end STUCK/CANCELED). */

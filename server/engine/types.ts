@@ -89,7 +89,10 @@ export interface LeasedTask {
   params: JsonObject;
   attempt: number;
   maxAttempts: number;
-  timeoutMs: number | null;
+  /** The timeout that applies to this attempt. */
+  timeoutMs: number;
+  /** When this attempt times out, by the engine's clock. */
+  deadlineAt: Date;
   title: string;
   idempotencyKey: string | null;
   createdAt: Date;

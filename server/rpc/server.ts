@@ -25,7 +25,6 @@ export interface ServerOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  heartbeatIntervalMs: number;
   /** Resolves true while the database answers. */
   probe(): Promise<boolean>;
 }
@@ -36,11 +35,11 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export function routes(engine: Engine, log: Logger, opts: Pick<ServerOptions, "heartbeatIntervalMs" | "probe">) {
+export function routes(engine: Engine, log: Logger, opts: Pick<ServerOptions, "probe">) {
   const served = [TaskQueue.typeName, WorkerService.typeName, Health.typeName, ServerReflection.typeName];
   return (router: ConnectRouter) => {
     router.service(TaskQueue, taskQueueService(engine, log));
-    router.service(WorkerService, workerService(engine, log, opts));
+    router.service(WorkerService, workerService(engine, log));
     router.service(Health, healthService([TaskQueue.typeName, WorkerService.typeName], opts.probe));
     router.service(
       ServerReflection,

@@ -39,12 +39,7 @@ const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
   shutdown: CancelReason.SHUTDOWN,
 };
 
-export interface WorkerServiceOptions {
-  /** How often workers are asked to send something when idle. */
-  heartbeatIntervalMs: number;
-}
-
-export function workerService(engine: Engine, log: Logger, opts: WorkerServiceOptions): ServiceImpl<typeof WorkerService> {
+export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof WorkerService> {
   return {
     async *connect(requests, ctx) {
       const incoming = requests[Symbol.asyncIterator]();
@@ -61,6 +56,7 @@ export function workerService(engine: Engine, log: Logger, opts: WorkerServiceOp
           lease: (task) => outbox.push(leaseToPb(task)),
           cancel: (taskId, leaseToken, reason) =>
             outbox.push(message({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
+          end: (reason) => outbox.fail(new ConnectError(reason, Code.Unavailable)),
         });
       } catch (err) {
         throw toConnectError(err, log);
@@ -73,7 +69,7 @@ export function workerService(engine: Engine, log: Logger, opts: WorkerServiceOp
           value: {
             sessionId: session.id,
             serverId: engine.replicaId,
-            heartbeatInterval: durationFromMs(opts.heartbeatIntervalMs),
+            heartbeatInterval: durationFromMs(engine.heartbeatIntervalMs),
           },
         }),
       );
@@ -114,6 +110,7 @@ async function readMessages(
   };
   try {
     for (let r = await incoming.next(); !r.done; r = await incoming.next()) {
+      session.touch();
       const m = r.value.message;
       switch (m.case) {
         case "hello":

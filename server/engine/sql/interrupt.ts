@@ -5,11 +5,17 @@ import { CHANNEL_CANCEL, CHANNEL_TASK, type Db } from "./db.js";
 
 /**
  * Interrupts one task in one statement: pending → canceled (archived at once); running → cancelling,
- * and the replica holding the lease's session is told over NOTIFY to send the worker a cancel.
- * Returns the status the task had before, or null when it is not in the queue (finished or unknown).
+ * the replica holding the lease's session is told over NOTIFY to send the worker a cancel, and the
+ * attempt's deadline moves to the end of the grace period (or stays, if sooner). The reason becomes the
+ * task's error. A cancelling task is left as it is. Returns the status the task had before and its
+ * deadline, or null when it is not in the queue (finished or unknown).
  */
-export async function taskInterrupt(db: Db, id: string, reason: string, now: Date): Promise<TaskStatus | null> {
-  const { rows } = await db.query<{ was: TaskStatus }>({
+export async function taskInterrupt(
+  db: Db,
+  p: { id: string; reason: string; graceMs: number },
+  now: Date,
+): Promise<{ was: TaskStatus; deadlineAt: Date | null } | null> {
+  const { rows } = await db.query<{ was: TaskStatus; deadline_at: Date | null }>({
     name: "taskInterrupt",
     text: `
       with source as (
@@ -19,17 +25,19 @@ export async function taskInterrupt(db: Db, id: string, reason: string, now: Dat
         for update
       ),
       flagged as (
-        update taskq.tasks t set status = 'cancelling'
+        update taskq.tasks t
+        set status = 'cancelling', error = $2,
+            deadline_at = least(t.deadline_at, $3::timestamptz + make_interval(secs => $4 / 1000.0))
         from source s where t.id = s.id and s.was = 'running'
-        returning t.id, t.session_id, t.lease_token
+        returning t.id, t.session_id, t.lease_token, t.deadline_at
       ),
       ${archiveCtes("source", "$3")}
-      select s.was,
+      select s.was, (select deadline_at from flagged) as deadline_at,
              pg_notify('${CHANNEL_TASK}', s.id::text),
              (select pg_notify('${CHANNEL_CANCEL}', concat_ws(':', f.session_id, f.id, f.lease_token, 'interrupted'))
               from flagged f) as told
       from source s`,
-    values: [id, reason, now],
+    values: [p.id, p.reason, now, p.graceMs],
   });
-  return rows[0]?.was ?? null;
+  return rows[0] ? { was: rows[0].was, deadlineAt: rows[0].deadline_at } : null;
 }

@@ -2,6 +2,7 @@
 import type { FinalStatus, LeasedTask, Outcome } from "../types.js";
 import { archiveCtes } from "./archive.js";
 import { CHANNEL_DISPATCH, CHANNEL_TASK, type Db } from "./db.js";
+import { retryDelayMsSql } from "./retry.js";
 
 /** Sessions that accept the same task types from the same queues, and their free credits. */
 export interface LeaseGroup {
@@ -17,12 +18,19 @@ export interface LeaseGroup {
  * slot in claim order (priority desc, next_try_at, id); `for update skip locked` keeps concurrent
  * claimers (other replicas) off the rows this one took. A task that two overlapping groups picked goes
  * to the first group only, so a slot may stay empty; the caller claims again while credits remain.
- * Each lease gets a fresh token, counts an attempt, and records its session, so recovery can find it.
+ * Each lease gets a fresh token, counts an attempt, records its session (so recovery can find it),
+ * and sets its deadline from the first timeout that applies: the task's own, the type's as the
+ * session's worker declared it, the queue's, the server default.
  *
  * Locking choice: SKIP LOCKED over advisory locks or a status-flip retry loop, because claimers never
  * wait on each other and the partial index tasks_claim_idx serves the order directly.
  */
-export async function taskLeaseAvailable(db: Db, groups: LeaseGroup[], now: Date): Promise<LeasedTask[]> {
+export async function taskLeaseAvailable(
+  db: Db,
+  groups: LeaseGroup[],
+  timeouts: LeaseTimeouts,
+  now: Date,
+): Promise<LeasedTask[]> {
   const { rows } = await db.query<LeasedRow>({
     name: "taskLeaseAvailable",
     text: `
@@ -46,19 +54,35 @@ export async function taskLeaseAvailable(db: Db, groups: LeaseGroup[], now: Date
           ) s
         ) c
         order by c.id, g.ord
+      ),
+      leased as (
+        select p.id, p.session_id, ws.worker_name,
+               coalesce(t.timeout_ms, (ws.type_timeouts ->> t.type)::int8, ($3::jsonb ->> t.queue)::int8, $4::int8)
+                 as effective_timeout_ms
+        from picked p
+        join taskq.tasks t on t.id = p.id
+        join taskq.worker_sessions ws on ws.id = p.session_id
       )
       update taskq.tasks t
       set status = 'running', attempts = t.attempts + 1, started_at = $2, lease_token = gen_random_uuid(),
-          session_id = p.session_id, worker = ws.worker_name
-      from picked p join taskq.worker_sessions ws on ws.id = p.session_id
-      where t.id = p.id
+          session_id = l.session_id, worker = l.worker_name,
+          deadline_at = $2 + make_interval(secs => l.effective_timeout_ms / 1000.0)
+      from leased l
+      where t.id = l.id
       returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params, t.attempts,
-                t.max_attempts, t.timeout_ms::float8 as timeout_ms, t.title, t.idempotency_key, t.created_at,
-                t.priority, t.next_try_at`,
-    values: [JSON.stringify(groups.map((g, ord) => ({ ord, ...g }))), now],
+                t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, t.deadline_at, t.title,
+                t.idempotency_key, t.created_at, t.priority, t.next_try_at`,
+    values: [JSON.stringify(groups.map((g, ord) => ({ ord, ...g }))), now, JSON.stringify(timeouts.queues), timeouts.defaultMs],
   });
   rows.sort((a, b) => b.priority - a.priority || +a.next_try_at - +b.next_try_at || Number(a.id) - Number(b.id));
   return rows.map(leasedFromRow);
+}
+
+/** Fallback timeouts, for tasks dispatched without one whose worker declared none for their type. */
+export interface LeaseTimeouts {
+  /** Queue name → timeout in ms, for queues that set one. */
+  queues: Record<string, number>;
+  defaultMs: number;
 }
 
 interface LeasedRow {
@@ -70,7 +94,8 @@ interface LeasedRow {
   params: LeasedTask["params"];
   attempts: number;
   max_attempts: number;
-  timeout_ms: number | null;
+  timeout_ms: number;
+  deadline_at: Date;
   title: string;
   idempotency_key: string | null;
   created_at: Date;
@@ -88,6 +113,7 @@ const leasedFromRow = (r: LeasedRow): LeasedTask => ({
   attempt: r.attempts,
   maxAttempts: r.max_attempts,
   timeoutMs: r.timeout_ms,
+  deadlineAt: r.deadline_at,
   title: r.title,
   idempotencyKey: r.idempotency_key,
   createdAt: r.created_at,
@@ -128,15 +154,15 @@ export async function taskFinishMany(db: Db, finishes: FinishInput[], now: Date)
           as i(id, token, kind, result, error, delay_ms)
       ),
       source as (
-        select t.id, i.result, nullif(i.error, '') as final_error,
+        select t.id, i.result,
+          -- A cancelling task keeps the interrupt's reason as its error.
+          case when t.status = 'cancelling' then t.error else nullif(i.error, '') end as final_error,
           case when t.status = 'cancelling' then 'canceled'
                when i.kind = 'success' then 'completed'
                when i.kind = 'failure' then 'failed'
                when t.attempts >= t.max_attempts then 'failed'
                else 'pending' end as final_status,
-          coalesce(i.delay_ms, case when t.retry_backoff = 'exponential'
-                                    then least(t.retry_delay_ms * power(2, t.attempts - 1), 86400000)::int8
-                                    else t.retry_delay_ms end) as delay_ms
+          coalesce(i.delay_ms, ${retryDelayMsSql("t")}) as delay_ms
         from input i join taskq.tasks t on t.id = i.id and t.lease_token = i.token
         where t.status in ('running', 'cancelling')
         for update of t
@@ -144,7 +170,7 @@ export async function taskFinishMany(db: Db, finishes: FinishInput[], now: Date)
       retried as (
         update taskq.tasks t
         set status = 'pending', next_try_at = $7::timestamptz + make_interval(secs => s.delay_ms / 1000.0),
-            lease_token = null, session_id = null, error = coalesce(s.final_error, '')
+            lease_token = null, session_id = null, deadline_at = null, error = coalesce(s.final_error, '')
         from source s where t.id = s.id and s.final_status = 'pending'
         returning t.id
       ),
@@ -191,7 +217,8 @@ export async function taskLeaseRelease(
         select * from unnest($1::int8[], $2::uuid[]) as i(id, token)
       ),
       source as (
-        select t.id, null::jsonb as result, $4::text as final_error,
+        select t.id, null::jsonb as result,
+          case when t.status = 'cancelling' then t.error else $4::text end as final_error,
           case when t.status = 'cancelling' then 'canceled'
                when $3 then 'pending'
                when t.attempts >= t.max_attempts then 'stuck'
@@ -202,7 +229,7 @@ export async function taskLeaseRelease(
       ),
       returned as (
         update taskq.tasks t
-        set status = 'pending', next_try_at = $5, lease_token = null, session_id = null,
+        set status = 'pending', next_try_at = $5, lease_token = null, session_id = null, deadline_at = null,
             attempts = case when $3 then t.attempts - 1 else t.attempts end,
             started_at = case when $3 then null else t.started_at end,
             error = case when $3 then t.error else $4 end

@@ -1,27 +1,54 @@
-/** Worker session rows: one per connected worker stream, heartbeated by the replica that holds it. */
+/**
+ * Worker session rows: one per connected worker stream, heartbeated by the replica that holds it.
+ * Liveness is measured by the database's clock (now()), not the engine's: it is about real processes
+ * dying in real time, and one clock keeps replicas with skewed clocks in agreement.
+ */
+import type { JsonObject } from "../types.js";
 import type { Db } from "./db.js";
 
-export async function sessionInsert(
-  db: Db,
-  s: { id: string; replicaId: string; workerName: string; taskTypes: string[]; queues: string[] },
-  now: Date,
-): Promise<void> {
-  await db.query(
-    `insert into taskq.worker_sessions (id, replica_id, worker_name, task_types, queues, connected_at, heartbeat_at)
-     values ($1, $2, $3, $4, $5, $6, $6)`,
-    [s.id, s.replicaId, s.workerName, s.taskTypes, s.queues, now],
-  );
+export interface SessionRow {
+  id: string;
+  replicaId: string;
+  workerName: string;
+  taskTypes: string[];
+  queues: string[];
+  /** Task type → the timeout (ms) the worker declared for it. */
+  typeTimeouts: JsonObject;
+  connectedAt: Date;
+}
+
+/** Writes a session's row, or marks it alive again if it exists (a session restoring a reaped row). */
+export async function sessionUpsert(db: Db, s: SessionRow): Promise<void> {
+  await db.query({
+    name: "sessionUpsert",
+    text: `insert into taskq.worker_sessions
+             (id, replica_id, worker_name, task_types, queues, type_timeouts, connected_at, heartbeat_at)
+           values ($1, $2, $3, $4, $5, $6, $7, now())
+           on conflict (id) do update set heartbeat_at = now()`,
+    values: [s.id, s.replicaId, s.workerName, s.taskTypes, s.queues, JSON.stringify(s.typeTimeouts), s.connectedAt],
+  });
 }
 
 export async function sessionDelete(db: Db, id: string): Promise<void> {
   await db.query("delete from taskq.worker_sessions where id = $1", [id]);
 }
 
-/** Marks every session of a replica alive. */
-export async function sessionHeartbeat(db: Db, replicaId: string, now: Date): Promise<void> {
-  await db.query({
+/** Marks every session of a replica alive; returns the ids it found (a missing one was reaped). */
+export async function sessionHeartbeat(db: Db, replicaId: string): Promise<Set<string>> {
+  const { rows } = await db.query<{ id: string }>({
     name: "sessionHeartbeat",
-    text: "update taskq.worker_sessions set heartbeat_at = $2 where replica_id = $1",
-    values: [replicaId, now],
+    text: "update taskq.worker_sessions set heartbeat_at = now() where replica_id = $1 returning id::text",
+    values: [replicaId],
   });
+  return new Set(rows.map((r) => r.id));
+}
+
+/** Deletes the rows of sessions not heartbeated for `staleAfterMs`; returns how many. */
+export async function sessionDeleteStale(db: Db, staleAfterMs: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: "sessionDeleteStale",
+    text: "delete from taskq.worker_sessions where heartbeat_at <= now() - make_interval(secs => $1 / 1000.0)",
+    values: [staleAfterMs],
+  });
+  return rowCount ?? 0;
 }

@@ -1,0 +1,136 @@
+/**
+ * The reaper of one replica ends leases that cannot end by themselves:
+ *   - attempts past their deadline: a running task timed out (retry rule, STUCK when attempts are
+ *     exhausted, and its worker is told to stop); a cancelling task whose grace period ran out → CANCELED
+ *   - leases of sessions that are gone, such as every session of a replica killed without a goodbye
+ *     (→ PENDING at once, STUCK on the last attempt, CANCELED if cancelling), then their session rows
+ *
+ * Every replica runs one. They need no leader: each statement skips rows another replica has locked
+ * and re-checks state and lease under the lock, so concurrent sweeps split the work and never act twice.
+ *
+ * States: idle (a timer is set for the next sweep) → sweeping → idle. Sweeps never overlap: a request
+ * while one runs queues one more, shared by every request made meanwhile. The timer fires at the earlier of the next known deadline and the sweep interval; leases
+ * and interrupts made on this replica bring it forward with expect().
+ */
+import type { Logger } from "pino";
+import type { Clock } from "./clock.js";
+import type { Db } from "./sql/db.js";
+import { taskDeadlineExpire, taskLeaseRecoverOrphaned, taskNextDeadline, RECOVERY_BATCH, type RecoveredTask } from "./sql/recovery.js";
+import { sessionDeleteStale } from "./sql/sessions.js";
+
+export interface ReaperOptions {
+  /** The longest pause between sweeps. */
+  sweepIntervalMs: number;
+  /** A session not heartbeated for this long is gone (database clock). */
+  staleAfterMs: number;
+}
+
+export interface SweepResult {
+  /** Tasks whose deadline passed: timed out, or canceled after the grace period. */
+  expired: RecoveredTask[];
+  /** Tasks recovered from sessions that are gone. */
+  recovered: RecoveredTask[];
+  sessionsRemoved: number;
+}
+
+const RETRY_AFTER_ERROR_MS = 1_000;
+
+export class Reaper {
+  /** The latest sweep started or queued; sweeps run one at a time. */
+  private last: Promise<unknown> = Promise.resolve();
+  /** A sweep waiting for the one in flight; callers asking meanwhile share it. */
+  private queued: Promise<SweepResult> | null = null;
+  private stopped = true;
+  private timer: NodeJS.Timeout | null = null;
+  private timerAt = Infinity;
+
+  constructor(
+    private readonly db: Db,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly opts: ReaperOptions,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(this.opts.sweepIntervalMs);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.clearTimer();
+    await this.last;
+  }
+
+  /** Something will need attention at `at` (a lease's deadline, an interrupt's grace): sweep by then. */
+  expect(at: Date): void {
+    if (this.stopped) return;
+    this.schedule(at.getTime() - this.clock.now().getTime());
+  }
+
+  /** Sweeps now, or right after the sweep in flight, and resolves with what that sweep did. */
+  sweep(): Promise<SweepResult> {
+    if (this.queued) return this.queued;
+    const queued = this.last.then(() => {
+      this.queued = null;
+      return this.sweepOnce();
+    });
+    this.queued = queued;
+    this.last = queued;
+    return queued;
+  }
+
+  private async sweepOnce(): Promise<SweepResult> {
+    this.clearTimer();
+    const result: SweepResult = { expired: [], recovered: [], sessionsRemoved: 0 };
+    let next = this.opts.sweepIntervalMs;
+    try {
+      for (let batch = await taskDeadlineExpire(this.db, this.clock.now()); ; batch = await taskDeadlineExpire(this.db, this.clock.now())) {
+        result.expired.push(...batch);
+        if (batch.length < RECOVERY_BATCH) break;
+      }
+      for (let batch = await this.recover(); ; batch = await this.recover()) {
+        result.recovered.push(...batch);
+        if (batch.length < RECOVERY_BATCH) break;
+      }
+      result.sessionsRemoved = await sessionDeleteStale(this.db, this.opts.staleAfterMs);
+      const deadline = await taskNextDeadline(this.db);
+      if (deadline) next = Math.min(next, deadline.getTime() - this.clock.now().getTime());
+      if (result.expired.length + result.recovered.length + result.sessionsRemoved > 0) {
+        this.log.info(
+          { expired: result.expired.length, recovered: result.recovered.length, sessionsRemoved: result.sessionsRemoved },
+          "reaper ended leases",
+        );
+      }
+    } catch (err) {
+      this.log.error({ err }, "reaper sweep failed; retrying");
+      next = RETRY_AFTER_ERROR_MS;
+    }
+    if (!this.stopped) this.schedule(next);
+    return result;
+  }
+
+  private recover(): Promise<RecoveredTask[]> {
+    return taskLeaseRecoverOrphaned(this.db, this.opts.staleAfterMs, this.clock.now());
+  }
+
+  /** Sets the timer to fire in `ms`, unless it is already set to fire sooner. */
+  private schedule(ms: number): void {
+    const at = Date.now() + Math.max(0, ms);
+    if (this.timer && this.timerAt <= at) return;
+    this.clearTimer();
+    this.timerAt = at;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.timerAt = Infinity;
+      void this.sweep();
+    }, Math.max(0, ms));
+    this.timer.unref?.();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.timerAt = Infinity;
+  }
+}

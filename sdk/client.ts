@@ -12,7 +12,8 @@ import {
   type ListActiveRequestSchema,
   type ListHistoryRequestSchema,
 } from "./gen/taskq/v1/task_queue_pb.js";
-import { TaskFailedError, TaskqError, call } from "./errors.js";
+import { TaskFailedError, call } from "./errors.js";
+import { resumingWatch, type ResumeOptions } from "./internal/resuming-watch.js";
 import { connect, type Connection } from "./transport.js";
 import { isFinalStatus, statusName, taskFromPb, watchEventFromPb, type JsonValue, type TaskInfo, type WatchEvent } from "./types.js";
 
@@ -39,6 +40,8 @@ export interface DispatchOptions {
   /** Dispatching the same key again returns the first task instead of queuing another. */
   idempotencyKey?: string;
 }
+
+export type WatchOptions = Pick<ResumeOptions, "afterSeq" | "signal">;
 
 export interface DispatchItem extends DispatchOptions {
   type: string;
@@ -75,18 +78,24 @@ export class TaskClient {
     return taskFromPb(res.task!);
   }
 
-  /** A snapshot, then every change, until the task's final status. Resume with `afterSeq`. */
-  async *watch(id: string, opts: { afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchEvent> {
-    const stream = this.rpc.watchTask({ taskId: id, afterSeq: BigInt(opts.afterSeq ?? 0) }, { signal: opts.signal });
-    try {
-      for await (const res of stream) {
-        const event = watchEventFromPb(res);
-        if (event) yield event;
-      }
-    } catch (err) {
-      if (opts.signal?.aborted) return;
-      throw TaskqError.from(err);
-    }
+  /**
+   * A snapshot, then every change (log steps, status values, statuses) until the task's final status.
+   * A broken connection is resumed from the last log step seen, so nothing is missed or repeated.
+   * `afterSeq` starts after a log step seen before; `signal` stops watching (the iterator just ends).
+   */
+  watch(id: string, opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    const rpc = this.rpc;
+    return resumingWatch(
+      {
+        async *open(afterSeq, signal) {
+          for await (const res of rpc.watchTask({ taskId: id, afterSeq: BigInt(afterSeq) }, { signal })) {
+            const event = watchEventFromPb(res);
+            if (event) yield event;
+          }
+        },
+      },
+      opts,
+    );
   }
 
   async interrupt(id: string, reason = ""): Promise<"canceled" | "cancelling"> {
@@ -121,13 +130,19 @@ export class TaskHandle {
     return this.client.status(this.id);
   }
 
-  watch(opts: { afterSeq?: number; signal?: AbortSignal } = {}): AsyncGenerator<WatchEvent> {
+  /** A snapshot, then every change until the final status; see TaskClient.watch. */
+  watch(opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
     return this.client.watch(this.id, opts);
   }
 
-  /** Resolves with the result when the task completes; rejects with TaskFailedError on FAILED, CANCELED or STUCK. */
+  /**
+   * Waits for the final status: resolves with the result when the task COMPLETED, rejects with
+   * TaskFailedError (carrying the status and the task) when it ended FAILED, CANCELED or STUCK, and
+   * with TaskqError when the task cannot be watched (NOT_FOUND, or the server stayed unreachable).
+   */
   async result<T extends JsonValue = JsonValue>(opts: { signal?: AbortSignal } = {}): Promise<T> {
-    for await (const event of this.watch(opts)) {
+    // Only the final status matters: start after the log (there is no log sequence beyond this).
+    for await (const event of this.watch({ signal: opts.signal, afterSeq: Number.MAX_SAFE_INTEGER })) {
       const status = event.type === "snapshot" ? event.task.status : event.type === "status" ? event.status : null;
       if (status && isFinalStatus(status)) {
         const task = await this.status();
@@ -135,6 +150,7 @@ export class TaskHandle {
         throw new TaskFailedError(task);
       }
     }
+    opts.signal?.throwIfAborted();
     throw new Error(`watching task ${this.id} ended before its final status`);
   }
 

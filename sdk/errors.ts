@@ -40,6 +40,25 @@ export class TaskFailedError extends Error {
   }
 }
 
+/** Why a handler's AbortSignal fired. */
+export type AbortReason = "interrupted" | "timed_out" | "shutdown" | "lease_lost" | "worker_stopping";
+
+/** The reason of a handler's aborted signal (`ctx.signal.reason`): the attempt must stop. */
+export class TaskAbortedError extends Error {
+  constructor(readonly reason: AbortReason) {
+    super(ABORT_MESSAGES[reason]);
+    this.name = "TaskAbortedError";
+  }
+}
+
+const ABORT_MESSAGES: Record<AbortReason, string> = {
+  interrupted: "the task was interrupted",
+  timed_out: "the attempt timed out",
+  shutdown: "the server is shutting down",
+  lease_lost: "the lease was lost: the connection to the server ended",
+  worker_stopping: "the worker is stopping",
+};
+
 /** Thrown by a handler: this attempt failed in a way that may pass; retry while attempts remain. */
 export class RetryableError extends Error {
   readonly delayMs: number | undefined;

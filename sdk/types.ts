@@ -1,7 +1,7 @@
 /** Plain TypeScript shapes of tasks and watch events, converted from the wire types. */
 import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
-import { Origin, TaskStatus, type LogEntry as PbLogEntry, type Task } from "./gen/taskq/v1/task_pb.js";
+import { Origin, PriorityBand, TaskStatus, type LogEntry as PbLogEntry, type Task } from "./gen/taskq/v1/task_pb.js";
 import type { WatchTaskResponse } from "./gen/taskq/v1/task_queue_pb.js";
 
 export type { JsonObject, JsonValue };
@@ -39,9 +39,14 @@ export interface TaskInfo {
   queue: string;
   status: TaskStatusName;
   title: string;
+  /** The title to show: the title, else "Untitled" (Active list) or one made from the type. */
+  displayTitle: string;
   priority: number;
+  priorityBand: "low" | "medium" | "high";
   origin: "user" | "system";
   initiator: string;
+  /** The initiator to show: the initiator, else "Scheduler". */
+  displayInitiator: string;
   nodeId: string;
   params: JsonObject;
   attempts: number;
@@ -50,6 +55,8 @@ export interface TaskInfo {
   startedAt: Date | null;
   finishedAt: Date | null;
   nextTryAt: Date | null;
+  /** When the running attempt times out, or a cancelling task's grace period ends. */
+  deadline: Date | null;
   worker: string;
   statusValues: JsonObject;
   log: LogStep[];
@@ -81,9 +88,12 @@ export function taskFromPb(t: Task): TaskInfo {
     queue: t.queue,
     status: statusName(t.status),
     title: t.title,
+    displayTitle: t.displayTitle,
     priority: t.priority,
+    priorityBand: t.priorityBand === PriorityBand.HIGH ? "high" : t.priorityBand === PriorityBand.MEDIUM ? "medium" : "low",
     origin: t.origin === Origin.SYSTEM ? "system" : "user",
     initiator: t.initiator,
+    displayInitiator: t.displayInitiator,
     nodeId: t.nodeId,
     params: t.params ?? {},
     attempts: t.attempts,
@@ -92,6 +102,7 @@ export function taskFromPb(t: Task): TaskInfo {
     startedAt: date(t.startedAt),
     finishedAt: date(t.finishedAt),
     nextTryAt: date(t.nextTryAt),
+    deadline: date(t.deadline),
     worker: t.worker,
     statusValues: t.statusValues ?? {},
     log: t.log.map(logStepFromPb),

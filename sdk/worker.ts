@@ -9,7 +9,7 @@ import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
 import { hostname } from "node:os";
 import type { Lease } from "./gen/taskq/v1/worker_pb.js";
-import { RetryableError } from "./errors.js";
+import { RetryableError, TaskAbortedError, type AbortReason } from "./errors.js";
 import { StreamSession } from "./internal/stream-session.js";
 import { connect, type Connection } from "./transport.js";
 
@@ -24,7 +24,11 @@ export interface TaskContext {
   readonly maxAttempts: number;
   /** The key given at dispatch; with `attempt`, what a handler needs to avoid repeating side effects. */
   readonly idempotencyKey: string;
-  /** Aborts when the task is interrupted, times out, or the worker loses its lease. */
+  /**
+   * Aborts when the task is interrupted, times out, or the worker loses its lease or stops; its reason
+   * is a TaskAbortedError saying which. Whatever the handler returns after that, the task does not
+   * complete: an interrupted task ends CANCELED, a timed-out attempt counts as failed.
+   */
   readonly signal: AbortSignal;
   /** Appends a step to the task's log. */
   log(message: string): void;
@@ -59,6 +63,7 @@ type State = "idle" | "running" | "stopping" | "stopped";
 
 export class Worker {
   private readonly handlers = new Map<string, { fn: Handler; opts: HandlerOptions }>();
+  /** The running attempts, by lease token (a task re-leased after a timeout may run twice here). */
   private readonly aborts = new Map<string, AbortController>();
   private readonly connection: Connection;
   private readonly stopSignal = new AbortController();
@@ -102,7 +107,7 @@ export class Worker {
     const session = this.session;
     const drained = session ? session.drain() : Promise.resolve();
     const grace = setTimeout(() => {
-      for (const c of this.aborts.values()) c.abort(new Error("worker stopping"));
+      this.abortAll("worker_stopping");
     }, opts.graceMs ?? 30_000);
     await drained;
     clearTimeout(grace);
@@ -112,6 +117,10 @@ export class Worker {
     if (!ended) await this.loop?.catch(() => {});
     this.connection.close();
     this.state = "stopped";
+  }
+
+  private abortAll(reason: AbortReason): void {
+    for (const c of this.aborts.values()) c.abort(new TaskAbortedError(reason));
   }
 
   private emit(event: string, detail?: Record<string, unknown>) {
@@ -125,7 +134,7 @@ export class Worker {
     while (this.state === "running") {
       const session = new StreamSession(this.connection.transport, this.helloInfo(), {
         run: (lease, s) => this.runLease(lease, s),
-        cancel: (taskId, reason) => this.aborts.get(taskId)?.abort(new Error(`task ${reason}`)),
+        cancel: (leaseToken, reason) => this.aborts.get(leaseToken)?.abort(new TaskAbortedError(reason)),
         note: (message, detail) => this.emit(message, detail),
         opened: (sessionId) => {
           delay = initial;
@@ -140,7 +149,7 @@ export class Worker {
         if (this.state === "running") this.emit("disconnected", { error: (err as Error).message });
       }
       // The server returned this session's leases to the queue; stop the handlers still holding them.
-      for (const c of this.aborts.values()) c.abort(new Error("lease lost: connection to the server ended"));
+      this.abortAll("lease_lost");
       if (this.state !== "running") break;
       await sleep(delay, this.stopSignal.signal);
       delay = Math.min(delay * 2, max);
@@ -159,7 +168,7 @@ export class Worker {
   private async runLease(lease: Lease, session: StreamSession): Promise<void> {
     const { taskId, leaseToken } = lease;
     const abort = new AbortController();
-    this.aborts.set(taskId, abort);
+    this.aborts.set(leaseToken, abort);
     let open = true;
     const ctx: TaskContext = {
       id: taskId,
@@ -194,7 +203,7 @@ export class Worker {
           : { case: "failure" as const, value: { error: message } };
       session.send({ case: "finish", value: { taskId, leaseToken, outcome } });
     } finally {
-      this.aborts.delete(taskId);
+      this.aborts.delete(leaseToken);
     }
   }
 }

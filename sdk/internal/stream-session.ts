@@ -28,7 +28,7 @@ export interface StreamSessionHooks {
   /** Runs one lease; resolves when its finish has been sent. */
   run(lease: Lease, session: StreamSession): Promise<void>;
   /** A lease of this session was canceled by the server. */
-  cancel(taskId: string, reason: "interrupted" | "timed_out" | "shutdown"): void;
+  cancel(leaseToken: string, reason: "interrupted" | "timed_out" | "shutdown"): void;
   /** Something worth telling the operator (rejections, protocol notes). */
   note(message: string, detail?: Record<string, unknown>): void;
   /** The server welcomed the session. */
@@ -96,7 +96,7 @@ export class StreamSession {
             this.start(msg.value);
             break;
           case "cancel":
-            this.hooks.cancel(msg.value.taskId, CANCEL_REASONS[msg.value.reason] ?? "interrupted");
+            this.hooks.cancel(msg.value.leaseToken, CANCEL_REASONS[msg.value.reason] ?? "interrupted");
             break;
           case "finishRejected":
             this.hooks.note("finish rejected", { task: msg.value.taskId, reason: msg.value.reason });

@@ -65,6 +65,8 @@ export interface TaskRecord {
   timeoutMs: number | null;
   createdAt: Date;
   nextTryAt: Date | null;
+  /** While running: when the attempt times out; while cancelling: when the grace period ends. */
+  deadlineAt: Date | null;
   startedAt: Date | null;
   finishedAt: Date | null;
   worker: string;

@@ -40,14 +40,42 @@ export function logEntryToPb(e: LogEntry): PbLogEntry {
   return create(LogEntrySchema, { seq: BigInt(e.seq), time: timestampFromDate(e.at), message: e.message, attempt: e.attempt });
 }
 
-/** A task for the wire; `detail` adds params, status values and the log (lists leave them out). */
-export function taskToPb(t: TaskRecord, detail?: { log: LogEntry[] }): Task {
+/** What a task without a title shows: "Untitled" in the Active list, a title made from its type elsewhere. */
+export type UntitledAs = "untitled" | "from_type";
+
+export const UNTITLED = "Untitled";
+export const SCHEDULER_INITIATOR = "Scheduler";
+
+/** A readable title from a task type: "ExecuteScript" → "Execute script", "send_email" → "Send email". */
+export function titleFromType(type: string): string {
+  const words = type
+    .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
+    .replace(/([A-Z]+)([A-Z][a-z])/g, "$1 $2")
+    .split(/[\s_\-.:/]+/)
+    .filter(Boolean)
+    .map((w) => (w.length > 1 && w === w.toUpperCase() ? w : w.toLowerCase()));
+  const text = words.join(" ");
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+export interface TaskToPbOptions {
+  /** Adds params, status values and the log (lists leave them out). */
+  log?: LogEntry[];
+  untitled: UntitledAs;
+}
+
+/** A task for the wire. */
+export function taskToPb(t: TaskRecord, opts: TaskToPbOptions): Task {
+  const detail = opts.log ? { log: opts.log } : null;
   return create(TaskSchema, {
     id: t.id,
     type: t.type,
     queue: t.queue,
     status: STATUS_TO_PB[t.status],
     title: t.title,
+    displayTitle: t.title || (opts.untitled === "untitled" ? UNTITLED : titleFromType(t.type)),
+    displayInitiator: t.initiator || SCHEDULER_INITIATOR,
+    deadline: t.deadlineAt ? timestampFromDate(t.deadlineAt) : undefined,
     priority: t.priority,
     priorityBand: priorityBand(t.priority),
     origin: t.origin === "system" ? Origin.SYSTEM : Origin.USER,

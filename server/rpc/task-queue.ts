@@ -58,7 +58,7 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
 
     status: mapErrors(log, async (req) => {
       const task = await engine.status(v.taskId("task_id", req.taskId));
-      return { task: taskToPb(task, { log: task.log }) };
+      return { task: taskToPb(task, { log: task.log, untitled: "from_type" }) };
     }),
 
     async *watchTask(req, ctx) {
@@ -95,7 +95,7 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
         after,
       });
       const last = tasks.length === limit ? { sort: cursorSort(sortBy, req.descending), value: sortValues.at(-1)!, id: tasks.at(-1)!.id } : null;
-      return { tasks: tasks.map((t) => taskToPb(t)), nextPageToken: last ? encodePageToken(last) : "" };
+      return { tasks: tasks.map((t) => taskToPb(t, { untitled: "untitled" })), nextPageToken: last ? encodePageToken(last) : "" };
     }),
 
     listHistory: mapErrors(log, async (req) => {
@@ -113,7 +113,7 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
       });
       const last = tasks.length === limit ? tasks.at(-1)! : null;
       return {
-        tasks: tasks.map((t) => taskToPb(t)),
+        tasks: tasks.map((t) => taskToPb(t, { untitled: "from_type" })),
         nextPageToken: last ? encodePageToken({ createdAt: last.createdAt.toISOString(), id: last.id }) : "",
       };
     }),
@@ -132,7 +132,7 @@ function activeCursor(token: string, column: ActiveSortColumn, descending: boole
   v.taskId("page_token", c.id);
   const bad =
     ((column === "created_at" || column === "started_at") && !PG_TIMESTAMP.test(c.value)) ||
-    ((column === "id" || column === "attempts" || column === "priority") && !/^-?\d{1,19}$/.test(c.value));
+    ((column === "id" || column === "attempts" || column === "priority" || column === "status") && !/^-?\d{1,19}$/.test(c.value));
   if (bad) throw invalidArgument("page_token: not a page token from this list");
   return { value: c.value, id: c.id };
 }
@@ -147,7 +147,7 @@ function historyCursor(token: string) {
 function watchEventToPb(event: WatchEvent): WatchTaskResponse {
   switch (event.kind) {
     case "snapshot":
-      return create(WatchTaskResponseSchema, { event: { case: "snapshot", value: taskToPb(event.task, { log: event.log }) } });
+      return create(WatchTaskResponseSchema, { event: { case: "snapshot", value: taskToPb(event.task, { log: event.log, untitled: "from_type" }) } });
     case "log":
       return create(WatchTaskResponseSchema, { event: { case: "logEntry", value: logEntryToPb(event.entry) } });
     case "status_value":

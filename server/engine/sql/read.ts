@@ -1,17 +1,17 @@
 /** Statements that read tasks: one task, its log, and the two lists. */
 import type { ActiveStatus, TaskRecord, TaskStatus } from "../types.js";
 import type { Db } from "./db.js";
-import { TASK_COLUMNS, logFromRow, taskFromRow, type LogRow, type TaskRow } from "./rows.js";
+import { ACTIVE_COLUMNS, HISTORY_COLUMNS, logFromRow, taskFromRow, type LogRow, type TaskRow } from "./rows.js";
 
 /** One task from the queue or from history (one snapshot, so never both or neither), without its log. */
 export async function taskGet(db: Db, id: string): Promise<TaskRecord | null> {
   const { rows } = await db.query<TaskRow>({
     name: "taskGet",
     text: `
-      select ${TASK_COLUMNS}, next_try_at, null::timestamptz as finished_at, null::jsonb as result
+      select ${ACTIVE_COLUMNS}
       from taskq.tasks where id = $1
       union all
-      select ${TASK_COLUMNS}, null::timestamptz as next_try_at, finished_at, result
+      select ${HISTORY_COLUMNS}
       from taskq.history where id = $1`,
     values: [id],
   });
@@ -40,11 +40,14 @@ export type ActiveSortColumn =
   | "type"
   | "origin";
 
-/** Sort expressions: never null, so keyset comparisons hold (a waiting task's start sorts first). */
+/**
+ * Sort expressions: never null, so keyset comparisons hold (a waiting task's start sorts first). Status
+ * sorts in lifecycle order and title as shown (an untitled task as "Untitled").
+ */
 const ACTIVE_SORT_EXPR: Record<ActiveSortColumn, string> = {
   id: "id",
-  status: "status",
-  title: "title",
+  status: "case status when 'pending' then 1 when 'running' then 2 else 3 end",
+  title: "coalesce(nullif(title, ''), 'Untitled')",
   created_at: "created_at",
   started_at: "coalesce(started_at, '-infinity'::timestamptz)",
   attempts: "attempts",
@@ -90,7 +93,7 @@ export async function taskListActive(db: Db, q: ActiveQuery): Promise<{ tasks: T
     where.push(`(${sort}, id) ${q.descending ? "<" : ">"} (${param(q.after.value)}::${cast}, ${param(q.after.id)}::int8)`);
   }
   const { rows } = await db.query<TaskRow & { sort_value: string }>(
-    `select ${TASK_COLUMNS}, next_try_at, null::timestamptz as finished_at, null::jsonb as result,
+    `select ${ACTIVE_COLUMNS},
             (${sort})::text as sort_value
      from taskq.tasks ${where.length ? `where ${where.join(" and ")}` : ""}
      order by ${sort} ${dir}, id ${dir} limit ${param(q.limit)}`,
@@ -102,7 +105,7 @@ export async function taskListActive(db: Db, q: ActiveQuery): Promise<{ tasks: T
 function sortCast(c: ActiveSortColumn): string {
   if (c === "created_at" || c === "started_at") return "timestamptz";
   if (c === "id") return "int8";
-  if (c === "attempts" || c === "priority") return "int4";
+  if (c === "attempts" || c === "priority" || c === "status") return "int4";
   return "text";
 }
 
@@ -135,11 +138,11 @@ export async function taskListHistory(db: Db, q: HistoryQuery): Promise<TaskReco
   const filter = where.length ? `and ${where.join(" and ")}` : "";
   const limit = param(q.limit);
   const { rows } = await db.query<TaskRow>(
-    `(select ${TASK_COLUMNS}, next_try_at, null::timestamptz as finished_at, null::jsonb as result
+    `(select ${ACTIVE_COLUMNS}
       from taskq.tasks where status in ('running', 'cancelling') ${filter}
       order by created_at desc, id desc limit ${limit})
      union all
-     (select ${TASK_COLUMNS}, null::timestamptz as next_try_at, finished_at, result
+     (select ${HISTORY_COLUMNS}
       from taskq.history where true ${filter}
       order by created_at desc, id desc limit ${limit})
      order by created_at desc, id desc limit ${limit}`,

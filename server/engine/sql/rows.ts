@@ -6,6 +6,12 @@ export const TASK_COLUMNS = `id::text, type, queue, status, priority, params, ti
   idempotency_key, attempts, max_attempts, retry_delay_ms::float8 as retry_delay_ms, retry_backoff,
   timeout_ms::float8 as timeout_ms, created_at, started_at, worker, status_values, log_seq::float8 as log_seq, error`;
 
+/** A TaskRow from taskq.tasks. */
+export const ACTIVE_COLUMNS = `${TASK_COLUMNS}, next_try_at, deadline_at, null::timestamptz as finished_at, null::jsonb as result`;
+
+/** A TaskRow from taskq.history. */
+export const HISTORY_COLUMNS = `${TASK_COLUMNS}, null::timestamptz as next_try_at, null::timestamptz as deadline_at, finished_at, result`;
+
 export interface TaskRow {
   id: string;
   type: string;
@@ -25,6 +31,7 @@ export interface TaskRow {
   timeout_ms: number | null;
   created_at: Date;
   next_try_at: Date | null;
+  deadline_at: Date | null;
   started_at: Date | null;
   finished_at: Date | null;
   worker: string;
@@ -54,6 +61,7 @@ export function taskFromRow(r: TaskRow): TaskRecord {
     timeoutMs: r.timeout_ms,
     createdAt: r.created_at,
     nextTryAt: r.next_try_at,
+    deadlineAt: r.status === "pending" ? null : r.deadline_at,
     startedAt: r.started_at,
     finishedAt: r.finished_at,
     worker: r.worker,

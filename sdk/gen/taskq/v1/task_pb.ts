@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/task.proto.
  */
 export const file_taskq_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChN0YXNrcS92MS90YXNrLnByb3RvEgh0YXNrcS52MSJjCghMb2dFbnRyeRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgDIAEoCRIPCgdhdHRlbXB0GAQgASgNIroGCgRUYXNrEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDQoFcXVldWUYAyABKAkSJAoGc3RhdHVzGAQgASgOMhQudGFza3EudjEuVGFza1N0YXR1cxINCgV0aXRsZRgFIAEoCRIQCghwcmlvcml0eRgGIAEoBRItCg1wcmlvcml0eV9iYW5kGAcgASgOMhYudGFza3EudjEuUHJpb3JpdHlCYW5kEiAKBm9yaWdpbhgIIAEoDjIQLnRhc2txLnYxLk9yaWdpbhIRCglpbml0aWF0b3IYCSABKAkSDwoHbm9kZV9pZBgKIAEoCRInCgZwYXJhbXMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhAKCGF0dGVtcHRzGAwgASgNEhQKDG1heF9hdHRlbXB0cxgNIAEoDRIuCgpjcmVhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF90cnlfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBndvcmtlchgSIAEoCRIuCg1zdGF0dXNfdmFsdWVzGBMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIfCgNsb2cYFCADKAsyEi50YXNrcS52MS5Mb2dFbnRyeRImCgZyZXN1bHQYFSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYFiABKAkSKgoHdGltZW91dBgXIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGBkgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEhcKD2lkZW1wb3RlbmN5X2tleRgaIAEoCSrbAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1RBU0tfU1RBVFVTX1BFTkRJTkcQARIXChNUQVNLX1NUQVRVU19SVU5OSU5HEAISGgoWVEFTS19TVEFUVVNfQ0FOQ0VMTElORxADEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBAEEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBAFEhgKFFRBU0tfU1RBVFVTX0NBTkNFTEVEEAYSFQoRVEFTS19TVEFUVVNfU1RVQ0sQBypECgZPcmlnaW4SFgoST1JJR0lOX1VOU1BFQ0lGSUVEEAASDwoLT1JJR0lOX1VTRVIQARIRCg1PUklHSU5fU1lTVEVNEAIqdgoMUHJpb3JpdHlCYW5kEh0KGVBSSU9SSVRZX0JBTkRfVU5TUEVDSUZJRUQQABIVChFQUklPUklUWV9CQU5EX0xPVxABEhgKFFBSSU9SSVRZX0JBTkRfTUVESVVNEAISFgoSUFJJT1JJVFlfQkFORF9ISUdIEAMqZQoMUmV0cnlCYWNrb2ZmEh0KGVJFVFJZX0JBQ0tPRkZfVU5TUEVDSUZJRUQQABIXChNSRVRSWV9CQUNLT0ZGX0ZJWEVEEAESHQoZUkVUUllfQkFDS09GRl9FWFBPTkVOVElBTBACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChN0YXNrcS92MS90YXNrLnByb3RvEgh0YXNrcS52MSJjCghMb2dFbnRyeRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgDIAEoCRIPCgdhdHRlbXB0GAQgASgNIpoHCgRUYXNrEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDQoFcXVldWUYAyABKAkSJAoGc3RhdHVzGAQgASgOMhQudGFza3EudjEuVGFza1N0YXR1cxINCgV0aXRsZRgFIAEoCRIQCghwcmlvcml0eRgGIAEoBRItCg1wcmlvcml0eV9iYW5kGAcgASgOMhYudGFza3EudjEuUHJpb3JpdHlCYW5kEiAKBm9yaWdpbhgIIAEoDjIQLnRhc2txLnYxLk9yaWdpbhIRCglpbml0aWF0b3IYCSABKAkSDwoHbm9kZV9pZBgKIAEoCRInCgZwYXJhbXMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhAKCGF0dGVtcHRzGAwgASgNEhQKDG1heF9hdHRlbXB0cxgNIAEoDRIuCgpjcmVhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF90cnlfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBndvcmtlchgSIAEoCRIuCg1zdGF0dXNfdmFsdWVzGBMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIfCgNsb2cYFCADKAsyEi50YXNrcS52MS5Mb2dFbnRyeRImCgZyZXN1bHQYFSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYFiABKAkSKgoHdGltZW91dBgXIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGBkgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEhcKD2lkZW1wb3RlbmN5X2tleRgaIAEoCRIVCg1kaXNwbGF5X3RpdGxlGBsgASgJEhkKEWRpc3BsYXlfaW5pdGlhdG9yGBwgASgJEiwKCGRlYWRsaW5lGB0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrbAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1RBU0tfU1RBVFVTX1BFTkRJTkcQARIXChNUQVNLX1NUQVRVU19SVU5OSU5HEAISGgoWVEFTS19TVEFUVVNfQ0FOQ0VMTElORxADEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBAEEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBAFEhgKFFRBU0tfU1RBVFVTX0NBTkNFTEVEEAYSFQoRVEFTS19TVEFUVVNfU1RVQ0sQBypECgZPcmlnaW4SFgoST1JJR0lOX1VOU1BFQ0lGSUVEEAASDwoLT1JJR0lOX1VTRVIQARIRCg1PUklHSU5fU1lTVEVNEAIqdgoMUHJpb3JpdHlCYW5kEh0KGVBSSU9SSVRZX0JBTkRfVU5TUEVDSUZJRUQQABIVChFQUklPUklUWV9CQU5EX0xPVxABEhgKFFBSSU9SSVRZX0JBTkRfTUVESVVNEAISFgoSUFJJT1JJVFlfQkFORF9ISUdIEAMqZQoMUmV0cnlCYWNrb2ZmEh0KGVJFVFJZX0JBQ0tPRkZfVU5TUEVDSUZJRUQQABIXChNSRVRSWV9CQUNLT0ZGX0ZJWEVEEAESHQoZUkVUUllfQkFDS09GRl9FWFBPTkVOVElBTBACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * LogEntry is one step of a task's append-only log.
@@ -210,14 +210,14 @@ export type Task = Message<"taskq.v1.Task"> & {
   result?: Value | undefined;
 
   /**
-   * The last error message, when FAILED, STUCK, or pending after a failed attempt.
+   * The last error: why the task FAILED or is STUCK, why the last attempt failed, or why it was interrupted.
    *
    * @generated from field: string error = 22;
    */
   error: string;
 
   /**
-   * How long one attempt may run before it is timed out.
+   * The timeout given at dispatch; unset means the type's, the queue's or the server's default applies.
    *
    * @generated from field: google.protobuf.Duration timeout = 23;
    */
@@ -243,6 +243,27 @@ export type Task = Message<"taskq.v1.Task"> & {
    * @generated from field: string idempotency_key = 26;
    */
   idempotencyKey: string;
+
+  /**
+   * The title to show: the title, else "Untitled" in ListActive and a title derived from the type elsewhere.
+   *
+   * @generated from field: string display_title = 27;
+   */
+  displayTitle: string;
+
+  /**
+   * The initiator to show: the initiator, else "Scheduler".
+   *
+   * @generated from field: string display_initiator = 28;
+   */
+  displayInitiator: string;
+
+  /**
+   * When the current attempt times out (RUNNING) or its grace period to stop ends (CANCELLING).
+   *
+   * @generated from field: google.protobuf.Timestamp deadline = 29;
+   */
+  deadline?: Timestamp | undefined;
 };
 
 /**

@@ -426,7 +426,7 @@ export type InterruptRequest = Message<"taskq.v1.InterruptRequest"> & {
   taskId: string;
 
   /**
-   * Why the task is interrupted, recorded in its log.
+   * Why the task is interrupted; recorded as the task's error ("interrupted: <reason>").
    *
    * @generated from field: string reason = 2;
    */

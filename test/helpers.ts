@@ -118,6 +118,8 @@ export class Harness {
   }
 }
 
+type MessageKind = NonNullable<ServerMessage["message"]["case"]>;
+
 /** A worker stream driven message by message, as a worker in another language would. */
 export class RawWorker {
   private readonly conn: Connection;
@@ -153,17 +155,20 @@ export class RawWorker {
     if (credits > 0) this.send({ case: "credits", value: { count: credits } });
   }
 
-  /** The next server message of this kind (earlier messages of other kinds are skipped). */
-  async next<C extends NonNullable<ServerMessage["message"]["case"]>>(
-    kind: C,
-    timeoutMs = 10_000,
-  ): Promise<Extract<ServerMessage["message"], { case: C }>["value"]> {
+  /** The next server message of this kind (messages of other kinds stay for later). */
+  async next<C extends MessageKind>(kind: C, timeoutMs = 10_000): Promise<Extract<ServerMessage["message"], { case: C }>["value"]> {
+    const m: { value?: unknown } = await this.nextOf([kind], timeoutMs);
+    return m.value as never;
+  }
+
+  /** The next server message of any of these kinds, as { case, value }. */
+  async nextOf<C extends MessageKind>(kinds: C[], timeoutMs = 10_000): Promise<Extract<ServerMessage["message"], { case: C }>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const i = this.inbox.findIndex((m) => m.message.case === kind);
-      if (i >= 0) return this.inbox.splice(i, 1)[0].message.value as never;
-      if (this.ended) throw this.ended === "ended" ? new Error(`stream ended before ${kind}`) : this.ended;
-      if (Date.now() > deadline) throw new Error(`no ${kind} within ${timeoutMs} ms`);
+      const i = this.inbox.findIndex((m) => (kinds as string[]).includes(m.message.case ?? ""));
+      if (i >= 0) return this.inbox.splice(i, 1)[0].message as never;
+      if (this.ended) throw this.ended === "ended" ? new Error(`stream ended before ${kinds}`) : this.ended;
+      if (Date.now() > deadline) throw new Error(`no ${kinds} within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
         this.waiters.push(resolve);
         setTimeout(resolve, 50);

@@ -173,6 +173,11 @@ export class Engine {
     return this.reaper.sweep();
   }
 
+  /** Watch streams open on this replica (all served by its one LISTEN connection). */
+  get watcherCount(): number {
+    return this.events.watcherCount;
+  }
+
   queueNames(): string[] {
     return Object.keys(this.queues);
   }

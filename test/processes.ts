@@ -1,5 +1,15 @@
 /** Child processes for tests: start one with tsx, wait for a line of its output, stop it. */
 import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+
+/** A TCP port on loopback that was free a moment ago. */
+export const freePort = () =>
+  new Promise<number>((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 
 export interface Child {
   proc: ChildProcess;

@@ -4,7 +4,6 @@
  */
 import assert from "node:assert/strict";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -12,15 +11,7 @@ import { createClient } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "../sdk/gen/grpc/health/v1/health_pb.js";
 import { TaskClient } from "../sdk/index.js";
 import { connect } from "../sdk/transport.js";
-import { startTs } from "./processes.js";
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
+import { freePort, startTs } from "./processes.js";
 
 test("with no settings the server runs on an embedded Postgres kept in a local folder", async () => {
   const dir = await mkdtemp(path.join(tmpdir(), "taskq-start-"));

@@ -50,13 +50,21 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
       }
       const hello = helloFromPb(first.value.message.value);
       const outbox = new AsyncQueue<ServerMessage>();
+      // When the engine gives up on the worker, stop waiting for its messages as well.
+      let closeReason = "worker disconnected";
+      let hangUp!: () => void;
+      const hungUp = new Promise<IteratorResult<WorkerMessage>>((resolve) => (hangUp = () => resolve({ done: true, value: undefined })));
       let session: WorkerSession;
       try {
         session = await engine.openSession(hello, {
           lease: (task) => outbox.push(leaseToPb(task)),
           cancel: (taskId, leaseToken, reason) =>
             outbox.push(message({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
-          end: (reason) => outbox.fail(new ConnectError(reason, Code.Unavailable)),
+          end: (reason) => {
+            closeReason = reason;
+            outbox.fail(new ConnectError(reason, Code.Unavailable));
+            hangUp();
+          },
         });
       } catch (err) {
         throw toConnectError(err, log);
@@ -74,7 +82,7 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
         }),
       );
       ctx.signal.addEventListener("abort", () => outbox.close());
-      const reading = readMessages({ next: () => incoming.next() }, session, outbox, slog);
+      const reading = readMessages({ next: () => Promise.race([incoming.next(), hungUp]) }, session, outbox, slog);
       try {
         for await (const m of outbox) {
           if (ctx.signal.aborted) break;
@@ -83,8 +91,8 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
       } finally {
         outbox.close();
         await reading.catch(() => {});
-        await session.close("worker disconnected");
-        slog.info("worker disconnected");
+        await session.close(closeReason);
+        slog.info({ reason: closeReason }, "worker session ended");
       }
     },
   };

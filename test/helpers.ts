@@ -80,6 +80,12 @@ export class Harness {
     return replica;
   }
 
+  /** Stops one replica before the others, as an operator restarting it would. */
+  async stopReplica(replica: Replica): Promise<void> {
+    this.replicas.splice(this.replicas.indexOf(replica), 1);
+    await replica.stop();
+  }
+
   client(replica = this.replicas[0]): TaskClient {
     const c = new TaskClient({ url: replica.server.url });
     this.closers.push(() => c.close());

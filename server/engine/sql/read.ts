@@ -45,7 +45,7 @@ export type ActiveSortColumn =
  * sorts in lifecycle order and title as shown (an untitled task as "Untitled").
  */
 const ACTIVE_SORT_EXPR: Record<ActiveSortColumn, string> = {
-  id: "id",
+  id: "tasks.id",
   status: "case status when 'pending' then 1 when 'running' then 2 else 3 end",
   title: "coalesce(nullif(title, ''), 'Untitled')",
   created_at: "created_at",
@@ -90,13 +90,13 @@ export async function taskListActive(db: Db, q: ActiveQuery): Promise<{ tasks: T
   const dir = q.descending ? "desc" : "asc";
   if (q.after) {
     const cast = sortCast(q.sortBy);
-    where.push(`(${sort}, id) ${q.descending ? "<" : ">"} (${param(q.after.value)}::${cast}, ${param(q.after.id)}::int8)`);
+    where.push(`(${sort}, tasks.id) ${q.descending ? "<" : ">"} (${param(q.after.value)}::${cast}, ${param(q.after.id)}::int8)`);
   }
   const { rows } = await db.query<TaskRow & { sort_value: string }>(
     `select ${ACTIVE_COLUMNS},
             (${sort})::text as sort_value
      from taskq.tasks ${where.length ? `where ${where.join(" and ")}` : ""}
-     order by ${sort} ${dir}, id ${dir} limit ${param(q.limit)}`,
+     order by ${sort} ${dir}, tasks.id ${dir} limit ${param(q.limit)}`,
     values,
   );
   return { tasks: rows.map(taskFromRow), sortValues: rows.map((r) => r.sort_value) };
@@ -137,15 +137,16 @@ export async function taskListHistory(db: Db, q: HistoryQuery): Promise<TaskReco
   if (q.after) where.push(`(created_at, id) < (${param(q.after.createdAt)}::timestamptz, ${param(q.after.id)}::int8)`);
   const filter = where.length ? `and ${where.join(" and ")}` : "";
   const limit = param(q.limit);
+  // The output column "id" is text, so ordering uses the numeric id_order (a bare "id" would sort as text).
   const { rows } = await db.query<TaskRow>(
-    `(select ${ACTIVE_COLUMNS}
+    `(select ${ACTIVE_COLUMNS}, tasks.id as id_order
       from taskq.tasks where status in ('running', 'cancelling') ${filter}
-      order by created_at desc, id desc limit ${limit})
+      order by created_at desc, tasks.id desc limit ${limit})
      union all
-     (select ${HISTORY_COLUMNS}
+     (select ${HISTORY_COLUMNS}, history.id as id_order
       from taskq.history where true ${filter}
-      order by created_at desc, id desc limit ${limit})
-     order by created_at desc, id desc limit ${limit}`,
+      order by created_at desc, history.id desc limit ${limit})
+     order by created_at desc, id_order desc limit ${limit}`,
     values,
   );
   return rows.map(taskFromRow);

@@ -1,12 +1,13 @@
 /**
  * Interop: a plain @grpc/grpc-js client that loads the .proto files at run time, as a client in any
- * other language would, dispatches a task, reads its status, and drives a worker stream by hand.
+ * other language would, dispatches a task, reads its status, drives a worker stream by hand, watches a
+ * task live, interrupts it, sees a timeout, and reads the Active and History lists.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { Harness } from "./helpers.js";
+import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
 let pkg: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- a run-time loaded package has no static type
@@ -100,4 +101,63 @@ test("grpc-js: an unknown task is NOT_FOUND, a bad id INVALID_ARGUMENT", async (
   clients.push(queue);
   await assert.rejects(unary(queue, "Status", { task_id: "987654321" }), { code: grpc.status.NOT_FOUND });
   await assert.rejects(unary(queue, "Status", { task_id: "abc" }), { code: grpc.status.INVALID_ARGUMENT });
+});
+
+test("grpc-js: watch a task live, interrupt it while it runs, time another out, and find both in the lists", async () => {
+  const queue = new pkg.v1.TaskQueue(address, grpc.credentials.createInsecure());
+  const workers = new pkg.v1.WorkerService(address, grpc.credentials.createInsecure());
+  clients.push(queue, workers);
+  const { task_id: id } = await unary<{ task_id: string }>(queue, "Dispatch", { type: "interop.long", title: "watch me" });
+
+  const events: any[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const watch = queue.WatchTask({ task_id: id });
+  watch.on("data", (e: unknown) => events.push(e));
+  const watchEnded = new Promise<void>((resolve, reject) => (watch.on("end", resolve), watch.on("error", reject)));
+  await waitFor("the snapshot", () => events.length > 0);
+
+  const call = workers.Connect();
+  const received: any[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+  call.on("data", (m: unknown) => received.push(m));
+  const next = (kind: string) =>
+    waitFor(kind, () => {
+      const i = received.findIndex((m) => m.message === kind);
+      return i >= 0 ? received.splice(i, 1)[0][kind] : null;
+    });
+  call.write({ hello: { worker_name: "grpc-js", task_types: [{ name: "interop.long" }, { name: "interop.slow" }] } });
+  call.write({ credits: { count: 1 } });
+  const lease = await next("lease");
+  call.write({ log_step: { task_id: id, lease_token: lease.lease_token, message: "one" } });
+  await waitFor("the log step on the watch", () => events.some((e) => e.event === "log_entry"));
+
+  const interrupted = await unary<{ status: string }>(queue, "Interrupt", { task_id: id, reason: "from grpc-js" });
+  assert.equal(interrupted.status, "TASK_STATUS_CANCELLING");
+  const cancel = await next("cancel");
+  assert.equal(cancel.reason, "CANCEL_REASON_INTERRUPTED");
+  const active = await unary<{ tasks: any[] }>(queue, "ListActive", { statuses: ["TASK_STATUS_CANCELLING"] }); // eslint-disable-line @typescript-eslint/no-explicit-any
+  assert.deepEqual(active.tasks.map((t) => [t.id, t.display_title]), [[id, "watch me"]]);
+  call.write({ finish: { task_id: id, lease_token: lease.lease_token, success: { result: { nullValue: "NULL_VALUE" } } } });
+  assert.equal((await next("finish_ack")).status, "TASK_STATUS_CANCELED");
+  await watchEnded;
+  assert.equal(events[0].event, "snapshot");
+  assert.equal(events.find((e) => e.event === "log_entry").log_entry.message, "one");
+  const statuses = events.filter((e) => e.event === "status_change").map((e) => e.status_change.status);
+  assert.deepEqual(statuses, ["TASK_STATUS_RUNNING", "TASK_STATUS_CANCELLING", "TASK_STATUS_CANCELED"]);
+
+  const { task_id: slowId } = await unary<{ task_id: string }>(queue, "Dispatch", {
+    type: "interop.slow",
+    timeout: { nanos: 300_000_000 },
+    max_attempts: 1,
+  });
+  call.write({ credits: { count: 1 } });
+  await next("lease");
+  assert.equal((await next("cancel")).reason, "CANCEL_REASON_TIMED_OUT");
+  call.end();
+
+  const history = await unary<{ tasks: any[] }>(queue, "ListHistory", { origin: "ORIGIN_USER" }); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const byId = new Map(history.tasks.map((t) => [t.id, t]));
+  assert.equal(byId.get(id).status, "TASK_STATUS_CANCELED");
+  assert.equal(byId.get(id).display_initiator, "Scheduler");
+  assert.equal(byId.get(id).error, "interrupted: from grpc-js");
+  assert.equal(byId.get(slowId).status, "TASK_STATUS_STUCK");
+  assert.equal(byId.get(slowId).display_title, "Interop slow");
 });

@@ -7,6 +7,7 @@ import { connect } from "../sdk/transport.js";
 import { ServerReflection, type ServerReflectionRequest } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { ServerReflectionRequestSchema } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
+import { Code, TaskqError } from "../sdk/index.js";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
@@ -69,4 +70,15 @@ test("server reflection lists the services and serves their descriptors", async 
   requests.close();
   await responses.next();
   conn.close();
+});
+
+test("result() and watch() of an unknown task reject at once with NOT_FOUND instead of retrying", async () => {
+  const replica = h.replicas[0] ?? (await h.replica());
+  const client = h.client(replica);
+  const started = Date.now();
+  await assert.rejects(client.handle("424242424").result(), (err: TaskqError) => err instanceof TaskqError && err.code === Code.NotFound);
+  await assert.rejects(async () => {
+    for await (const _ of client.watch("424242424")) void _;
+  }, (err: TaskqError) => err.code === Code.NotFound);
+  assert.ok(Date.now() - started < 2_000, "not retried");
 });

@@ -1,6 +1,7 @@
 /**
- * The engine reads time only through a Clock, so retry delays, timeouts and schedules can be tested
- * by moving a ManualClock instead of sleeping. Every timestamp the engine writes comes from here.
+ * The engine reads task time only through a Clock, so retry delays, timeouts and schedules can be
+ * tested by moving a ManualClock instead of sleeping. Every task timestamp the engine writes comes from
+ * here. Session liveness does not: it uses the database's clock (see sql/sessions.ts).
  */
 export interface Clock {
   now(): Date;

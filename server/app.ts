@@ -31,6 +31,7 @@ export async function startReplica(
     listenConnection: { connectionString: config.databaseUrl, application_name: "taskq-listen" },
     log,
     queues: config.queues,
+    taskTypes: config.taskTypes,
     clock: opts.clock,
     pollIntervalMs: config.pollIntervalMs,
     staleCheckMs: config.staleCheckMs,

@@ -9,6 +9,7 @@ import {
   DEFAULT_STALE_CHECK_MS,
   DEFAULT_TIMEOUT_MS,
   type QueueSettings,
+  type TaskTypeSettings,
 } from "./engine/engine.js";
 import { EMBEDDED_DEFAULT_PORT } from "./embedded.js";
 
@@ -28,6 +29,8 @@ export interface ServerConfig {
   embeddedPort: number;
   logLevel: string;
   queues: Record<string, QueueSettings>;
+  /** Per task type settings; a worker's hello may declare its own timeout, which wins. */
+  taskTypes: Record<string, TaskTypeSettings>;
   pollIntervalMs: number;
   /** A replica killed without a goodbye has its tasks recovered within this time. */
   staleCheckMs: number;
@@ -52,7 +55,10 @@ export interface ConfigSource {
   TASKQ_DATA_DIR?: string;
   TASKQ_EMBEDDED_PORT?: string;
   TASKQ_LOG_LEVEL?: string;
-  /** Path of a JSON file: { "queues": { "<name>": { "timeout_ms", "retry_delay_ms", "max_attempts" } } }. */
+  /**
+   * Path of a JSON file: { "queues": { "<name>": { "timeout_ms", "retry_delay_ms", "max_attempts" } },
+   * "task_types": { "<type>": { "timeout_ms" } } }.
+   */
   TASKQ_CONFIG?: string;
   TASKQ_POLL_INTERVAL_MS?: string;
   TASKQ_STALE_CHECK_MS?: string;
@@ -72,6 +78,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     }
     return n;
   };
+  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : { queues: {}, taskTypes: {} };
   const config: ServerConfig = {
     host: src.TASKQ_HOST || DEFAULT_HOST,
     port: int("TASKQ_PORT", DEFAULT_PORT, 0, 65535),
@@ -79,7 +86,8 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     dataDir: src.TASKQ_DATA_DIR || DEFAULT_DATA_DIR,
     embeddedPort: int("TASKQ_EMBEDDED_PORT", EMBEDDED_DEFAULT_PORT, 1, 65535),
     logLevel: src.TASKQ_LOG_LEVEL || DEFAULT_LOG_LEVEL,
-    queues: { ...BUILTIN_QUEUES, ...(src.TASKQ_CONFIG ? queuesFromFile(src.TASKQ_CONFIG, problems) : {}) },
+    queues: { ...BUILTIN_QUEUES, ...file.queues },
+    taskTypes: file.taskTypes,
     pollIntervalMs: int("TASKQ_POLL_INTERVAL_MS", DEFAULT_POLL_INTERVAL_MS, 10, 3_600_000),
     staleCheckMs: int("TASKQ_STALE_CHECK_MS", DEFAULT_STALE_CHECK_MS, 1_000, 3_600_000),
     cancelGraceMs: int("TASKQ_CANCEL_GRACE_MS", DEFAULT_CANCEL_GRACE_MS, 0, 86_400_000),
@@ -95,38 +103,73 @@ export function loadConfig(src: ConfigSource): ServerConfig {
   return config;
 }
 
-function queuesFromFile(file: string, problems: string[]): Record<string, QueueSettings> {
+interface ConfigFile {
+  queues: Record<string, QueueSettings>;
+  taskTypes: Record<string, TaskTypeSettings>;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,199}$/;
+
+function readConfigFile(file: string, problems: string[]): ConfigFile {
+  const out: ConfigFile = { queues: {}, taskTypes: {} };
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
   } catch (err) {
     problems.push(`TASKQ_CONFIG: cannot read ${file}: ${(err as Error).message}`);
-    return {};
+    return out;
   }
-  const queues = (parsed as { queues?: unknown })?.queues ?? {};
-  if (typeof queues !== "object" || queues === null || Array.isArray(queues)) {
-    problems.push(`${file}: "queues" must be an object`);
-    return {};
+  const top = (parsed ?? {}) as Record<string, unknown>;
+  for (const key of Object.keys(top)) {
+    if (key !== "queues" && key !== "task_types") problems.push(`${file}: "${key}" is not a known section (queues, task_types)`);
   }
-  const out: Record<string, QueueSettings> = {};
-  for (const [name, raw] of Object.entries(queues as Record<string, unknown>)) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,199}$/.test(name)) problems.push(`${file}: queue name "${name}" is not valid`);
-    const q = (raw ?? {}) as Record<string, unknown>;
-    const settings: QueueSettings = {};
-    for (const [key, field, min] of [
-      ["timeout_ms", "timeoutMs", 1],
-      ["retry_delay_ms", "retryDelayMs", 0],
-      ["max_attempts", "maxAttempts", 1],
-    ] as const) {
-      const v = q[key];
-      if (v === undefined) continue;
-      if (typeof v !== "number" || !Number.isInteger(v) || v < min) problems.push(`${file}: queues.${name}.${key} must be an integer ≥ ${min}`);
-      else settings[field] = v;
-    }
-    for (const key of Object.keys(q)) {
-      if (!["timeout_ms", "retry_delay_ms", "max_attempts"].includes(key)) problems.push(`${file}: queues.${name}.${key} is not a known setting`);
-    }
-    out[name] = settings;
+  for (const [name, settings] of section(file, top, "queues", problems)) {
+    out.queues[name] = integers(file, `queues.${name}`, settings, QUEUE_SETTINGS, problems);
+  }
+  for (const [name, settings] of section(file, top, "task_types", problems)) {
+    out.taskTypes[name] = integers(file, `task_types.${name}`, settings, TASK_TYPE_SETTINGS, problems);
+  }
+  return out;
+}
+
+const QUEUE_SETTINGS = [
+  ["timeout_ms", "timeoutMs", 1],
+  ["retry_delay_ms", "retryDelayMs", 0],
+  ["max_attempts", "maxAttempts", 1],
+] as const;
+
+const TASK_TYPE_SETTINGS = [["timeout_ms", "timeoutMs", 1]] as const;
+
+/** The named entries of one section of the file: an object of objects, with valid names. */
+function section(file: string, top: Record<string, unknown>, key: string, problems: string[]): [string, Record<string, unknown>][] {
+  const value = top[key] ?? {};
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    problems.push(`${file}: "${key}" must be an object`);
+    return [];
+  }
+  return Object.entries(value as Record<string, unknown>).map(([name, raw]) => {
+    if (!NAME.test(name)) problems.push(`${file}: ${key} name "${name}" is not valid`);
+    return [name, (raw ?? {}) as Record<string, unknown>];
+  });
+}
+
+/** Reads the integer settings `known` from `raw`, reporting wrong values and unknown keys. */
+function integers<F extends string>(
+  file: string,
+  path: string,
+  raw: Record<string, unknown>,
+  known: readonly (readonly [string, F, number])[],
+  problems: string[],
+): Partial<Record<F, number>> {
+  const out: Partial<Record<F, number>> = {};
+  for (const [key, field, min] of known) {
+    const v = raw[key];
+    if (v === undefined) continue;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) problems.push(`${file}: ${path}.${key} must be an integer ≥ ${min}`);
+    else out[field] = v;
+  }
+  for (const key of Object.keys(raw)) {
+    if (!known.some(([k]) => k === key)) problems.push(`${file}: ${path}.${key} is not a known setting`);
   }
   return out;
 }

@@ -91,7 +91,7 @@ describe("recovery against finishes, in SQL", () => {
       const leases = await taskLeaseAvailable(
         h.pool,
         [{ types: [`race${round}`], queues: null, slots: ids.map(() => sessionId) }],
-        { queues: {}, defaultMs: DEFAULT_TIMEOUT_MS },
+        { types: {}, queues: {}, defaultMs: DEFAULT_TIMEOUT_MS },
         new Date(),
       );
       assert.equal(leases.length, 40);

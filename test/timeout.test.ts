@@ -17,7 +17,7 @@ describe("with an injected clock", () => {
   const clock = new ManualClock(new Date("2026-06-01T09:00:00Z"));
   before(async () => {
     h = await Harness.create();
-    await h.replica({ queues: { reports: { timeoutMs: 120_000 } } }, { clock });
+    await h.replica({ queues: { reports: { timeoutMs: 120_000 } }, taskTypes: { configured: { timeoutMs: 45_000 } } }, { clock });
   });
   after(() => h.close());
 
@@ -35,29 +35,31 @@ describe("with an injected clock", () => {
     raw.send({ case: "credits", value: { count: credits } });
   };
 
-  test("the timeout that applies: the task's, else the type's from hello, else the queue's, else the default", async () => {
+  test("the timeout that applies: the task's, else the type's (hello, then config), else the queue's, else the default", async () => {
     const client = h.client();
     const own = await client.dispatch("typed", {}, { timeoutMs: 3_000 });
-    const byType = await client.dispatch("typed");
+    const byType = await client.dispatch("typed", {}, { queue: "reports" });
+    const byConfiguredType = await client.dispatch("configured", {}, { queue: "reports" });
     const byQueue = await client.dispatch("untyped", {}, { queue: "reports" });
     const byDefault = await client.dispatch("untyped");
     const raw = h.rawWorker();
-    helloWithTimeouts(raw, { typed: 7_000, untyped: undefined }, 4);
+    helloWithTimeouts(raw, { typed: 7_000, configured: undefined, untyped: undefined }, 5);
     const timeouts = new Map<string, number>();
     const tokens = new Map<string, string>();
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 5; i++) {
       const lease = await raw.next("lease");
       timeouts.set(lease.taskId, durationMs(lease.timeout!));
       tokens.set(lease.taskId, lease.leaseToken);
     }
     assert.equal(timeouts.get(own.id), 3_000);
     assert.equal(timeouts.get(byType.id), 7_000);
+    assert.equal(timeouts.get(byConfiguredType.id), 45_000);
     assert.equal(timeouts.get(byQueue.id), 120_000);
     assert.equal(timeouts.get(byDefault.id), DEFAULT_TIMEOUT_MS);
     const status = await own.status();
     assert.equal(status.deadline?.getTime(), clock.now().getTime() + 3_000, "Status shows when the attempt times out");
     for (const [taskId, leaseToken] of tokens) raw.send({ case: "finish", value: { taskId, leaseToken, outcome: { case: "success", value: {} } } });
-    for (let i = 0; i < 4; i++) await raw.next("finishAck");
+    for (let i = 0; i < 5; i++) await raw.next("finishAck");
   });
 
   test("a timed-out attempt: cancel(timed_out), counted as failed, retried after the delay, then STUCK", async () => {

@@ -46,6 +46,12 @@ export function livenessTimings(staleCheckMs: number) {
   };
 }
 
+/** Per-task-type settings from config. */
+export interface TaskTypeSettings {
+  /** Below the task's own timeout and the worker's declared one; above the queue's. */
+  timeoutMs?: number;
+}
+
 /** Per-queue settings; unset fields fall back to the engine defaults. */
 export interface QueueSettings {
   timeoutMs?: number;
@@ -59,6 +65,7 @@ export interface EngineOptions {
   listenConnection: pg.ClientConfig;
   log: Logger;
   queues: Record<string, QueueSettings>;
+  taskTypes?: Record<string, TaskTypeSettings>;
   clock?: Clock;
   replicaId?: string;
   pollIntervalMs?: number;
@@ -114,7 +121,11 @@ export class Engine {
     this.notifier = new Notifier(opts.listenConnection, this.log);
     this.dispatcher = new LeaseDispatcher(this.pool, this.clock, this.log, {
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
-      timeouts: { queues: queueTimeouts(this.queues), defaultMs: opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS },
+      timeouts: {
+        types: timeoutsOf(opts.taskTypes ?? {}),
+        queues: timeoutsOf(this.queues),
+        defaultMs: opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS,
+      },
     });
     this.reaper = new Reaper(this.pool, this.clock, this.log, this.timings);
     this.finisher = new FinishBatcher(this.pool, this.clock);
@@ -306,6 +317,6 @@ export class Engine {
   }
 }
 
-function queueTimeouts(queues: Record<string, QueueSettings>): Record<string, number> {
-  return Object.fromEntries(Object.entries(queues).flatMap(([name, q]) => (q.timeoutMs ? [[name, q.timeoutMs]] : [])));
+function timeoutsOf(settings: Record<string, { timeoutMs?: number }>): Record<string, number> {
+  return Object.fromEntries(Object.entries(settings).flatMap(([name, s]) => (s.timeoutMs ? [[name, s.timeoutMs]] : [])));
 }

@@ -20,7 +20,7 @@ export interface LeaseGroup {
  * to the first group only, so a slot may stay empty; the caller claims again while credits remain.
  * Each lease gets a fresh token, counts an attempt, records its session (so recovery can find it),
  * and sets its deadline from the first timeout that applies: the task's own, the type's as the
- * session's worker declared it, the queue's, the server default.
+ * session's worker declared it, the type's from config, the queue's, the server default.
  *
  * Locking choice: SKIP LOCKED over advisory locks or a status-flip retry loop, because claimers never
  * wait on each other and the partial index tasks_claim_idx serves the order directly.
@@ -57,8 +57,8 @@ export async function taskLeaseAvailable(
       ),
       leased as (
         select p.id, p.session_id, ws.worker_name,
-               coalesce(t.timeout_ms, (ws.type_timeouts ->> t.type)::int8, ($3::jsonb ->> t.queue)::int8, $4::int8)
-                 as effective_timeout_ms
+               coalesce(t.timeout_ms, (ws.type_timeouts ->> t.type)::int8, ($3::jsonb ->> t.type)::int8,
+                        ($4::jsonb ->> t.queue)::int8, $5::int8) as effective_timeout_ms
         from picked p
         join taskq.tasks t on t.id = p.id
         join taskq.worker_sessions ws on ws.id = p.session_id
@@ -72,7 +72,13 @@ export async function taskLeaseAvailable(
       returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params, t.attempts,
                 t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, t.deadline_at, t.title,
                 t.idempotency_key, t.created_at, t.priority, t.next_try_at`,
-    values: [JSON.stringify(groups.map((g, ord) => ({ ord, ...g }))), now, JSON.stringify(timeouts.queues), timeouts.defaultMs],
+    values: [
+      JSON.stringify(groups.map((g, ord) => ({ ord, ...g }))),
+      now,
+      JSON.stringify(timeouts.types),
+      JSON.stringify(timeouts.queues),
+      timeouts.defaultMs,
+    ],
   });
   rows.sort((a, b) => b.priority - a.priority || +a.next_try_at - +b.next_try_at || Number(a.id) - Number(b.id));
   return rows.map(leasedFromRow);
@@ -80,6 +86,8 @@ export async function taskLeaseAvailable(
 
 /** Fallback timeouts, for tasks dispatched without one whose worker declared none for their type. */
 export interface LeaseTimeouts {
+  /** Task type → timeout in ms, from config. */
+  types: Record<string, number>;
   /** Queue name → timeout in ms, for queues that set one. */
   queues: Record<string, number>;
   defaultMs: number;

@@ -65,9 +65,12 @@ export class TaskEvents {
         wakeUp = null;
         if (signal.aborted) return;
         changed = false;
-        const next = await taskGet(db, id);
+        // Task and log are read together; the log is read once more after a final status, since steps
+        // written just before the finish may have missed the first read.
+        const [next, entries] = await Promise.all([taskGet(db, id), taskLogList(db, id, lastSeq)]);
         if (!next) return;
-        for (const entry of await taskLogList(db, id, lastSeq)) {
+        if (isFinal(next.status)) entries.push(...(await taskLogList(db, id, entries.at(-1)?.seq ?? lastSeq)));
+        for (const entry of entries) {
           lastSeq = entry.seq;
           yield { kind: "log", entry };
         }

@@ -791,7 +791,8 @@ export const TaskQueue: GenService<{
     output: typeof StatusResponseSchema;
   },
   /**
-   * WatchTask streams a snapshot of one task, then every change, and ends after its final status.
+   * WatchTask streams a snapshot of one task, then every change, and ends after its final status; every log
+   * step arrives once and in order, while status values set within a few milliseconds may arrive as the latest.
    *
    * @generated from rpc taskq.v1.TaskQueue.WatchTask
    */

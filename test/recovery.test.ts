@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { DEFAULT_TIMEOUT_MS } from "../server/engine/engine.js";
-import { taskFinishMany, taskLeaseAvailable } from "../server/engine/sql/lease.js";
-import { taskLeaseRecoverOrphaned } from "../server/engine/sql/recovery.js";
+import { LOST_WORKER_ERROR } from "../server/engine/reaper.js";
+import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../server/engine/sql/lease.js";
+import { taskLeaseFindOrphaned } from "../server/engine/sql/recovery.js";
 import { sessionUpsert } from "../server/engine/sql/sessions.js";
 import { Harness, waitFor } from "./helpers.js";
 import { freePort, startTs } from "./processes.js";
@@ -73,7 +74,7 @@ describe("recovery against finishes, in SQL", () => {
   });
   after(() => h.close());
 
-  test("racing finishes, 5 rounds of 40 tasks: each task is finished or recovered, never both", async (t) => {
+  test("recovery racing finishes, 5 rounds of 40 tasks: each task is finished or recovered, never both", async (t) => {
     const engine = h.replicas[0].engine;
     const tally = { finished: 0, recovered: 0 };
     for (let round = 0; round < 5; round++) {
@@ -98,15 +99,20 @@ describe("recovery against finishes, in SQL", () => {
       // The session's replica "dies": its heartbeat is an hour old.
       await h.pool.query("update taskq.worker_sessions set heartbeat_at = now() - interval '1 hour' where id = $1", [sessionId]);
 
-      // Recovery sweeps start after a different share of the finishes each round, so each side wins some.
+      // Three reapers found all forty orphans; their releases start after a different share of the
+      // finishes each round, so each side wins some, and every release acts on what it read earlier.
+      const orphans = await taskLeaseFindOrphaned(h.pool, 1_000);
+      assert.equal(orphans.length, 40);
       const finish = (i: number) =>
         taskFinishMany(h.pool, [{ id: leases[i].id, leaseToken: leases[i].leaseToken, outcome: { kind: "success", result: i } }], new Date());
       const split = round * 10;
       const finishes = leases.slice(0, split).map((_, i) => finish(i));
-      const recoveries = [0, 1, 2].map(() => taskLeaseRecoverOrphaned(h.pool, 1_000, new Date()));
+      const recoveries = [0, 1, 2].map(() => taskLeaseRelease(h.pool, orphans, { uncount: false, error: LOST_WORKER_ERROR }, new Date()));
       finishes.push(...leases.slice(split).map((_, i) => finish(split + i)));
       const finished = (await Promise.all(finishes)).map((m, i) => m.get(leases[i].id));
-      const recovered = new Set((await Promise.all(recoveries)).flat().map((r) => r.id));
+      const releasedBy = (await Promise.all(recoveries)).map((m) => [...m.keys()]);
+      assert.equal(new Set(releasedBy.flat()).size, releasedBy.flat().length, "no lease released twice");
+      const recovered = new Set(releasedBy.flat());
 
       for (const [i, lease] of leases.entries()) {
         const row = await taskRow(h, lease.id);
@@ -169,7 +175,7 @@ describe("a replica killed without a goodbye", () => {
       assert.ok(recoveryMs < STALE_CHECK_MS, `recovery took ${Math.round(recoveryMs)} ms`);
       for (const s of await Promise.all(handles.map((x) => x.status()))) {
         assert.equal(s.attempts, 1);
-        assert.equal(s.error, "worker lost: its session stopped heartbeating");
+        assert.equal(s.error, LOST_WORKER_ERROR);
       }
 
       const rescuer = h.worker({}, survivor);

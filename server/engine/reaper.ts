@@ -15,7 +15,8 @@
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
 import type { Db } from "./sql/db.js";
-import { taskDeadlineExpire, taskLeaseRecoverOrphaned, taskNextDeadline, RECOVERY_BATCH, type RecoveredTask } from "./sql/recovery.js";
+import { taskLeaseRelease } from "./sql/lease.js";
+import { taskDeadlineExpire, taskLeaseFindOrphaned, taskNextDeadline, RECOVERY_BATCH, type RecoveredTask } from "./sql/recovery.js";
 import { sessionDeleteStale } from "./sql/sessions.js";
 
 export interface ReaperOptions {
@@ -34,6 +35,19 @@ export interface SweepResult {
 }
 
 const RETRY_AFTER_ERROR_MS = 1_000;
+
+export const LOST_WORKER_ERROR = "worker lost: its session stopped heartbeating";
+
+/**
+ * Recovers one batch of leases of sessions that are gone, as a closed stream would: running tasks back
+ * to pending at once (STUCK on the last attempt), cancelling ones CANCELED.
+ */
+export async function leaseRecoverOrphaned(db: Db, staleAfterMs: number, now: Date): Promise<RecoveredTask[]> {
+  const orphans = await taskLeaseFindOrphaned(db, staleAfterMs);
+  if (orphans.length === 0) return [];
+  const released = await taskLeaseRelease(db, orphans, { uncount: false, error: LOST_WORKER_ERROR }, now);
+  return [...released].map(([id, status]) => ({ id, status }));
+}
 
 export class Reaper {
   /** The latest sweep started or queued; sweeps run one at a time. */
@@ -111,7 +125,7 @@ export class Reaper {
   }
 
   private recover(): Promise<RecoveredTask[]> {
-    return taskLeaseRecoverOrphaned(this.db, this.opts.staleAfterMs, this.clock.now());
+    return leaseRecoverOrphaned(this.db, this.opts.staleAfterMs, this.clock.now());
   }
 
   /** Sets the timer to fire in `ms`, unless it is already set to fire sooner. */

@@ -1,10 +1,7 @@
 /**
- * Statements of the reaper: ending leases that cannot end by themselves.
- *
- * Both take their rows with `for update skip locked` and re-check state under the lock, so replicas
- * sweeping together split the work, and a task that a finish (or another sweep) ended or re-leased
- * meanwhile is left alone: every change is guarded by the task's state, and recovery only ever acts on
- * the lease that was current when the row was locked.
+ * Statements of the reaper: finding and ending leases that cannot end by themselves. Every change is
+ * made under the row lock and re-checks state (and, for lost sessions, the lease token), so a task
+ * that a finish or another replica's sweep ended or re-leased meanwhile is left alone.
  */
 import type { FinalStatus } from "../types.js";
 import { archiveCtes } from "./archive.js";
@@ -67,51 +64,25 @@ export async function taskDeadlineExpire(db: Db, now: Date): Promise<RecoveredTa
 }
 
 /**
- * Recovers the leases of sessions that are gone: the session row is missing, or its replica has not
- * heartbeated it for `staleAfterMs` by the database's clock (so replicas with skewed clocks agree).
- * A running task returns to the queue at once while attempts remain, else ends STUCK; a cancelling
- * task ends CANCELED.
+ * The leases of sessions that are gone: the session row is missing, or its replica has not heartbeated
+ * it for `staleAfterMs` by the database's clock (so replicas with skewed clocks agree). Returns each
+ * task with the token of that lease; ending them is taskLeaseRelease's job, which re-checks the token
+ * under the row lock, so a task finished or re-leased since this read is left alone.
  */
-export async function taskLeaseRecoverOrphaned(db: Db, staleAfterMs: number, now: Date): Promise<RecoveredTask[]> {
-  const { rows } = await db.query<{ id: string; final_status: RecoveredTask["status"] }>({
-    name: "taskLeaseRecoverOrphaned",
+export async function taskLeaseFindOrphaned(db: Db, staleAfterMs: number): Promise<{ id: string; leaseToken: string }[]> {
+  const { rows } = await db.query<{ id: string; lease_token: string }>({
+    name: "taskLeaseFindOrphaned",
     text: `
-      with orphaned as (
-        select t.id, t.lease_token
-        from taskq.tasks t
-        where t.status in ('running', 'cancelling')
-          and not exists (
-            select 1 from taskq.worker_sessions ws
-            where ws.id = t.session_id and ws.heartbeat_at > now() - make_interval(secs => $1 / 1000.0))
-        limit ${RECOVERY_BATCH}
-      ),
-      source as (
-        -- Locked and re-checked by lease token: a task re-leased to a live session since the scan is not touched.
-        select t.id, null::jsonb as result,
-          case when t.status = 'cancelling' then t.error
-               else 'worker lost: its session stopped heartbeating' end as final_error,
-          case when t.status = 'cancelling' then 'canceled'
-               when t.attempts >= t.max_attempts then 'stuck'
-               else 'pending' end as final_status
-        from orphaned o join taskq.tasks t on t.id = o.id and t.lease_token = o.lease_token
-        where t.status in ('running', 'cancelling')
-        for update of t skip locked
-      ),
-      returned as (
-        update taskq.tasks t
-        set status = 'pending', next_try_at = $2, lease_token = null, session_id = null, deadline_at = null,
-            error = s.final_error
-        from source s where t.id = s.id and s.final_status = 'pending'
-        returning t.id
-      ),
-      ${archiveCtes("source", "$2")}
-      select s.id::text, s.final_status,
-             (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified,
-             (select pg_notify('${CHANNEL_DISPATCH}', '') from returned limit 1) as woke
-      from source s`,
-    values: [staleAfterMs, now],
+      select t.id::text, t.lease_token::text
+      from taskq.tasks t
+      where t.status in ('running', 'cancelling')
+        and not exists (
+          select 1 from taskq.worker_sessions ws
+          where ws.id = t.session_id and ws.heartbeat_at > now() - make_interval(secs => $1 / 1000.0))
+      limit ${RECOVERY_BATCH}`,
+    values: [staleAfterMs],
   });
-  return rows.map((r) => ({ id: r.id, status: r.final_status }));
+  return rows.map((r) => ({ id: r.id, leaseToken: r.lease_token }));
 }
 
 /** When the earliest deadline of a running or cancelling task falls, if any task has one. */

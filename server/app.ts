@@ -32,6 +32,7 @@ export async function startReplica(
     log,
     queues: config.queues,
     taskTypes: config.taskTypes,
+    globalMaxWorkers: config.globalMaxWorkers,
     clock: opts.clock,
     pollIntervalMs: config.pollIntervalMs,
     staleCheckMs: config.staleCheckMs,

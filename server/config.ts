@@ -17,8 +17,15 @@ export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 50051;
 export const DEFAULT_DATA_DIR = ".taskq-data/postgres";
 export const DEFAULT_LOG_LEVEL = "info";
-/** The queues every server has, whatever the config says. */
-export const BUILTIN_QUEUES: Record<string, QueueSettings> = { default: {}, scheduled: {} };
+/** The queues every server has, whatever the config says; the config may change their settings. */
+export const BUILTIN_QUEUES: Record<string, QueueSettings> = { default: {}, scheduled: { maxWorkers: 1 } };
+
+/** The built-in queues with the config's settings laid over them, then the config's other queues. */
+export function withBuiltinQueues(queues: Record<string, QueueSettings>): Record<string, QueueSettings> {
+  const merged: Record<string, QueueSettings> = {};
+  for (const [name, settings] of Object.entries(BUILTIN_QUEUES)) merged[name] = { ...settings, ...queues[name] };
+  return { ...queues, ...merged };
+}
 
 export interface ServerConfig {
   host: string;
@@ -29,6 +36,8 @@ export interface ServerConfig {
   embeddedPort: number;
   logLevel: string;
   queues: Record<string, QueueSettings>;
+  /** The most tasks running at once in all queues, across every worker and replica; null: no limit. */
+  globalMaxWorkers: number | null;
   /** Per task type settings; a worker's hello may declare its own timeout, which wins. */
   taskTypes: Record<string, TaskTypeSettings>;
   pollIntervalMs: number;
@@ -64,6 +73,8 @@ export interface ConfigSource {
   TASKQ_STALE_CHECK_MS?: string;
   TASKQ_CANCEL_GRACE_MS?: string;
   TASKQ_DEFAULT_TIMEOUT_MS?: string;
+  /** Overrides global_max_workers of the config file. */
+  TASKQ_GLOBAL_MAX_WORKERS?: string;
 }
 
 export function loadConfig(src: ConfigSource): ServerConfig {
@@ -78,7 +89,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     }
     return n;
   };
-  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : { queues: {}, taskTypes: {} };
+  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : { queues: {}, taskTypes: {}, globalMaxWorkers: null };
   const config: ServerConfig = {
     host: src.TASKQ_HOST || DEFAULT_HOST,
     port: int("TASKQ_PORT", DEFAULT_PORT, 0, 65535),
@@ -86,8 +97,11 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     dataDir: src.TASKQ_DATA_DIR || DEFAULT_DATA_DIR,
     embeddedPort: int("TASKQ_EMBEDDED_PORT", EMBEDDED_DEFAULT_PORT, 1, 65535),
     logLevel: src.TASKQ_LOG_LEVEL || DEFAULT_LOG_LEVEL,
-    queues: { ...BUILTIN_QUEUES, ...file.queues },
+    queues: withBuiltinQueues(file.queues),
     taskTypes: file.taskTypes,
+    globalMaxWorkers: src.TASKQ_GLOBAL_MAX_WORKERS
+      ? int("TASKQ_GLOBAL_MAX_WORKERS", 0, 1, 1_000_000)
+      : file.globalMaxWorkers,
     pollIntervalMs: int("TASKQ_POLL_INTERVAL_MS", DEFAULT_POLL_INTERVAL_MS, 10, 3_600_000),
     staleCheckMs: int("TASKQ_STALE_CHECK_MS", DEFAULT_STALE_CHECK_MS, 1_000, 3_600_000),
     cancelGraceMs: int("TASKQ_CANCEL_GRACE_MS", DEFAULT_CANCEL_GRACE_MS, 0, 86_400_000),
@@ -106,12 +120,13 @@ export function loadConfig(src: ConfigSource): ServerConfig {
 interface ConfigFile {
   queues: Record<string, QueueSettings>;
   taskTypes: Record<string, TaskTypeSettings>;
+  globalMaxWorkers: number | null;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,199}$/;
 
 function readConfigFile(file: string, problems: string[]): ConfigFile {
-  const out: ConfigFile = { queues: {}, taskTypes: {} };
+  const out: ConfigFile = { queues: {}, taskTypes: {}, globalMaxWorkers: null };
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
@@ -121,8 +136,11 @@ function readConfigFile(file: string, problems: string[]): ConfigFile {
   }
   const top = (parsed ?? {}) as Record<string, unknown>;
   for (const key of Object.keys(top)) {
-    if (key !== "queues" && key !== "task_types") problems.push(`${file}: "${key}" is not a known section (queues, task_types)`);
+    if (!["queues", "task_types", "global_max_workers"].includes(key)) {
+      problems.push(`${file}: "${key}" is not a known setting (queues, task_types, global_max_workers)`);
+    }
   }
+  out.globalMaxWorkers = integers(file, "", top, [["global_max_workers", "globalMaxWorkers", 1]], problems, false).globalMaxWorkers ?? null;
   for (const [name, settings] of section(file, top, "queues", problems)) {
     out.queues[name] = integers(file, `queues.${name}`, settings, QUEUE_SETTINGS, problems);
   }
@@ -133,6 +151,7 @@ function readConfigFile(file: string, problems: string[]): ConfigFile {
 }
 
 const QUEUE_SETTINGS = [
+  ["max_workers", "maxWorkers", 1],
   ["timeout_ms", "timeoutMs", 1],
   ["retry_delay_ms", "retryDelayMs", 0],
   ["max_attempts", "maxAttempts", 1],
@@ -160,16 +179,18 @@ function integers<F extends string>(
   raw: Record<string, unknown>,
   known: readonly (readonly [string, F, number])[],
   problems: string[],
+  strict = true,
 ): Partial<Record<F, number>> {
+  const at = (key: string) => (path ? `${path}.${key}` : key);
   const out: Partial<Record<F, number>> = {};
   for (const [key, field, min] of known) {
     const v = raw[key];
     if (v === undefined) continue;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min) problems.push(`${file}: ${path}.${key} must be an integer ≥ ${min}`);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min) problems.push(`${file}: ${at(key)} must be an integer ≥ ${min}`);
     else out[field] = v;
   }
-  for (const key of Object.keys(raw)) {
-    if (!known.some(([k]) => k === key)) problems.push(`${file}: ${path}.${key} is not a known setting`);
+  for (const key of strict ? Object.keys(raw) : []) {
+    if (!known.some(([k]) => k === key)) problems.push(`${file}: ${at(key)} is not a known setting`);
   }
   return out;
 }

@@ -57,7 +57,7 @@ test("every problem is reported together", async () => {
   const expected = [
     /TASKQ_STALE_CHECK_MS: "10" must be an integer from 1000/,
     /TASKQ_CANCEL_GRACE_MS: "x"/,
-    /"schedules" is not a known section/,
+    /"schedules" is not a known setting/,
     /queues name "no spaces" is not valid/,
     /queues\.slow\.timeout_ms must be an integer ≥ 1/,
     /queues\.slow\.colour is not a known setting/,

@@ -9,7 +9,7 @@ import { createClient, type Client } from "@connectrpc/connect";
 import pg from "pg";
 import { pino } from "pino";
 import { startReplica, type Replica } from "../server/app.js";
-import { BUILTIN_QUEUES, loadConfig, type ServerConfig } from "../server/config.js";
+import { loadConfig, withBuiltinQueues, type ServerConfig } from "../server/config.js";
 import type { Clock } from "../server/engine/clock.js";
 import { TaskClient, Worker, type WorkerOptions } from "../sdk/index.js";
 import { connect, type Connection } from "../sdk/transport.js";
@@ -74,7 +74,7 @@ export class Harness {
 
   async replica(overrides: Partial<ServerConfig> = {}, opts: { clock?: Clock } = {}): Promise<Replica> {
     const config = { ...loadConfig({}), host: "127.0.0.1", port: 0, pollIntervalMs: 200, ...overrides };
-    config.queues = { ...BUILTIN_QUEUES, ...overrides.queues };
+    config.queues = withBuiltinQueues(overrides.queues ?? {});
     const replica = await startReplica({ ...config, databaseUrl: this.dbUrl }, silentLog, opts);
     this.replicas.push(replica);
     return replica;

@@ -92,7 +92,7 @@ describe("recovery against finishes, in SQL", () => {
       const leases = await taskLeaseAvailable(
         h.pool,
         [{ types: [`race${round}`], queues: null, slots: ids.map(() => sessionId) }],
-        { types: {}, queues: {}, defaultMs: DEFAULT_TIMEOUT_MS },
+        { timeouts: { types: {}, queues: {}, defaultMs: DEFAULT_TIMEOUT_MS }, limits: { queues: {}, global: null } },
         new Date(),
       );
       assert.equal(leases.length, 40);

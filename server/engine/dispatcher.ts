@@ -11,10 +11,19 @@
  * Credits are taken at delivery. A lease whose session left while the claim was in flight goes back
  * to the queue with its attempt uncounted.
  */
+import type pg from "pg";
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
-import type { Db } from "./sql/db.js";
-import { taskLeaseAvailable, taskLeaseRelease, taskNextDueAt, type LeaseGroup, type LeaseTimeouts } from "./sql/lease.js";
+import {
+  taskLeaseAvailable,
+  taskLeaseRelease,
+  taskNextDueAt,
+  type LeaseGroup,
+  type LeaseTimeouts,
+  type QueueLimits,
+  type WakeOnFree,
+} from "./sql/lease.js";
+import { queueLimitLocksTake } from "./sql/queues.js";
 import type { LeasedTask } from "./types.js";
 
 export interface SessionSlot {
@@ -38,10 +47,10 @@ export class LeaseDispatcher {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly db: Db,
+    private readonly db: pg.Pool,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly opts: { pollIntervalMs: number; timeouts: LeaseTimeouts },
+    private readonly opts: { pollIntervalMs: number; timeouts: LeaseTimeouts; limits: QueueLimits; wakeOnFree: WakeOnFree },
   ) {}
 
   add(slot: SessionSlot): void {
@@ -99,7 +108,7 @@ export class LeaseDispatcher {
   private async claimOnce(): Promise<number> {
     const groups = this.groups();
     if (groups.length === 0) return 0;
-    const leases = await taskLeaseAvailable(this.db, groups, this.opts.timeouts, this.clock.now());
+    const leases = await this.lease(groups);
     const orphans: LeasedTask[] = [];
     for (const lease of leases) {
       const slot = this.slots.get(lease.sessionId);
@@ -109,9 +118,33 @@ export class LeaseDispatcher {
       } else orphans.push(lease);
     }
     if (orphans.length > 0) {
-      await taskLeaseRelease(this.db, orphans, { uncount: true, error: "" }, this.clock.now());
+      const wakeOnFree = this.opts.wakeOnFree;
+      await taskLeaseRelease(this.db, orphans, { uncount: true, error: "", wakeOnFree }, this.clock.now());
     }
     return leases.length;
+  }
+
+  /**
+   * One claim. When a queue limit applies to what the groups may take, the claim runs in a transaction
+   * that first takes the limit locks, so claimers on other replicas count each other's leases.
+   */
+  private async lease(groups: LeaseGroup[]): Promise<LeasedTask[]> {
+    const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits };
+    const locks = limitLocks(groups, this.opts.limits);
+    if (!locks) return taskLeaseAvailable(this.db, groups, opts, this.clock.now());
+    const client = await this.db.connect();
+    try {
+      await client.query("begin");
+      await queueLimitLocksTake(client, locks);
+      const leases = await taskLeaseAvailable(client, groups, opts, this.clock.now());
+      await client.query("commit");
+      return leases;
+    } catch (err) {
+      await client.query("rollback").catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
   }
 
   /** Sessions with free credits, grouped by what they accept, credits interleaved across sessions. */
@@ -139,4 +172,12 @@ export class LeaseDispatcher {
     const wait = due ? due.getTime() - now.getTime() : this.opts.pollIntervalMs;
     return Math.max(1, Math.min(wait, this.opts.pollIntervalMs));
   }
+}
+
+/** The limit locks a claim for these groups needs, or null when no limit applies to what they may take. */
+function limitLocks(groups: LeaseGroup[], limits: QueueLimits): { global: true } | { queues: string[] } | null {
+  if (limits.global !== null) return { global: true };
+  const limited = Object.keys(limits.queues);
+  const reachable = new Set(groups.flatMap((g) => (g.queues === null ? limited : g.queues.filter((q) => q in limits.queues))));
+  return reachable.size > 0 ? { queues: [...reachable] } : null;
 }

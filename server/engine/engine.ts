@@ -16,6 +16,7 @@ import { CHANNEL_CANCEL, CHANNEL_DISPATCH } from "./sql/db.js";
 import { idempotencyKeyFind, taskInsertMany } from "./sql/dispatch.js";
 import { taskInterrupt } from "./sql/interrupt.js";
 import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
+import type { QueueLimits, WakeOnFree } from "./sql/lease.js";
 import { sessionHeartbeat } from "./sql/sessions.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
@@ -54,6 +55,8 @@ export interface TaskTypeSettings {
 
 /** Per-queue settings; unset fields fall back to the engine defaults. */
 export interface QueueSettings {
+  /** The most tasks of this queue running at once, across every worker and replica; unset: no limit. */
+  maxWorkers?: number;
   timeoutMs?: number;
   retryDelayMs?: number;
   maxAttempts?: number;
@@ -66,6 +69,8 @@ export interface EngineOptions {
   log: Logger;
   queues: Record<string, QueueSettings>;
   taskTypes?: Record<string, TaskTypeSettings>;
+  /** The most tasks running at once in all queues, across every worker and replica; unset: no limit. */
+  globalMaxWorkers?: number | null;
   clock?: Clock;
   replicaId?: string;
   pollIntervalMs?: number;
@@ -108,6 +113,7 @@ export class Engine {
   private readonly sessions = new Map<string, WorkerSession>();
   private readonly timings: ReturnType<typeof livenessTimings>;
   private readonly cancelGraceMs: number;
+  private readonly wakeOnFree: WakeOnFree;
   private heartbeatTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: EngineOptions) {
@@ -119,6 +125,8 @@ export class Engine {
     this.timings = livenessTimings(opts.staleCheckMs ?? DEFAULT_STALE_CHECK_MS);
     this.cancelGraceMs = opts.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS;
     this.notifier = new Notifier(opts.listenConnection, this.log);
+    const limits = queueLimits(this.queues, opts.globalMaxWorkers ?? null);
+    this.wakeOnFree = limits.global !== null ? null : Object.keys(limits.queues);
     this.dispatcher = new LeaseDispatcher(this.pool, this.clock, this.log, {
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
       timeouts: {
@@ -126,9 +134,11 @@ export class Engine {
         queues: timeoutsOf(this.queues),
         defaultMs: opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS,
       },
+      limits,
+      wakeOnFree: this.wakeOnFree,
     });
-    this.reaper = new Reaper(this.pool, this.clock, this.log, this.timings);
-    this.finisher = new FinishBatcher(this.pool, this.clock);
+    this.reaper = new Reaper(this.pool, this.clock, this.log, { ...this.timings, wakeOnFree: this.wakeOnFree });
+    this.finisher = new FinishBatcher(this.pool, this.clock, this.wakeOnFree);
     this.events = new TaskEvents(this.notifier);
     this.notifier.on(CHANNEL_DISPATCH, () => this.dispatcher.wake());
     this.notifier.on("reconnected", () => this.dispatcher.wake());
@@ -290,6 +300,7 @@ export class Engine {
         replicaId: this.replicaId,
         dispatcher: this.dispatcher,
         finisher: this.finisher,
+        wakeOnFree: this.wakeOnFree,
         onLease: (lease) => this.reaper.expect(lease.deadlineAt),
         onClose: (s) => this.sessions.delete(s.id),
       },
@@ -315,6 +326,11 @@ export class Engine {
     const [sessionId, taskId, leaseToken, reason] = payload.split(":");
     this.sessions.get(sessionId)?.cancel(taskId, leaseToken, reason as CancelReason);
   }
+}
+
+function queueLimits(queues: Record<string, QueueSettings>, global: number | null): QueueLimits {
+  const limited = Object.entries(queues).flatMap(([name, q]) => (q.maxWorkers === undefined ? [] : [[name, q.maxWorkers]]));
+  return { queues: Object.fromEntries(limited), global };
 }
 
 function timeoutsOf(settings: Record<string, { timeoutMs?: number }>): Record<string, number> {

@@ -5,7 +5,7 @@
  */
 import type { Clock } from "./clock.js";
 import { MAX_IDS_PER_NOTIFY, type Db } from "./sql/db.js";
-import { taskFinishMany, type FinishInput, type FinishedAs } from "./sql/lease.js";
+import { taskFinishMany, type FinishInput, type FinishedAs, type WakeOnFree } from "./sql/lease.js";
 
 interface Waiting {
   input: FinishInput;
@@ -20,6 +20,7 @@ export class FinishBatcher {
   constructor(
     private readonly db: Db,
     private readonly clock: Clock,
+    private readonly wakeOnFree: WakeOnFree,
   ) {}
 
   /** Resolves to where the task went, or null when the token no longer held the lease. */
@@ -46,7 +47,7 @@ export class FinishBatcher {
       }
       this.queue = rest;
       try {
-        const done = await taskFinishMany(this.db, batch.map((w) => w.input), this.clock.now());
+        const done = await taskFinishMany(this.db, batch.map((w) => w.input), this.clock.now(), this.wakeOnFree);
         for (const w of batch) w.resolve(done.get(w.input.id) ?? null);
       } catch (err) {
         for (const w of batch) w.reject(err);

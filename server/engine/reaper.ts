@@ -15,7 +15,7 @@
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
 import type { Db } from "./sql/db.js";
-import { taskLeaseRelease } from "./sql/lease.js";
+import { taskLeaseRelease, type WakeOnFree } from "./sql/lease.js";
 import { taskDeadlineExpire, taskLeaseFindOrphaned, taskNextDeadline, RECOVERY_BATCH, type RecoveredTask } from "./sql/recovery.js";
 import { sessionDeleteStale } from "./sql/sessions.js";
 
@@ -24,6 +24,8 @@ export interface ReaperOptions {
   sweepIntervalMs: number;
   /** A session not heartbeated for this long is gone (database clock). */
   staleAfterMs: number;
+  /** Queues whose freed slots wake the dispatchers (see WakeOnFree). */
+  wakeOnFree: WakeOnFree;
 }
 
 export interface SweepResult {
@@ -42,10 +44,15 @@ export const LOST_WORKER_ERROR = "worker lost: its session stopped heartbeating"
  * Recovers one batch of leases of sessions that are gone, as a closed stream would: running tasks back
  * to pending at once (STUCK on the last attempt), cancelling ones CANCELED.
  */
-export async function leaseRecoverOrphaned(db: Db, staleAfterMs: number, now: Date): Promise<RecoveredTask[]> {
+export async function leaseRecoverOrphaned(
+  db: Db,
+  staleAfterMs: number,
+  now: Date,
+  wakeOnFree: WakeOnFree = [],
+): Promise<RecoveredTask[]> {
   const orphans = await taskLeaseFindOrphaned(db, staleAfterMs);
   if (orphans.length === 0) return [];
-  const released = await taskLeaseRelease(db, orphans, { uncount: false, error: LOST_WORKER_ERROR }, now);
+  const released = await taskLeaseRelease(db, orphans, { uncount: false, error: LOST_WORKER_ERROR, wakeOnFree }, now);
   return [...released].map(([id, status]) => ({ id, status }));
 }
 
@@ -99,7 +106,8 @@ export class Reaper {
     const result: SweepResult = { expired: [], recovered: [], sessionsRemoved: 0 };
     let next = this.opts.sweepIntervalMs;
     try {
-      for (let batch = await taskDeadlineExpire(this.db, this.clock.now()); ; batch = await taskDeadlineExpire(this.db, this.clock.now())) {
+      const expire = () => taskDeadlineExpire(this.db, this.clock.now(), this.opts.wakeOnFree);
+      for (let batch = await expire(); ; batch = await expire()) {
         result.expired.push(...batch);
         if (batch.length < RECOVERY_BATCH) break;
       }
@@ -125,7 +133,7 @@ export class Reaper {
   }
 
   private recover(): Promise<RecoveredTask[]> {
-    return leaseRecoverOrphaned(this.db, this.opts.staleAfterMs, this.clock.now());
+    return leaseRecoverOrphaned(this.db, this.opts.staleAfterMs, this.clock.now(), this.opts.wakeOnFree);
   }
 
   /** Sets the timer to fire in `ms`, unless it is already set to fire sooner. */

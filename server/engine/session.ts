@@ -17,7 +17,7 @@ import type { Clock } from "./clock.js";
 import type { LeaseDispatcher, SessionSlot } from "./dispatcher.js";
 import type { FinishBatcher } from "./finisher.js";
 import type { Db } from "./sql/db.js";
-import { taskLeaseRelease } from "./sql/lease.js";
+import { taskLeaseRelease, type WakeOnFree } from "./sql/lease.js";
 import { sessionDelete, sessionUpsert, type SessionRow } from "./sql/sessions.js";
 import { taskLogAppend, taskStatusValueSet } from "./sql/updates.js";
 import type { CancelReason, FinishResult, JsonObject, JsonValue, LeasedTask, Outcome, WorkerHello } from "./types.js";
@@ -37,6 +37,8 @@ export interface SessionDeps {
   replicaId: string;
   dispatcher: LeaseDispatcher;
   finisher: FinishBatcher;
+  /** Queues whose freed slots wake the dispatchers (see WakeOnFree). */
+  wakeOnFree: WakeOnFree;
   /** A lease was handed to the worker (the reaper wants its deadline). */
   onLease(lease: LeasedTask): void;
   onClose(session: WorkerSession): void;
@@ -159,7 +161,8 @@ export class WorkerSession {
     this.leases.clear();
     try {
       if (held.length > 0) {
-        const released = await taskLeaseRelease(db, held, { uncount: false, error: reason }, clock.now());
+        const wakeOnFree = this.deps.wakeOnFree;
+        const released = await taskLeaseRelease(db, held, { uncount: false, error: reason, wakeOnFree }, clock.now());
         log.info({ session: this.id, released: released.size }, "worker session closed; leases released");
       }
       await sessionDelete(db, this.id);

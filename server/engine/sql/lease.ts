@@ -22,15 +22,21 @@ export interface LeaseGroup {
  * and sets its deadline from the first timeout that applies: the task's own, the type's as the
  * session's worker declared it, the type's from config, the queue's, the server default.
  *
- * Locking choice: SKIP LOCKED over advisory locks or a status-flip retry loop, because claimers never
- * wait on each other and the partial index tasks_claim_idx serves the order directly.
+ * Paused queues are skipped. Queue limits: tasks running or cancelling count against their queue's
+ * max_workers and against global_max_workers; full queues are skipped and the picks are cut to what
+ * is free. The counts are only right if no other claimer commits meanwhile, so with limits the caller
+ * runs this in a transaction that first takes queueLimitLocksTake; without them, claimers never wait.
+ *
+ * Locking choice: SKIP LOCKED over a status-flip retry loop, because claimers never wait on each other
+ * for rows and the partial index tasks_claim_idx serves the order directly.
  */
 export async function taskLeaseAvailable(
   db: Db,
   groups: LeaseGroup[],
-  timeouts: LeaseTimeouts,
+  opts: { timeouts: LeaseTimeouts; limits: QueueLimits },
   now: Date,
 ): Promise<LeasedTask[]> {
+  const { timeouts, limits } = opts;
   const { rows } = await db.query<LeasedRow>({
     name: "taskLeaseAvailable",
     text: `
@@ -38,22 +44,49 @@ export async function taskLeaseAvailable(
         select g.ord, g.types, g.queues, g.slots
         from jsonb_to_recordset($1::jsonb) as g(ord int4, types text[], queues text[], slots uuid[])
       ),
-      picked as (
-        select distinct on (c.id) c.id, g.slots[c.rn] as session_id
+      running as (
+        select queue, count(*)::int4 as n from taskq.tasks
+        where status <> 'pending' and ($7::int4 is not null or queue in (select jsonb_object_keys($6::jsonb)))
+        group by queue
+      ),
+      queue_free as (
+        select l.key as queue, greatest(0, l.value::int4 - coalesce(r.n, 0)) as n
+        from jsonb_each_text($6::jsonb) l left join running r on r.queue = l.key
+      ),
+      global_free as (
+        select greatest(0, $7::int4 - (select coalesce(sum(n), 0) from running))::int4 as n where $7::int4 is not null
+      ),
+      candidates as (
+        select distinct on (c.id) c.id, c.queue, c.priority, c.next_try_at, g.slots[c.rn] as session_id
         from groups g
         cross join lateral (
-          select s.id, row_number() over (order by s.priority desc, s.next_try_at, s.id) as rn
+          select s.*, row_number() over (order by s.priority desc, s.next_try_at, s.id) as rn
           from (
-            select t.id, t.priority, t.next_try_at
+            select t.id, t.queue, t.priority, t.next_try_at
             from taskq.tasks t
             where t.status = 'pending' and t.next_try_at <= $2
               and t.type = any(g.types) and (g.queues is null or t.queue = any(g.queues))
+              and not exists (select 1 from queue_free f where f.queue = t.queue and f.n = 0)
+              and not exists (select 1 from taskq.queues q where q.name = t.queue and q.paused)
+              and coalesce((select n from global_free), 1) > 0
             order by t.priority desc, t.next_try_at, t.id
             limit cardinality(g.slots)
             for update skip locked
           ) s
         ) c
         order by c.id, g.ord
+      ),
+      picked as (
+        select c.id, c.session_id
+        from (
+          select c.*,
+                 row_number() over (partition by c.queue order by c.priority desc, c.next_try_at, c.id) as queue_rank,
+                 row_number() over (order by c.priority desc, c.next_try_at, c.id) as global_rank
+          from candidates c
+        ) c
+        left join queue_free f on f.queue = c.queue
+        where (f.n is null or c.queue_rank <= f.n)
+          and (not exists (select 1 from global_free) or c.global_rank <= (select n from global_free))
       ),
       leased as (
         select p.id, p.session_id, ws.worker_name,
@@ -78,10 +111,20 @@ export async function taskLeaseAvailable(
       JSON.stringify(timeouts.types),
       JSON.stringify(timeouts.queues),
       timeouts.defaultMs,
+      JSON.stringify(limits.queues),
+      limits.global,
     ],
   });
   rows.sort((a, b) => b.priority - a.priority || +a.next_try_at - +b.next_try_at || Number(a.id) - Number(b.id));
   return rows.map(leasedFromRow);
+}
+
+/** How many tasks may run at once, per queue and in all, across every worker and replica. */
+export interface QueueLimits {
+  /** Queue name → max_workers, for queues that have a limit. */
+  queues: Record<string, number>;
+  /** global_max_workers; null when there is none. */
+  global: number | null;
 }
 
 /** Fallback timeouts, for tasks dispatched without one whose worker declared none for their type. */
@@ -153,7 +196,12 @@ export interface FinishInput {
  * Where the task goes: cancelling → canceled whatever the outcome; success → completed; failure →
  * failed; retry → pending after the delay while attempts remain, else failed.
  */
-export async function taskFinishMany(db: Db, finishes: FinishInput[], now: Date): Promise<Map<string, FinishedAs>> {
+export async function taskFinishMany(
+  db: Db,
+  finishes: FinishInput[],
+  now: Date,
+  wakeOnFree: WakeOnFree = [],
+): Promise<Map<string, FinishedAs>> {
   const { rows } = await db.query<{ id: string; final_status: FinishedAs }>({
     name: "taskFinishMany",
     text: `
@@ -162,7 +210,7 @@ export async function taskFinishMany(db: Db, finishes: FinishInput[], now: Date)
           as i(id, token, kind, result, error, delay_ms)
       ),
       source as (
-        select t.id, i.result,
+        select t.id, t.queue, i.result,
           -- A cancelling task keeps the interrupt's reason as its error.
           case when t.status = 'cancelling' then t.error else nullif(i.error, '') end as final_error,
           case when t.status = 'cancelling' then 'canceled'
@@ -184,7 +232,8 @@ export async function taskFinishMany(db: Db, finishes: FinishInput[], now: Date)
       ),
       ${archiveCtes("source", "$7")}
       select s.id::text, s.final_status,
-             (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified
+             (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified,
+             ${wakeOnFreeSql("$8")} as woke
       from source s`,
     values: [
       finishes.map((f) => f.id),
@@ -194,12 +243,23 @@ export async function taskFinishMany(db: Db, finishes: FinishInput[], now: Date)
       finishes.map((f) => (f.outcome.kind === "success" ? null : f.outcome.error)),
       finishes.map((f) => (f.outcome.kind === "retry" ? f.outcome.delayMs : null)),
       now,
+      wakeOnFree,
     ],
   });
   return new Map(rows.map((r) => [r.id, r.final_status]));
 }
 
 export type FinishedAs = "pending" | FinalStatus;
+
+/**
+ * The queues where a task leaving a worker frees a limited slot, so other replicas' dispatchers must
+ * hear of it (NOTIFY taskq_dispatch); null when a global limit makes every queue count; [] for none.
+ */
+export type WakeOnFree = string[] | null;
+
+/** A select-list expression that notifies the dispatchers when `source` freed a slot in `param`'s queues. */
+export const wakeOnFreeSql = (param: string) =>
+  `(select pg_notify('${CHANNEL_DISPATCH}', '') from source s where ${param}::text[] is null or s.queue = any(${param}::text[]) limit 1)`;
 
 export interface ReleaseInput {
   id: string;
@@ -215,7 +275,7 @@ export interface ReleaseInput {
 export async function taskLeaseRelease(
   db: Db,
   leases: ReleaseInput[],
-  opts: { uncount: boolean; error: string },
+  opts: { uncount: boolean; error: string; wakeOnFree?: WakeOnFree },
   now: Date,
 ): Promise<Map<string, FinishedAs>> {
   const { rows } = await db.query<{ id: string; final_status: FinishedAs }>({
@@ -225,7 +285,7 @@ export async function taskLeaseRelease(
         select * from unnest($1::int8[], $2::uuid[]) as i(id, token)
       ),
       source as (
-        select t.id, null::jsonb as result,
+        select t.id, t.queue, null::jsonb as result,
           case when t.status = 'cancelling' then t.error else $4::text end as final_error,
           case when t.status = 'cancelling' then 'canceled'
                when $3 then 'pending'
@@ -247,9 +307,10 @@ export async function taskLeaseRelease(
       ${archiveCtes("source", "$5")}
       select s.id::text, s.final_status,
              (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified,
-             (select pg_notify('${CHANNEL_DISPATCH}', '') from returned limit 1) as woke
+             (select pg_notify('${CHANNEL_DISPATCH}', '') from returned limit 1) as woke,
+             ${wakeOnFreeSql("$6")} as woke_freed
       from source s`,
-    values: [leases.map((l) => l.id), leases.map((l) => l.leaseToken), opts.uncount, opts.error, now],
+    values: [leases.map((l) => l.id), leases.map((l) => l.leaseToken), opts.uncount, opts.error, now, opts.wakeOnFree ?? []],
   });
   return new Map(rows.map((r) => [r.id, r.final_status]));
 }

@@ -6,6 +6,7 @@
 import type { FinalStatus } from "../types.js";
 import { archiveCtes } from "./archive.js";
 import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_TASK, type Db } from "./db.js";
+import { wakeOnFreeSql, type WakeOnFree } from "./lease.js";
 import { retryDelayMsSql } from "./retry.js";
 
 /** The most tasks one statement ends; the reaper repeats while a statement comes back full. */
@@ -23,12 +24,12 @@ export interface RecoveredTask {
  * replica holding its session is told over NOTIFY to send the worker cancel(timed_out). A cancelling
  * task whose worker did not stop within the grace period ends CANCELED.
  */
-export async function taskDeadlineExpire(db: Db, now: Date): Promise<RecoveredTask[]> {
+export async function taskDeadlineExpire(db: Db, now: Date, wakeOnFree: WakeOnFree = []): Promise<RecoveredTask[]> {
   const { rows } = await db.query<{ id: string; final_status: RecoveredTask["status"] }>({
     name: "taskDeadlineExpire",
     text: `
       with source as (
-        select t.id, t.status as was, t.session_id, t.lease_token, null::jsonb as result,
+        select t.id, t.queue, t.status as was, t.session_id, t.lease_token, null::jsonb as result,
           case when t.status = 'cancelling' then t.error
                else format('attempt %s timed out after %ss', t.attempts,
                            trim_scale(round(extract(epoch from t.deadline_at - t.started_at)::numeric, 3)))
@@ -54,11 +55,12 @@ export async function taskDeadlineExpire(db: Db, now: Date): Promise<RecoveredTa
       select s.id::text, s.final_status,
              (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified,
              (select pg_notify('${CHANNEL_DISPATCH}', '') from retried limit 1) as woke,
+             ${wakeOnFreeSql("$2")} as woke_freed,
              case when s.was = 'running'
                   then pg_notify('${CHANNEL_CANCEL}', concat_ws(':', s.session_id, s.id, s.lease_token, 'timed_out'))
                   end as told
       from source s`,
-    values: [now],
+    values: [now, wakeOnFree],
   });
   return rows.map((r) => ({ id: r.id, status: r.final_status }));
 }

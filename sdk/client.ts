@@ -15,7 +15,17 @@ import {
 import { TaskFailedError, call } from "./errors.js";
 import { resumingWatch, type ResumeOptions } from "./internal/resuming-watch.js";
 import { connect, type Connection } from "./transport.js";
-import { isFinalStatus, statusName, taskFromPb, watchEventFromPb, type JsonValue, type TaskInfo, type WatchEvent } from "./types.js";
+import {
+  isFinalStatus,
+  queueFromPb,
+  statusName,
+  taskFromPb,
+  watchEventFromPb,
+  type JsonValue,
+  type QueueInfo,
+  type TaskInfo,
+  type WatchEvent,
+} from "./types.js";
 
 export interface TaskClientOptions {
   /** The server, such as http://127.0.0.1:50051. */
@@ -111,6 +121,21 @@ export class TaskClient {
   async listHistory(req: MessageInitShape<typeof ListHistoryRequestSchema> = {}) {
     const res = await call(() => this.rpc.listHistory(req));
     return { tasks: res.tasks.map(taskFromPb), nextPageToken: res.nextPageToken };
+  }
+
+  /** Every queue with its limit, waiting and running tasks, and whether it is paused; and the global limit. */
+  async listQueues(): Promise<{ queues: QueueInfo[]; globalMaxWorkers: number | null; running: number }> {
+    const res = await call(() => this.rpc.listQueues({}));
+    return { queues: res.queues.map(queueFromPb), globalMaxWorkers: res.globalMaxWorkers ?? null, running: res.running };
+  }
+
+  /** Stops leasing the queue's tasks on every server replica; running tasks go on. */
+  async pauseQueue(queue: string): Promise<QueueInfo> {
+    return queueFromPb((await call(() => this.rpc.pauseQueue({ queue }))).queue!);
+  }
+
+  async resumeQueue(queue: string): Promise<QueueInfo> {
+    return queueFromPb((await call(() => this.rpc.resumeQueue({ queue }))).queue!);
   }
 
   close(): void {

@@ -2,7 +2,7 @@
 import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
 import { Origin, PriorityBand, TaskStatus, type LogEntry as PbLogEntry, type Task } from "./gen/taskq/v1/task_pb.js";
-import type { WatchTaskResponse } from "./gen/taskq/v1/task_queue_pb.js";
+import type { Queue, WatchTaskResponse } from "./gen/taskq/v1/task_queue_pb.js";
 
 export type { JsonObject, JsonValue };
 
@@ -65,6 +65,31 @@ export interface TaskInfo {
   timeoutMs: number | null;
   retryDelayMs: number;
   idempotencyKey: string;
+}
+
+export interface QueueInfo {
+  name: string;
+  /** null: no limit. */
+  maxWorkers: number | null;
+  pending: number;
+  running: number;
+  paused: boolean;
+  timeoutMs: number | null;
+  retryDelayMs: number | null;
+  maxAttempts: number | null;
+}
+
+export function queueFromPb(q: Queue): QueueInfo {
+  return {
+    name: q.name,
+    maxWorkers: q.maxWorkers ?? null,
+    pending: q.pending,
+    running: q.running,
+    paused: q.paused,
+    timeoutMs: q.timeout ? durationMs(q.timeout) : null,
+    retryDelayMs: q.retryDelay ? durationMs(q.retryDelay) : null,
+    maxAttempts: q.maxAttempts ?? null,
+  };
 }
 
 export type WatchEvent =

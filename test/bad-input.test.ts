@@ -73,6 +73,9 @@ const cases = (): Case[] => [
   ["ListHistory with a pending status", () => rpc.listHistory({ statuses: [TaskStatus.PENDING] }), Code.InvalidArgument, /^statuses\[0\]:/],
   ["ListHistory with page_size 1000", () => rpc.listHistory({ pageSize: 1000 }), Code.InvalidArgument, /^page_size:/],
   ["ListHistory with a garbage page token", () => rpc.listHistory({ pageToken: token({ createdAt: "yesterday", id: "1" }) }), Code.InvalidArgument, /^page_token:/],
+  ["PauseQueue with no queue", () => rpc.pauseQueue({}), Code.InvalidArgument, /^queue:/],
+  ["PauseQueue of an undefined queue", () => rpc.pauseQueue({ queue: "video" }), Code.InvalidArgument, /^queue: queue "video" is not defined/],
+  ["ResumeQueue with a bad name", () => rpc.resumeQueue({ queue: "no spaces" }), Code.InvalidArgument, /^queue:/],
 ];
 
 const token = (o: object) => Buffer.from(JSON.stringify(o)).toString("base64url");

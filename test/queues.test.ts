@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import type { TaskContext } from "../sdk/index.js";
+import { Code, TaskqError, type TaskContext } from "../sdk/index.js";
 import { Harness, waitFor } from "./helpers.js";
 
 describe("limits across two replicas and three workers", () => {
@@ -66,5 +66,82 @@ describe("limits across two replicas and three workers", () => {
     assert.ok(sampled.narrow <= LIMITS.narrow && sampled.wide <= LIMITS.wide && sampled.all <= GLOBAL);
     const { rows } = await h.pool.query("select count(*)::int4 as n from taskq.history where status = 'completed'");
     assert.equal(rows[0].n, handles.length);
+  });
+});
+
+describe("pausing, listing, and undefined queues", () => {
+  let h: Harness;
+  before(async () => {
+    h = await Harness.create();
+    const queues = { video: { maxWorkers: 2, timeoutMs: 7_200_000, maxAttempts: 3 } };
+    await h.replica({ queues });
+    await h.replica({ queues });
+  });
+  after(() => h.close());
+
+  test("a paused queue leases nothing on any replica, other queues go on, and resuming runs its tasks", async () => {
+    const [a, b] = h.replicas;
+    const ran: string[] = [];
+    const worker = h.worker({}, b);
+    worker.register("clip", (ctx) => void ran.push(ctx.queue));
+    await worker.start();
+
+    const paused = await h.client(a).pauseQueue("video");
+    assert.equal(paused.paused, true);
+    const held = await h.client(a).dispatchBatch([1, 2, 3].map((n) => ({ type: "clip", queue: "video", params: { n } })));
+    // A task in another queue runs to the end: the dispatcher on b has claimed since the pause.
+    assert.equal(await (await h.client(a).dispatch("clip")).result(), null);
+    assert.deepEqual(ran, ["default"]);
+    for (const handle of held) assert.equal((await handle.status()).status, "pending");
+    const listed = (await h.client(b).listQueues()).queues.find((q) => q.name === "video")!;
+    assert.deepEqual({ paused: listed.paused, pending: listed.pending }, { paused: true, pending: 3 });
+
+    const resumed = await h.client(b).resumeQueue("video");
+    assert.equal(resumed.paused, false);
+    await Promise.all(held.map((handle) => handle.result()));
+    assert.deepEqual(ran.sort(), ["default", "video", "video", "video"]);
+    await worker.stop();
+  });
+
+  test("ListQueues shows every queue's settings and what it holds, and the global limit", async () => {
+    const client = h.client();
+    const raw = h.rawWorker();
+    raw.hello(["encode"], 1, ["video"]);
+    const handles = await client.dispatchBatch([1, 2].map(() => ({ type: "encode", queue: "video" })));
+    await raw.next("lease");
+    const { queues, globalMaxWorkers, running } = await client.listQueues();
+    assert.deepEqual(queues.map((q) => q.name), ["default", "scheduled", "video"]);
+    const byName = new Map(queues.map((q) => [q.name, q]));
+    assert.deepEqual(byName.get("video"), {
+      name: "video",
+      maxWorkers: 2,
+      pending: 1,
+      running: 1,
+      paused: false,
+      timeoutMs: 7_200_000,
+      retryDelayMs: null,
+      maxAttempts: 3,
+    });
+    assert.equal(byName.get("scheduled")!.maxWorkers, 1, "the built-in scheduled queue runs one task at a time");
+    assert.equal(byName.get("default")!.maxWorkers, null);
+    assert.equal(globalMaxWorkers, null);
+    assert.equal(running, 1);
+    await raw.close();
+    await Promise.all(handles.map((x) => x.interrupt()));
+  });
+
+  test("an undefined queue is INVALID_ARGUMENT naming it and the defined ones, and nothing changes", async () => {
+    const client = h.client();
+    const before = await h.count("tasks");
+    const check = (err: TaskqError) => {
+      assert.equal(err.code, Code.InvalidArgument);
+      assert.match(err.message, /queue "audio" is not defined \(defined: default, scheduled, video\)/);
+      return true;
+    };
+    await assert.rejects(client.dispatch("clip", {}, { queue: "audio" }), check);
+    await assert.rejects(client.pauseQueue("audio"), check);
+    await assert.rejects(client.resumeQueue("audio"), check);
+    assert.equal(await h.count("tasks"), before);
+    assert.equal((await h.pool.query("select count(*)::int4 as n from taskq.queues where name = 'audio'")).rows[0].n, 0);
   });
 });

@@ -17,6 +17,7 @@ import { idempotencyKeyFind, taskInsertMany } from "./sql/dispatch.js";
 import { taskInterrupt } from "./sql/interrupt.js";
 import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
 import type { QueueLimits, WakeOnFree } from "./sql/lease.js";
+import { queueCountsList, queuePausedSet, type QueueCounts } from "./sql/queues.js";
 import { sessionHeartbeat } from "./sql/sessions.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
@@ -45,6 +46,11 @@ export function livenessTimings(staleCheckMs: number) {
     sweepIntervalMs: Math.max(1, Math.floor(staleCheckMs / 4)),
     silentAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
   };
+}
+
+/** A queue as ListQueues shows it. */
+export interface QueueInfo extends QueueSettings, QueueCounts {
+  name: string;
 }
 
 /** Per-task-type settings from config. */
@@ -114,6 +120,7 @@ export class Engine {
   private readonly timings: ReturnType<typeof livenessTimings>;
   private readonly cancelGraceMs: number;
   private readonly wakeOnFree: WakeOnFree;
+  private readonly globalMaxWorkers: number | null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: EngineOptions) {
@@ -125,7 +132,8 @@ export class Engine {
     this.timings = livenessTimings(opts.staleCheckMs ?? DEFAULT_STALE_CHECK_MS);
     this.cancelGraceMs = opts.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS;
     this.notifier = new Notifier(opts.listenConnection, this.log);
-    const limits = queueLimits(this.queues, opts.globalMaxWorkers ?? null);
+    this.globalMaxWorkers = opts.globalMaxWorkers ?? null;
+    const limits = queueLimits(this.queues, this.globalMaxWorkers);
     this.wakeOnFree = limits.global !== null ? null : Object.keys(limits.queues);
     this.dispatcher = new LeaseDispatcher(this.pool, this.clock, this.log, {
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
@@ -199,8 +207,9 @@ export class Engine {
     return this.events.watcherCount;
   }
 
+  /** The defined queues, by name. */
   queueNames(): string[] {
-    return Object.keys(this.queues);
+    return Object.keys(this.queues).sort();
   }
 
   /** Queues tasks in one statement; a batch is all or nothing. */
@@ -231,10 +240,7 @@ export class Engine {
 
   private withDefaults(input: DispatchInput, fieldPrefix: string): NewTask {
     const queue = input.queue || "default";
-    const settings = this.queues[queue];
-    if (!settings) {
-      throw invalidArgument(`${fieldPrefix}queue: queue "${queue}" is not defined (defined: ${this.queueNames().join(", ")})`);
-    }
+    const settings = this.queueSettings(queue, `${fieldPrefix}queue`);
     return {
       type: input.type,
       queue,
@@ -279,6 +285,28 @@ export class Engine {
     throw failedPrecondition(`task ${id} already finished as ${task.status}`);
   }
 
+  /** Every defined queue with its settings and what it holds now, and the global limit. */
+  async listQueues(): Promise<{ queues: QueueInfo[]; globalMaxWorkers: number | null; running: number }> {
+    const counts = await queueCountsList(this.pool);
+    const queues = this.queueNames().map((name): QueueInfo => ({ name, ...this.queues[name], ...(counts.get(name) ?? { pending: 0, running: 0, paused: false }) }));
+    const running = [...counts.values()].reduce((n, c) => n + c.running, 0);
+    return { queues, globalMaxWorkers: this.globalMaxWorkers, running };
+  }
+
+  /** Pauses or resumes a queue for every replica; tasks already running go on. */
+  async setQueuePaused(name: string, paused: boolean): Promise<QueueInfo> {
+    this.queueSettings(name, "queue");
+    await queuePausedSet(this.pool, name, paused, this.clock.now());
+    return (await this.listQueues()).queues.find((q) => q.name === name)!;
+  }
+
+  /** A defined queue's settings; INVALID_ARGUMENT naming the queue and the defined ones otherwise. */
+  private queueSettings(name: string, field: string): QueueSettings {
+    const settings = this.queues[name];
+    if (!settings) throw invalidArgument(`${field}: queue "${name}" is not defined (defined: ${this.queueNames().join(", ")})`);
+    return settings;
+  }
+
   listActive(q: ActiveQuery) {
     return taskListActive(this.pool, q);
   }
@@ -289,9 +317,7 @@ export class Engine {
 
   /** Opens a worker session; the caller must close it when the worker's stream ends. */
   async openSession(hello: WorkerHello, sink: SessionSink): Promise<WorkerSession> {
-    for (const q of hello.queues) {
-      if (!this.queues[q]) throw invalidArgument(`hello.queues: queue "${q}" is not defined (defined: ${this.queueNames().join(", ")})`);
-    }
+    for (const q of hello.queues) this.queueSettings(q, "hello.queues");
     const session = new WorkerSession(
       {
         db: this.pool,

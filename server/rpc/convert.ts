@@ -1,7 +1,9 @@
 /** Engine ⇄ protobuf conversion for the RPC layer. */
 import { create, fromJson, toJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import type { QueueInfo } from "../engine/engine.js";
 import type { JsonValue, LogEntry, TaskRecord, TaskStatus as EngineStatus } from "../engine/types.js";
+import { QueueSchema, type Queue } from "../../sdk/gen/taskq/v1/task_queue_pb.js";
 import {
   LogEntrySchema,
   Origin,
@@ -31,6 +33,19 @@ export function priorityBand(priority: number): PriorityBand {
   if (priority >= 10) return PriorityBand.HIGH;
   if (priority >= 5) return PriorityBand.MEDIUM;
   return PriorityBand.LOW;
+}
+
+export function queueToPb(q: QueueInfo): Queue {
+  return create(QueueSchema, {
+    name: q.name,
+    maxWorkers: q.maxWorkers,
+    pending: q.pending,
+    running: q.running,
+    paused: q.paused,
+    timeout: q.timeoutMs === undefined ? undefined : durationFromMs(q.timeoutMs),
+    retryDelay: q.retryDelayMs === undefined ? undefined : durationFromMs(q.retryDelayMs),
+    maxAttempts: q.maxAttempts,
+  });
 }
 
 export const valueToPb = (v: JsonValue): Value => fromJson(ValueSchema, v as PbJsonValue);

@@ -15,7 +15,7 @@ import {
   WatchTaskResponseSchema,
   type WatchTaskResponse,
 } from "../../sdk/gen/taskq/v1/task_queue_pb.js";
-import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, taskToPb, valueToPb } from "./convert.js";
+import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, queueToPb, taskToPb, valueToPb } from "./convert.js";
 import { mapErrors, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import * as v from "./validate.js";
@@ -97,6 +97,19 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
       const last = tasks.length === limit ? { sort: cursorSort(sortBy, req.descending), value: sortValues.at(-1)!, id: tasks.at(-1)!.id } : null;
       return { tasks: tasks.map((t) => taskToPb(t, { untitled: "untitled" })), nextPageToken: last ? encodePageToken(last) : "" };
     }),
+
+    listQueues: mapErrors(log, async () => {
+      const { queues, globalMaxWorkers, running } = await engine.listQueues();
+      return { queues: queues.map(queueToPb), globalMaxWorkers: globalMaxWorkers ?? undefined, running };
+    }),
+
+    pauseQueue: mapErrors(log, async (req) => ({
+      queue: queueToPb(await engine.setQueuePaused(v.name("queue", req.queue, true), true)),
+    })),
+
+    resumeQueue: mapErrors(log, async (req) => ({
+      queue: queueToPb(await engine.setQueuePaused(v.name("queue", req.queue, true), false)),
+    })),
 
     listHistory: mapErrors(log, async (req) => {
       const origin = v.enumValue("origin", req.origin, Origin);

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/task_queue.proto.
  */
 export const file_taskq_v1_task_queue: GenFile = /*@__PURE__*/
-  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSLkAwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJQg8KDV9tYXhfYXR0ZW1wdHMiNAoQRGlzcGF0Y2hSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiQAoURGlzcGF0Y2hCYXRjaFJlcXVlc3QSKAoFdGFza3MYASADKAsyGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QiRAoVRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlIiAKDVN0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg5TdGF0dXNSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4udGFza3EudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEItMBChFXYXRjaFRhc2tSZXNwb25zZRIiCghzbmFwc2hvdBgBIAEoCzIOLnRhc2txLnYxLlRhc2tIABIzCg1zdGF0dXNfY2hhbmdlGAIgASgLMhoudGFza3EudjEuVGFza1N0YXR1c0NoYW5nZUgAEjMKDHN0YXR1c192YWx1ZRgDIAEoCzIbLnRhc2txLnYxLlN0YXR1c1ZhbHVlQ2hhbmdlSAASJwoJbG9nX2VudHJ5GAQgASgLMhIudGFza3EudjEuTG9nRW50cnlIAEIHCgVldmVudCK7AQoQVGFza1N0YXR1c0NoYW5nZRIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEhAKCGF0dGVtcHRzGAIgASgNEg4KBndvcmtlchgDIAEoCRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRU3RhdHVzVmFsdWVDaGFuZ2USCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjMKEEludGVycnVwdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOQoRSW50ZXJydXB0UmVzcG9uc2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyLIAgoRTGlzdEFjdGl2ZVJlcXVlc3QSCgoCaWQYASABKAkSFAoMdGl0bGVfc2VhcmNoGAIgASgJEgwKBHR5cGUYAyABKAkSJgoIc3RhdHVzZXMYBCADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdzb3J0X2J5GAcgASgOMhkudGFza3EudjEuQWN0aXZlU29ydEZpZWxkEhIKCmRlc2NlbmRpbmcYCCABKAgSEQoJcGFnZV9zaXplGAkgASgNEhIKCnBhZ2VfdG9rZW4YCiABKAkSDQoFcXVldWUYCyABKAkiTAoSTGlzdEFjdGl2ZVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gEKEkxpc3RIaXN0b3J5UmVxdWVzdBIgCgZvcmlnaW4YASABKA4yEC50YXNrcS52MS5PcmlnaW4SJgoIc3RhdHVzZXMYAiADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAUgASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIk0KE0xpc3RIaXN0b3J5UmVzcG9uc2USHQoFdGFza3MYASADKAsyDi50YXNrcS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSrHAgoPQWN0aXZlU29ydEZpZWxkEiEKHUFDVElWRV9TT1JUX0ZJRUxEX1VOU1BFQ0lGSUVEEAASGAoUQUNUSVZFX1NPUlRfRklFTERfSUQQARIcChhBQ1RJVkVfU09SVF9GSUVMRF9TVEFUVVMQAhIbChdBQ1RJVkVfU09SVF9GSUVMRF9USVRMRRADEiAKHEFDVElWRV9TT1JUX0ZJRUxEX0NSRUFURURfQVQQBBIgChxBQ1RJVkVfU09SVF9GSUVMRF9TVEFSVEVEX0FUEAUSHgoaQUNUSVZFX1NPUlRfRklFTERfQVRURU1QVFMQBhIeChpBQ1RJVkVfU09SVF9GSUVMRF9QUklPUklUWRAHEhoKFkFDVElWRV9TT1JUX0ZJRUxEX1RZUEUQCBIcChhBQ1RJVkVfU09SVF9GSUVMRF9PUklHSU4QCTKABAoJVGFza1F1ZXVlEkEKCERpc3BhdGNoEhkudGFza3EudjEuRGlzcGF0Y2hSZXF1ZXN0GhoudGFza3EudjEuRGlzcGF0Y2hSZXNwb25zZRJQCg1EaXNwYXRjaEJhdGNoEh4udGFza3EudjEuRGlzcGF0Y2hCYXRjaFJlcXVlc3QaHy50YXNrcS52MS5EaXNwYXRjaEJhdGNoUmVzcG9uc2USOwoGU3RhdHVzEhcudGFza3EudjEuU3RhdHVzUmVxdWVzdBoYLnRhc2txLnYxLlN0YXR1c1Jlc3BvbnNlEkYKCVdhdGNoVGFzaxIaLnRhc2txLnYxLldhdGNoVGFza1JlcXVlc3QaGy50YXNrcS52MS5XYXRjaFRhc2tSZXNwb25zZTABEkQKCUludGVycnVwdBIaLnRhc2txLnYxLkludGVycnVwdFJlcXVlc3QaGy50YXNrcS52MS5JbnRlcnJ1cHRSZXNwb25zZRJHCgpMaXN0QWN0aXZlEhsudGFza3EudjEuTGlzdEFjdGl2ZVJlcXVlc3QaHC50YXNrcS52MS5MaXN0QWN0aXZlUmVzcG9uc2USSgoLTGlzdEhpc3RvcnkSHC50YXNrcS52MS5MaXN0SGlzdG9yeVJlcXVlc3QaHS50YXNrcS52MS5MaXN0SGlzdG9yeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSLkAwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJQg8KDV9tYXhfYXR0ZW1wdHMiNAoQRGlzcGF0Y2hSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiQAoURGlzcGF0Y2hCYXRjaFJlcXVlc3QSKAoFdGFza3MYASADKAsyGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QiRAoVRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlIiAKDVN0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg5TdGF0dXNSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4udGFza3EudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEItMBChFXYXRjaFRhc2tSZXNwb25zZRIiCghzbmFwc2hvdBgBIAEoCzIOLnRhc2txLnYxLlRhc2tIABIzCg1zdGF0dXNfY2hhbmdlGAIgASgLMhoudGFza3EudjEuVGFza1N0YXR1c0NoYW5nZUgAEjMKDHN0YXR1c192YWx1ZRgDIAEoCzIbLnRhc2txLnYxLlN0YXR1c1ZhbHVlQ2hhbmdlSAASJwoJbG9nX2VudHJ5GAQgASgLMhIudGFza3EudjEuTG9nRW50cnlIAEIHCgVldmVudCK7AQoQVGFza1N0YXR1c0NoYW5nZRIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEhAKCGF0dGVtcHRzGAIgASgNEg4KBndvcmtlchgDIAEoCRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRU3RhdHVzVmFsdWVDaGFuZ2USCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjMKEEludGVycnVwdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOQoRSW50ZXJydXB0UmVzcG9uc2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyLIAgoRTGlzdEFjdGl2ZVJlcXVlc3QSCgoCaWQYASABKAkSFAoMdGl0bGVfc2VhcmNoGAIgASgJEgwKBHR5cGUYAyABKAkSJgoIc3RhdHVzZXMYBCADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdzb3J0X2J5GAcgASgOMhkudGFza3EudjEuQWN0aXZlU29ydEZpZWxkEhIKCmRlc2NlbmRpbmcYCCABKAgSEQoJcGFnZV9zaXplGAkgASgNEhIKCnBhZ2VfdG9rZW4YCiABKAkSDQoFcXVldWUYCyABKAkiTAoSTGlzdEFjdGl2ZVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gEKEkxpc3RIaXN0b3J5UmVxdWVzdBIgCgZvcmlnaW4YASABKA4yEC50YXNrcS52MS5PcmlnaW4SJgoIc3RhdHVzZXMYAiADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAUgASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIk0KE0xpc3RIaXN0b3J5UmVzcG9uc2USHQoFdGFza3MYASADKAsyDi50YXNrcS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSL5AQoFUXVldWUSDAoEbmFtZRgBIAEoCRIYCgttYXhfd29ya2VycxgCIAEoDUgAiAEBEg8KB3BlbmRpbmcYAyABKA0SDwoHcnVubmluZxgEIAEoDRIOCgZwYXVzZWQYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IAYgBAUIOCgxfbWF4X3dvcmtlcnNCDwoNX21heF9hdHRlbXB0cyITChFMaXN0UXVldWVzUmVxdWVzdCJ+ChJMaXN0UXVldWVzUmVzcG9uc2USHwoGcXVldWVzGAEgAygLMg8udGFza3EudjEuUXVldWUSHwoSZ2xvYmFsX21heF93b3JrZXJzGAIgASgNSACIAQESDwoHcnVubmluZxgDIAEoDUIVChNfZ2xvYmFsX21heF93b3JrZXJzIiIKEVBhdXNlUXVldWVSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIeCgVxdWV1ZRgBIAEoCzIPLnRhc2txLnYxLlF1ZXVlIiMKElJlc3VtZVF1ZXVlUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSI1ChNSZXN1bWVRdWV1ZVJlc3BvbnNlEh4KBXF1ZXVlGAEgASgLMg8udGFza3EudjEuUXVldWUqxwIKD0FjdGl2ZVNvcnRGaWVsZBIhCh1BQ1RJVkVfU09SVF9GSUVMRF9VTlNQRUNJRklFRBAAEhgKFEFDVElWRV9TT1JUX0ZJRUxEX0lEEAESHAoYQUNUSVZFX1NPUlRfRklFTERfU1RBVFVTEAISGwoXQUNUSVZFX1NPUlRfRklFTERfVElUTEUQAxIgChxBQ1RJVkVfU09SVF9GSUVMRF9DUkVBVEVEX0FUEAQSIAocQUNUSVZFX1NPUlRfRklFTERfU1RBUlRFRF9BVBAFEh4KGkFDVElWRV9TT1JUX0ZJRUxEX0FUVEVNUFRTEAYSHgoaQUNUSVZFX1NPUlRfRklFTERfUFJJT1JJVFkQBxIaChZBQ1RJVkVfU09SVF9GSUVMRF9UWVBFEAgSHAoYQUNUSVZFX1NPUlRfRklFTERfT1JJR0lOEAky3gUKCVRhc2tRdWV1ZRJBCghEaXNwYXRjaBIZLnRhc2txLnYxLkRpc3BhdGNoUmVxdWVzdBoaLnRhc2txLnYxLkRpc3BhdGNoUmVzcG9uc2USUAoNRGlzcGF0Y2hCYXRjaBIeLnRhc2txLnYxLkRpc3BhdGNoQmF0Y2hSZXF1ZXN0Gh8udGFza3EudjEuRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEjsKBlN0YXR1cxIXLnRhc2txLnYxLlN0YXR1c1JlcXVlc3QaGC50YXNrcS52MS5TdGF0dXNSZXNwb25zZRJGCglXYXRjaFRhc2sSGi50YXNrcS52MS5XYXRjaFRhc2tSZXF1ZXN0GhsudGFza3EudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJECglJbnRlcnJ1cHQSGi50YXNrcS52MS5JbnRlcnJ1cHRSZXF1ZXN0GhsudGFza3EudjEuSW50ZXJydXB0UmVzcG9uc2USRwoKTGlzdEFjdGl2ZRIbLnRhc2txLnYxLkxpc3RBY3RpdmVSZXF1ZXN0GhwudGFza3EudjEuTGlzdEFjdGl2ZVJlc3BvbnNlEkoKC0xpc3RIaXN0b3J5EhwudGFza3EudjEuTGlzdEhpc3RvcnlSZXF1ZXN0Gh0udGFza3EudjEuTGlzdEhpc3RvcnlSZXNwb25zZRJHCgpMaXN0UXVldWVzEhsudGFza3EudjEuTGlzdFF1ZXVlc1JlcXVlc3QaHC50YXNrcS52MS5MaXN0UXVldWVzUmVzcG9uc2USRwoKUGF1c2VRdWV1ZRIbLnRhc2txLnYxLlBhdXNlUXVldWVSZXF1ZXN0GhwudGFza3EudjEuUGF1c2VRdWV1ZVJlc3BvbnNlEkoKC1Jlc3VtZVF1ZXVlEhwudGFza3EudjEuUmVzdW1lUXVldWVSZXF1ZXN0Gh0udGFza3EudjEuUmVzdW1lUXVldWVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * DispatchRequest describes one task to queue.
@@ -672,6 +672,210 @@ export const ListHistoryResponseSchema: GenMessage<ListHistoryResponse> = /*@__P
   messageDesc(file_taskq_v1_task_queue, 15);
 
 /**
+ * Queue is one named queue: its settings from the server's config and what it holds now.
+ *
+ * @generated from message taskq.v1.Queue
+ */
+export type Queue = Message<"taskq.v1.Queue"> & {
+  /**
+   * The queue's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * The most tasks of this queue running at once, across every worker and replica; unset means no limit.
+   *
+   * @generated from field: optional uint32 max_workers = 2;
+   */
+  maxWorkers?: number | undefined;
+
+  /**
+   * Tasks waiting, including those scheduled for later.
+   *
+   * @generated from field: uint32 pending = 3;
+   */
+  pending: number;
+
+  /**
+   * Tasks running or cancelling.
+   *
+   * @generated from field: uint32 running = 4;
+   */
+  running: number;
+
+  /**
+   * True while the queue is paused: its tasks are not leased.
+   *
+   * @generated from field: bool paused = 5;
+   */
+  paused: boolean;
+
+  /**
+   * The timeout of the queue's tasks that set none and whose type has none; unset means the server default.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 6;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * The retry delay of tasks dispatched to the queue without one; unset means the server default.
+   *
+   * @generated from field: google.protobuf.Duration retry_delay = 7;
+   */
+  retryDelay?: Duration | undefined;
+
+  /**
+   * The attempt limit of tasks dispatched to the queue without one; unset means the server default.
+   *
+   * @generated from field: optional uint32 max_attempts = 8;
+   */
+  maxAttempts?: number | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.Queue.
+ * Use `create(QueueSchema)` to create a new message.
+ */
+export const QueueSchema: GenMessage<Queue> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 16);
+
+/**
+ * ListQueuesRequest asks for every queue.
+ *
+ * @generated from message taskq.v1.ListQueuesRequest
+ */
+export type ListQueuesRequest = Message<"taskq.v1.ListQueuesRequest"> & {
+};
+
+/**
+ * Describes the message taskq.v1.ListQueuesRequest.
+ * Use `create(ListQueuesRequestSchema)` to create a new message.
+ */
+export const ListQueuesRequestSchema: GenMessage<ListQueuesRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 17);
+
+/**
+ * ListQueuesResponse lists the queues and the global limit.
+ *
+ * @generated from message taskq.v1.ListQueuesResponse
+ */
+export type ListQueuesResponse = Message<"taskq.v1.ListQueuesResponse"> & {
+  /**
+   * Every defined queue, by name.
+   *
+   * @generated from field: repeated taskq.v1.Queue queues = 1;
+   */
+  queues: Queue[];
+
+  /**
+   * The most tasks running at once in all queues; unset means no limit.
+   *
+   * @generated from field: optional uint32 global_max_workers = 2;
+   */
+  globalMaxWorkers?: number | undefined;
+
+  /**
+   * Tasks running or cancelling in all queues.
+   *
+   * @generated from field: uint32 running = 3;
+   */
+  running: number;
+};
+
+/**
+ * Describes the message taskq.v1.ListQueuesResponse.
+ * Use `create(ListQueuesResponseSchema)` to create a new message.
+ */
+export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 18);
+
+/**
+ * PauseQueueRequest names the queue to pause.
+ *
+ * @generated from message taskq.v1.PauseQueueRequest
+ */
+export type PauseQueueRequest = Message<"taskq.v1.PauseQueueRequest"> & {
+  /**
+   * A queue the server defines.
+   *
+   * @generated from field: string queue = 1;
+   */
+  queue: string;
+};
+
+/**
+ * Describes the message taskq.v1.PauseQueueRequest.
+ * Use `create(PauseQueueRequestSchema)` to create a new message.
+ */
+export const PauseQueueRequestSchema: GenMessage<PauseQueueRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 19);
+
+/**
+ * PauseQueueResponse is the queue after the change.
+ *
+ * @generated from message taskq.v1.PauseQueueResponse
+ */
+export type PauseQueueResponse = Message<"taskq.v1.PauseQueueResponse"> & {
+  /**
+   * The queue, now paused.
+   *
+   * @generated from field: taskq.v1.Queue queue = 1;
+   */
+  queue?: Queue | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.PauseQueueResponse.
+ * Use `create(PauseQueueResponseSchema)` to create a new message.
+ */
+export const PauseQueueResponseSchema: GenMessage<PauseQueueResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 20);
+
+/**
+ * ResumeQueueRequest names the queue to resume.
+ *
+ * @generated from message taskq.v1.ResumeQueueRequest
+ */
+export type ResumeQueueRequest = Message<"taskq.v1.ResumeQueueRequest"> & {
+  /**
+   * A queue the server defines.
+   *
+   * @generated from field: string queue = 1;
+   */
+  queue: string;
+};
+
+/**
+ * Describes the message taskq.v1.ResumeQueueRequest.
+ * Use `create(ResumeQueueRequestSchema)` to create a new message.
+ */
+export const ResumeQueueRequestSchema: GenMessage<ResumeQueueRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 21);
+
+/**
+ * ResumeQueueResponse is the queue after the change.
+ *
+ * @generated from message taskq.v1.ResumeQueueResponse
+ */
+export type ResumeQueueResponse = Message<"taskq.v1.ResumeQueueResponse"> & {
+  /**
+   * The queue, now running its tasks again.
+   *
+   * @generated from field: taskq.v1.Queue queue = 1;
+   */
+  queue?: Queue | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.ResumeQueueResponse.
+ * Use `create(ResumeQueueResponseSchema)` to create a new message.
+ */
+export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 22);
+
+/**
  * ActiveSortField is a column of the Active tasks list.
  *
  * @generated from enum taskq.v1.ActiveSortField
@@ -830,6 +1034,36 @@ export const TaskQueue: GenService<{
     methodKind: "unary";
     input: typeof ListHistoryRequestSchema;
     output: typeof ListHistoryResponseSchema;
+  },
+  /**
+   * ListQueues lists every queue with its limit, its waiting and running tasks, and whether it is paused.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.ListQueues
+   */
+  listQueues: {
+    methodKind: "unary";
+    input: typeof ListQueuesRequestSchema;
+    output: typeof ListQueuesResponseSchema;
+  },
+  /**
+   * PauseQueue stops leasing the queue's tasks on every replica until ResumeQueue; running tasks go on.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.PauseQueue
+   */
+  pauseQueue: {
+    methodKind: "unary";
+    input: typeof PauseQueueRequestSchema;
+    output: typeof PauseQueueResponseSchema;
+  },
+  /**
+   * ResumeQueue lets a paused queue's tasks be leased again.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.ResumeQueue
+   */
+  resumeQueue: {
+    methodKind: "unary";
+    input: typeof ResumeQueueRequestSchema;
+    output: typeof ResumeQueueResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskq_v1_task_queue, 0);

@@ -18,11 +18,13 @@ import { connect, type Connection } from "./transport.js";
 import {
   isFinalStatus,
   queueFromPb,
+  scheduleFromPb,
   statusName,
   taskFromPb,
   watchEventFromPb,
   type JsonValue,
   type QueueInfo,
+  type ScheduleInfo,
   type TaskInfo,
   type WatchEvent,
 } from "./types.js";
@@ -136,6 +138,11 @@ export class TaskClient {
 
   async resumeQueue(queue: string): Promise<QueueInfo> {
     return queueFromPb((await call(() => this.rpc.resumeQueue({ queue }))).queue!);
+  }
+
+  /** Every cron schedule with its next and last run. */
+  async listSchedules(): Promise<ScheduleInfo[]> {
+    return (await call(() => this.rpc.listSchedules({}))).schedules.map(scheduleFromPb);
   }
 
   close(): void {

@@ -5,4 +5,4 @@
 export { TaskClient, TaskHandle, type DispatchItem, type DispatchOptions, type TaskClientOptions } from "./client.js";
 export { Worker, type Handler, type HandlerOptions, type TaskContext, type WorkerOptions } from "./worker.js";
 export { Code, RetryableError, TaskAbortedError, TaskFailedError, TaskqError, type AbortReason } from "./errors.js";
-export type { JsonObject, JsonValue, LogStep, QueueInfo, TaskInfo, TaskStatusName, WatchEvent } from "./types.js";
+export type { JsonObject, JsonValue, LogStep, QueueInfo, ScheduleInfo, TaskInfo, TaskStatusName, WatchEvent } from "./types.js";

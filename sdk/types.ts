@@ -2,7 +2,7 @@
 import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
 import { Origin, PriorityBand, TaskStatus, type LogEntry as PbLogEntry, type Task } from "./gen/taskq/v1/task_pb.js";
-import type { Queue, WatchTaskResponse } from "./gen/taskq/v1/task_queue_pb.js";
+import type { Queue, Schedule, WatchTaskResponse } from "./gen/taskq/v1/task_queue_pb.js";
 
 export type { JsonObject, JsonValue };
 
@@ -89,6 +89,34 @@ export function queueFromPb(q: Queue): QueueInfo {
     timeoutMs: q.timeout ? durationMs(q.timeout) : null,
     retryDelayMs: q.retryDelay ? durationMs(q.retryDelay) : null,
     maxAttempts: q.maxAttempts ?? null,
+  };
+}
+
+export interface ScheduleInfo {
+  name: string;
+  cron: string;
+  timeZone: string;
+  type: string;
+  queue: string;
+  source: string;
+  nextRunAt: Date;
+  lastRunAt: Date | null;
+  lastTaskId: string;
+  lastStatus: TaskStatusName | null;
+}
+
+export function scheduleFromPb(s: Schedule): ScheduleInfo {
+  return {
+    name: s.name,
+    cron: s.cron,
+    timeZone: s.timeZone,
+    type: s.type,
+    queue: s.queue,
+    source: s.source,
+    nextRunAt: s.nextRunAt ? timestampDate(s.nextRunAt) : new Date(0),
+    lastRunAt: s.lastRunAt ? timestampDate(s.lastRunAt) : null,
+    lastTaskId: s.lastTaskId,
+    lastStatus: s.lastStatus === TaskStatus.UNSPECIFIED ? null : statusName(s.lastStatus),
   };
 }
 

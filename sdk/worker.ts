@@ -43,6 +43,10 @@ export type Handler = (ctx: TaskContext) => unknown | Promise<unknown>;
 export interface HandlerOptions {
   /** Default timeout for tasks of this type dispatched without one. */
   timeoutMs?: number;
+  /** A 5-field cron expression: the server runs this type on that schedule (origin SYSTEM, initiator "Scheduler"). */
+  schedule?: string;
+  /** The IANA time zone of the schedule; default UTC. */
+  timeZone?: string;
 }
 
 export interface WorkerOptions {
@@ -159,7 +163,12 @@ export class Worker {
   private helloInfo() {
     return {
       workerName: this.opts.name ?? `${hostname()}:${process.pid}`,
-      taskTypes: [...this.handlers].map(([name, h]) => ({ name, timeoutMs: h.opts.timeoutMs })),
+      taskTypes: [...this.handlers].map(([name, h]) => ({
+        name,
+        timeoutMs: h.opts.timeoutMs,
+        schedule: h.opts.schedule,
+        timeZone: h.opts.timeZone,
+      })),
       queues: this.opts.queues ?? [],
       concurrency: this.opts.concurrency ?? 10,
     };

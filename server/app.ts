@@ -33,6 +33,7 @@ export async function startReplica(
     queues: config.queues,
     taskTypes: config.taskTypes,
     globalMaxWorkers: config.globalMaxWorkers,
+    schedules: config.schedules,
     clock: opts.clock,
     pollIntervalMs: config.pollIntervalMs,
     staleCheckMs: config.staleCheckMs,

@@ -9,8 +9,11 @@ import {
   DEFAULT_STALE_CHECK_MS,
   DEFAULT_TIMEOUT_MS,
   type QueueSettings,
+  type ScheduleConfig,
   type TaskTypeSettings,
 } from "./engine/engine.js";
+import { DEFAULT_TIME_ZONE, cronParse } from "./engine/cron.js";
+import type { JsonObject } from "./engine/types.js";
 import { EMBEDDED_DEFAULT_PORT } from "./embedded.js";
 
 export const DEFAULT_HOST = "127.0.0.1";
@@ -38,6 +41,8 @@ export interface ServerConfig {
   queues: Record<string, QueueSettings>;
   /** The most tasks running at once in all queues, across every worker and replica; null: no limit. */
   globalMaxWorkers: number | null;
+  /** Cron schedules declared in the config file. */
+  schedules: ScheduleConfig[];
   /** Per task type settings; a worker's hello may declare its own timeout, which wins. */
   taskTypes: Record<string, TaskTypeSettings>;
   pollIntervalMs: number;
@@ -89,7 +94,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     }
     return n;
   };
-  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : { queues: {}, taskTypes: {}, globalMaxWorkers: null };
+  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : { queues: {}, taskTypes: {}, globalMaxWorkers: null, schedules: [] };
   const config: ServerConfig = {
     host: src.TASKQ_HOST || DEFAULT_HOST,
     port: int("TASKQ_PORT", DEFAULT_PORT, 0, 65535),
@@ -99,6 +104,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     logLevel: src.TASKQ_LOG_LEVEL || DEFAULT_LOG_LEVEL,
     queues: withBuiltinQueues(file.queues),
     taskTypes: file.taskTypes,
+    schedules: file.schedules,
     globalMaxWorkers: src.TASKQ_GLOBAL_MAX_WORKERS
       ? int("TASKQ_GLOBAL_MAX_WORKERS", 0, 1, 1_000_000)
       : file.globalMaxWorkers,
@@ -121,12 +127,13 @@ interface ConfigFile {
   queues: Record<string, QueueSettings>;
   taskTypes: Record<string, TaskTypeSettings>;
   globalMaxWorkers: number | null;
+  schedules: ScheduleConfig[];
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,199}$/;
 
 function readConfigFile(file: string, problems: string[]): ConfigFile {
-  const out: ConfigFile = { queues: {}, taskTypes: {}, globalMaxWorkers: null };
+  const out: ConfigFile = { queues: {}, taskTypes: {}, globalMaxWorkers: null, schedules: [] };
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
@@ -136,8 +143,8 @@ function readConfigFile(file: string, problems: string[]): ConfigFile {
   }
   const top = (parsed ?? {}) as Record<string, unknown>;
   for (const key of Object.keys(top)) {
-    if (!["queues", "task_types", "global_max_workers"].includes(key)) {
-      problems.push(`${file}: "${key}" is not a known setting (queues, task_types, global_max_workers)`);
+    if (!["queues", "task_types", "global_max_workers", "schedules"].includes(key)) {
+      problems.push(`${file}: "${key}" is not a known setting (queues, task_types, global_max_workers, schedules)`);
     }
   }
   out.globalMaxWorkers = integers(file, "", top, [["global_max_workers", "globalMaxWorkers", 1]], problems, false).globalMaxWorkers ?? null;
@@ -147,7 +154,53 @@ function readConfigFile(file: string, problems: string[]): ConfigFile {
   for (const [name, settings] of section(file, top, "task_types", problems)) {
     out.taskTypes[name] = integers(file, `task_types.${name}`, settings, TASK_TYPE_SETTINGS, problems);
   }
+  const queueNames = new Set([...Object.keys(BUILTIN_QUEUES), ...Object.keys(out.queues)]);
+  for (const [name, raw] of section(file, top, "schedules", problems)) {
+    const schedule = scheduleFromFile(file, name, raw, queueNames, problems);
+    if (schedule) out.schedules.push(schedule);
+  }
   return out;
+}
+
+const SCHEDULE_KEYS = ["cron", "time_zone", "type", "queue", "params", "title", "priority"];
+
+/** One schedule of the file, or null when it has problems (each reported). */
+function scheduleFromFile(
+  file: string,
+  name: string,
+  raw: Record<string, unknown>,
+  queues: Set<string>,
+  problems: string[],
+): ScheduleConfig | null {
+  const at = `${file}: schedules.${name}`;
+  const before = problems.length;
+  const text = (key: string, required: boolean): string | undefined => {
+    const v = raw[key];
+    if (v === undefined && !required) return undefined;
+    if (typeof v !== "string" || v === "") problems.push(`${at}.${key} must be ${required ? "a non-empty string" : "a string"}`);
+    return typeof v === "string" ? v : undefined;
+  };
+  const cron = text("cron", true);
+  const timeZone = text("time_zone", false);
+  const type = text("type", true);
+  const queue = text("queue", false);
+  const title = text("title", false);
+  if (cron) {
+    try {
+      cronParse(cron, timeZone || DEFAULT_TIME_ZONE);
+    } catch (err) {
+      problems.push(`${at}.cron: ${(err as Error).message}`);
+    }
+  }
+  if (type && !NAME.test(type)) problems.push(`${at}.type: "${type}" is not a valid task type`);
+  if (queue && !queues.has(queue)) problems.push(`${at}.queue: queue "${queue}" is not defined (defined: ${[...queues].sort().join(", ")})`);
+  const params = raw.params ?? {};
+  if (typeof params !== "object" || params === null || Array.isArray(params)) problems.push(`${at}.params must be an object`);
+  const priority = raw.priority ?? 0;
+  if (typeof priority !== "number" || !Number.isInteger(priority)) problems.push(`${at}.priority must be an integer`);
+  for (const key of Object.keys(raw)) if (!SCHEDULE_KEYS.includes(key)) problems.push(`${at}.${key} is not a known setting`);
+  if (problems.length > before) return null;
+  return { name, cron: cron!, timeZone, type: type!, queue, params: params as JsonObject, title, priority: priority as number };
 }
 
 const QUEUE_SETTINGS = [

@@ -31,6 +31,7 @@ test("defaults, lifecycle settings from the environment, queues and task types f
     TASKQ_CONFIG: await file("good.json", {
       queues: { video: { timeout_ms: 7_200_000, max_attempts: 3 } },
       task_types: { "video.encode": { timeout_ms: 600_000 } },
+      schedules: { thumbnails: { cron: "0 3 * * *", time_zone: "Europe/Berlin", type: "thumbnails.clean", queue: "video" } },
     }),
   });
   assert.equal(config.staleCheckMs, 5_000);
@@ -38,13 +39,22 @@ test("defaults, lifecycle settings from the environment, queues and task types f
   assert.equal(config.defaultTimeoutMs, 60_000);
   assert.deepEqual(config.queues.video, { timeoutMs: 7_200_000, maxAttempts: 3 });
   assert.deepEqual(config.taskTypes, { "video.encode": { timeoutMs: 600_000 } });
+  assert.deepEqual(config.schedules, [
+    { name: "thumbnails", cron: "0 3 * * *", timeZone: "Europe/Berlin", type: "thumbnails.clean", queue: "video", params: {}, title: undefined, priority: 0 },
+  ]);
 });
 
 test("every problem is reported together", async () => {
   const bad = await file("bad.json", {
     queues: { "no spaces": {}, slow: { timeout_ms: -1, colour: "red" } },
     task_types: { render: { timeout_ms: "soon" } },
-    schedules: {},
+    schedules: {
+      nightly: { cron: "0 25 * * *", type: "report" },
+      weekly: { cron: "0 9 * * 1", time_zone: "Mars/Base", type: "report" },
+      stray: { cron: "*/5 * * * *", type: "report", queue: "nope" },
+      short: { cron: "* * * *", type: "report" },
+    },
+    cron_jobs: {},
   });
   const err = (() => {
     try {
@@ -57,7 +67,11 @@ test("every problem is reported together", async () => {
   const expected = [
     /TASKQ_STALE_CHECK_MS: "10" must be an integer from 1000/,
     /TASKQ_CANCEL_GRACE_MS: "x"/,
-    /"schedules" is not a known setting/,
+    /"cron_jobs" is not a known setting/,
+    /schedules\.nightly\.cron: "0 25 \* \* \*" is not a valid cron expression: Invalid value for hour/,
+    /schedules\.weekly\.cron: "Mars\/Base" is not an IANA time zone/,
+    /schedules\.stray\.queue: queue "nope" is not defined \(defined: default, no spaces, scheduled, slow\)/,
+    /schedules\.short\.cron: "\* \* \* \*" must have 5 fields/,
     /queues name "no spaces" is not valid/,
     /queues\.slow\.timeout_ms must be an integer ≥ 1/,
     /queues\.slow\.colour is not a known setting/,

@@ -37,7 +37,7 @@ export interface StreamSessionHooks {
 
 export interface HelloInfo {
   workerName: string;
-  taskTypes: { name: string; timeoutMs?: number }[];
+  taskTypes: { name: string; timeoutMs?: number; schedule?: string; timeZone?: string }[];
   queues: string[];
   concurrency: number;
 }
@@ -76,6 +76,8 @@ export class StreamSession {
         taskTypes: this.hello.taskTypes.map((t) => ({
           name: t.name,
           timeout: t.timeoutMs === undefined ? undefined : durationFromMs(t.timeoutMs),
+          schedule: t.schedule ?? "",
+          timeZone: t.timeZone ?? "",
         })),
         queues: this.hello.queues,
         concurrency: this.hello.concurrency,

@@ -12,12 +12,15 @@ import { LeaseDispatcher } from "./dispatcher.js";
 import { failedPrecondition, invalidArgument, notFound } from "./errors.js";
 import { FinishBatcher } from "./finisher.js";
 import { Notifier } from "./notifier.js";
-import { CHANNEL_CANCEL, CHANNEL_DISPATCH } from "./sql/db.js";
+import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE } from "./sql/db.js";
 import { idempotencyKeyFind, taskInsertMany } from "./sql/dispatch.js";
 import { taskInterrupt } from "./sql/interrupt.js";
 import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
 import type { QueueLimits, WakeOnFree } from "./sql/lease.js";
 import { queueCountsList, queuePausedSet, type QueueCounts } from "./sql/queues.js";
+import { scheduleList, type ScheduleDef, type ScheduleRow, type ScheduleSource } from "./sql/schedules.js";
+import { DEFAULT_TIME_ZONE } from "./cron.js";
+import { SCHEDULER_INITIATOR, Scheduler, type FiredTick } from "./scheduler.js";
 import { sessionHeartbeat } from "./sql/sessions.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
@@ -46,6 +49,18 @@ export function livenessTimings(staleCheckMs: number) {
     sweepIntervalMs: Math.max(1, Math.floor(staleCheckMs / 4)),
     silentAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
   };
+}
+
+/** A schedule as config declares it; unset fields take defaults (queue "scheduled", no params). */
+export interface ScheduleConfig {
+  name: string;
+  cron: string;
+  timeZone?: string;
+  type: string;
+  queue?: string;
+  params?: JsonObject;
+  title?: string;
+  priority?: number;
 }
 
 /** A queue as ListQueues shows it. */
@@ -77,6 +92,8 @@ export interface EngineOptions {
   taskTypes?: Record<string, TaskTypeSettings>;
   /** The most tasks running at once in all queues, across every worker and replica; unset: no limit. */
   globalMaxWorkers?: number | null;
+  /** Schedules from config, already validated. */
+  schedules?: ScheduleConfig[];
   clock?: Clock;
   replicaId?: string;
   pollIntervalMs?: number;
@@ -121,6 +138,8 @@ export class Engine {
   private readonly cancelGraceMs: number;
   private readonly wakeOnFree: WakeOnFree;
   private readonly globalMaxWorkers: number | null;
+  private readonly scheduler: Scheduler;
+  private readonly configSchedules: ScheduleDef[];
   private heartbeatTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: EngineOptions) {
@@ -147,10 +166,20 @@ export class Engine {
     });
     this.reaper = new Reaper(this.pool, this.clock, this.log, { ...this.timings, wakeOnFree: this.wakeOnFree });
     this.finisher = new FinishBatcher(this.pool, this.clock, this.wakeOnFree);
+    this.scheduler = new Scheduler(this.pool, this.clock, this.log, {
+      pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
+      taskFor: (def) =>
+        this.withDefaults(
+          { type: def.type, queue: def.queue, params: def.params, title: def.title, priority: def.priority, origin: "system", initiator: SCHEDULER_INITIATOR },
+          "",
+        ),
+    });
+    this.configSchedules = (opts.schedules ?? []).map((s) => scheduleDef(s, "config"));
     this.events = new TaskEvents(this.notifier);
     this.notifier.on(CHANNEL_DISPATCH, () => this.dispatcher.wake());
     this.notifier.on("reconnected", () => this.dispatcher.wake());
     this.notifier.on(CHANNEL_CANCEL, (payload) => this.routeCancel(payload));
+    this.notifier.on(CHANNEL_SCHEDULE, () => void this.scheduler.fire());
   }
 
   /** How often workers are asked to send a heartbeat when they have nothing else to say. */
@@ -162,6 +191,9 @@ export class Engine {
     await this.notifier.start();
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.timings.heartbeatIntervalMs);
     this.reaper.start();
+    for (const def of this.configSchedules) this.queueSettings(def.queue, `schedules.${def.name}.queue`);
+    await this.scheduler.declare(this.configSchedules);
+    this.scheduler.start();
   }
 
   /** Closes every session (their leases go back to the queue) and stops listening. */
@@ -169,6 +201,7 @@ export class Engine {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.dispatcher.stop();
     await this.reaper.stop();
+    await this.scheduler.stop();
     await Promise.all([...this.sessions.values()].map((s) => s.close("server stopped")));
     await this.notifier.stop();
   }
@@ -200,6 +233,16 @@ export class Engine {
    */
   sweep(): Promise<SweepResult> {
     return this.reaper.sweep();
+  }
+
+  /** Fires every due schedule tick now instead of at the scheduler's next wake-up (tests move the clock). */
+  fireSchedules(): Promise<FiredTick[]> {
+    return this.scheduler.fire();
+  }
+
+  /** Every schedule with its next and last run. */
+  listSchedules(): Promise<ScheduleRow[]> {
+    return scheduleList(this.pool);
   }
 
   /** Watch streams open on this replica (all served by its one LISTEN connection). */
@@ -318,6 +361,10 @@ export class Engine {
   /** Opens a worker session; the caller must close it when the worker's stream ends. */
   async openSession(hello: WorkerHello, sink: SessionSink): Promise<WorkerSession> {
     for (const q of hello.queues) this.queueSettings(q, "hello.queues");
+    if (hello.schedules.length > 0) {
+      this.queueSettings(SCHEDULED_QUEUE, "hello.task_types.schedule");
+      await this.scheduler.declare(hello.schedules.map((s) => scheduleDef({ name: s.type, ...s }, "worker")));
+    }
     const session = new WorkerSession(
       {
         db: this.pool,
@@ -352,6 +399,23 @@ export class Engine {
     const [sessionId, taskId, leaseToken, reason] = payload.split(":");
     this.sessions.get(sessionId)?.cancel(taskId, leaseToken, reason as CancelReason);
   }
+}
+
+/** The queue scheduled tasks run in unless their schedule names another. */
+export const SCHEDULED_QUEUE = "scheduled";
+
+function scheduleDef(s: ScheduleConfig, source: ScheduleSource): ScheduleDef {
+  return {
+    name: s.name,
+    cron: s.cron,
+    timeZone: s.timeZone ?? DEFAULT_TIME_ZONE,
+    type: s.type,
+    queue: s.queue ?? SCHEDULED_QUEUE,
+    params: s.params ?? {},
+    title: s.title ?? "",
+    priority: s.priority ?? 0,
+    source,
+  };
 }
 
 function queueLimits(queues: Record<string, QueueSettings>, global: number | null): QueueLimits {

@@ -6,12 +6,12 @@
  */
 import pg from "pg";
 import type { Logger } from "pino";
-import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_TASK } from "./sql/db.js";
+import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE, CHANNEL_TASK } from "./sql/db.js";
 
-type Channel = typeof CHANNEL_DISPATCH | typeof CHANNEL_TASK | typeof CHANNEL_CANCEL;
+type Channel = typeof CHANNEL_DISPATCH | typeof CHANNEL_TASK | typeof CHANNEL_CANCEL | typeof CHANNEL_SCHEDULE;
 type Listener = (payload: string) => void;
 
-const CHANNELS: Channel[] = [CHANNEL_DISPATCH, CHANNEL_TASK, CHANNEL_CANCEL];
+const CHANNELS: Channel[] = [CHANNEL_DISPATCH, CHANNEL_TASK, CHANNEL_CANCEL, CHANNEL_SCHEDULE];
 const RECONNECT_MAX_MS = 5_000;
 
 export class Notifier {

@@ -118,4 +118,6 @@ export interface WorkerHello {
   taskTypes: Map<string, number | null>;
   /** Queues to take tasks from; empty means all. */
   queues: string[];
+  /** Types the worker wants run on a cron schedule (the schedule is named after the type). */
+  schedules: { type: string; cron: string; timeZone: string }[];
 }

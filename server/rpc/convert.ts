@@ -3,7 +3,8 @@ import { create, fromJson, toJson, type JsonValue as PbJsonValue } from "@bufbui
 import { durationFromMs, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import type { QueueInfo } from "../engine/engine.js";
 import type { JsonValue, LogEntry, TaskRecord, TaskStatus as EngineStatus } from "../engine/types.js";
-import { QueueSchema, type Queue } from "../../sdk/gen/taskq/v1/task_queue_pb.js";
+import type { ScheduleRow } from "../engine/sql/schedules.js";
+import { QueueSchema, ScheduleSchema, type Queue, type Schedule } from "../../sdk/gen/taskq/v1/task_queue_pb.js";
 import {
   LogEntrySchema,
   Origin,
@@ -45,6 +46,21 @@ export function queueToPb(q: QueueInfo): Queue {
     timeout: q.timeoutMs === undefined ? undefined : durationFromMs(q.timeoutMs),
     retryDelay: q.retryDelayMs === undefined ? undefined : durationFromMs(q.retryDelayMs),
     maxAttempts: q.maxAttempts,
+  });
+}
+
+export function scheduleToPb(s: ScheduleRow): Schedule {
+  return create(ScheduleSchema, {
+    name: s.name,
+    cron: s.cron,
+    timeZone: s.timeZone,
+    type: s.type,
+    queue: s.queue,
+    source: s.source,
+    nextRunAt: timestampFromDate(s.nextRunAt),
+    lastRunAt: s.lastRunAt ? timestampFromDate(s.lastRunAt) : undefined,
+    lastTaskId: s.lastTaskId ?? "",
+    lastStatus: s.lastStatus ? STATUS_TO_PB[s.lastStatus] : TaskStatus.UNSPECIFIED,
   });
 }
 

@@ -15,7 +15,7 @@ import {
   WatchTaskResponseSchema,
   type WatchTaskResponse,
 } from "../../sdk/gen/taskq/v1/task_queue_pb.js";
-import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, queueToPb, taskToPb, valueToPb } from "./convert.js";
+import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, queueToPb, scheduleToPb, taskToPb, valueToPb } from "./convert.js";
 import { mapErrors, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import * as v from "./validate.js";
@@ -110,6 +110,8 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
     resumeQueue: mapErrors(log, async (req) => ({
       queue: queueToPb(await engine.setQueuePaused(v.name("queue", req.queue, true), false)),
     })),
+
+    listSchedules: mapErrors(log, async () => ({ schedules: (await engine.listSchedules()).map(scheduleToPb) })),
 
     listHistory: mapErrors(log, async (req) => {
       const origin = v.enumValue("origin", req.origin, Origin);

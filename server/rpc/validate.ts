@@ -4,6 +4,7 @@
  * refused before anything is written.
  */
 import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { DEFAULT_TIME_ZONE, cronParse } from "../engine/cron.js";
 import { invalidArgument } from "../engine/errors.js";
 import type { DispatchInput } from "../engine/engine.js";
 import type { JsonObject } from "../engine/types.js";
@@ -77,6 +78,17 @@ export function timestamp(field: string, t: Timestamp | undefined): Date | undef
 export function enumValue<E extends number>(field: string, value: E, allowed: Record<string, E | string>): E {
   if (!Object.values(allowed).includes(value)) throw invalidArgument(`${field}: unknown value ${value}`);
   return value;
+}
+
+/** A 5-field cron expression and its time zone (empty: UTC), both checked by parsing. */
+export function cron(field: string, expression: string, timeZone: string): { cron: string; timeZone: string } {
+  const zone = timeZone || DEFAULT_TIME_ZONE;
+  try {
+    cronParse(expression, zone);
+  } catch (err) {
+    throw invalidArgument(`${field}: ${(err as Error).message}`);
+  }
+  return { cron: expression.trim(), timeZone: zone };
 }
 
 export function pageSize(field: string, value: number): number {

@@ -216,13 +216,17 @@ function helloFromPb(h: Hello): WorkerHello {
     const workerName = v.text("hello.worker_name", h.workerName, v.LIMITS.nameLength) || "worker";
     if (h.taskTypes.length === 0) throw new Error("hello.task_types: at least one task type is required");
     const taskTypes = new Map<string, number | null>();
+    const schedules: WorkerHello["schedules"] = [];
     h.taskTypes.forEach((t, i) => {
-      const name = v.name(`hello.task_types[${i}].name`, t.name, true);
-      if (taskTypes.has(name)) throw new Error(`hello.task_types[${i}].name: "${name}" is declared twice`);
-      taskTypes.set(name, v.duration(`hello.task_types[${i}].timeout`, t.timeout, { min: 1 }) ?? null);
+      const field = `hello.task_types[${i}]`;
+      const name = v.name(`${field}.name`, t.name, true);
+      if (taskTypes.has(name)) throw new Error(`${field}.name: "${name}" is declared twice`);
+      taskTypes.set(name, v.duration(`${field}.timeout`, t.timeout, { min: 1 }) ?? null);
+      if (t.schedule) schedules.push({ type: name, ...v.cron(`${field}.schedule`, t.schedule, t.timeZone) });
+      else if (t.timeZone) throw new Error(`${field}.time_zone: only meaningful with a schedule`);
     });
     const queues = h.queues.map((q, i) => v.name(`hello.queues[${i}]`, q, true));
-    return { workerName, taskTypes, queues };
+    return { workerName, taskTypes, queues, schedules };
   } catch (err) {
     throw new ConnectError((err as Error).message, Code.InvalidArgument);
   }

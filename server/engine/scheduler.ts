@@ -1,0 +1,139 @@
+/**
+ * The scheduler of one replica: fires cron schedules' ticks as tasks (origin SYSTEM, initiator
+ * "Scheduler"). Every replica runs one and they need no leader: a tick is fired in a transaction that
+ * locks the schedule's row (skipping it if another replica holds it) and records the run under the
+ * unique key (schedule, tick), so each tick fires once whichever replicas try.
+ *
+ * Rules: a tick fires only if the previous run of that schedule has finished (debounce); otherwise the
+ * tick is skipped. After a tick, next_run_at is the first tick after now, so ticks missed while every
+ * server was down fire once, not once per missed tick.
+ *
+ * States: idle (a timer is set for the earliest next_run_at, capped by the poll interval) → firing →
+ * idle. Schedules declared on any replica (NOTIFY taskq_schedule) and the timer wake it; a wake-up
+ * while firing queues one more round.
+ */
+import type pg from "pg";
+import type { Logger } from "pino";
+import type { Clock } from "./clock.js";
+import { cronParse } from "./cron.js";
+import { taskInsertMany } from "./sql/dispatch.js";
+import { scheduleDueList, scheduleLockDue, scheduleTickRecord, scheduleUpsertMany, type ScheduleDef } from "./sql/schedules.js";
+import type { NewTask } from "./types.js";
+
+export const SCHEDULER_INITIATOR = "Scheduler";
+
+export interface FiredTick {
+  schedule: string;
+  tick: Date;
+  /** The task the tick created, or null when the previous run was still active (debounced). */
+  taskId: string | null;
+}
+
+export interface SchedulerOptions {
+  pollIntervalMs: number;
+  /** Applies the engine's defaults (queue settings) to a scheduled task. */
+  taskFor(def: ScheduleDef): NewTask;
+}
+
+const RETRY_AFTER_ERROR_MS = 1_000;
+
+export class Scheduler {
+  private last: Promise<unknown> = Promise.resolve();
+  private queued: Promise<FiredTick[]> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = true;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly opts: SchedulerOptions,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    void this.fire();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.last;
+  }
+
+  /** Declares schedules (already validated); a new or changed one starts at its next tick after now. */
+  async declare(defs: ScheduleDef[]): Promise<void> {
+    const now = this.clock.now();
+    const rows = defs.map((def) => ({ def, nextRunAt: cronParse(def.cron, def.timeZone).nextAfter(now) ?? farFuture() }));
+    await scheduleUpsertMany(this.pool, rows, now);
+  }
+
+  /** Fires every due tick now, or right after the round in flight; resolves with what that round fired. */
+  fire(): Promise<FiredTick[]> {
+    if (this.queued) return this.queued;
+    const queued = this.last.then(() => {
+      this.queued = null;
+      return this.fireDue();
+    });
+    this.queued = queued;
+    this.last = queued;
+    return queued;
+  }
+
+  private async fireDue(): Promise<FiredTick[]> {
+    if (this.timer) clearTimeout(this.timer);
+    const fired: FiredTick[] = [];
+    let waitMs = this.opts.pollIntervalMs;
+    try {
+      const { due, nextAt } = await scheduleDueList(this.pool, this.clock.now());
+      for (const name of due) {
+        const tick = await this.fireOne(name);
+        if (tick) fired.push(tick);
+      }
+      if (nextAt) waitMs = Math.min(waitMs, nextAt.getTime() - this.clock.now().getTime());
+    } catch (err) {
+      this.log.error({ err }, "firing schedules failed; retrying");
+      waitMs = RETRY_AFTER_ERROR_MS;
+    }
+    if (!this.stopped) {
+      this.timer = setTimeout(() => void this.fire(), Math.max(0, waitMs));
+      this.timer.unref?.();
+    }
+    return fired;
+  }
+
+  /** Fires one schedule's due tick in a transaction; null when it was not due or another replica has it. */
+  private async fireOne(name: string): Promise<FiredTick | null> {
+    const client = await this.pool.connect();
+    try {
+      await client.query("begin");
+      const now = this.clock.now();
+      const due = await scheduleLockDue(client, name, now);
+      if (!due) {
+        await client.query("commit");
+        return null;
+      }
+      const nextRunAt = cronParse(due.cron, due.timeZone).nextAfter(now) ?? farFuture();
+      let taskId: string | null = null;
+      if (!due.previousActive) {
+        const [inserted] = await taskInsertMany(client, [this.opts.taskFor(due)], now);
+        taskId = inserted!.id;
+      }
+      if (!(await scheduleTickRecord(client, { name, tick: due.tick, taskId, nextRunAt }))) {
+        await client.query("rollback");
+        return null;
+      }
+      await client.query("commit");
+      this.log.info({ schedule: name, tick: due.tick, task: taskId }, taskId ? "schedule fired" : "schedule tick skipped: previous run still active");
+      return { schedule: name, tick: due.tick, taskId };
+    } catch (err) {
+      await client.query("rollback").catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+}
+
+/** For a cron expression with no further tick (such as a date long past): never. */
+const farFuture = () => new Date("9999-12-31T00:00:00Z");

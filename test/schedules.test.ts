@@ -1,0 +1,162 @@
+/**
+ * Cron schedules, on an injected clock: each tick fires once (also with two replicas trying), scheduled
+ * tasks are SYSTEM tasks initiated by "Scheduler", a tick is skipped while the previous run is active,
+ * ticks missed while every server was down run once, time zones hold across a DST change, and a
+ * worker can declare a schedule in its hello.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { ManualClock } from "../server/engine/clock.js";
+import type { ScheduleConfig } from "../server/engine/engine.js";
+import { Code, TaskqError } from "../sdk/index.js";
+import { Harness, waitFor } from "./helpers.js";
+
+const EVERY_MINUTE: ScheduleConfig = { name: "every-minute", cron: "* * * * *", type: "tick", params: { from: "config" } };
+
+const runs = async (h: Harness, schedule: string) =>
+  (await h.pool.query<{ n: number }>("select count(*)::int4 as n from taskq.schedule_runs where schedule = $1", [schedule])).rows[0].n;
+
+describe("one replica", () => {
+  let h: Harness;
+  const clock = new ManualClock(new Date("2026-01-05T10:00:30Z"));
+  before(async () => {
+    h = await Harness.create();
+    await h.replica({ schedules: [EVERY_MINUTE] }, { clock });
+  });
+  after(() => h.close());
+
+  test("a tick dispatches a SYSTEM task by Scheduler in the scheduled queue; the next waits for the previous run", async () => {
+    const engine = h.replicas[0].engine;
+    const client = h.client();
+    const [listed] = await client.listSchedules();
+    assert.deepEqual(
+      { name: listed.name, cron: listed.cron, timeZone: listed.timeZone, source: listed.source, next: listed.nextRunAt.toISOString() },
+      { name: "every-minute", cron: "* * * * *", timeZone: "UTC", source: "config", next: "2026-01-05T10:01:00.000Z" },
+    );
+    assert.deepEqual(await engine.fireSchedules(), [], "nothing is due before the tick");
+
+    clock.set(new Date("2026-01-05T10:01:00Z"));
+    const [first] = await engine.fireSchedules();
+    assert.equal(first.tick.toISOString(), "2026-01-05T10:01:00.000Z");
+    const task = await client.status(first.taskId!);
+    assert.deepEqual(
+      { origin: task.origin, initiator: task.initiator, shown: task.displayInitiator, queue: task.queue, type: task.type, params: task.params },
+      { origin: "system", initiator: "Scheduler", shown: "Scheduler", queue: "scheduled", type: "tick", params: { from: "config" } },
+    );
+
+    clock.set(new Date("2026-01-05T10:02:00Z"));
+    const [skipped] = await engine.fireSchedules();
+    assert.equal(skipped.taskId, null, "debounced: the previous run is still pending");
+    assert.equal(await runs(h, "every-minute"), 1);
+
+    const worker = h.worker();
+    worker.register("tick", (ctx) => ({ ran: ctx.id }));
+    await worker.start();
+    await client.handle(first.taskId!).result();
+    clock.set(new Date("2026-01-05T10:03:00Z"));
+    const [third] = await engine.fireSchedules();
+    assert.ok(third.taskId, "the previous run finished, so this tick runs");
+    await client.handle(third.taskId!).result();
+    const [after] = await client.listSchedules();
+    assert.equal(after.lastRunAt?.toISOString(), "2026-01-05T10:03:00.000Z");
+    assert.equal(after.lastTaskId, third.taskId);
+    assert.equal(after.lastStatus, "completed");
+    assert.equal(after.nextRunAt.toISOString(), "2026-01-05T10:04:00.000Z");
+    await worker.stop();
+  });
+
+  test("ticks missed while every server was down run once when a server starts again", async () => {
+    await h.stopReplica(h.replicas[0]);
+    clock.set(new Date("2026-01-05T10:17:30Z")); // 14 ticks missed
+    const before = await runs(h, "every-minute");
+    const replica = await h.replica({ schedules: [EVERY_MINUTE] }, { clock });
+    await waitFor("the missed tick to run", async () => (await runs(h, "every-minute")) === before + 1);
+    const { rows } = await h.pool.query("select tick from taskq.schedule_runs where schedule = 'every-minute' order by tick desc limit 1");
+    assert.equal(rows[0].tick.toISOString(), "2026-01-05T10:04:00.000Z", "the one run is for the first missed tick");
+    assert.deepEqual(await replica.engine.fireSchedules(), []);
+    const [listed] = await h.client(replica).listSchedules();
+    assert.equal(listed.nextRunAt.toISOString(), "2026-01-05T10:18:00.000Z", "then the schedule goes on from now");
+    assert.equal(await runs(h, "every-minute"), before + 1);
+  });
+});
+
+describe("two replicas", () => {
+  let h: Harness;
+  const clock = new ManualClock(new Date("2026-02-01T00:00:10Z"));
+  before(async () => {
+    h = await Harness.create();
+    await h.replica({ schedules: [EVERY_MINUTE] }, { clock });
+    await h.replica({ schedules: [EVERY_MINUTE] }, { clock });
+  });
+  after(() => h.close());
+
+  test("both firing the same schedule for 20 ticks produce 20 runs", async () => {
+    const [a, b] = h.replicas;
+    const worker = h.worker({}, b);
+    worker.register("tick", () => "ok");
+    await worker.start();
+    for (let minute = 1; minute <= 20; minute++) {
+      clock.set(new Date(Date.UTC(2026, 1, 1, 0, minute)));
+      const fired = (await Promise.all([a.engine.fireSchedules(), b.engine.fireSchedules()])).flat();
+      const tasks = fired.flatMap((f) => (f.taskId ? [f.taskId] : []));
+      assert.equal(tasks.length, 1, `tick ${minute} fired once`);
+      await h.client(a).handle(tasks[0]).result();
+    }
+    assert.equal(await runs(h, "every-minute"), 20);
+    const { rows } = await h.pool.query("select count(*)::int4 as n from taskq.history where type = 'tick' and status = 'completed'");
+    assert.equal(rows[0].n, 20);
+    await worker.stop();
+  });
+});
+
+describe("time zones and worker-declared schedules", () => {
+  let h: Harness;
+  const clock = new ManualClock(new Date("2026-03-27T12:00:00Z"));
+  before(async () => {
+    h = await Harness.create();
+    await h.replica(
+      { schedules: [{ name: "morning", cron: "0 9 * * *", timeZone: "Europe/Berlin", type: "report" }] },
+      { clock },
+    );
+  });
+  after(() => h.close());
+
+  test("09:00 in Europe/Berlin stays 09:00 local across the spring DST change", async () => {
+    const engine = h.replicas[0].engine;
+    const worker = h.worker();
+    worker.register("report", () => null);
+    await worker.start();
+    const next = async () => (await h.client().listSchedules()).find((s) => s.name === "morning")!.nextRunAt.toISOString();
+    const seen: string[] = [];
+    for (let day = 0; day < 3; day++) {
+      const at = await next();
+      seen.push(at);
+      clock.set(new Date(at));
+      const [fired] = await engine.fireSchedules();
+      await h.client().handle(fired.taskId!).result();
+    }
+    // CET is UTC+1 until 2026-03-29 02:00, CEST UTC+2 after.
+    assert.deepEqual(seen, ["2026-03-28T08:00:00.000Z", "2026-03-29T07:00:00.000Z", "2026-03-30T07:00:00.000Z"]);
+    await worker.stop();
+  });
+
+  test("a worker's hello declares a schedule; a malformed one is INVALID_ARGUMENT naming it", async () => {
+    const worker = h.worker();
+    worker.register("digest", () => null, { schedule: "*/15 * * * *", timeZone: "America/New_York" });
+    await worker.start();
+    const digest = (await h.client().listSchedules()).find((s) => s.name === "digest")!;
+    assert.deepEqual(
+      { cron: digest.cron, timeZone: digest.timeZone, type: digest.type, queue: digest.queue, source: digest.source },
+      { cron: "*/15 * * * *", timeZone: "America/New_York", type: "digest", queue: "scheduled", source: "worker" },
+    );
+    assert.equal(digest.nextRunAt.toISOString(), "2026-03-30T07:15:00.000Z");
+    await worker.stop();
+
+    const raw = h.rawWorker();
+    raw.send({ case: "hello", value: { workerName: "bad", taskTypes: [{ name: "broken", schedule: "0 9 * * mon-" }] } });
+    const err = TaskqError.from(await raw.result());
+    assert.equal(err.code, Code.InvalidArgument);
+    assert.match(err.message, /^hello\.task_types\[0\]\.schedule: "0 9 \* \* mon-" is not a valid cron expression/);
+    assert.equal((await h.client().listSchedules()).some((s) => s.name === "broken"), false);
+  });
+});

@@ -34,6 +34,7 @@ export async function startReplica(
     taskTypes: config.taskTypes,
     globalMaxWorkers: config.globalMaxWorkers,
     schedules: config.schedules,
+    historyRetentionDays: config.historyRetentionDays,
     clock: opts.clock,
     pollIntervalMs: config.pollIntervalMs,
     staleCheckMs: config.staleCheckMs,

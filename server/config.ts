@@ -13,6 +13,7 @@ import {
   type TaskTypeSettings,
 } from "./engine/engine.js";
 import { DEFAULT_TIME_ZONE, cronParse } from "./engine/cron.js";
+import { DEFAULT_HISTORY_RETENTION_DAYS } from "./engine/maintenance.js";
 import type { JsonObject } from "./engine/types.js";
 import { EMBEDDED_DEFAULT_PORT } from "./embedded.js";
 
@@ -43,6 +44,8 @@ export interface ServerConfig {
   globalMaxWorkers: number | null;
   /** Cron schedules declared in the config file. */
   schedules: ScheduleConfig[];
+  /** Finished tasks are deleted this many days after they finished. */
+  historyRetentionDays: number;
   /** Per task type settings; a worker's hello may declare its own timeout, which wins. */
   taskTypes: Record<string, TaskTypeSettings>;
   pollIntervalMs: number;
@@ -80,6 +83,8 @@ export interface ConfigSource {
   TASKQ_DEFAULT_TIMEOUT_MS?: string;
   /** Overrides global_max_workers of the config file. */
   TASKQ_GLOBAL_MAX_WORKERS?: string;
+  /** Overrides history_retention_days of the config file. */
+  TASKQ_HISTORY_RETENTION_DAYS?: string;
 }
 
 export function loadConfig(src: ConfigSource): ServerConfig {
@@ -94,7 +99,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     }
     return n;
   };
-  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : { queues: {}, taskTypes: {}, globalMaxWorkers: null, schedules: [] };
+  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : { queues: {}, taskTypes: {}, globalMaxWorkers: null, historyRetentionDays: null, schedules: [] };
   const config: ServerConfig = {
     host: src.TASKQ_HOST || DEFAULT_HOST,
     port: int("TASKQ_PORT", DEFAULT_PORT, 0, 65535),
@@ -105,6 +110,9 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     queues: withBuiltinQueues(file.queues),
     taskTypes: file.taskTypes,
     schedules: file.schedules,
+    historyRetentionDays: src.TASKQ_HISTORY_RETENTION_DAYS
+      ? int("TASKQ_HISTORY_RETENTION_DAYS", DEFAULT_HISTORY_RETENTION_DAYS, 1, 36_500)
+      : (file.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS),
     globalMaxWorkers: src.TASKQ_GLOBAL_MAX_WORKERS
       ? int("TASKQ_GLOBAL_MAX_WORKERS", 0, 1, 1_000_000)
       : file.globalMaxWorkers,
@@ -127,13 +135,14 @@ interface ConfigFile {
   queues: Record<string, QueueSettings>;
   taskTypes: Record<string, TaskTypeSettings>;
   globalMaxWorkers: number | null;
+  historyRetentionDays: number | null;
   schedules: ScheduleConfig[];
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,199}$/;
 
 function readConfigFile(file: string, problems: string[]): ConfigFile {
-  const out: ConfigFile = { queues: {}, taskTypes: {}, globalMaxWorkers: null, schedules: [] };
+  const out: ConfigFile = { queues: {}, taskTypes: {}, globalMaxWorkers: null, historyRetentionDays: null, schedules: [] };
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
@@ -143,11 +152,11 @@ function readConfigFile(file: string, problems: string[]): ConfigFile {
   }
   const top = (parsed ?? {}) as Record<string, unknown>;
   for (const key of Object.keys(top)) {
-    if (!["queues", "task_types", "global_max_workers", "schedules"].includes(key)) {
-      problems.push(`${file}: "${key}" is not a known setting (queues, task_types, global_max_workers, schedules)`);
-    }
+    if (!TOP_LEVEL_KEYS.includes(key)) problems.push(`${file}: "${key}" is not a known setting (${TOP_LEVEL_KEYS.join(", ")})`);
   }
-  out.globalMaxWorkers = integers(file, "", top, [["global_max_workers", "globalMaxWorkers", 1]], problems, false).globalMaxWorkers ?? null;
+  const topLevel = integers(file, "", top, TOP_LEVEL_SETTINGS, problems, false);
+  out.globalMaxWorkers = topLevel.globalMaxWorkers ?? null;
+  out.historyRetentionDays = topLevel.historyRetentionDays ?? null;
   for (const [name, settings] of section(file, top, "queues", problems)) {
     out.queues[name] = integers(file, `queues.${name}`, settings, QUEUE_SETTINGS, problems);
   }
@@ -161,6 +170,12 @@ function readConfigFile(file: string, problems: string[]): ConfigFile {
   }
   return out;
 }
+
+const TOP_LEVEL_KEYS = ["queues", "task_types", "schedules", "global_max_workers", "history_retention_days"];
+const TOP_LEVEL_SETTINGS = [
+  ["global_max_workers", "globalMaxWorkers", 1],
+  ["history_retention_days", "historyRetentionDays", 1],
+] as const;
 
 const SCHEDULE_KEYS = ["cron", "time_zone", "type", "queue", "params", "title", "priority"];
 

@@ -7,11 +7,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ManualClock } from "../server/engine/clock.js";
-import type { ScheduleConfig } from "../server/engine/engine.js";
+import type { Engine, ScheduleConfig } from "../server/engine/engine.js";
 import { Code, TaskqError } from "../sdk/index.js";
 import { Harness, waitFor } from "./helpers.js";
 
 const EVERY_MINUTE: ScheduleConfig = { name: "every-minute", cron: "* * * * *", type: "tick", params: { from: "config" } };
+
+/** The ticks one schedule fired (built-in maintenance schedules may fire in the same round). */
+const firedBy = async (engine: Engine, schedule: string) => (await engine.fireSchedules()).filter((f) => f.schedule === schedule);
 
 const runs = async (h: Harness, schedule: string) =>
   (await h.pool.query<{ n: number }>("select count(*)::int4 as n from taskq.schedule_runs where schedule = $1", [schedule])).rows[0].n;
@@ -28,15 +31,15 @@ describe("one replica", () => {
   test("a tick dispatches a SYSTEM task by Scheduler in the scheduled queue; the next waits for the previous run", async () => {
     const engine = h.replicas[0].engine;
     const client = h.client();
-    const [listed] = await client.listSchedules();
+    const listed = (await client.listSchedules()).find((s) => s.name === "every-minute")!;
     assert.deepEqual(
       { name: listed.name, cron: listed.cron, timeZone: listed.timeZone, source: listed.source, next: listed.nextRunAt.toISOString() },
       { name: "every-minute", cron: "* * * * *", timeZone: "UTC", source: "config", next: "2026-01-05T10:01:00.000Z" },
     );
-    assert.deepEqual(await engine.fireSchedules(), [], "nothing is due before the tick");
+    assert.deepEqual(await firedBy(engine, "every-minute"), [], "nothing is due before the tick");
 
     clock.set(new Date("2026-01-05T10:01:00Z"));
-    const [first] = await engine.fireSchedules();
+    const [first] = await firedBy(engine, "every-minute");
     assert.equal(first.tick.toISOString(), "2026-01-05T10:01:00.000Z");
     const task = await client.status(first.taskId!);
     assert.deepEqual(
@@ -45,7 +48,7 @@ describe("one replica", () => {
     );
 
     clock.set(new Date("2026-01-05T10:02:00Z"));
-    const [skipped] = await engine.fireSchedules();
+    const [skipped] = await firedBy(engine, "every-minute");
     assert.equal(skipped.taskId, null, "debounced: the previous run is still pending");
     assert.equal(await runs(h, "every-minute"), 1);
 
@@ -54,10 +57,10 @@ describe("one replica", () => {
     await worker.start();
     await client.handle(first.taskId!).result();
     clock.set(new Date("2026-01-05T10:03:00Z"));
-    const [third] = await engine.fireSchedules();
+    const [third] = await firedBy(engine, "every-minute");
     assert.ok(third.taskId, "the previous run finished, so this tick runs");
     await client.handle(third.taskId!).result();
-    const [after] = await client.listSchedules();
+    const after = (await client.listSchedules()).find((s) => s.name === "every-minute")!;
     assert.equal(after.lastRunAt?.toISOString(), "2026-01-05T10:03:00.000Z");
     assert.equal(after.lastTaskId, third.taskId);
     assert.equal(after.lastStatus, "completed");
@@ -73,8 +76,8 @@ describe("one replica", () => {
     await waitFor("the missed tick to run", async () => (await runs(h, "every-minute")) === before + 1);
     const { rows } = await h.pool.query("select tick from taskq.schedule_runs where schedule = 'every-minute' order by tick desc limit 1");
     assert.equal(rows[0].tick.toISOString(), "2026-01-05T10:04:00.000Z", "the one run is for the first missed tick");
-    assert.deepEqual(await replica.engine.fireSchedules(), []);
-    const [listed] = await h.client(replica).listSchedules();
+    assert.deepEqual(await firedBy(replica.engine, "every-minute"), []);
+    const listed = (await h.client(replica).listSchedules()).find((s) => s.name === "every-minute")!;
     assert.equal(listed.nextRunAt.toISOString(), "2026-01-05T10:18:00.000Z", "then the schedule goes on from now");
     assert.equal(await runs(h, "every-minute"), before + 1);
   });
@@ -97,7 +100,7 @@ describe("two replicas", () => {
     await worker.start();
     for (let minute = 1; minute <= 20; minute++) {
       clock.set(new Date(Date.UTC(2026, 1, 1, 0, minute)));
-      const fired = (await Promise.all([a.engine.fireSchedules(), b.engine.fireSchedules()])).flat();
+      const fired = (await Promise.all([firedBy(a.engine, "every-minute"), firedBy(b.engine, "every-minute")])).flat();
       const tasks = fired.flatMap((f) => (f.taskId ? [f.taskId] : []));
       assert.equal(tasks.length, 1, `tick ${minute} fired once`);
       await h.client(a).handle(tasks[0]).result();
@@ -132,7 +135,7 @@ describe("time zones and worker-declared schedules", () => {
       const at = await next();
       seen.push(at);
       clock.set(new Date(at));
-      const [fired] = await engine.fireSchedules();
+      const [fired] = await firedBy(engine, "morning");
       await h.client().handle(fired.taskId!).result();
     }
     // CET is UTC+1 until 2026-03-29 02:00, CEST UTC+2 after.
@@ -158,5 +161,56 @@ describe("time zones and worker-declared schedules", () => {
     assert.equal(err.code, Code.InvalidArgument);
     assert.match(err.message, /^hello\.task_types\[0\]\.schedule: "0 9 \* \* mon-" is not a valid cron expression/);
     assert.equal((await h.client().listSchedules()).some((s) => s.name === "broken"), false);
+  });
+});
+
+describe("built-in maintenance", () => {
+  let h: Harness;
+  const clock = new ManualClock(new Date("2026-04-01T12:00:00Z"));
+  before(async () => {
+    h = await Harness.create();
+    await h.replica({ historyRetentionDays: 30 }, { clock });
+  });
+  after(() => h.close());
+
+  test("history retention runs daily at 02:00 in the server, deletes what finished over 30 days ago, and shows in history", async () => {
+    const engine = h.replicas[0].engine;
+    const client = h.client();
+    const builtins = (await client.listSchedules()).filter((s) => s.source === "builtin").map((s) => [s.name, s.cron]);
+    assert.deepEqual(builtins, [
+      ["taskq.history-retention", "0 2 * * *"],
+      ["taskq.temp-cleanup", "0 * * * *"],
+    ]);
+
+    const worker = h.worker();
+    worker.register("old", (ctx) => void ctx.log("a step"));
+    await worker.start();
+    const old = await client.dispatch("old", {}, { idempotencyKey: "old-1" });
+    await old.result();
+    clock.advance(31 * 86_400_000); // 2026-05-02T12:00Z
+    const recent = await client.dispatch("old", {}, { idempotencyKey: "recent-1" });
+    await recent.result();
+
+    clock.set(new Date("2026-05-03T02:00:00Z"));
+    const [fired] = await firedBy(engine, "taskq.history-retention");
+    const cleanup = client.handle(fired.taskId!);
+    assert.deepEqual(await cleanup.result(), {
+      deletedTasks: 1,
+      deletedLogSteps: 1,
+      finishedBefore: "2026-04-03T02:00:00.000Z",
+    });
+    await assert.rejects(old.status(), (err: TaskqError) => err.code === Code.NotFound);
+    assert.equal((await recent.status()).status, "completed");
+    const keys = (await h.pool.query("select key from taskq.idempotency_keys order by key")).rows.map((r) => r.key);
+    assert.deepEqual(keys, ["recent-1"], "the deleted task's idempotency key went with it");
+    assert.equal((await h.pool.query("select count(*)::int4 as n from taskq.task_log where task_id = $1", [old.id])).rows[0].n, 0);
+
+    const task = await cleanup.status();
+    assert.deepEqual(
+      { origin: task.origin, initiator: task.displayInitiator, worker: task.worker, title: task.displayTitle },
+      { origin: "system", initiator: "Scheduler", worker: "taskq-server", title: "History retention" },
+    );
+    assert.match(task.log[0].message, /^deleted 1 tasks that finished before 2026-04-03T02:00:00\.000Z/);
+    await worker.stop();
   });
 });

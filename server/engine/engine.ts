@@ -21,6 +21,8 @@ import { queueCountsList, queuePausedSet, type QueueCounts } from "./sql/queues.
 import { scheduleList, type ScheduleDef, type ScheduleRow, type ScheduleSource } from "./sql/schedules.js";
 import { DEFAULT_TIME_ZONE } from "./cron.js";
 import { SCHEDULER_INITIATOR, Scheduler, type FiredTick } from "./scheduler.js";
+import { BUILTIN_SCHEDULES, DEFAULT_HISTORY_RETENTION_DAYS, maintenanceHandlers } from "./maintenance.js";
+import { SystemWorker } from "./system-worker.js";
 import { sessionHeartbeat } from "./sql/sessions.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
@@ -94,6 +96,8 @@ export interface EngineOptions {
   globalMaxWorkers?: number | null;
   /** Schedules from config, already validated. */
   schedules?: ScheduleConfig[];
+  /** Finished tasks are deleted this many days after they finished; default 30. */
+  historyRetentionDays?: number;
   clock?: Clock;
   replicaId?: string;
   pollIntervalMs?: number;
@@ -140,6 +144,7 @@ export class Engine {
   private readonly globalMaxWorkers: number | null;
   private readonly scheduler: Scheduler;
   private readonly configSchedules: ScheduleDef[];
+  private readonly systemWorker: SystemWorker;
   private heartbeatTimer: NodeJS.Timeout | null = null;
 
   constructor(opts: EngineOptions) {
@@ -174,7 +179,12 @@ export class Engine {
           "",
         ),
     });
-    this.configSchedules = (opts.schedules ?? []).map((s) => scheduleDef(s, "config"));
+    this.configSchedules = [
+      ...(opts.schedules ?? []).map((s) => scheduleDef(s, "config")),
+      ...BUILTIN_SCHEDULES.map((s) => scheduleDef(s, "builtin")),
+    ];
+    const retentionDays = opts.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS;
+    this.systemWorker = new SystemWorker(maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays }), this.log);
     this.events = new TaskEvents(this.notifier);
     this.notifier.on(CHANNEL_DISPATCH, () => this.dispatcher.wake());
     this.notifier.on("reconnected", () => this.dispatcher.wake());
@@ -194,6 +204,7 @@ export class Engine {
     for (const def of this.configSchedules) this.queueSettings(def.queue, `schedules.${def.name}.queue`);
     await this.scheduler.declare(this.configSchedules);
     this.scheduler.start();
+    await this.systemWorker.start((hello, sink) => this.openSession(hello, sink));
   }
 
   /** Closes every session (their leases go back to the queue) and stops listening. */
@@ -212,6 +223,7 @@ export class Engine {
    * old leases were recovered and its worker's finishes for them will be refused.
    */
   private async heartbeat(): Promise<void> {
+    this.systemWorker.keepAlive();
     try {
       const alive = await sessionHeartbeat(this.pool, this.replicaId);
       for (const session of [...this.sessions.values()]) {

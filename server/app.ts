@@ -35,6 +35,7 @@ export async function startReplica(
     globalMaxWorkers: config.globalMaxWorkers,
     schedules: config.schedules,
     historyRetentionDays: config.historyRetentionDays,
+    builtinSchedules: config.builtinSchedules,
     clock: opts.clock,
     pollIntervalMs: config.pollIntervalMs,
     staleCheckMs: config.staleCheckMs,

@@ -46,6 +46,8 @@ export interface ServerConfig {
   schedules: ScheduleConfig[];
   /** Finished tasks are deleted this many days after they finished. */
   historyRetentionDays: number;
+  /** Whether the built-in maintenance schedules run. */
+  builtinSchedules: boolean;
   /** Per task type settings; a worker's hello may declare its own timeout, which wins. */
   taskTypes: Record<string, TaskTypeSettings>;
   pollIntervalMs: number;
@@ -85,6 +87,8 @@ export interface ConfigSource {
   TASKQ_GLOBAL_MAX_WORKERS?: string;
   /** Overrides history_retention_days of the config file. */
   TASKQ_HISTORY_RETENTION_DAYS?: string;
+  /** "off" turns the built-in maintenance schedules off; default "on". */
+  TASKQ_BUILTIN_SCHEDULES?: string;
 }
 
 export function loadConfig(src: ConfigSource): ServerConfig {
@@ -110,6 +114,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     queues: withBuiltinQueues(file.queues),
     taskTypes: file.taskTypes,
     schedules: file.schedules,
+    builtinSchedules: src.TASKQ_BUILTIN_SCHEDULES !== "off",
     historyRetentionDays: src.TASKQ_HISTORY_RETENTION_DAYS
       ? int("TASKQ_HISTORY_RETENTION_DAYS", DEFAULT_HISTORY_RETENTION_DAYS, 1, 36_500)
       : (file.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS),
@@ -121,6 +126,9 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     cancelGraceMs: int("TASKQ_CANCEL_GRACE_MS", DEFAULT_CANCEL_GRACE_MS, 0, 86_400_000),
     defaultTimeoutMs: int("TASKQ_DEFAULT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1_000, 7 * 86_400_000),
   };
+  if (src.TASKQ_BUILTIN_SCHEDULES && !["on", "off"].includes(src.TASKQ_BUILTIN_SCHEDULES)) {
+    problems.push(`TASKQ_BUILTIN_SCHEDULES: "${src.TASKQ_BUILTIN_SCHEDULES}" must be on or off`);
+  }
   if (!["fatal", "error", "warn", "info", "debug", "trace", "silent"].includes(config.logLevel)) {
     problems.push(`TASKQ_LOG_LEVEL: "${config.logLevel}" is not a pino level`);
   }

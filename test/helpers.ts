@@ -73,7 +73,8 @@ export class Harness {
   }
 
   async replica(overrides: Partial<ServerConfig> = {}, opts: { clock?: Clock } = {}): Promise<Replica> {
-    const config = { ...loadConfig({}), host: "127.0.0.1", port: 0, pollIntervalMs: 200, ...overrides };
+    // Built-in maintenance schedules fire on the hour; tests that want them turn them on.
+    const config = { ...loadConfig({}), host: "127.0.0.1", port: 0, pollIntervalMs: 200, builtinSchedules: false, ...overrides };
     config.queues = withBuiltinQueues(overrides.queues ?? {});
     const replica = await startReplica({ ...config, databaseUrl: this.dbUrl }, silentLog, opts);
     this.replicas.push(replica);

@@ -169,7 +169,7 @@ describe("built-in maintenance", () => {
   const clock = new ManualClock(new Date("2026-04-01T12:00:00Z"));
   before(async () => {
     h = await Harness.create();
-    await h.replica({ historyRetentionDays: 30 }, { clock });
+    await h.replica({ historyRetentionDays: 30, builtinSchedules: true }, { clock });
   });
   after(() => h.close());
 

@@ -98,6 +98,8 @@ export interface EngineOptions {
   schedules?: ScheduleConfig[];
   /** Finished tasks are deleted this many days after they finished; default 30. */
   historyRetentionDays?: number;
+  /** Declare the built-in maintenance schedules (history retention, temp cleanup); default true. */
+  builtinSchedules?: boolean;
   clock?: Clock;
   replicaId?: string;
   pollIntervalMs?: number;
@@ -181,7 +183,7 @@ export class Engine {
     });
     this.configSchedules = [
       ...(opts.schedules ?? []).map((s) => scheduleDef(s, "config")),
-      ...BUILTIN_SCHEDULES.map((s) => scheduleDef(s, "builtin")),
+      ...(opts.builtinSchedules === false ? [] : BUILTIN_SCHEDULES).map((s) => scheduleDef(s, "builtin")),
     ];
     const retentionDays = opts.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS;
     this.systemWorker = new SystemWorker(maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays }), this.log);

@@ -5,10 +5,12 @@
  * timeout reaches the handler as its AbortSignal. The stream reconnects with backoff when it breaks;
  * stop() finishes running handlers first.
  */
-import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
-import { hostname } from "node:os";
-import type { Lease } from "./gen/taskq/v1/worker_pb.js";
+import { hostname, tmpdir } from "node:os";
+import path from "node:path";
+import type { FinishSchema, Lease } from "./gen/taskq/v1/worker_pb.js";
+import { TempDirs } from "./internal/temp-dirs.js";
 import { RetryableError, TaskAbortedError, type AbortReason } from "./errors.js";
 import { StreamSession } from "./internal/stream-session.js";
 import { connect, type Connection } from "./transport.js";
@@ -36,6 +38,13 @@ export interface TaskContext {
   setStatus(key: string, value: JsonValue): void;
   /** Shorthand for setStatus("progress", percent). */
   progress(percent: number): void;
+  /**
+   * A directory for this task's files, under the worker's storage root (created on first call). It is
+   * deleted an hour after the task finishes, or as setTempExpiration says.
+   */
+  tempDir(): Promise<string>;
+  /** Keep the temp directory this many seconds after the task finishes; call after tempDir(). */
+  setTempExpiration(seconds: number): Promise<void>;
 }
 
 export type Handler = (ctx: TaskContext) => unknown | Promise<unknown>;
@@ -59,16 +68,24 @@ export interface WorkerOptions {
   queues?: string[];
   /** Reconnect backoff bounds; defaults 100 ms to 5 s. */
   reconnect?: { initialMs?: number; maxMs?: number };
+  /** Where tasks' temp directories live; default <os tmpdir>/taskq-tasks. */
+  storageDir?: string;
   /** Where the worker reports what happens to it; default silent. */
   onEvent?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
 type State = "idle" | "running" | "stopping" | "stopped";
 
+/** The built-in hourly task the server schedules; every SDK worker handles it for its own storage root. */
+export const TEMP_CLEANUP_TYPE = "taskq.temp-cleanup";
+const TEMP_CLEANUP_INTERVAL_MS = 3_600_000;
+
 export class Worker {
   private readonly handlers = new Map<string, { fn: Handler; opts: HandlerOptions }>();
   /** The running attempts, by lease token (a task re-leased after a timeout may run twice here). */
-  private readonly aborts = new Map<string, AbortController>();
+  private readonly aborts = new Map<string, { taskId: string; abort: AbortController }>();
+  private readonly temp: TempDirs;
+  private tempCleanupTimer: NodeJS.Timeout | null = null;
   private readonly connection: Connection;
   private readonly stopSignal = new AbortController();
   private state: State = "idle";
@@ -78,6 +95,7 @@ export class Worker {
 
   constructor(private readonly opts: WorkerOptions) {
     this.connection = connect(opts.url);
+    this.temp = new TempDirs(opts.storageDir ?? path.join(tmpdir(), "taskq-tasks"));
     let resolve!: () => void;
     this.firstOpen = { promise: new Promise<void>((r) => (resolve = r)), resolve };
   }
@@ -92,7 +110,17 @@ export class Worker {
   async start(): Promise<void> {
     if (this.handlers.size === 0) throw new Error("register at least one handler before start()");
     if (this.state !== "idle") throw new Error(`worker already ${this.state}`);
+    if (!this.handlers.has(TEMP_CLEANUP_TYPE)) {
+      this.handlers.set(TEMP_CLEANUP_TYPE, { fn: async () => ({ removed: (await this.removeExpiredTempDirs()).length }), opts: {} });
+    }
     this.state = "running";
+    // Directories that expired while the worker was down go now; then hourly.
+    await this.removeExpiredTempDirs().catch((err) => this.emit("temp dir cleanup failed", { error: String(err) }));
+    this.tempCleanupTimer = setInterval(
+      () => void this.removeExpiredTempDirs().catch((err) => this.emit("temp dir cleanup failed", { error: String(err) })),
+      TEMP_CLEANUP_INTERVAL_MS,
+    );
+    this.tempCleanupTimer.unref();
     this.loop = this.connectLoop();
     await Promise.race([this.firstOpen.promise, this.loop]);
   }
@@ -119,12 +147,13 @@ export class Worker {
     const ended = await Promise.race([this.loop?.then(() => true, () => true), sleep(5_000, this.stopSignal.signal).then(() => false)]);
     this.stopSignal.abort();
     if (!ended) await this.loop?.catch(() => {});
+    if (this.tempCleanupTimer) clearInterval(this.tempCleanupTimer);
     this.connection.close();
     this.state = "stopped";
   }
 
   private abortAll(reason: AbortReason): void {
-    for (const c of this.aborts.values()) c.abort(new TaskAbortedError(reason));
+    for (const a of this.aborts.values()) a.abort.abort(new TaskAbortedError(reason));
   }
 
   private emit(event: string, detail?: Record<string, unknown>) {
@@ -138,7 +167,7 @@ export class Worker {
     while (this.state === "running") {
       const session = new StreamSession(this.connection.transport, this.helloInfo(), {
         run: (lease, s) => this.runLease(lease, s),
-        cancel: (leaseToken, reason) => this.aborts.get(leaseToken)?.abort(new TaskAbortedError(reason)),
+        cancel: (leaseToken, reason) => this.aborts.get(leaseToken)?.abort.abort(new TaskAbortedError(reason)),
         note: (message, detail) => this.emit(message, detail),
         opened: (sessionId) => {
           delay = initial;
@@ -177,8 +206,9 @@ export class Worker {
   private async runLease(lease: Lease, session: StreamSession): Promise<void> {
     const { taskId, leaseToken } = lease;
     const abort = new AbortController();
-    this.aborts.set(leaseToken, abort);
+    this.aborts.set(leaseToken, { taskId, abort });
     let open = true;
+    let usedTempDir = false;
     const ctx: TaskContext = {
       id: taskId,
       type: lease.type,
@@ -196,24 +226,36 @@ export class Worker {
         if (open) session.send({ case: "statusValue", value: { taskId, leaseToken, key, value: fromJson(ValueSchema, value) } });
       },
       progress: (percent) => ctx.setStatus("progress", percent),
+      tempDir: () => {
+        usedTempDir = true;
+        return this.temp.create(taskId);
+      },
+      setTempExpiration: (seconds) => this.temp.setTtl(taskId, seconds * 1000),
     };
+    let outcome: MessageInitShape<typeof FinishSchema>["outcome"];
     try {
       const handler = this.handlers.get(lease.type);
       if (!handler) throw new Error(`no handler registered for task type ${lease.type}`);
-      const result = await handler.fn(ctx);
-      open = false;
-      session.send({ case: "finish", value: { taskId, leaseToken, outcome: { case: "success", value: { result: toValue(result) } } } });
+      outcome = { case: "success", value: { result: toValue(await handler.fn(ctx)) } };
     } catch (err) {
-      open = false;
       const message = err instanceof Error ? err.message : String(err);
-      const outcome =
+      outcome =
         err instanceof RetryableError
-          ? { case: "retry" as const, value: { error: message, delay: err.delayMs === undefined ? undefined : durationFromMs(err.delayMs) } }
-          : { case: "failure" as const, value: { error: message } };
-      session.send({ case: "finish", value: { taskId, leaseToken, outcome } });
+          ? { case: "retry", value: { error: message, delay: err.delayMs === undefined ? undefined : durationFromMs(err.delayMs) } }
+          : { case: "failure", value: { error: message } };
     } finally {
+      open = false;
       this.aborts.delete(leaseToken);
     }
+    // The temp directory's expiry starts now; a failure to mark it must not lose the outcome.
+    if (usedTempDir) await this.temp.finished(taskId).catch((err) => this.emit("temp dir", { task: taskId, error: String(err) }));
+    session.send({ case: "finish", value: { taskId, leaseToken, outcome } });
+  }
+
+  /** Deletes expired temp directories of tasks not running here; returns the paths deleted. */
+  async removeExpiredTempDirs(): Promise<string[]> {
+    const running = new Set([...this.aborts.values()].map((a) => a.taskId));
+    return this.temp.removeExpired(running);
   }
 }
 

@@ -1,0 +1,105 @@
+/**
+ * Temp directories in the SDK: a per-task folder under the worker's storage root, kept an hour after
+ * the task finishes (or as the handler says), deleted when expired: at worker start (after a restart),
+ * hourly, and by the server's hourly taskq.temp-cleanup task.
+ */
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import { ManualClock } from "../server/engine/clock.js";
+import type { JsonObject } from "../sdk/index.js";
+import { Harness } from "./helpers.js";
+
+let h: Harness;
+let root: string;
+const clock = new ManualClock(new Date("2026-08-01T09:30:00Z"));
+before(async () => {
+  h = await Harness.create();
+  await h.replica({ builtinSchedules: true }, { clock });
+  root = await mkdtemp(path.join(tmpdir(), "taskq-temp-"));
+});
+after(async () => {
+  await h.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+const marker = async (dir: string) => JSON.parse(await readFile(path.join(dir, ".taskq-temp.json"), "utf8"));
+
+test("ctx.tempDir() is a folder per task, kept an hour after the task by default, or as setTempExpiration says", async () => {
+  const worker = h.worker({ storageDir: root });
+  worker.register("files", async (ctx) => {
+    const dir = await ctx.tempDir();
+    await writeFile(path.join(dir, "out.txt"), ctx.id);
+    if (typeof ctx.params.keepSeconds === "number") await ctx.setTempExpiration(ctx.params.keepSeconds);
+    return dir;
+  });
+  await worker.start();
+  const client = h.client();
+  const started = Date.now();
+  const [byDefault, longer, none] = await Promise.all(
+    ([{}, { keepSeconds: 7_200 }, { keepSeconds: 0 }] as JsonObject[]).map(async (params) => (await client.dispatch("files", params)).result<string>()),
+  );
+  const finished = Date.now();
+  for (const [dir, handle] of [[byDefault, "default"], [longer, "longer"], [none, "none"]]) {
+    assert.equal(path.dirname(dir), root, `${handle}: under the storage root`);
+    assert.ok(existsSync(path.join(dir, "out.txt")));
+  }
+  const expiry = async (dir: string) => (await marker(dir)).expiresAt as number;
+  assert.ok((await expiry(byDefault)) >= started + 3_600_000 && (await expiry(byDefault)) <= finished + 3_600_000, "an hour after the task");
+  assert.ok((await expiry(longer)) >= started + 7_200_000 && (await expiry(longer)) <= finished + 7_200_000, "two hours, as asked");
+
+  assert.deepEqual(await worker.removeExpiredTempDirs(), [none], "only the expired folder goes");
+  assert.ok(existsSync(byDefault) && existsSync(longer) && !existsSync(none));
+  await worker.stop();
+});
+
+test("a worker starting up deletes folders that expired while it was down, and leaves the rest", async () => {
+  const leftovers = path.join(root, "restart");
+  await mkdir(leftovers, { recursive: true });
+  const folder = async (name: string, content: object | null, ageMs = 0) => {
+    const dir = path.join(leftovers, name);
+    await mkdir(dir, { recursive: true });
+    if (content) {
+      const file = path.join(dir, ".taskq-temp.json");
+      await writeFile(file, JSON.stringify(content));
+      const at = new Date(Date.now() - ageMs);
+      await utimes(file, at, at);
+    }
+    return dir;
+  };
+  const expired = await folder("101", { ttlMs: 3_600_000, expiresAt: Date.now() - 1 });
+  const crashedLongAgo = await folder("102", { ttlMs: 3_600_000, expiresAt: null }, 2 * 3_600_000);
+  const crashedRecently = await folder("103", { ttlMs: 3_600_000, expiresAt: null }, 60_000);
+  const keep = await folder("104", { ttlMs: 3_600_000, expiresAt: Date.now() + 60_000 });
+  const foreign = await folder("notes", null);
+
+  const worker = h.worker({ storageDir: leftovers });
+  worker.register("noop", () => null);
+  await worker.start();
+  assert.ok(!existsSync(expired) && !existsSync(crashedLongAgo), "expired folders are gone at start");
+  assert.ok(existsSync(crashedRecently) && existsSync(keep) && existsSync(foreign), "the others stay");
+  await worker.stop();
+});
+
+test("the server's hourly taskq.temp-cleanup task runs on an SDK worker and shows in history", async () => {
+  const cleanupRoot = path.join(root, "hourly");
+  await mkdir(path.join(cleanupRoot, "201"), { recursive: true });
+  await writeFile(path.join(cleanupRoot, "201", ".taskq-temp.json"), JSON.stringify({ ttlMs: 1, expiresAt: Date.now() + 5 * 60_000 }));
+  const worker = h.worker({ storageDir: cleanupRoot });
+  worker.register("noop", () => null);
+  await worker.start(); // the folder has not expired yet, so it stays
+  assert.ok(existsSync(path.join(cleanupRoot, "201")));
+  await writeFile(path.join(cleanupRoot, "201", ".taskq-temp.json"), JSON.stringify({ ttlMs: 1, expiresAt: Date.now() - 1 }));
+
+  clock.set(new Date("2026-08-01T10:00:00Z"));
+  const fired = (await h.replicas[0].engine.fireSchedules()).find((f) => f.schedule === "taskq.temp-cleanup")!;
+  const handle = h.client().handle(fired.taskId!);
+  assert.deepEqual(await handle.result(), { removed: 1 });
+  assert.ok(!existsSync(path.join(cleanupRoot, "201")));
+  const task = await handle.status();
+  assert.deepEqual([task.origin, task.displayInitiator, task.displayTitle], ["system", "Scheduler", "Expired temp directory cleanup"]);
+  await worker.stop();
+});

@@ -49,6 +49,13 @@ export interface TaskContext {
 
 export type Handler = (ctx: TaskContext) => unknown | Promise<unknown>;
 
+export interface ImmediateOptions {
+  /** Where log steps and status values go, one line each; default console.log. */
+  report?: (line: string) => void;
+  /** Aborts the handler's signal (the CLI wires Ctrl-C to it). */
+  signal?: AbortSignal;
+}
+
 export interface HandlerOptions {
   /** Default timeout for tasks of this type dispatched without one. */
   timeoutMs?: number;
@@ -86,6 +93,7 @@ export class Worker {
   private readonly aborts = new Map<string, { taskId: string; abort: AbortController }>();
   private readonly temp: TempDirs;
   private tempCleanupTimer: NodeJS.Timeout | null = null;
+  private immediateRuns = 0;
   private readonly connection: Connection;
   private readonly stopSignal = new AbortController();
   private state: State = "idle";
@@ -250,6 +258,43 @@ export class Worker {
     // The temp directory's expiry starts now; a failure to mark it must not lose the outcome.
     if (usedTempDir) await this.temp.finished(taskId).catch((err) => this.emit("temp dir", { task: taskId, error: String(err) }));
     session.send({ case: "finish", value: { taskId, leaseToken, outcome } });
+  }
+
+  /**
+   * Immediate mode: runs a registered handler here and now, with no server and no database (the
+   * seed's `rsx:task:run`). Log steps and status values go to `report` (the CLI prints them); no
+   * timeout applies; a temp directory works as usual. Resolves with the handler's result.
+   */
+  async run(type: string, params: JsonObject = {}, opts: ImmediateOptions = {}): Promise<unknown> {
+    const handler = this.handlers.get(type);
+    if (!handler) throw new Error(`no handler registered for task type ${type} (registered: ${[...this.handlers.keys()].join(", ")})`);
+    const id = `immediate-${process.pid}-${++this.immediateRuns}`;
+    const report = opts.report ?? ((line: string) => console.log(line));
+    let usedTempDir = false;
+    const ctx: TaskContext = {
+      id,
+      type,
+      queue: "",
+      params,
+      title: "",
+      attempt: 1,
+      maxAttempts: 1,
+      idempotencyKey: "",
+      signal: opts.signal ?? new AbortController().signal,
+      log: (message) => report(`[log] ${message}`),
+      setStatus: (key, value) => report(`[status] ${key} = ${JSON.stringify(value)}`),
+      progress: (percent) => ctx.setStatus("progress", percent),
+      tempDir: () => {
+        usedTempDir = true;
+        return this.temp.create(id);
+      },
+      setTempExpiration: (seconds) => this.temp.setTtl(id, seconds * 1000),
+    };
+    try {
+      return await handler.fn(ctx);
+    } finally {
+      if (usedTempDir) await this.temp.finished(id);
+    }
   }
 
   /** Deletes expired temp directories of tasks not running here; returns the paths deleted. */

@@ -71,7 +71,7 @@ export class TempDirs {
   }
 
   private dirOf(taskId: string): string {
-    if (!/^\d+$/.test(taskId)) throw new Error(`not a task id: ${taskId}`);
+    if (!/^[\w.-]+$/.test(taskId)) throw new Error(`not a task id: ${taskId}`);
     return path.join(this.root, taskId);
   }
 

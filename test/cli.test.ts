@@ -1,0 +1,139 @@
+/**
+ * The operator CLI against a live server, as a person or a script would run it: every command, its
+ * table or --json output, and its exit code; and immediate mode with no server at all.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { after, before, test } from "node:test";
+import { Harness } from "./helpers.js";
+
+let h: Harness;
+let url: string;
+before(async () => {
+  h = await Harness.create();
+  const replica = await h.replica({
+    queues: { video: { maxWorkers: 2 } },
+    schedules: [{ name: "nightly", cron: "0 3 * * *", timeZone: "Europe/Berlin", type: "cli.job" }],
+  });
+  url = replica.server.url;
+});
+after(() => h.close());
+
+function taskq(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ["cli/taskq.mjs", ...args], { env: { ...process.env, TASKQ_URL: url } }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
+
+test("dispatch, status and active: human output, --json, and the idempotency key", async () => {
+  const queued = await taskq("dispatch", "cli.job", "-p", "n=2", "-p", "who=ann", "--priority", "12");
+  assert.equal(queued.code, 0, queued.stderr);
+  const id = /^task (\d+) queued$/m.exec(queued.stdout)![1];
+
+  const again = await taskq("dispatch", "cli.job", "--idempotency-key", "k1", "--json");
+  const repeat = await taskq("dispatch", "cli.job", "--idempotency-key", "k1", "--json");
+  assert.equal(JSON.parse(again.stdout).created, true);
+  assert.deepEqual(JSON.parse(repeat.stdout), { taskId: JSON.parse(again.stdout).taskId, created: false });
+
+  const status = await taskq("status", id);
+  assert.equal(status.code, 0);
+  assert.match(status.stdout, /^status\s+Pending$/m);
+  assert.match(status.stdout, /^title\s+Cli job$/m);
+  assert.match(status.stdout, /^priority\s+12 \(High\)$/m);
+  const asJson = JSON.parse((await taskq("status", id, "--json")).stdout);
+  assert.deepEqual(asJson.params, { n: 2, who: "ann" }, "-p values are JSON when they parse, else strings");
+
+  const activeTable = (await taskq("active", "--sort", "priority", "--desc")).stdout.split("\n");
+  assert.match(activeTable[0], /^ORIGIN\s+ID\s+STATUS\s+TITLE\s+CREATED\s+STARTED\s+ATTEMPTS\s+PRIORITY\s+TYPE$/);
+  assert.match(activeTable[1], new RegExp(`^User\\s+${id}\\s+Pending\\s+Untitled\\s+\\S+ \\S+\\s+-\\s+0\\s+12 \\(High\\)\\s+cli\\.job$`));
+  const activeJson = JSON.parse((await taskq("active", "--json", "--status", "pending")).stdout);
+  assert.equal(activeJson.tasks.length, 2);
+
+  await h.client().interrupt(id);
+  await h.client().interrupt(JSON.parse(again.stdout).taskId);
+});
+
+test("watch prints the log live and exits 0 when the task completes, 1 when it does not", async () => {
+  const worker = h.worker();
+  worker.register("cli.job", (ctx) => {
+    ctx.log(`working on ${ctx.params.n}`);
+    ctx.progress(100);
+    if (ctx.params.fail) throw new Error("it broke");
+    return { done: ctx.params.n };
+  });
+  await worker.start();
+  const ok = await taskq("dispatch", "cli.job", "-p", "n=5", "--watch");
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /\[log #1 [\d: -]+\] working on 5/);
+  assert.match(ok.stdout, /\[progress\] 100/);
+  assert.match(ok.stdout, /^completed: \{"done":5\}$/m);
+
+  const failed = await taskq("dispatch", "cli.job", "-p", "fail=true", "--json");
+  const watched = await taskq("watch", JSON.parse(failed.stdout).taskId);
+  assert.equal(watched.code, 1);
+  assert.match(watched.stdout, /^failed: it broke$/m);
+  await worker.stop();
+});
+
+test("interrupt, history, queues (with pause and resume) and schedules", async () => {
+  const queued = await taskq("dispatch", "never.runs", "--queue", "video", "--title", "Render", "--json");
+  const id = JSON.parse(queued.stdout).taskId;
+  const paused = await taskq("queues", "pause", "video");
+  assert.match(paused.stdout, /^queue video paused \(1 pending, 0 running\)$/m);
+  const list = (await taskq("queues")).stdout;
+  assert.match(list, /^QUEUE\s+MAX WORKERS\s+PENDING\s+RUNNING\s+PAUSED$/m);
+  assert.match(list, /^video\s+2\s+1\s+0\s+yes$/m);
+  assert.match(list, /^scheduled\s+1\s+/m);
+  assert.equal(JSON.parse((await taskq("queues", "resume", "video", "--json")).stdout).paused, false);
+
+  assert.match((await taskq("interrupt", id, "--reason", "not needed")).stdout, new RegExp(`^task ${id} canceled$`, "m"));
+  const twice = await taskq("interrupt", id);
+  assert.equal(twice.code, 1);
+  assert.match(twice.stderr, /FailedPrecondition: task \d+ already finished as canceled/);
+
+  const historyTable = (await taskq("history", "--origin", "user", "--status", "canceled")).stdout.split("\n");
+  assert.match(historyTable[0], /^STATUS\s+CREATED\s+TITLE\s+INITIATOR\s+ID$/);
+  assert.match(historyTable[1], new RegExp(`^Canceled\\s+\\S+ \\S+\\s+Render\\s+Scheduler\\s+${id}$`));
+
+  const schedules = (await taskq("schedules")).stdout;
+  assert.match(schedules, /^nightly\s+0 3 \* \* \*\s+Europe\/Berlin\s+cli\.job\s+scheduled\s+\S+ \S+\s+-\s+-\s+config$/m);
+});
+
+test("usage errors exit 2, server errors exit 1", async () => {
+  const unknown = await taskq("frobnicate");
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  const badFlag = await taskq("active", "--colour", "red");
+  assert.equal(badFlag.code, 2);
+  const notFound = await taskq("status", "987654321");
+  assert.equal(notFound.code, 1);
+  assert.match(notFound.stderr, /NotFound: task 987654321 not found/);
+  const badQueue = await taskq("dispatch", "x", "--queue", "nope");
+  assert.equal(badQueue.code, 1);
+  assert.match(badQueue.stderr, /InvalidArgument: queue: queue "nope" is not defined/);
+});
+
+test("run: immediate mode runs a handler of a worker module with --key=value params and no server", async () => {
+  const ran = await taskq("run", "examples/handlers.ts", "report.generate", "--sections=2", "--name=Q3");
+  assert.equal(ran.code, 0, ran.stderr);
+  assert.deepEqual(ran.stdout.trim().split("\n"), [
+    '[log] Generating report "Q3" with 2 sections',
+    "[log] Section 1/2 written",
+    "[status] progress = 50",
+    "[log] Section 2/2 written",
+    "[status] progress = 100",
+    "[log] Report complete",
+    'result: {"sections":2,"pages":8}',
+  ]);
+  const scripted = await taskq("run", "examples/handlers.ts", "report.generate", "--sections=1", "--json");
+  assert.deepEqual(JSON.parse(scripted.stdout), { result: { sections: 1, pages: 4 } });
+  assert.match(scripted.stderr, /\[log\] Report complete/);
+  const failing = await taskq("run", "examples/handlers.ts", "flaky.fetch");
+  assert.equal(failing.code, 1);
+  assert.match(failing.stderr, /failed: upstream timed out on attempt 1/);
+  const missing = await taskq("run", "examples/handlers.ts", "no.such.type");
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no handler registered for task type no\.such\.type/);
+});

@@ -200,6 +200,7 @@ async function follow(id: string, client: TaskClient, asJson: boolean): Promise<
     if (e.type === "snapshot") {
       out(`task ${e.task.id} (${e.task.type}): ${e.task.status}`);
       for (const s of e.task.log) out(`[log #${s.seq} ${time(s.time)}] ${s.message}`);
+      for (const [key, value] of Object.entries(e.task.statusValues)) out(`[${key}] ${json(value)}`);
     } else if (e.type === "log") out(`[log #${e.step.seq} ${time(e.step.time)}] ${e.step.message}`);
     else if (e.type === "status_value") out(`[${e.key}] ${json(e.value)}`);
     else out(`[status] ${e.status}${e.status === "running" ? ` (attempt ${e.attempts}, ${e.worker})` : ""}${e.error ? `: ${e.error}` : ""}`);

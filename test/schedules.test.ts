@@ -83,6 +83,20 @@ describe("one replica", () => {
   });
 });
 
+describe("a schedule removed from the config", () => {
+  let h: Harness;
+  before(async () => (h = await Harness.create()));
+  after(() => h.close());
+
+  test("is removed when a replica starts without it; the others stay", async () => {
+    const first = await h.replica({ schedules: [EVERY_MINUTE, { ...EVERY_MINUTE, name: "kept" }] });
+    assert.deepEqual((await h.client(first).listSchedules()).map((s) => s.name), ["every-minute", "kept"]);
+    await h.stopReplica(first);
+    const second = await h.replica({ schedules: [{ ...EVERY_MINUTE, name: "kept" }] });
+    assert.deepEqual((await h.client(second).listSchedules()).map((s) => s.name), ["kept"]);
+  });
+});
+
 describe("two replicas", () => {
   let h: Harness;
   const clock = new ManualClock(new Date("2026-02-01T00:00:10Z"));

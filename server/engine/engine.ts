@@ -204,7 +204,9 @@ export class Engine {
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.timings.heartbeatIntervalMs);
     this.reaper.start();
     for (const def of this.configSchedules) this.queueSettings(def.queue, `schedules.${def.name}.queue`);
-    await this.scheduler.declare(this.configSchedules);
+    for (const source of ["config", "builtin"] as const) {
+      await this.scheduler.replace(source, this.configSchedules.filter((d) => d.source === source));
+    }
     this.scheduler.start();
     await this.systemWorker.start((hello, sink) => this.openSession(hello, sink));
   }

@@ -17,7 +17,15 @@ import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
 import { cronParse } from "./cron.js";
 import { taskInsertMany } from "./sql/dispatch.js";
-import { scheduleDueList, scheduleLockDue, scheduleTickRecord, scheduleUpsertMany, type ScheduleDef } from "./sql/schedules.js";
+import {
+  scheduleDeleteMissing,
+  scheduleDueList,
+  scheduleLockDue,
+  scheduleTickRecord,
+  scheduleUpsertMany,
+  type ScheduleDef,
+  type ScheduleSource,
+} from "./sql/schedules.js";
 import type { NewTask } from "./types.js";
 
 export const SCHEDULER_INITIATOR = "Scheduler";
@@ -59,6 +67,17 @@ export class Scheduler {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     await this.last;
+  }
+
+  /**
+   * Makes the schedules of `source` exactly `defs`: others of that source are deleted (a schedule
+   * removed from the config stops), then `defs` are declared. For config and built-in schedules,
+   * which a replica knows in full at start-up.
+   */
+  async replace(source: ScheduleSource, defs: ScheduleDef[]): Promise<void> {
+    const removed = await scheduleDeleteMissing(this.pool, source, defs.map((d) => d.name));
+    if (removed.length > 0) this.log.info({ removed, source }, "schedules no longer declared were removed");
+    await this.declare(defs);
   }
 
   /** Declares schedules (already validated); a new or changed one starts at its next tick after now. */

@@ -62,6 +62,19 @@ export async function scheduleUpsertMany(db: Db, defs: { def: ScheduleDef; nextR
   });
 }
 
+/**
+ * Deletes the schedules of a source whose names are not in `keep` (a schedule removed from the config,
+ * or built-in ones turned off). Their past runs stay in history.
+ */
+export async function scheduleDeleteMissing(db: Db, source: ScheduleSource, keep: string[]): Promise<string[]> {
+  const { rows } = await db.query<{ name: string }>({
+    name: "scheduleDeleteMissing",
+    text: "delete from taskq.schedules where source = $1 and name <> all($2::text[]) returning name",
+    values: [source, keep],
+  });
+  return rows.map((r) => r.name);
+}
+
 /** The schedules whose next tick is due, and when the earliest of the others falls. */
 export async function scheduleDueList(db: Db, now: Date): Promise<{ due: string[]; nextAt: Date | null }> {
   const { rows } = await db.query<{ name: string | null; next_at: Date | null }>({

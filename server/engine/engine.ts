@@ -16,10 +16,9 @@ import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE } from "./sql/db.js"
 import { idempotencyKeyFind, taskInsertMany } from "./sql/dispatch.js";
 import { taskInterrupt } from "./sql/interrupt.js";
 import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
-import type { QueueLimits, WakeOnFree } from "./sql/lease.js";
-import { queueCountsList, queuePausedSet, type QueueCounts } from "./sql/queues.js";
-import { scheduleList, type ScheduleDef, type ScheduleRow, type ScheduleSource } from "./sql/schedules.js";
-import { DEFAULT_TIME_ZONE } from "./cron.js";
+import type { WakeOnFree } from "./sql/lease.js";
+import { queueCountsList, queuePausedSet } from "./sql/queues.js";
+import { scheduleList, type ScheduleDef, type ScheduleRow } from "./sql/schedules.js";
 import { SCHEDULER_INITIATOR, Scheduler, type FiredTick } from "./scheduler.js";
 import { BUILTIN_SCHEDULES, DEFAULT_HISTORY_RETENTION_DAYS, maintenanceHandlers } from "./maintenance.js";
 import { SystemWorker } from "./system-worker.js";
@@ -28,62 +27,26 @@ import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
 import type { CancelReason, DispatchResult, JsonObject, NewTask, RetryBackoff, TaskDetail, WorkerHello } from "./types.js";
 import { TaskEvents, type WatchEvent } from "./watch.js";
+import {
+  DEFAULT_CANCEL_GRACE_MS,
+  DEFAULT_MAX_ATTEMPTS,
+  DEFAULT_POLL_INTERVAL_MS,
+  DEFAULT_RETRY_DELAY_MS,
+  DEFAULT_STALE_CHECK_MS,
+  DEFAULT_TIMEOUT_MS,
+  SCHEDULED_QUEUE,
+  livenessTimings,
+  queueLimits,
+  scheduleDef,
+  timeoutsOf,
+  type QueueInfo,
+  type QueueSettings,
+  type ScheduleConfig,
+  type TaskTypeSettings,
+} from "./settings.js";
 
-export const DEFAULT_MAX_ATTEMPTS = 10;
-export const DEFAULT_RETRY_DELAY_MS = 30_000;
-export const DEFAULT_TIMEOUT_MS = 30 * 60_000;
-export const DEFAULT_POLL_INTERVAL_MS = 5_000;
-/** A replica killed without a goodbye has its tasks recovered within this time. */
-export const DEFAULT_STALE_CHECK_MS = 60_000;
-/** How long an interrupted task's worker has to stop before the task is CANCELED without it. */
-export const DEFAULT_CANCEL_GRACE_MS = 30_000;
-
-/**
- * The timings that follow from the stale-check interval S. A replica heartbeats its sessions every S/6
- * and a session is stale after S/2 without one (three missed heartbeats); reapers sweep every S/4. So a
- * replica that dies is noticed at most S/6 + S/2 + S/4 < S after its last heartbeat. A worker that says
- * nothing (not even its heartbeat, asked for every S/6) for S/2 has its stream closed.
- */
-export function livenessTimings(staleCheckMs: number) {
-  return {
-    heartbeatIntervalMs: Math.max(1, Math.floor(staleCheckMs / 6)),
-    staleAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
-    sweepIntervalMs: Math.max(1, Math.floor(staleCheckMs / 4)),
-    silentAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
-  };
-}
-
-/** A schedule as config declares it; unset fields take defaults (queue "scheduled", no params). */
-export interface ScheduleConfig {
-  name: string;
-  cron: string;
-  timeZone?: string;
-  type: string;
-  queue?: string;
-  params?: JsonObject;
-  title?: string;
-  priority?: number;
-}
-
-/** A queue as ListQueues shows it. */
-export interface QueueInfo extends QueueSettings, QueueCounts {
-  name: string;
-}
-
-/** Per-task-type settings from config. */
-export interface TaskTypeSettings {
-  /** Below the task's own timeout and the worker's declared one; above the queue's. */
-  timeoutMs?: number;
-}
-
-/** Per-queue settings; unset fields fall back to the engine defaults. */
-export interface QueueSettings {
-  /** The most tasks of this queue running at once, across every worker and replica; unset: no limit. */
-  maxWorkers?: number;
-  timeoutMs?: number;
-  retryDelayMs?: number;
-  maxAttempts?: number;
-}
+// The settings are part of the engine's surface: config and the RPC layer import them from here.
+export * from "./settings.js";
 
 export interface EngineOptions {
   pool: pg.Pool;
@@ -415,30 +378,4 @@ export class Engine {
     const [sessionId, taskId, leaseToken, reason] = payload.split(":");
     this.sessions.get(sessionId)?.cancel(taskId, leaseToken, reason as CancelReason);
   }
-}
-
-/** The queue scheduled tasks run in unless their schedule names another. */
-export const SCHEDULED_QUEUE = "scheduled";
-
-function scheduleDef(s: ScheduleConfig, source: ScheduleSource): ScheduleDef {
-  return {
-    name: s.name,
-    cron: s.cron,
-    timeZone: s.timeZone ?? DEFAULT_TIME_ZONE,
-    type: s.type,
-    queue: s.queue ?? SCHEDULED_QUEUE,
-    params: s.params ?? {},
-    title: s.title ?? "",
-    priority: s.priority ?? 0,
-    source,
-  };
-}
-
-function queueLimits(queues: Record<string, QueueSettings>, global: number | null): QueueLimits {
-  const limited = Object.entries(queues).flatMap(([name, q]) => (q.maxWorkers === undefined ? [] : [[name, q.maxWorkers]]));
-  return { queues: Object.fromEntries(limited), global };
-}
-
-function timeoutsOf(settings: Record<string, { timeoutMs?: number }>): Record<string, number> {
-  return Object.fromEntries(Object.entries(settings).flatMap(([name, s]) => (s.timeoutMs ? [[name, s.timeoutMs]] : [])));
 }

@@ -7,7 +7,7 @@
  *   taskq.temp-cleanup        hourly: run by SDK workers, which delete their expired temp directories
  */
 import type { Clock } from "./clock.js";
-import type { ScheduleConfig } from "./engine.js";
+import type { ScheduleConfig } from "./settings.js";
 import type { Db } from "./sql/db.js";
 import { historyDeleteFinishedBefore } from "./sql/retention.js";
 import type { SystemHandler } from "./system-worker.js";

@@ -1,0 +1,92 @@
+/**
+ * The engine's settings and their defaults: what config may set per queue, per task type and per
+ * schedule, the liveness timings that follow from the stale-check interval, and the small functions
+ * that turn settings into what the engine's parts take.
+ */
+import type { QueueLimits } from "./sql/lease.js";
+import type { QueueCounts } from "./sql/queues.js";
+import type { ScheduleDef, ScheduleSource } from "./sql/schedules.js";
+import { DEFAULT_TIME_ZONE } from "./cron.js";
+import type { JsonObject } from "./types.js";
+
+export const DEFAULT_MAX_ATTEMPTS = 10;
+export const DEFAULT_RETRY_DELAY_MS = 30_000;
+export const DEFAULT_TIMEOUT_MS = 30 * 60_000;
+export const DEFAULT_POLL_INTERVAL_MS = 5_000;
+/** A replica killed without a goodbye has its tasks recovered within this time. */
+export const DEFAULT_STALE_CHECK_MS = 60_000;
+/** How long an interrupted task's worker has to stop before the task is CANCELED without it. */
+export const DEFAULT_CANCEL_GRACE_MS = 30_000;
+
+/**
+ * The timings that follow from the stale-check interval S. A replica heartbeats its sessions every S/6
+ * and a session is stale after S/2 without one (three missed heartbeats); reapers sweep every S/4. So a
+ * replica that dies is noticed at most S/6 + S/2 + S/4 < S after its last heartbeat. A worker that says
+ * nothing (not even its heartbeat, asked for every S/6) for S/2 has its stream closed.
+ */
+export function livenessTimings(staleCheckMs: number) {
+  return {
+    heartbeatIntervalMs: Math.max(1, Math.floor(staleCheckMs / 6)),
+    staleAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
+    sweepIntervalMs: Math.max(1, Math.floor(staleCheckMs / 4)),
+    silentAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
+  };
+}
+
+/** A schedule as config declares it; unset fields take defaults (queue "scheduled", no params). */
+export interface ScheduleConfig {
+  name: string;
+  cron: string;
+  timeZone?: string;
+  type: string;
+  queue?: string;
+  params?: JsonObject;
+  title?: string;
+  priority?: number;
+}
+
+/** A queue as ListQueues shows it. */
+export interface QueueInfo extends QueueSettings, QueueCounts {
+  name: string;
+}
+
+/** Per-task-type settings from config. */
+export interface TaskTypeSettings {
+  /** Below the task's own timeout and the worker's declared one; above the queue's. */
+  timeoutMs?: number;
+}
+
+/** Per-queue settings; unset fields fall back to the engine defaults. */
+export interface QueueSettings {
+  /** The most tasks of this queue running at once, across every worker and replica; unset: no limit. */
+  maxWorkers?: number;
+  timeoutMs?: number;
+  retryDelayMs?: number;
+  maxAttempts?: number;
+}
+
+/** The queue scheduled tasks run in unless their schedule names another. */
+export const SCHEDULED_QUEUE = "scheduled";
+
+export function scheduleDef(s: ScheduleConfig, source: ScheduleSource): ScheduleDef {
+  return {
+    name: s.name,
+    cron: s.cron,
+    timeZone: s.timeZone ?? DEFAULT_TIME_ZONE,
+    type: s.type,
+    queue: s.queue ?? SCHEDULED_QUEUE,
+    params: s.params ?? {},
+    title: s.title ?? "",
+    priority: s.priority ?? 0,
+    source,
+  };
+}
+
+export function queueLimits(queues: Record<string, QueueSettings>, global: number | null): QueueLimits {
+  const limited = Object.entries(queues).flatMap(([name, q]) => (q.maxWorkers === undefined ? [] : [[name, q.maxWorkers]]));
+  return { queues: Object.fromEntries(limited), global };
+}
+
+export function timeoutsOf(settings: Record<string, { timeoutMs?: number }>): Record<string, number> {
+  return Object.fromEntries(Object.entries(settings).flatMap(([name, s]) => (s.timeoutMs ? [[name, s.timeoutMs]] : [])));
+}

@@ -14,7 +14,8 @@ export interface Replica {
   engine: Engine;
   server: RunningServer;
   pool: pg.Pool;
-  stop(): Promise<void>;
+  /** Graceful shutdown: running tasks get `graceMs` to finish, then go back to the queue. */
+  stop(opts?: { graceMs?: number }): Promise<void>;
 }
 
 export async function startReplica(
@@ -43,7 +44,7 @@ export async function startReplica(
     defaultTimeoutMs: config.defaultTimeoutMs,
   });
   await engine.start();
-  const probe = () => pool.query("select 1").then(() => true, () => false);
+  const probe = () => (engine.draining ? Promise.resolve(false) : pool.query("select 1").then(() => true, () => false));
   const server = await listen(engine, log, {
     host: config.host,
     port: config.port,
@@ -53,8 +54,8 @@ export async function startReplica(
     engine,
     server,
     pool,
-    async stop() {
-      await engine.stop();
+    async stop(opts = {}) {
+      await engine.stop(opts);
       await server.close();
       await pool.end();
     },

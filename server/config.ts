@@ -6,6 +6,7 @@ import { readFileSync } from "node:fs";
 import {
   DEFAULT_CANCEL_GRACE_MS,
   DEFAULT_POLL_INTERVAL_MS,
+  DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_STALE_CHECK_MS,
   DEFAULT_TIMEOUT_MS,
   type QueueSettings,
@@ -55,6 +56,8 @@ export interface ServerConfig {
   staleCheckMs: number;
   /** How long an interrupted task's worker has to stop before the task is CANCELED without it. */
   cancelGraceMs: number;
+  /** On SIGTERM, how long running tasks have to finish before they go back to the queue. */
+  shutdownGraceMs: number;
   /** The timeout of tasks whose dispatch, type and queue set none. */
   defaultTimeoutMs: number;
 }
@@ -82,6 +85,7 @@ export interface ConfigSource {
   TASKQ_POLL_INTERVAL_MS?: string;
   TASKQ_STALE_CHECK_MS?: string;
   TASKQ_CANCEL_GRACE_MS?: string;
+  TASKQ_SHUTDOWN_GRACE_MS?: string;
   TASKQ_DEFAULT_TIMEOUT_MS?: string;
   /** Overrides global_max_workers of the config file. */
   TASKQ_GLOBAL_MAX_WORKERS?: string;
@@ -124,6 +128,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     pollIntervalMs: int("TASKQ_POLL_INTERVAL_MS", DEFAULT_POLL_INTERVAL_MS, 10, 3_600_000),
     staleCheckMs: int("TASKQ_STALE_CHECK_MS", DEFAULT_STALE_CHECK_MS, 1_000, 3_600_000),
     cancelGraceMs: int("TASKQ_CANCEL_GRACE_MS", DEFAULT_CANCEL_GRACE_MS, 0, 86_400_000),
+    shutdownGraceMs: int("TASKQ_SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_MS, 0, 86_400_000),
     defaultTimeoutMs: int("TASKQ_DEFAULT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1_000, 7 * 86_400_000),
   };
   if (src.TASKQ_BUILTIN_SCHEDULES && !["on", "off"].includes(src.TASKQ_BUILTIN_SCHEDULES)) {

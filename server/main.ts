@@ -1,6 +1,7 @@
 /**
  * `npm start`: run one taskq server. With DATABASE_URL it uses that Postgres; without, it starts the
- * embedded one, keeping its data in TASKQ_DATA_DIR. SIGINT/SIGTERM stop it cleanly.
+ * embedded one, keeping its data in TASKQ_DATA_DIR. SIGINT/SIGTERM stop it gracefully: running tasks get
+ * TASKQ_SHUTDOWN_GRACE_MS to finish, then go back to the queue.
  */
 import { ConfigError, loadConfig } from "./config.js";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "./embedded.js";
@@ -24,7 +25,7 @@ async function main(): Promise<void> {
   if (databaseUrl) {
     log.info({ database: new URL(databaseUrl).host }, "using the Postgres from DATABASE_URL");
   } else {
-    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPort });
+    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPort, ownSignals: true });
     databaseUrl = embedded.url;
     log.info({ dataDir: config.dataDir, port: config.embeddedPort }, "using the embedded Postgres (set DATABASE_URL to use another)");
   }
@@ -36,7 +37,7 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "stopping");
-    await replica.stop();
+    await replica.stop({ graceMs: config.shutdownGraceMs });
     await embedded?.stop();
     process.exit(0);
   };

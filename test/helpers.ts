@@ -82,9 +82,9 @@ export class Harness {
   }
 
   /** Stops one replica before the others, as an operator restarting it would. */
-  async stopReplica(replica: Replica): Promise<void> {
+  async stopReplica(replica: Replica, opts: { graceMs?: number } = {}): Promise<void> {
     this.replicas.splice(this.replicas.indexOf(replica), 1);
-    await replica.stop();
+    await replica.stop(opts);
   }
 
   client(replica = this.replicas[0]): TaskClient {

@@ -9,7 +9,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { systemClock, type Clock } from "./clock.js";
 import { LeaseDispatcher } from "./dispatcher.js";
-import { failedPrecondition, invalidArgument, notFound } from "./errors.js";
+import { failedPrecondition, invalidArgument, notFound, unavailable } from "./errors.js";
 import { FinishBatcher } from "./finisher.js";
 import { Notifier } from "./notifier.js";
 import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE } from "./sql/db.js";
@@ -111,6 +111,7 @@ export class Engine {
   private readonly configSchedules: ScheduleDef[];
   private readonly systemWorker: SystemWorker;
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  private stopping = false;
 
   constructor(opts: EngineOptions) {
     this.pool = opts.pool;
@@ -174,13 +175,35 @@ export class Engine {
     await this.systemWorker.start((hello, sink) => this.openSession(hello, sink));
   }
 
-  /** Closes every session (their leases go back to the queue) and stops listening. */
-  async stop(): Promise<void> {
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+  /** True once stop() began: no new leases or worker sessions; health says NOT_SERVING. */
+  get draining(): boolean {
+    return this.stopping;
+  }
+
+  /**
+   * Graceful shutdown. No new leases or sessions from now on; running tasks have `graceMs` to finish
+   * (their finishes, logs and status values are still taken, and sessions stay heartbeated); then the
+   * workers still holding tasks are sent cancel(SHUTDOWN) and those tasks go back to PENDING with their
+   * attempt given back. Finally the replica stops listening.
+   */
+  async stop(opts: { graceMs?: number } = {}): Promise<void> {
+    this.stopping = true;
     this.dispatcher.stop();
     await this.reaper.stop();
     await this.scheduler.stop();
-    await Promise.all([...this.sessions.values()].map((s) => s.close("server stopped")));
+    const sessions = [...this.sessions.values()];
+    const idle = Promise.all(sessions.map((s) => s.whenIdle()));
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<"grace over">((resolve) => (timer = setTimeout(() => resolve("grace over"), opts.graceMs ?? 0)));
+    const outcome = await Promise.race([idle.then(() => "idle" as const), graceOver]);
+    clearTimeout(timer);
+    if (outcome === "grace over") {
+      const held = sessions.reduce((n, s) => n + s.heldLeases, 0);
+      if (held > 0) this.log.warn({ held }, "shutdown grace period over; returning unfinished tasks to the queue");
+      for (const s of sessions) s.cancelAll("shutdown");
+    }
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    await Promise.all([...this.sessions.values()].map((s) => s.close("server shutting down", { uncount: true })));
     await this.notifier.stop();
   }
 
@@ -339,6 +362,7 @@ export class Engine {
 
   /** Opens a worker session; the caller must close it when the worker's stream ends. */
   async openSession(hello: WorkerHello, sink: SessionSink): Promise<WorkerSession> {
+    if (this.stopping) throw unavailable("this server is shutting down; connect to another replica");
     for (const q of hello.queues) this.queueSettings(q, "hello.queues");
     if (hello.schedules.length > 0) {
       this.queueSettings(SCHEDULED_QUEUE, "hello.task_types.schedule");

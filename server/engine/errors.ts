@@ -23,3 +23,4 @@ export class EngineError extends Error {
 export const invalidArgument = (message: string) => new EngineError("invalid_argument", message);
 export const notFound = (message: string) => new EngineError("not_found", message);
 export const failedPrecondition = (message: string) => new EngineError("failed_precondition", message);
+export const unavailable = (message: string) => new EngineError("unavailable", message);

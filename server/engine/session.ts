@@ -54,6 +54,7 @@ export class WorkerSession {
   private readonly row: SessionRow;
   private closed = false;
   private lastHeardAt = performance.now();
+  private idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly deps: SessionDeps,
@@ -134,6 +135,7 @@ export class WorkerSession {
     if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
     const status = await this.deps.finisher.finish({ id: taskId, leaseToken, outcome });
     if (this.leases.get(taskId) === leaseToken) this.leases.delete(taskId);
+    if (this.leases.size === 0) this.idleWaiters.splice(0).forEach((resolve) => resolve());
     if (status === null) return { accepted: false, reason: "the lease is no longer valid" };
     return { accepted: true, status };
   }
@@ -143,6 +145,17 @@ export class WorkerSession {
     if (this.holds(taskId, leaseToken)) this.sink.cancel(taskId, leaseToken, reason);
   }
 
+  /** Resolves when the session holds no lease (at once if it holds none). */
+  whenIdle(): Promise<void> {
+    if (this.leases.size === 0 || this.closed) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Tells the worker to stop every task it still holds (the server is shutting down). */
+  cancelAll(reason: CancelReason): void {
+    for (const [taskId, leaseToken] of this.leases) this.sink.cancel(taskId, leaseToken, reason);
+  }
+
   /** Asks the RPC layer to end the stream (which then closes the session). */
   end(reason: string): void {
     if (this.closed) return;
@@ -150,8 +163,11 @@ export class WorkerSession {
     this.sink.end(reason);
   }
 
-  /** Ends the session: the leases it still holds go back to the queue (or end STUCK/CANCELED). */
-  async close(reason: string): Promise<void> {
+  /**
+   * Ends the session: the leases it still holds go back to the queue (or end STUCK/CANCELED). With
+   * `uncount` (the server is shutting down, not the worker's fault) their attempts are given back.
+   */
+  async close(reason: string, opts: { uncount?: boolean } = {}): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     const { db, clock, dispatcher, log } = this.deps;
@@ -159,10 +175,11 @@ export class WorkerSession {
     this.deps.onClose(this);
     const held = [...this.leases].map(([id, leaseToken]) => ({ id, leaseToken }));
     this.leases.clear();
+    this.idleWaiters.splice(0).forEach((resolve) => resolve());
     try {
       if (held.length > 0) {
         const wakeOnFree = this.deps.wakeOnFree;
-        const released = await taskLeaseRelease(db, held, { uncount: false, error: reason, wakeOnFree }, clock.now());
+        const released = await taskLeaseRelease(db, held, { uncount: opts.uncount ?? false, error: reason, wakeOnFree }, clock.now());
         log.info({ session: this.id, released: released.size }, "worker session closed; leases released");
       }
       await sessionDelete(db, this.id);

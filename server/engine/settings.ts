@@ -17,6 +17,8 @@ export const DEFAULT_POLL_INTERVAL_MS = 5_000;
 export const DEFAULT_STALE_CHECK_MS = 60_000;
 /** How long an interrupted task's worker has to stop before the task is CANCELED without it. */
 export const DEFAULT_CANCEL_GRACE_MS = 30_000;
+/** On SIGTERM, how long running tasks have to finish before they go back to the queue. */
+export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
 /**
  * The timings that follow from the stale-check interval S. A replica heartbeats its sessions every S/6

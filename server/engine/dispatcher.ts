@@ -24,6 +24,7 @@ import {
   type WakeOnFree,
 } from "./sql/lease.js";
 import { queueLimitLocksTake } from "./sql/queues.js";
+import { withTransaction } from "./sql/db.js";
 import type { LeasedTask } from "./types.js";
 
 export interface SessionSlot {
@@ -132,19 +133,10 @@ export class LeaseDispatcher {
     const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits };
     const locks = limitLocks(groups, this.opts.limits);
     if (!locks) return taskLeaseAvailable(this.db, groups, opts, this.clock.now());
-    const client = await this.db.connect();
-    try {
-      await client.query("begin");
+    return withTransaction(this.db, async (client) => {
       await queueLimitLocksTake(client, locks);
-      const leases = await taskLeaseAvailable(client, groups, opts, this.clock.now());
-      await client.query("commit");
-      return leases;
-    } catch (err) {
-      await client.query("rollback").catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+      return taskLeaseAvailable(client, groups, opts, this.clock.now());
+    });
   }
 
   /** Sessions with free credits, grouped by what they accept, credits interleaved across sessions. */

@@ -16,6 +16,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
 import { cronParse } from "./cron.js";
+import { withTransaction } from "./sql/db.js";
 import { taskInsertMany } from "./sql/dispatch.js";
 import {
   scheduleDeleteMissing,
@@ -123,36 +124,34 @@ export class Scheduler {
 
   /** Fires one schedule's due tick in a transaction; null when it was not due or another replica has it. */
   private async fireOne(name: string): Promise<FiredTick | null> {
-    const client = await this.pool.connect();
-    try {
-      await client.query("begin");
+    const fired = await withTransaction(this.pool, async (client) => {
       const now = this.clock.now();
       const due = await scheduleLockDue(client, name, now);
-      if (!due) {
-        await client.query("commit");
-        return null;
-      }
+      if (!due) return null;
       const nextRunAt = cronParse(due.cron, due.timeZone).nextAfter(now) ?? farFuture();
       let taskId: string | null = null;
       if (!due.previousActive) {
         const [inserted] = await taskInsertMany(client, [this.opts.taskFor(due)], now);
         taskId = inserted!.id;
       }
-      if (!(await scheduleTickRecord(client, { name, tick: due.tick, taskId, nextRunAt }))) {
-        await client.query("rollback");
-        return null;
-      }
-      await client.query("commit");
-      this.log.info({ schedule: name, tick: due.tick, task: taskId }, taskId ? "schedule fired" : "schedule tick skipped: previous run still active");
+      // A tick that already has a run (it cannot, under the row lock, but the key says so) rolls back.
+      if (!(await scheduleTickRecord(client, { name, tick: due.tick, taskId, nextRunAt }))) throw new TickTaken();
       return { schedule: name, tick: due.tick, taskId };
-    } catch (err) {
-      await client.query("rollback").catch(() => {});
+    }).catch((err) => {
+      if (err instanceof TickTaken) return null;
       throw err;
-    } finally {
-      client.release();
+    });
+    if (fired) {
+      this.log.info(
+        { schedule: name, tick: fired.tick, task: fired.taskId },
+        fired.taskId ? "schedule fired" : "schedule tick skipped: previous run still active",
+      );
     }
+    return fired;
   }
 }
+
+class TickTaken extends Error {}
 
 /** For a cron expression with no further tick (such as a date long past): never. */
 const farFuture = () => new Date("9999-12-31T00:00:00Z");

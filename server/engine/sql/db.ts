@@ -3,6 +3,31 @@ import type pg from "pg";
 /** Anything that runs a query: the pool, or one client inside a transaction. */
 export type Db = Pick<pg.Pool, "query">;
 
+/**
+ * Runs `fn` in a transaction on one pooled client: commit when it resolves, roll back when it throws.
+ * While checked out, the client has an error listener: a connection that dies between two statements
+ * (a database restart) emits 'error' on the client, which with no listener would crash the process.
+ * The statement in flight fails instead, and the broken client is discarded.
+ */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (err: Error) => (broken = err);
+  client.on("error", onError);
+  try {
+    await client.query("begin");
+    const result = await fn(client);
+    await client.query("commit");
+    return result;
+  } catch (err) {
+    await client.query("rollback").catch(() => {});
+    throw err;
+  } finally {
+    client.off("error", onError);
+    client.release(broken);
+  }
+}
+
 /** Channels of LISTEN/NOTIFY. */
 export const CHANNEL_DISPATCH = "taskq_dispatch"; // payload ignored: pending work may be available
 export const CHANNEL_TASK = "taskq_task"; // payload: comma-separated ids of tasks that changed

@@ -35,6 +35,15 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
     async drop() {
       const c = new pg.Client({ connectionString: ADMIN_URL });
       await c.connect();
+      // pool.end() resolves while its clients' connections are still closing; dropping with force at
+      // that moment kills them mid-close, and such a client, already out of its pool, has no error
+      // listener left. Let them finish first (force is for anything truly left behind).
+      const deadline = Date.now() + 5_000;
+      while (Date.now() < deadline) {
+        const { rows } = await c.query("select count(*)::int4 as n from pg_stat_activity where datname = $1", [name]);
+        if (rows[0].n === 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
       await c.query(`drop database if exists ${name} with (force)`);
       await c.end();
     },

@@ -99,19 +99,7 @@ export interface DueSchedule extends ScheduleDef {
  * Call inside a transaction; finish with scheduleTickRecord.
  */
 export async function scheduleLockDue(db: Db, name: string, now: Date): Promise<DueSchedule | null> {
-  const { rows } = await db.query<{
-    name: string;
-    cron: string;
-    time_zone: string;
-    type: string;
-    queue: string;
-    params: JsonObject;
-    title: string;
-    priority: number;
-    source: ScheduleSource;
-    next_run_at: Date;
-    previous_active: boolean;
-  }>({
+  const { rows } = await db.query<ScheduleDbRow & { previous_active: boolean }>({
     name: "scheduleLockDue",
     text: `select s.*, exists (select 1 from taskq.tasks t where t.id = s.last_task_id) as previous_active
            from taskq.schedules s where s.name = $1 and s.next_run_at <= $2
@@ -119,21 +107,36 @@ export async function scheduleLockDue(db: Db, name: string, now: Date): Promise<
     values: [name, now],
   });
   const r = rows[0];
-  if (!r) return null;
-  return {
-    name: r.name,
-    cron: r.cron,
-    timeZone: r.time_zone,
-    type: r.type,
-    queue: r.queue,
-    params: r.params,
-    title: r.title,
-    priority: r.priority,
-    source: r.source,
-    tick: r.next_run_at,
-    previousActive: r.previous_active,
-  };
+  return r ? { ...scheduleDefFromRow(r), tick: r.next_run_at, previousActive: r.previous_active } : null;
 }
+
+/** A row of taskq.schedules as pg returns it. */
+interface ScheduleDbRow {
+  name: string;
+  cron: string;
+  time_zone: string;
+  type: string;
+  queue: string;
+  params: JsonObject;
+  title: string;
+  priority: number;
+  source: ScheduleSource;
+  next_run_at: Date;
+  last_run_at: Date | null;
+  last_task_id: string | null;
+}
+
+const scheduleDefFromRow = (r: ScheduleDbRow): ScheduleDef => ({
+  name: r.name,
+  cron: r.cron,
+  timeZone: r.time_zone,
+  type: r.type,
+  queue: r.queue,
+  params: r.params,
+  title: r.title,
+  priority: r.priority,
+  source: r.source,
+});
 
 /**
  * Records a handled tick: with a task, the run (unique per schedule and tick) and the schedule's last
@@ -175,7 +178,7 @@ export interface ScheduleRow extends ScheduleDef {
 
 /** Every schedule by name, with its next and last run and the last run's status. */
 export async function scheduleList(db: Db): Promise<ScheduleRow[]> {
-  const { rows } = await db.query({
+  const { rows } = await db.query<ScheduleDbRow & { last_status: TaskStatus | null }>({
     name: "scheduleList",
     text: `
       select s.*, s.last_task_id::text as last_task_id,
@@ -186,15 +189,7 @@ export async function scheduleList(db: Db): Promise<ScheduleRow[]> {
       order by s.name`,
   });
   return rows.map((r) => ({
-    name: r.name,
-    cron: r.cron,
-    timeZone: r.time_zone,
-    type: r.type,
-    queue: r.queue,
-    params: r.params,
-    title: r.title,
-    priority: r.priority,
-    source: r.source,
+    ...scheduleDefFromRow(r),
     nextRunAt: r.next_run_at,
     lastRunAt: r.last_run_at,
     lastTaskId: r.last_task_id,

@@ -3,15 +3,17 @@
  * table or lines for people, or as JSON with --json for scripts. Exit codes: 0 success; 1 the server
  * refused, could not be reached, or a watched or run task did not complete; 2 a usage error.
  */
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ActiveSortField } from "../sdk/gen/taskq/v1/task_queue_pb.js";
 import { Origin, TaskStatus } from "../sdk/gen/taskq/v1/task_pb.js";
-import { TaskClient, TaskqError, Worker, type JsonObject, type JsonValue, type TaskInfo, type WatchEvent } from "../sdk/index.js";
+import { TaskClient, TaskqError, Worker, type ConnectionOptions, type JsonObject, type JsonValue, type TaskInfo, type WatchEvent } from "../sdk/index.js";
 import { capitalize, json, priority, table, time } from "./format.js";
 
-const USAGE = `taskq: operate a taskq server (--url or TASKQ_URL, default http://127.0.0.1:50051)
+const USAGE = `taskq: operate a taskq server (--url or TASKQ_URL, default http://127.0.0.1:50051;
+       --token or TASKQ_TOKEN when the server has auth on; --ca FILE or TASKQ_CA to trust a TLS CA)
 
   taskq dispatch <type> [-p key=value]... [--params JSON] [--queue Q] [--title T] [--priority N]
                  [--delay-ms N] [--max-attempts N] [--timeout-ms N] [--idempotency-key K] [--watch]
@@ -26,12 +28,18 @@ const USAGE = `taskq: operate a taskq server (--url or TASKQ_URL, default http:/
                                     immediate mode: run a handler of the Worker that <module> exports,
                                     here, with no server; log lines and the result go to stdout
 
-Options: --json for machine-readable output, --url URL, --help.
+Options: --json for machine-readable output, --url URL, --token TOKEN, --ca FILE, --help.
 Exit codes: 0 success, 1 failure (an error from the server, or a task that did not complete), 2 usage.`;
 
 class UsageError extends Error {}
 
-const COMMON = { json: { type: "boolean" }, url: { type: "string" }, help: { type: "boolean", short: "h" } } as const;
+const COMMON = {
+  json: { type: "boolean" },
+  url: { type: "string" },
+  token: { type: "string" },
+  ca: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
@@ -100,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
   const run = commands[command];
   if (!run) throw new UsageError(`unknown command "${command}"`);
   let client: TaskClient | null = null;
-  const connect = () => (client ??= new TaskClient({ url: urlOf(rest) }));
+  const connect = () => (client ??= new TaskClient(connectionOf(rest)));
   try {
     return await run(rest, connect);
   } finally {
@@ -108,10 +116,19 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-function urlOf(args: string[]): string {
-  const i = args.findIndex((a) => a === "--url" || a.startsWith("--url="));
-  if (i < 0) return process.env.TASKQ_URL ?? "http://127.0.0.1:50051";
-  return args[i].includes("=") ? args[i].slice(6) : args[i + 1];
+/** --url, --token and --ca (each also from the environment), read before the command parses the rest. */
+function connectionOf(args: string[]): ConnectionOptions {
+  const option = (name: string): string | undefined => {
+    const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+    if (i < 0) return undefined;
+    return args[i].includes("=") ? args[i].slice(name.length + 3) : args[i + 1];
+  };
+  const ca = option("ca") ?? process.env.TASKQ_CA;
+  return {
+    url: option("url") ?? process.env.TASKQ_URL ?? "http://127.0.0.1:50051",
+    token: option("token") ?? process.env.TASKQ_TOKEN,
+    tls: ca ? { ca: readFileSync(ca) } : undefined,
+  };
 }
 
 function oneId(positionals: string[], command: string): string {

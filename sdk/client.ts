@@ -14,7 +14,7 @@ import {
 } from "./gen/taskq/v1/task_queue_pb.js";
 import { TaskFailedError, call } from "./errors.js";
 import { resumingWatch, type ResumeOptions } from "./internal/resuming-watch.js";
-import { connect, type Connection } from "./transport.js";
+import { connect, type Connection, type ConnectionOptions } from "./transport.js";
 import {
   isFinalStatus,
   queueFromPb,
@@ -29,10 +29,7 @@ import {
   type WatchEvent,
 } from "./types.js";
 
-export interface TaskClientOptions {
-  /** The server, such as http://127.0.0.1:50051. */
-  url: string;
-}
+export type TaskClientOptions = ConnectionOptions;
 
 export interface DispatchOptions {
   queue?: string;
@@ -65,7 +62,7 @@ export class TaskClient {
   private readonly connection: Connection;
 
   constructor(opts: TaskClientOptions) {
-    this.connection = connect(opts.url);
+    this.connection = connect(opts);
     this.rpc = createClient(TaskQueue, this.connection.transport);
   }
 

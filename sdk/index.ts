@@ -5,4 +5,5 @@
 export { TaskClient, TaskHandle, type DispatchItem, type DispatchOptions, type TaskClientOptions } from "./client.js";
 export { Worker, type Handler, type HandlerOptions, type ImmediateOptions, type TaskContext, type WorkerOptions } from "./worker.js";
 export { Code, RetryableError, TaskAbortedError, TaskFailedError, TaskqError, type AbortReason } from "./errors.js";
+export type { ConnectionOptions } from "./transport.js";
 export type { JsonObject, JsonValue, LogStep, QueueInfo, ScheduleInfo, TaskInfo, TaskStatusName, WatchEvent } from "./types.js";

@@ -1,18 +1,37 @@
 /**
- * The connection the SDK speaks gRPC over: HTTP/2 to a taskq server. Each client and worker owns one
+ * The connection the SDK speaks gRPC over: HTTP/2 to a taskq server, in cleartext (http://) or TLS
+ * (https://), with a bearer token on every call when one is given. Each client and worker owns one
  * session manager, so close() can end the HTTP/2 session instead of leaving it open (idle sessions
  * would otherwise keep a process alive for minutes).
  */
-import type { Transport } from "@connectrpc/connect";
+import type { Interceptor, Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+
+/** How to reach a server: shared by TaskClient and Worker. */
+export interface ConnectionOptions {
+  /** The server, such as http://127.0.0.1:50051 or https://taskq.internal:50051. */
+  url: string;
+  /** Sent as `authorization: Bearer <token>` when the server has auth on. */
+  token?: string;
+  /** For https:// URLs: a CA to trust (PEM) and, for mutual TLS, this client's certificate and key. */
+  tls?: { ca?: string | Buffer; cert?: string | Buffer; key?: string | Buffer };
+}
 
 export interface Connection {
   transport: Transport;
   close(): void;
 }
 
-export function connect(url: string, opts: { pingIntervalMs?: number } = {}): Connection {
-  const sessionManager = new Http2SessionManager(url, { pingIntervalMs: opts.pingIntervalMs ?? 15_000 });
-  const transport = createGrpcTransport({ baseUrl: url, sessionManager });
+export function connect(opts: ConnectionOptions, tuning: { pingIntervalMs?: number } = {}): Connection {
+  const sessionManager = new Http2SessionManager(opts.url, { pingIntervalMs: tuning.pingIntervalMs ?? 15_000 }, opts.tls);
+  const interceptors: Interceptor[] = [];
+  const token = opts.token;
+  if (token) {
+    interceptors.push((next) => (req) => {
+      req.header.set("authorization", `Bearer ${token}`);
+      return next(req);
+    });
+  }
+  const transport = createGrpcTransport({ baseUrl: opts.url, sessionManager, interceptors });
   return { transport, close: () => sessionManager.abort() };
 }

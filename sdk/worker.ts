@@ -13,7 +13,7 @@ import type { FinishSchema, Lease } from "./gen/taskq/v1/worker_pb.js";
 import { TempDirs } from "./internal/temp-dirs.js";
 import { RetryableError, TaskAbortedError, type AbortReason } from "./errors.js";
 import { StreamSession } from "./internal/stream-session.js";
-import { connect, type Connection } from "./transport.js";
+import { connect, type Connection, type ConnectionOptions } from "./transport.js";
 
 export interface TaskContext {
   readonly id: string;
@@ -65,8 +65,7 @@ export interface HandlerOptions {
   timeZone?: string;
 }
 
-export interface WorkerOptions {
-  url: string;
+export interface WorkerOptions extends ConnectionOptions {
   /** Shown as the task's worker; defaults to host:pid. */
   name?: string;
   /** Tasks run at once; default 10. */
@@ -102,7 +101,7 @@ export class Worker {
   private firstOpen: { promise: Promise<void>; resolve: () => void };
 
   constructor(private readonly opts: WorkerOptions) {
-    this.connection = connect(opts.url);
+    this.connection = connect(opts);
     this.temp = new TempDirs(opts.storageDir ?? path.join(tmpdir(), "taskq-tasks"));
     let resolve!: () => void;
     this.firstOpen = { promise: new Promise<void>((r) => (resolve = r)), resolve };

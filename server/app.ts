@@ -49,6 +49,8 @@ export async function startReplica(
     host: config.host,
     port: config.port,
     probe,
+    authTokens: config.authTokens,
+    tls: config.tls,
   });
   return {
     engine,

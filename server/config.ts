@@ -17,6 +17,7 @@ import { DEFAULT_TIME_ZONE, cronParse } from "./engine/cron.js";
 import { DEFAULT_HISTORY_RETENTION_DAYS } from "./engine/maintenance.js";
 import type { JsonObject } from "./engine/types.js";
 import { EMBEDDED_DEFAULT_PORT } from "./embedded.js";
+import { ROLES, tokenDigest, type AuthToken, type Role } from "./rpc/auth.js";
 
 export const DEFAULT_HOST = "127.0.0.1";
 export const DEFAULT_PORT = 50051;
@@ -60,6 +61,16 @@ export interface ServerConfig {
   shutdownGraceMs: number;
   /** The timeout of tasks whose dispatch, type and queue set none. */
   defaultTimeoutMs: number;
+  /** Bearer tokens and their roles; empty: no auth (allowed on loopback, or when forced). */
+  authTokens: AuthToken[];
+  /** Serve TLS with this certificate and key; with a client CA, clients must present a certificate it signed. */
+  tls: TlsConfig | null;
+}
+
+export interface TlsConfig {
+  cert: Buffer;
+  key: Buffer;
+  clientCa: Buffer | null;
 }
 
 export class ConfigError extends Error {
@@ -93,6 +104,12 @@ export interface ConfigSource {
   TASKQ_HISTORY_RETENTION_DAYS?: string;
   /** "off" turns the built-in maintenance schedules off; default "on". */
   TASKQ_BUILTIN_SCHEDULES?: string;
+  /** PEM files: the server's certificate and key (both or neither), and a CA that client certificates must chain to. */
+  TASKQ_TLS_CERT?: string;
+  TASKQ_TLS_KEY?: string;
+  TASKQ_TLS_CLIENT_CA?: string;
+  /** "force": serve without auth on an address other than loopback. */
+  TASKQ_INSECURE_NO_AUTH?: string;
 }
 
 export function loadConfig(src: ConfigSource): ServerConfig {
@@ -107,7 +124,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     }
     return n;
   };
-  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : { queues: {}, taskTypes: {}, globalMaxWorkers: null, historyRetentionDays: null, schedules: [] };
+  const file = src.TASKQ_CONFIG ? readConfigFile(src.TASKQ_CONFIG, problems) : emptyConfigFile();
   const config: ServerConfig = {
     host: src.TASKQ_HOST || DEFAULT_HOST,
     port: int("TASKQ_PORT", DEFAULT_PORT, 0, 65535),
@@ -130,7 +147,18 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     cancelGraceMs: int("TASKQ_CANCEL_GRACE_MS", DEFAULT_CANCEL_GRACE_MS, 0, 86_400_000),
     shutdownGraceMs: int("TASKQ_SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_MS, 0, 86_400_000),
     defaultTimeoutMs: int("TASKQ_DEFAULT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1_000, 7 * 86_400_000),
+    authTokens: file.authTokens,
+    tls: tlsFromFiles(src, problems),
   };
+  if (src.TASKQ_INSECURE_NO_AUTH && src.TASKQ_INSECURE_NO_AUTH !== "force") {
+    problems.push(`TASKQ_INSECURE_NO_AUTH: "${src.TASKQ_INSECURE_NO_AUTH}" must be force (or unset)`);
+  }
+  if (config.authTokens.length === 0 && !isLoopback(config.host) && src.TASKQ_INSECURE_NO_AUTH !== "force") {
+    problems.push(
+      `TASKQ_HOST: ${config.host} is reachable from other machines and no auth tokens are configured: ` +
+        `add auth.tokens to the config file, or set TASKQ_INSECURE_NO_AUTH=force to serve without auth`,
+    );
+  }
   if (src.TASKQ_BUILTIN_SCHEDULES && !["on", "off"].includes(src.TASKQ_BUILTIN_SCHEDULES)) {
     problems.push(`TASKQ_BUILTIN_SCHEDULES: "${src.TASKQ_BUILTIN_SCHEDULES}" must be on or off`);
   }
@@ -144,18 +172,52 @@ export function loadConfig(src: ConfigSource): ServerConfig {
   return config;
 }
 
+/** Loopback addresses, where serving without auth reaches no one but this machine. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+function tlsFromFiles(src: ConfigSource, problems: string[]): TlsConfig | null {
+  const read = (name: "TASKQ_TLS_CERT" | "TASKQ_TLS_KEY" | "TASKQ_TLS_CLIENT_CA"): Buffer | null => {
+    const file = src[name];
+    if (!file) return null;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      problems.push(`${name}: cannot read ${file}: ${(err as Error).message}`);
+      return null;
+    }
+  };
+  const cert = read("TASKQ_TLS_CERT");
+  const key = read("TASKQ_TLS_KEY");
+  const clientCa = read("TASKQ_TLS_CLIENT_CA");
+  if (!src.TASKQ_TLS_CERT !== !src.TASKQ_TLS_KEY) problems.push("TASKQ_TLS_CERT and TASKQ_TLS_KEY: set both or neither");
+  if (src.TASKQ_TLS_CLIENT_CA && !src.TASKQ_TLS_CERT) problems.push("TASKQ_TLS_CLIENT_CA: needs TASKQ_TLS_CERT and TASKQ_TLS_KEY");
+  return cert && key ? { cert, key, clientCa } : null;
+}
+
 interface ConfigFile {
   queues: Record<string, QueueSettings>;
   taskTypes: Record<string, TaskTypeSettings>;
   globalMaxWorkers: number | null;
   historyRetentionDays: number | null;
   schedules: ScheduleConfig[];
+  authTokens: AuthToken[];
 }
+
+const emptyConfigFile = (): ConfigFile => ({
+  queues: {},
+  taskTypes: {},
+  globalMaxWorkers: null,
+  historyRetentionDays: null,
+  schedules: [],
+  authTokens: [],
+});
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,199}$/;
 
 function readConfigFile(file: string, problems: string[]): ConfigFile {
-  const out: ConfigFile = { queues: {}, taskTypes: {}, globalMaxWorkers: null, historyRetentionDays: null, schedules: [] };
+  const out = emptyConfigFile();
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(file, "utf8"));
@@ -181,10 +243,49 @@ function readConfigFile(file: string, problems: string[]): ConfigFile {
     const schedule = scheduleFromFile(file, name, raw, queueNames, problems);
     if (schedule) out.schedules.push(schedule);
   }
+  out.authTokens = authFromFile(file, top.auth, problems);
   return out;
 }
 
-const TOP_LEVEL_KEYS = ["queues", "task_types", "schedules", "global_max_workers", "history_retention_days"];
+const TOP_LEVEL_KEYS = ["queues", "task_types", "schedules", "global_max_workers", "history_retention_days", "auth"];
+
+/**
+ * `"auth": { "tokens": [{ "name": "ci", "role": "client", "token": "..." }] }`; instead of `token`, a
+ * `sha256` (hex) of it keeps the secret itself out of the file.
+ */
+function authFromFile(file: string, raw: unknown, problems: string[]): AuthToken[] {
+  if (raw === undefined) return [];
+  const tokens = (raw as { tokens?: unknown } | null)?.tokens;
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw) || !Array.isArray(tokens)) {
+    problems.push(`${file}: auth must be { "tokens": [...] }`);
+    return [];
+  }
+  for (const key of Object.keys(raw)) if (key !== "tokens") problems.push(`${file}: auth.${key} is not a known setting`);
+  const out: AuthToken[] = [];
+  const names = new Set<string>();
+  tokens.forEach((t: Record<string, unknown>, i) => {
+    const at = `${file}: auth.tokens[${i}]`;
+    const before = problems.length;
+    if (typeof t !== "object" || t === null) return void problems.push(`${at} must be an object`);
+    const { name, role, token, sha256 } = t;
+    if (typeof name !== "string" || !NAME.test(name)) problems.push(`${at}.name must be a name (letters, digits, . _ : / -)`);
+    else if (names.has(name)) problems.push(`${at}.name: "${name}" is used twice`);
+    else names.add(name);
+    if (!ROLES.includes(role as Role)) problems.push(`${at}.role must be one of ${ROLES.join(", ")}`);
+    if ((token === undefined) === (sha256 === undefined)) problems.push(`${at}: set exactly one of token and sha256`);
+    if (token !== undefined && (typeof token !== "string" || token.length < 16 || /\s/.test(token))) {
+      problems.push(`${at}.token must be at least 16 characters without spaces`);
+    }
+    if (sha256 !== undefined && (typeof sha256 !== "string" || !/^[0-9a-f]{64}$/i.test(sha256))) {
+      problems.push(`${at}.sha256 must be 64 hex digits`);
+    }
+    for (const key of Object.keys(t)) if (!["name", "role", "token", "sha256"].includes(key)) problems.push(`${at}.${key} is not a known setting`);
+    if (problems.length > before) return;
+    const digest = typeof token === "string" ? tokenDigest(token) : Buffer.from(sha256 as string, "hex");
+    out.push({ name: name as string, role: role as Role, sha256: digest });
+  });
+  return out;
+}
 const TOP_LEVEL_SETTINGS = [
   ["global_max_workers", "globalMaxWorkers", 1],
   ["history_retention_days", "historyRetentionDays", 1],

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { ConfigError, loadConfig } from "../server/config.js";
+import { tokenDigest } from "../server/rpc/auth.js";
 import { DEFAULT_CANCEL_GRACE_MS, DEFAULT_STALE_CHECK_MS, DEFAULT_TIMEOUT_MS } from "../server/engine/engine.js";
 
 let dir: string;
@@ -79,4 +80,72 @@ test("every problem is reported together", async () => {
   ];
   for (const pattern of expected) assert.ok(err.problems.some((p) => pattern.test(p)), `missing ${pattern}: ${err.problems.join(" | ")}`);
   assert.equal(err.problems.length, expected.length);
+});
+
+const problemsOf = (src: Parameters<typeof loadConfig>[0]): string[] => {
+  try {
+    loadConfig(src);
+    return [];
+  } catch (e) {
+    assert.ok(e instanceof ConfigError);
+    return e.problems;
+  }
+};
+
+test("auth tokens from the file: roles, token or its sha256, every problem named", async () => {
+  const config = loadConfig({
+    TASKQ_CONFIG: await file("auth.json", {
+      auth: {
+        tokens: [
+          { name: "ci", role: "client", token: "a-long-enough-token-1" },
+          { name: "ops", role: "admin", sha256: tokenDigest("another-long-token-2").toString("hex") },
+        ],
+      },
+    }),
+  });
+  assert.deepEqual(
+    config.authTokens.map((t) => [t.name, t.role, t.sha256.toString("hex")]),
+    [
+      ["ci", "client", tokenDigest("a-long-enough-token-1").toString("hex")],
+      ["ops", "admin", tokenDigest("another-long-token-2").toString("hex")],
+    ],
+  );
+  const problems = problemsOf({
+    TASKQ_CONFIG: await file("bad-auth.json", {
+      auth: {
+        tokens: [
+          { name: "a", role: "root", token: "a-long-enough-token-1" },
+          { name: "a", role: "client", token: "short" },
+          { name: "b", role: "worker" },
+          { name: "c", role: "worker", sha256: "abc", colour: "red" },
+        ],
+      },
+    }),
+  });
+  const expected = [
+    /auth\.tokens\[0\]\.role must be one of client, worker, admin/,
+    /auth\.tokens\[1\]\.name: "a" is used twice/,
+    /auth\.tokens\[1\]\.token must be at least 16 characters/,
+    /auth\.tokens\[2\]: set exactly one of token and sha256/,
+    /auth\.tokens\[3\]\.sha256 must be 64 hex digits/,
+    /auth\.tokens\[3\]\.colour is not a known setting/,
+  ];
+  for (const pattern of expected) assert.ok(problems.some((p) => pattern.test(p)), `missing ${pattern}: ${problems.join(" | ")}`);
+  assert.equal(problems.length, expected.length, problems.join(" | "));
+});
+
+test("no auth is refused beyond loopback unless forced; TLS needs a certificate and a key", async () => {
+  assert.deepEqual(problemsOf({ TASKQ_HOST: "127.0.0.1" }), []);
+  assert.deepEqual(problemsOf({ TASKQ_HOST: "::1" }), []);
+  assert.match(problemsOf({ TASKQ_HOST: "0.0.0.0" }).join(), /0\.0\.0\.0 is reachable from other machines and no auth tokens are configured/);
+  assert.deepEqual(problemsOf({ TASKQ_HOST: "0.0.0.0", TASKQ_INSECURE_NO_AUTH: "force" }), []);
+  assert.match(problemsOf({ TASKQ_HOST: "0.0.0.0", TASKQ_INSECURE_NO_AUTH: "yes" }).join(), /TASKQ_INSECURE_NO_AUTH: "yes" must be force/);
+  const withTokens = await file("tokens.json", { auth: { tokens: [{ name: "w", role: "worker", token: "a-long-enough-token-1" }] } });
+  assert.deepEqual(problemsOf({ TASKQ_HOST: "10.1.2.3", TASKQ_CONFIG: withTokens }), []);
+
+  const pem = await file("cert.pem", "not really a certificate");
+  assert.match(problemsOf({ TASKQ_TLS_CERT: pem }).join(), /set both or neither/);
+  assert.match(problemsOf({ TASKQ_TLS_CERT: pem, TASKQ_TLS_KEY: path.join(dir, "missing.key") }).join(), /TASKQ_TLS_KEY: cannot read/);
+  assert.match(problemsOf({ TASKQ_TLS_CLIENT_CA: pem }).join(), /TASKQ_TLS_CLIENT_CA: needs TASKQ_TLS_CERT/);
+  assert.ok(loadConfig({ TASKQ_TLS_CERT: pem, TASKQ_TLS_KEY: pem }).tls);
 });

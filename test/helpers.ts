@@ -12,7 +12,7 @@ import { startReplica, type Replica } from "../server/app.js";
 import { loadConfig, withBuiltinQueues, type ServerConfig } from "../server/config.js";
 import type { Clock } from "../server/engine/clock.js";
 import { TaskClient, Worker, type WorkerOptions } from "../sdk/index.js";
-import { connect, type Connection } from "../sdk/transport.js";
+import { connect, type Connection, type ConnectionOptions } from "../sdk/transport.js";
 import { AsyncQueue } from "../sdk/internal/async-queue.js";
 import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
 import { WorkerMessageSchema, WorkerService, type ServerMessage, type WorkerMessage } from "../sdk/gen/taskq/v1/worker_pb.js";
@@ -104,7 +104,7 @@ export class Harness {
 
   /** The generated Connect client, for requests the SDK would never build. */
   rpc(replica = this.replicas[0]): Client<typeof TaskQueue> {
-    const conn = connect(replica.server.url);
+    const conn = connect({ url: replica.server.url });
     this.closers.push(() => conn.close());
     return createClient(TaskQueue, conn.transport);
   }
@@ -145,8 +145,8 @@ export class RawWorker {
   private ended: unknown = null;
   readonly done: Promise<void>;
 
-  constructor(url: string) {
-    this.conn = connect(url);
+  constructor(target: string | ConnectionOptions) {
+    this.conn = connect(typeof target === "string" ? { url: target } : target);
     const client = createClient(WorkerService, this.conn.transport);
     this.done = (async () => {
       try {

@@ -53,7 +53,7 @@ test("a worker reconnects by itself when its server comes back", async () => {
 
 test("server reflection lists the services and serves their descriptors", async () => {
   const replica = h.replicas.at(-1) ?? (await h.replica());
-  const conn = connect(replica.server.url);
+  const conn = connect({ url: replica.server.url });
   const requests = new AsyncQueue<ServerReflectionRequest>();
   const responses = createClient(ServerReflection, conn.transport).serverReflectionInfo(requests)[Symbol.asyncIterator]();
   requests.push(create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } }));

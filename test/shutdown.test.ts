@@ -38,7 +38,7 @@ test("a stopping replica leases nothing new, refuses new workers, says NOT_SERVI
 
   const stopped = h.stopReplica(stopping, { graceMs: 30_000 });
   await waitFor("the drain to begin", () => stopping.engine.draining);
-  const conn = connect(stopping.server.url);
+  const conn = connect({ url: stopping.server.url });
   const health = await createClient(Health, conn.transport).check({});
   conn.close();
   assert.equal(health.status, HealthCheckResponse_ServingStatus.NOT_SERVING);

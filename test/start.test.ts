@@ -27,7 +27,7 @@ test("with no settings the server runs on an embedded Postgres kept in a local f
     await server.waitFor(/using the embedded Postgres/, 60_000);
     await server.waitFor(new RegExp(`taskq listening on http://127\\.0\\.0\\.1:${port}`), 60_000);
     const url = `http://127.0.0.1:${port}`;
-    const conn = connect(url);
+    const conn = connect({ url });
     const health = await createClient(Health, conn.transport).check({});
     assert.equal(health.status, HealthCheckResponse_ServingStatus.SERVING);
     conn.close();

@@ -7,8 +7,20 @@ import type { Logger } from "pino";
 import type { Clock } from "./engine/clock.js";
 import { Engine } from "./engine/engine.js";
 import { migrate } from "./engine/migrate.js";
+import { Metrics } from "./metrics.js";
 import { listen, type RunningServer } from "./rpc/server.js";
 import type { ServerConfig } from "./config.js";
+
+/** How long the health probe waits for the database; a new LISTEN connection, too. */
+export const DATABASE_CONNECT_TIMEOUT_MS = 3_000;
+
+/** True when the database answers a trivial query within `ms`. */
+function answersWithin(pool: pg.Pool, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  const answered = pool.query("select 1").then(() => true, () => false);
+  return Promise.race([answered, late]).finally(() => clearTimeout(timer));
+}
 
 export interface Replica {
   engine: Engine;
@@ -23,13 +35,18 @@ export async function startReplica(
   log: Logger,
   opts: { clock?: Clock } = {},
 ): Promise<Replica> {
+  // No connectionTimeoutMillis here: in node-postgres it also bounds the wait for a free connection, and
+  // a burst of calls queued behind a busy pool must not fail for that. A stopped database refuses
+  // connections at once, so calls still fail fast (UNAVAILABLE); the health probe bounds its own wait.
   const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 20, application_name: "taskq" });
   pool.on("error", (err) => log.warn({ err: err.message }, "idle database connection failed"));
   const applied = await migrate(pool);
   if (applied.length > 0) log.info({ applied }, "database migrated");
+  const metrics = new Metrics();
   const engine = new Engine({
+    meter: metrics,
     pool,
-    listenConnection: { connectionString: config.databaseUrl, application_name: "taskq-listen" },
+    listenConnection: { connectionString: config.databaseUrl, application_name: "taskq-listen", connectionTimeoutMillis: DATABASE_CONNECT_TIMEOUT_MS },
     log,
     queues: config.queues,
     taskTypes: config.taskTypes,
@@ -44,13 +61,17 @@ export async function startReplica(
     defaultTimeoutMs: config.defaultTimeoutMs,
   });
   await engine.start();
-  const probe = () => (engine.draining ? Promise.resolve(false) : pool.query("select 1").then(() => true, () => false));
+  const databaseAnswers = () => answersWithin(pool, DATABASE_CONNECT_TIMEOUT_MS);
+  const probe = () => (engine.draining ? Promise.resolve(false) : databaseAnswers());
   const server = await listen(engine, log, {
     host: config.host,
     port: config.port,
     probe,
     authTokens: config.authTokens,
     tls: config.tls,
+    pages: {
+      "/metrics": async () => ({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: await metrics.render(engine, databaseAnswers) }),
+    },
   });
   return {
     engine,

@@ -9,9 +9,28 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   private failWaiting: ((err: unknown) => void) | null = null;
   private done = false;
   private error: unknown = null;
+  private roomWaiters: { below: number; resolve: () => void }[] = [];
 
   get closed(): boolean {
     return this.done;
+  }
+
+  /** Items pushed and not yet read. */
+  get length(): number {
+    return this.items.length;
+  }
+
+  /** Resolves once fewer than `n` items wait to be read (or the queue has ended). */
+  whenShorterThan(n: number): Promise<void> {
+    if (this.items.length < n || this.done) return Promise.resolve();
+    return new Promise((resolve) => this.roomWaiters.push({ below: n, resolve }));
+  }
+
+  private taken(): void {
+    if (this.roomWaiters.length === 0) return;
+    const still: typeof this.roomWaiters = [];
+    for (const w of this.roomWaiters) (this.items.length < w.below || this.done ? w.resolve() : still.push(w));
+    this.roomWaiters = still;
   }
 
   push(item: T): boolean {
@@ -27,6 +46,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   close(): void {
     if (this.done) return;
     this.done = true;
+    this.taken();
     if (this.waiting && this.items.length === 0) {
       const resolve = this.waiting;
       this.waiting = this.failWaiting = null;
@@ -42,12 +62,17 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     const reject = this.failWaiting;
     this.waiting = this.failWaiting = null;
     reject?.(this.error);
+    this.taken();
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => {
-        if (this.items.length > 0) return Promise.resolve({ value: this.items.shift()!, done: false });
+        if (this.items.length > 0) {
+          const value = this.items.shift()!;
+          this.taken();
+          return Promise.resolve({ value, done: false });
+        }
         if (this.error) return Promise.reject(this.error);
         if (this.done) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve, reject) => {

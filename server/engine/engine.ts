@@ -9,6 +9,7 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import { systemClock, type Clock } from "./clock.js";
 import { LeaseDispatcher } from "./dispatcher.js";
+import { noMeter, type Meter } from "./meter.js";
 import { failedPrecondition, invalidArgument, notFound, unavailable } from "./errors.js";
 import { FinishBatcher } from "./finisher.js";
 import { Notifier } from "./notifier.js";
@@ -69,6 +70,8 @@ export interface EngineOptions {
   staleCheckMs?: number;
   cancelGraceMs?: number;
   defaultTimeoutMs?: number;
+  /** Told what happens, for metrics; default: nothing is counted. */
+  meter?: Meter;
 }
 
 /** A dispatch as the caller gives it: everything but the type may be left to defaults. */
@@ -110,6 +113,7 @@ export class Engine {
   private readonly scheduler: Scheduler;
   private readonly configSchedules: ScheduleDef[];
   private readonly systemWorker: SystemWorker;
+  private readonly meter: Meter;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private stopping = false;
 
@@ -119,6 +123,7 @@ export class Engine {
     this.log = opts.log;
     this.queues = opts.queues;
     this.replicaId = opts.replicaId ?? randomUUID();
+    this.meter = opts.meter ?? noMeter;
     this.timings = livenessTimings(opts.staleCheckMs ?? DEFAULT_STALE_CHECK_MS);
     this.cancelGraceMs = opts.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS;
     this.notifier = new Notifier(opts.listenConnection, this.log);
@@ -135,7 +140,7 @@ export class Engine {
       limits,
       wakeOnFree: this.wakeOnFree,
     });
-    this.reaper = new Reaper(this.pool, this.clock, this.log, { ...this.timings, wakeOnFree: this.wakeOnFree });
+    this.reaper = new Reaper(this.pool, this.clock, this.log, { ...this.timings, wakeOnFree: this.wakeOnFree, meter: this.meter });
     this.finisher = new FinishBatcher(this.pool, this.clock, this.wakeOnFree);
     this.scheduler = new Scheduler(this.pool, this.clock, this.log, {
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
@@ -153,7 +158,14 @@ export class Engine {
     this.systemWorker = new SystemWorker(maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays }), this.log);
     this.events = new TaskEvents(this.notifier);
     this.notifier.on(CHANNEL_DISPATCH, () => this.dispatcher.wake());
-    this.notifier.on("reconnected", () => this.dispatcher.wake());
+    this.notifier.on("reconnected", () => {
+      // Back from an outage (or a dropped connection): heartbeat now, and give every replica time to do
+      // the same before any lease is judged orphaned.
+      this.meter.databaseReconnected();
+      this.reaper.holdOff();
+      void this.heartbeat();
+      this.dispatcher.wake();
+    });
     this.notifier.on(CHANNEL_CANCEL, (payload) => this.routeCancel(payload));
     this.notifier.on(CHANNEL_SCHEDULE, () => void this.scheduler.fire());
   }
@@ -247,6 +259,11 @@ export class Engine {
     return scheduleList(this.pool);
   }
 
+  /** Worker sessions open on this replica (the server's own maintenance worker included). */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
   /** Watch streams open on this replica (all served by its one LISTEN connection). */
   get watcherCount(): number {
     return this.events.watcherCount;
@@ -280,6 +297,7 @@ export class Engine {
       if (!id) throw new Error(`idempotency key ${t.idempotencyKey} neither inserted nor found`);
       return { id, created: false };
     });
+    this.meter.dispatched(results.filter((r) => r.created).length);
     return plan.map((p) => (p.repeat ? { id: results[p.slot].id, created: false } : results[p.slot]));
   }
 
@@ -377,6 +395,7 @@ export class Engine {
         dispatcher: this.dispatcher,
         finisher: this.finisher,
         wakeOnFree: this.wakeOnFree,
+        meter: this.meter,
         onLease: (lease) => this.reaper.expect(lease.deadlineAt),
         onClose: (s) => this.sessions.delete(s.id),
       },

@@ -13,6 +13,7 @@
  * and interrupts made on this replica bring it forward with expect().
  */
 import type { Logger } from "pino";
+import type { Meter } from "./meter.js";
 import type { Clock } from "./clock.js";
 import type { Db } from "./sql/db.js";
 import { taskLeaseRelease, type WakeOnFree } from "./sql/lease.js";
@@ -26,6 +27,7 @@ export interface ReaperOptions {
   staleAfterMs: number;
   /** Queues whose freed slots wake the dispatchers (see WakeOnFree). */
   wakeOnFree: WakeOnFree;
+  meter: Meter;
 }
 
 export interface SweepResult {
@@ -64,6 +66,13 @@ export class Reaper {
   private stopped = true;
   private timer: NodeJS.Timeout | null = null;
   private timerAt = Infinity;
+  /**
+   * Until then (performance.now()), sessions are not judged by their heartbeats. After a database
+   * outage every session's heartbeat looks stale, although their replicas are alive and will heartbeat
+   * as soon as they can; recovering their leases at once would run those tasks twice for nothing.
+   */
+  private holdOffUntil = 0;
+  private lastSweepFailed = false;
 
   constructor(
     private readonly db: Db,
@@ -81,6 +90,15 @@ export class Reaper {
     this.stopped = true;
     this.clearTimer();
     await this.last;
+  }
+
+  /**
+   * The database was unreachable and answers again: give every replica one stale period to heartbeat
+   * its sessions before leases are judged orphaned. Deadlines are still enforced meanwhile.
+   */
+  holdOff(): void {
+    this.holdOffUntil = performance.now() + this.opts.staleAfterMs;
+    this.schedule(this.opts.staleAfterMs);
   }
 
   /** Something will need attention at `at` (a lease's deadline, an interrupt's grace): sweep by then. */
@@ -109,13 +127,18 @@ export class Reaper {
       const expire = () => taskDeadlineExpire(this.db, this.clock.now(), this.opts.wakeOnFree);
       for (let batch = await expire(); ; batch = await expire()) {
         result.expired.push(...batch);
+        for (const t of batch) this.opts.meter.attemptEnded(t.status, "timeout", null);
         if (batch.length < RECOVERY_BATCH) break;
       }
-      for (let batch = await this.recover(); ; batch = await this.recover()) {
-        result.recovered.push(...batch);
-        if (batch.length < RECOVERY_BATCH) break;
+      if (this.lastSweepFailed) this.holdOff();
+      if (performance.now() >= this.holdOffUntil) {
+        for (let batch = await this.recover(); ; batch = await this.recover()) {
+          result.recovered.push(...batch);
+          for (const t of batch) this.opts.meter.attemptEnded(t.status, "lost", null);
+          if (batch.length < RECOVERY_BATCH) break;
+        }
+        result.sessionsRemoved = await sessionDeleteStale(this.db, this.opts.staleAfterMs);
       }
-      result.sessionsRemoved = await sessionDeleteStale(this.db, this.opts.staleAfterMs);
       const deadline = await taskNextDeadline(this.db);
       if (deadline) next = Math.min(next, deadline.getTime() - this.clock.now().getTime());
       if (result.expired.length + result.recovered.length + result.sessionsRemoved > 0) {
@@ -127,7 +150,11 @@ export class Reaper {
     } catch (err) {
       this.log.error({ err }, "reaper sweep failed; retrying");
       next = RETRY_AFTER_ERROR_MS;
+      this.lastSweepFailed = true;
+      if (!this.stopped) this.schedule(next);
+      return result;
     }
+    this.lastSweepFailed = false;
     if (!this.stopped) this.schedule(next);
     return result;
   }

@@ -15,6 +15,7 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
 import type { LeaseDispatcher, SessionSlot } from "./dispatcher.js";
+import type { Meter } from "./meter.js";
 import type { FinishBatcher } from "./finisher.js";
 import type { Db } from "./sql/db.js";
 import { taskLeaseRelease, type WakeOnFree } from "./sql/lease.js";
@@ -39,6 +40,7 @@ export interface SessionDeps {
   finisher: FinishBatcher;
   /** Queues whose freed slots wake the dispatchers (see WakeOnFree). */
   wakeOnFree: WakeOnFree;
+  meter: Meter;
   /** A lease was handed to the worker (the reaper wants its deadline). */
   onLease(lease: LeasedTask): void;
   onClose(session: WorkerSession): void;
@@ -49,7 +51,8 @@ export const MAX_CREDITS = 10_000;
 
 export class WorkerSession {
   readonly id = randomUUID();
-  private readonly leases = new Map<string, string>(); // task id → lease token
+  /** Task id → the lease this session holds, and when it was delivered (real time, for run durations). */
+  private readonly leases = new Map<string, { token: string; deliveredAt: number }>();
   private readonly slot: SessionSlot;
   private readonly row: SessionRow;
   private closed = false;
@@ -99,6 +102,10 @@ export class WorkerSession {
     return performance.now() - this.lastHeardAt;
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   get heldLeases(): number {
     return this.leases.size;
   }
@@ -110,13 +117,14 @@ export class WorkerSession {
   }
 
   private deliver(lease: LeasedTask): void {
-    this.leases.set(lease.id, lease.leaseToken);
+    this.leases.set(lease.id, { token: lease.leaseToken, deliveredAt: performance.now() });
+    this.deps.meter.leased(this.deps.clock.now().getTime() - lease.dueAt.getTime());
     this.deps.onLease(lease);
     this.sink.lease(lease);
   }
 
   private holds(taskId: string, leaseToken: string): boolean {
-    return !this.closed && this.leases.get(taskId) === leaseToken;
+    return !this.closed && this.leases.get(taskId)?.token === leaseToken;
   }
 
   /** Appends a log step; false when this session does not hold that lease (nothing changes). */
@@ -126,17 +134,20 @@ export class WorkerSession {
     return seq !== null;
   }
 
-  async setStatusValue(taskId: string, leaseToken: string, key: string, value: JsonValue): Promise<boolean> {
-    if (!this.holds(taskId, leaseToken)) return false;
-    return taskStatusValueSet(this.deps.db, { id: taskId, leaseToken, key, value });
+  /** Sets a status value: "set", "not_held", or "full" (the task has `maxKeys` other keys already). */
+  async setStatusValue(taskId: string, leaseToken: string, key: string, value: JsonValue, maxKeys: number): Promise<"set" | "not_held" | "full"> {
+    if (!this.holds(taskId, leaseToken)) return "not_held";
+    return taskStatusValueSet(this.deps.db, { id: taskId, leaseToken, key, value, maxKeys });
   }
 
   async finish(taskId: string, leaseToken: string, outcome: Outcome): Promise<FinishResult> {
     if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
     const status = await this.deps.finisher.finish({ id: taskId, leaseToken, outcome });
-    if (this.leases.get(taskId) === leaseToken) this.leases.delete(taskId);
+    const lease = this.leases.get(taskId);
+    if (lease?.token === leaseToken) this.leases.delete(taskId);
     if (this.leases.size === 0) this.idleWaiters.splice(0).forEach((resolve) => resolve());
     if (status === null) return { accepted: false, reason: "the lease is no longer valid" };
+    this.deps.meter.attemptEnded(status, "finish", lease ? performance.now() - lease.deliveredAt : null);
     return { accepted: true, status };
   }
 
@@ -153,7 +164,7 @@ export class WorkerSession {
 
   /** Tells the worker to stop every task it still holds (the server is shutting down). */
   cancelAll(reason: CancelReason): void {
-    for (const [taskId, leaseToken] of this.leases) this.sink.cancel(taskId, leaseToken, reason);
+    for (const [taskId, { token }] of this.leases) this.sink.cancel(taskId, token, reason);
   }
 
   /** Asks the RPC layer to end the stream (which then closes the session). */
@@ -173,13 +184,14 @@ export class WorkerSession {
     const { db, clock, dispatcher, log } = this.deps;
     dispatcher.remove(this.id);
     this.deps.onClose(this);
-    const held = [...this.leases].map(([id, leaseToken]) => ({ id, leaseToken }));
+    const held = [...this.leases].map(([id, { token }]) => ({ id, leaseToken: token }));
     this.leases.clear();
     this.idleWaiters.splice(0).forEach((resolve) => resolve());
     try {
       if (held.length > 0) {
         const wakeOnFree = this.deps.wakeOnFree;
         const released = await taskLeaseRelease(db, held, { uncount: opts.uncount ?? false, error: reason, wakeOnFree }, clock.now());
+        for (const to of released.values()) this.deps.meter.attemptEnded(to, opts.uncount ? "shutdown" : "lost", null);
         log.info({ session: this.id, released: released.size }, "worker session closed; leases released");
       }
       await sessionDelete(db, this.id);

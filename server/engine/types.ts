@@ -98,6 +98,8 @@ export interface LeasedTask {
   title: string;
   idempotencyKey: string | null;
   createdAt: Date;
+  /** When the task became due (its run_at, or the end of its retry delay). */
+  dueAt: Date;
 }
 
 export type Outcome =

@@ -5,7 +5,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { EngineError, type EngineErrorKind } from "../engine/errors.js";
+import { EngineError, isDatabaseUnreachable, type EngineErrorKind } from "../engine/errors.js";
 
 const CODE_OF: Record<EngineErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,
@@ -15,14 +15,11 @@ const CODE_OF: Record<EngineErrorKind, Code> = {
   unavailable: Code.Unavailable,
 };
 
-/** Errors from node-postgres and the network that mean "the database is not reachable right now". */
-const UNREACHABLE = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "57P01", "57P03", "08006", "08001"]);
-
 export function toConnectError(err: unknown, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof EngineError) return new ConnectError(err.message, CODE_OF[err.kind]);
+  if (isDatabaseUnreachable(err)) return new ConnectError("database unavailable; retry shortly", Code.Unavailable);
   const code = (err as { code?: string } | null)?.code;
-  if (code && UNREACHABLE.has(code)) return new ConnectError("database unavailable", Code.Unavailable);
   // Class 22 (data exception): a value the edge let through that Postgres cannot take, such as a
   // tampered page token naming a date that does not exist. It is the caller's input, not our fault.
   if (code?.startsWith("22")) return new ConnectError("invalid value in request", Code.InvalidArgument);

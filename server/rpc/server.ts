@@ -1,12 +1,17 @@
 /**
- * The listening server: one HTTP/2 port (cleartext, or TLS when configured) serving gRPC, gRPC-Web and
- * Connect for TaskQueue, WorkerService, grpc.health.v1 and grpc.reflection.v1, behind bearer-token auth
- * when tokens are configured. close() ends every open HTTP/2 session, so streams do not keep a stopped
- * server (or a test run) alive.
+ * The listening server: one port (cleartext, or TLS when configured) serving gRPC, gRPC-Web and Connect
+ * for TaskQueue, WorkerService, grpc.health.v1 and grpc.reflection.v1, behind bearer-token auth when
+ * tokens are configured, plus plain GET pages such as /metrics.
+ *
+ * The port speaks HTTP/2 and HTTP/1.1 both: in cleartext, the first bytes of a connection decide (the
+ * HTTP/2 preface starts "PRI "); over TLS, ALPN does. gRPC and bidi streams need HTTP/2; Connect unary
+ * and server-streaming calls and the GET pages work over either. close() ends every open connection,
+ * so streams do not keep a stopped server (or a test run) alive.
  */
+import http from "node:http";
 import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
-import type { ConnectRouter } from "@connectrpc/connect";
+import net, { type AddressInfo } from "node:net";
+import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { TlsConfig } from "../config.js";
@@ -15,7 +20,8 @@ import { Health, file_grpc_health_v1_health } from "../../sdk/gen/grpc/health/v1
 import { ServerReflection } from "../../sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { TaskQueue, file_taskq_v1_task_queue } from "../../sdk/gen/taskq/v1/task_queue_pb.js";
 import { WorkerService, file_taskq_v1_worker } from "../../sdk/gen/taskq/v1/worker_pb.js";
-import { authInterceptor, type AuthToken } from "./auth.js";
+import { authInterceptor, authenticate, type AuthToken } from "./auth.js";
+import { CONNECTION } from "./connection.js";
 import { healthService } from "./health.js";
 import { reflectionService } from "./reflection.js";
 import { taskQueueService } from "./task-queue.js";
@@ -33,6 +39,8 @@ export interface ServerOptions {
   /** Empty: every call is allowed. */
   authTokens: AuthToken[];
   tls: TlsConfig | null;
+  /** Plain GET pages by path, such as /metrics; any valid token may read them when auth is on. */
+  pages?: Record<string, () => Promise<{ contentType: string; body: string }>>;
 }
 
 export interface RunningServer {
@@ -54,49 +62,110 @@ export function routes(engine: Engine, log: Logger, opts: Pick<ServerOptions, "p
   };
 }
 
+type Handler = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void;
+
 export async function listen(engine: Engine, log: Logger, opts: ServerOptions): Promise<RunningServer> {
-  const handler = connectNodeAdapter({
+  const rpc = connectNodeAdapter({
     routes: routes(engine, log, opts),
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     interceptors: opts.authTokens.length > 0 ? [authInterceptor(opts.authTokens)] : [],
+    // Calls on one HTTP/2 session (or HTTP/1.1 socket) share a connection identity, for per-connection limits.
+    contextValues: (req) => createContextValues().set(CONNECTION, "stream" in req ? req.stream.session ?? null : req.socket),
   });
-  const server = opts.tls
-    ? http2.createSecureServer(
+  const pages = opts.pages ?? {};
+  const handler: Handler = (req, res) => {
+    const path = (req.url ?? "").split("?")[0];
+    const page = req.method === "GET" ? pages[path] : undefined;
+    if (!page) return void rpc(req, res);
+    const reply = (status: number, contentType: string, body: string) => {
+      res.writeHead(status, { "content-type": contentType, "cache-control": "no-store" });
+      res.end(body);
+    };
+    if (opts.authTokens.length > 0 && !authenticate(opts.authTokens, new Headers(req.headers as Record<string, string>))) {
+      return void reply(401, "text/plain; charset=utf-8", "a valid bearer token is required\n");
+    }
+    page().then(
+      (p) => reply(200, p.contentType, p.body),
+      (err: unknown) => {
+        log.error({ err, path }, "serving a page failed");
+        reply(500, "text/plain; charset=utf-8", "internal error\n");
+      },
+    );
+  };
+
+  const sessions = new Set<http2.ServerHttp2Session>();
+  const track = (server: http2.Http2Server | http2.Http2SecureServer) =>
+    server.on("session", (s) => {
+      sessions.add(s);
+      s.on("close", () => sessions.delete(s));
+    });
+  let listener: net.Server;
+  let h1: http.Server | null = null;
+  if (opts.tls) {
+    listener = track(
+      http2.createSecureServer(
         {
           cert: opts.tls.cert,
           key: opts.tls.key,
           ca: opts.tls.clientCa ?? undefined,
           requestCert: opts.tls.clientCa !== null,
           rejectUnauthorized: opts.tls.clientCa !== null,
+          allowHTTP1: true,
         },
         handler,
-      )
-    : http2.createServer(handler);
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => {
-    sessions.add(s);
-    s.on("close", () => sessions.delete(s));
-  });
+      ),
+    );
+  } else {
+    const h2 = track(http2.createServer(handler));
+    h1 = http.createServer(handler);
+    listener = net.createServer((socket) => sniff(socket, (isHttp2) => (isHttp2 ? h2 : h1!).emit("connection", socket)));
+  }
   await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(opts.port, opts.host, () => {
-      server.off("error", reject);
+    listener.once("error", reject);
+    listener.listen(opts.port, opts.host, () => {
+      listener.off("error", reject);
       resolve();
     });
   });
-  const port = (server.address() as AddressInfo).port;
+  const port = (listener.address() as AddressInfo).port;
   const host = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
   return {
     port,
     url: `${opts.tls ? "https" : "http"}://${host}:${port}`,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        listener.close(() => resolve());
+        h1?.closeAllConnections();
         for (const s of sessions) s.close();
         setTimeout(() => {
           for (const s of sessions) s.destroy();
         }, 1_000).unref();
       }),
   };
+}
+
+const HTTP2_PREFACE = Buffer.from("PRI ");
+
+/**
+ * Reads a connection's first bytes, puts them back, and says whether it opens with the HTTP/2 preface.
+ * (The HTTP/2 server reads the socket natively, so the peek goes through read()/unshift(), which both
+ * servers then see; a "data" listener would switch the socket to flowing mode and lose bytes.)
+ */
+function sniff(socket: net.Socket, route: (isHttp2: boolean) => void): void {
+  const onReadable = () => {
+    const head: Buffer | null = socket.read(HTTP2_PREFACE.length) ?? socket.read();
+    if (head === null) return; // nothing yet
+    const n = Math.min(head.length, HTTP2_PREFACE.length);
+    const matches = head.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n));
+    socket.unshift(head);
+    if (matches && n < HTTP2_PREFACE.length) return; // too few bytes to tell yet: wait for more
+    socket.off("readable", onReadable);
+    socket.off("error", onError);
+    route(matches);
+    if (!matches) socket.resume();
+  };
+  const onError = () => socket.destroy();
+  socket.on("readable", onReadable);
+  socket.on("error", onError);
 }

@@ -1,7 +1,7 @@
 /** The TaskQueue service: validate, call the engine, convert. */
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Engine } from "../engine/engine.js";
 import { invalidArgument } from "../engine/errors.js";
@@ -16,6 +16,7 @@ import {
   type WatchTaskResponse,
 } from "../../sdk/gen/taskq/v1/task_queue_pb.js";
 import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, queueToPb, scheduleToPb, taskToPb, valueToPb } from "./convert.js";
+import { CONNECTION, PerConnection } from "./connection.js";
 import { mapErrors, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
 import * as v from "./validate.js";
@@ -42,6 +43,7 @@ function statuses(field: string, values: TaskStatus[], allowed: EngineStatus[]):
 }
 
 export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeof TaskQueue> {
+  const watchers = new PerConnection(v.LIMITS.watchersPerConnection);
   return {
     dispatch: mapErrors(log, async (req) => {
       const [result] = await engine.dispatch([v.dispatchRequest(req)]);
@@ -62,11 +64,17 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
     }),
 
     async *watchTask(req, ctx) {
+      const conn = ctx.values.get(CONNECTION);
+      if (!watchers.take(conn)) {
+        throw new ConnectError(`at most ${v.LIMITS.watchersPerConnection} WatchTask streams per connection`, Code.ResourceExhausted);
+      }
       try {
         const id = v.taskId("task_id", req.taskId);
         for await (const event of engine.watch(id, Number(req.afterSeq), ctx.signal)) yield watchEventToPb(event);
       } catch (err) {
         throw toConnectError(err, log);
+      } finally {
+        watchers.give(conn);
       }
     },
 

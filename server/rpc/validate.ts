@@ -20,6 +20,11 @@ export const LIMITS = {
   batchSize: 1000,
   pageSize: 500,
   logMessageLength: 64 * 1024,
+  resultBytes: 1024 * 1024,
+  statusValueKeys: 100,
+  statusValueKeyLength: 200,
+  statusValueBytes: 64 * 1024,
+  watchersPerConnection: 100,
 };
 
 const INT8_MAX = 9223372036854775807n;

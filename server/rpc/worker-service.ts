@@ -11,6 +11,15 @@
  * written before it); messages about different tasks run concurrently, so finishes that arrive
  * together are written together. A problem with one task is answered in-band (FinishRejected,
  * UpdateRejected) and the stream goes on.
+ *
+ * While the database cannot be reached, the stream stays open: a message whose write fails for that
+ * reason is tried again (in order, with backoff) until the database answers or the stream ends, so a
+ * worker that finished a task during an outage does not lose its outcome.
+ *
+ * One worker cannot crowd out the others: at most MAX_PENDING of its messages wait to be handled, and at
+ * most MAX_OUTBOX replies wait for it to read them; beyond either the server stops reading its stream,
+ * and HTTP/2 flow control holds the worker back. Its log steps and status values take at most
+ * MAX_UPDATE_WRITES database connections at once.
  */
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -18,6 +27,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Engine } from "../engine/engine.js";
 import type { WorkerSession } from "../engine/session.js";
+import { isDatabaseUnreachable } from "../engine/errors.js";
 import type { CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerHello } from "../engine/types.js";
 import { AsyncQueue } from "../../sdk/internal/async-queue.js";
 import {
@@ -32,6 +42,15 @@ import {
 import { STATUS_TO_PB, valueFromPb } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import * as v from "./validate.js";
+
+/** Messages of one stream waiting to be handled before the server stops reading more. */
+export const MAX_PENDING = 1_000;
+/** Replies to one worker waiting for it to read them before the server stops reading its messages. */
+export const MAX_OUTBOX = 1_000;
+/** Log steps and status values of one worker written at once. */
+const MAX_UPDATE_WRITES = 4;
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 2_000;
 
 const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
   interrupted: CancelReason.INTERRUPTED,
@@ -106,18 +125,29 @@ async function readMessages(
   log: Logger,
 ): Promise<void> {
   const perTask = new Map<string, Promise<void>>();
+  const writes = new Semaphore(MAX_UPDATE_WRITES);
+  let pending = 0;
+  let roomFreed: (() => void) | null = null;
   const inOrder = (taskId: string, work: () => Promise<void>) => {
-    const run = (perTask.get(taskId) ?? Promise.resolve()).then(work).catch((err: unknown) => {
-      log.error({ err, task: taskId }, "handling a worker message failed");
-      outbox.fail(toConnectError(err, log));
-    });
+    pending++;
+    const run = (perTask.get(taskId) ?? Promise.resolve())
+      .then(() => whileDatabaseDown(work, () => session.isClosed, log))
+      .catch((err: unknown) => {
+        log.error({ err, task: taskId }, "handling a worker message failed");
+        outbox.fail(toConnectError(err, log));
+      });
     perTask.set(taskId, run);
     void run.then(() => {
       if (perTask.get(taskId) === run) perTask.delete(taskId);
+      pending--;
+      roomFreed?.();
     });
   };
   try {
     for (let r = await incoming.next(); !r.done; r = await incoming.next()) {
+      while (pending >= MAX_PENDING) await new Promise<void>((resolve) => (roomFreed = resolve));
+      roomFreed = null;
+      await outbox.whenShorterThan(MAX_OUTBOX);
       session.touch();
       const m = r.value.message;
       switch (m.case) {
@@ -133,7 +163,7 @@ async function readMessages(
           const text = m.value.message;
           inOrder(taskId, async () => {
             const problem = fenceProblem(taskId, leaseToken) ?? lengthProblem(text);
-            const ok = problem === null && (await session.log(taskId, leaseToken, text));
+            const ok = problem === null && (await writes.run(() => session.log(taskId, leaseToken, text)));
             if (!ok) outbox.push(updateRejected(taskId, leaseToken, problem ?? "this session does not hold that lease"));
           });
           break;
@@ -141,9 +171,15 @@ async function readMessages(
         case "statusValue": {
           const { taskId, leaseToken, key, value } = m.value;
           inOrder(taskId, async () => {
-            const problem = fenceProblem(taskId, leaseToken) ?? (key === "" || key.length > 200 ? "key: must be 1 to 200 characters" : null);
-            const ok = problem === null && (await session.setStatusValue(taskId, leaseToken, key, valueFromPb(value)));
-            if (!ok) outbox.push(updateRejected(taskId, leaseToken, problem ?? "this session does not hold that lease"));
+            const json = valueFromPb(value);
+            const problem = fenceProblem(taskId, leaseToken) ?? statusValueProblem(key, json);
+            const done = problem === null ? await writes.run(() => session.setStatusValue(taskId, leaseToken, key, json, v.LIMITS.statusValueKeys)) : null;
+            if (done !== "set") {
+              const reason =
+                problem ??
+                (done === "full" ? `status values: a task may have at most ${v.LIMITS.statusValueKeys} keys` : "this session does not hold that lease");
+              outbox.push(updateRejected(taskId, leaseToken, reason));
+            }
           });
           break;
         }
@@ -166,6 +202,19 @@ async function readMessages(
   }
 }
 
+/** Runs `work`; while it fails because the database cannot be reached, tries again with backoff until `gone()`. */
+async function whileDatabaseDown(work: () => Promise<void>, gone: () => boolean, log: Logger): Promise<void> {
+  for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+    try {
+      return await work();
+    } catch (err) {
+      if (!isDatabaseUnreachable(err) || gone()) throw err;
+      log.warn({ err: (err as Error).message, retryInMs: delay }, "database unreachable; will write the worker's message again");
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
+
 async function handleFinish(f: Finish, session: WorkerSession, outbox: AsyncQueue<ServerMessage>): Promise<void> {
   const { taskId, leaseToken } = f;
   const rejected = (reason: string) => outbox.push(message({ case: "finishRejected", value: { taskId, leaseToken, reason } }));
@@ -173,9 +222,16 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: AsyncQueu
   if (problem) return void rejected(problem);
   let outcome: Outcome;
   switch (f.outcome.case) {
-    case "success":
-      outcome = { kind: "success", result: valueFromPb(f.outcome.value.result) };
+    case "success": {
+      const result = valueFromPb(f.outcome.value.result);
+      const bytes = Buffer.byteLength(JSON.stringify(result ?? null));
+      // Too large to keep: the attempt fails with the reason, rather than leaving the task running.
+      outcome =
+        bytes > v.LIMITS.resultBytes
+          ? { kind: "failure", error: `result: ${bytes} bytes, larger than the limit of ${v.LIMITS.resultBytes}` }
+          : { kind: "success", result };
       break;
+    }
     case "failure":
       outcome = { kind: "failure", error: f.outcome.value.error.slice(0, v.LIMITS.logMessageLength) };
       break;
@@ -210,6 +266,32 @@ function fenceProblem(taskId: string, leaseToken: string): string | null {
 
 const lengthProblem = (text: string) =>
   text.length > v.LIMITS.logMessageLength ? `message: longer than ${v.LIMITS.logMessageLength} characters` : null;
+
+function statusValueProblem(key: string, value: unknown): string | null {
+  if (key === "" || key.length > v.LIMITS.statusValueKeyLength) return `key: must be 1 to ${v.LIMITS.statusValueKeyLength} characters`;
+  const bytes = Buffer.byteLength(JSON.stringify(value ?? null));
+  if (bytes > v.LIMITS.statusValueBytes) return `value: ${bytes} bytes, larger than the limit of ${v.LIMITS.statusValueBytes}`;
+  return null;
+}
+
+/** At most `limit` of the functions given to run() are running at once; the rest wait their turn. */
+class Semaphore {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
 
 function helloFromPb(h: Hello): WorkerHello {
   try {

@@ -168,6 +168,7 @@ const leasedFromRow = (r: LeasedRow): LeasedTask => ({
   title: r.title,
   idempotencyKey: r.idempotency_key,
   createdAt: r.created_at,
+  dueAt: r.next_try_at,
 });
 
 /** When the earliest pending task of these types becomes due, if any is scheduled after `now`. */

@@ -27,21 +27,31 @@ export async function taskLogAppend(
   return rows[0]?.seq ?? null;
 }
 
-/** Sets one status value; returns false when the token no longer holds the lease. */
+/**
+ * Sets one status value: "set", "not_held" when the token no longer holds the lease, or "full" when the
+ * task already has `maxKeys` other keys (an existing key may always be set again).
+ */
 export async function taskStatusValueSet(
   db: Db,
-  p: { id: string; leaseToken: string; key: string; value: JsonValue },
-): Promise<boolean> {
-  const { rows } = await db.query({
+  p: { id: string; leaseToken: string; key: string; value: JsonValue; maxKeys: number },
+): Promise<"set" | "not_held" | "full"> {
+  const { rows } = await db.query<{ held: boolean; set: boolean }>({
     name: "taskStatusValueSet",
     text: `
-      with t as (
-        update taskq.tasks set status_values = status_values || jsonb_build_object($3::text, $4::jsonb)
+      with held as (
+        select id, status_values from taskq.tasks
         where id = $1 and lease_token = $2 and status in ('running', 'cancelling')
-        returning id
+        for update
+      ),
+      t as (
+        update taskq.tasks t set status_values = t.status_values || jsonb_build_object($3::text, $4::jsonb)
+        from held h
+        where t.id = h.id and (h.status_values ? $3 or (select count(*) from jsonb_object_keys(h.status_values)) < $5)
+        returning t.id
       )
-      select pg_notify('${CHANNEL_TASK}', id::text) from t`,
-    values: [p.id, p.leaseToken, p.key, JSON.stringify(p.value)],
+      select exists (select 1 from held) as held, exists (select 1 from t) as set,
+             (select pg_notify('${CHANNEL_TASK}', id::text) from t) as notified`,
+    values: [p.id, p.leaseToken, p.key, JSON.stringify(p.value), p.maxKeys],
   });
-  return rows.length > 0;
+  return rows[0].set ? "set" : rows[0].held ? "full" : "not_held";
 }

@@ -1,0 +1,96 @@
+/**
+ * Observability: /metrics in the Prometheus text format on the server's own port (over HTTP/1.1, as
+ * Prometheus scrapes), counting what the replica did and showing the queues as the database has them;
+ * the same port still serves gRPC over HTTP/2 and Connect over HTTP/1.1.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { RetryableError } from "../sdk/index.js";
+import type { Replica } from "../server/app.js";
+import { Harness, waitFor } from "./helpers.js";
+
+let h: Harness;
+let replica: Replica;
+before(async () => {
+  h = await Harness.create();
+  replica = await h.replica({ queues: { narrow: { maxWorkers: 2 } } });
+});
+after(() => h.close());
+
+/** Fetches /metrics and parses its samples: "name{labels}" → value. */
+async function scrape(r = replica): Promise<Map<string, number>> {
+  const res = await fetch(`${r.server.url}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  const samples = new Map<string, number>();
+  for (const line of (await res.text()).split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const at = line.lastIndexOf(" ");
+    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return samples;
+}
+
+test("counters, histograms and queue gauges follow what happens", async () => {
+  const client = h.client();
+  const before = await scrape();
+  assert.equal(before.get("taskq_database_up"), 1);
+  assert.equal(before.get("taskq_tasks_dispatched_total"), 0);
+
+  await client.dispatchBatch([
+    { type: "m.ok" },
+    { type: "m.ok" },
+    { type: "m.fail", maxAttempts: 1 },
+    { type: "m.flaky", maxAttempts: 2, retryDelayMs: 0 },
+  ]);
+  await client.dispatchBatch(Array.from({ length: 3 }, () => ({ type: "m.later", queue: "narrow" })));
+  const queued = await scrape();
+  assert.equal(queued.get("taskq_tasks_dispatched_total"), 7);
+  assert.equal(queued.get('taskq_queue_depth{queue="default"}'), 4);
+  assert.equal(queued.get('taskq_queue_depth{queue="narrow"}'), 3);
+  assert.equal(queued.get('taskq_queue_max_workers{queue="narrow"}'), 2);
+  assert.equal(queued.get('taskq_queue_max_workers{queue="default"}'), undefined, "no limit, no sample");
+
+  const worker = h.worker({ concurrency: 4 });
+  let flaky = 0;
+  worker
+    .register("m.ok", () => "done")
+    .register("m.fail", () => {
+      throw new Error("no");
+    })
+    .register("m.flaky", () => {
+      if (flaky++ === 0) throw new RetryableError("again");
+      return "second time";
+    });
+  await worker.start();
+  await waitFor("four outcomes", async () => (await h.count("history")) === 4);
+
+  const after = await scrape();
+  assert.equal(after.get('taskq_tasks_finished_total{status="completed"}'), 3);
+  assert.equal(after.get('taskq_tasks_finished_total{status="failed"}'), 1);
+  assert.equal(after.get('taskq_tasks_retried_total{reason="retry"}'), 1);
+  assert.equal(after.get("taskq_lease_latency_seconds_count"), 5, "five leases: four tasks, one retried");
+  assert.equal(after.get('taskq_lease_latency_seconds_bucket{le="+Inf"}'), 5);
+  assert.equal(after.get('taskq_run_duration_seconds_count{status="completed"}'), 3);
+  assert.equal(after.get('taskq_run_duration_seconds_count{status="retried"}'), 1);
+  assert.equal(after.get('taskq_queue_depth{queue="default"}'), 0);
+  assert.equal(after.get('taskq_queue_depth{queue="narrow"}'), 3);
+  assert.equal(after.get("taskq_workers_connected"), 2, "the SDK worker and the server's own maintenance worker");
+  // Buckets are cumulative: each is at least the one before.
+  const buckets = [...after].filter(([k]) => k.startsWith("taskq_lease_latency_seconds_bucket")).map(([, v]) => v);
+  assert.deepEqual(buckets, [...buckets].sort((a, b) => a - b));
+});
+
+test("the same port serves Connect over HTTP/1.1 (for browsers and curl) beside gRPC over HTTP/2", async () => {
+  const { id } = await h.client().dispatch("m.http1", {}, { title: "over HTTP/1.1" });
+  const res = await fetch(`${replica.server.url}/taskq.v1.TaskQueue/Status`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ taskId: id }),
+  });
+  assert.equal(res.status, 200);
+  const body = (await res.json()) as { task: { id: string; title: string } };
+  assert.equal(body.task.id, id);
+  assert.equal(body.task.title, "over HTTP/1.1");
+  assert.equal((await fetch(`${replica.server.url}/nowhere`)).status, 404);
+});

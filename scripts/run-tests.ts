@@ -34,7 +34,7 @@ if (!env.TASKQ_TEST_DATABASE_URL) {
   console.log(`tests use TASKQ_TEST_DATABASE_URL (${new URL(env.TASKQ_TEST_DATABASE_URL).host})`);
 }
 
-const child = spawn(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=2", ...files], {
+const child = spawn(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...files], {
   stdio: "inherit",
   env,
 });

@@ -6,6 +6,7 @@ import pg from "pg";
 import type { Logger } from "pino";
 import type { Clock } from "./engine/clock.js";
 import { Engine } from "./engine/engine.js";
+import { isDatabaseUnreachable } from "./engine/errors.js";
 import { migrate } from "./engine/migrate.js";
 import { Metrics } from "./metrics.js";
 import { listen, type RunningServer } from "./rpc/server.js";
@@ -13,6 +14,19 @@ import type { ServerConfig } from "./config.js";
 
 /** How long the health probe waits for the database; a new LISTEN connection, too. */
 export const DATABASE_CONNECT_TIMEOUT_MS = 3_000;
+
+/** Runs `fn`; while the database cannot be reached, waits and tries again (a replica may start before its database). */
+async function whenDatabaseAnswers<T>(fn: () => Promise<T>, log: Logger): Promise<T> {
+  for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isDatabaseUnreachable(err)) throw err;
+      log.warn({ err: (err as Error).message, retryInMs: delay }, "database unreachable; waiting for it");
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}
 
 /** True when the database answers a trivial query within `ms`. */
 function answersWithin(pool: pg.Pool, ms: number): Promise<boolean> {
@@ -40,10 +54,10 @@ export async function startReplica(
   // connections at once, so calls still fail fast (UNAVAILABLE); the health probe bounds its own wait.
   const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 20, application_name: "taskq" });
   pool.on("error", (err) => log.warn({ err: err.message }, "idle database connection failed"));
-  const applied = await migrate(pool);
+  const applied = await whenDatabaseAnswers(() => migrate(pool), log);
   if (applied.length > 0) log.info({ applied }, "database migrated");
   const metrics = new Metrics();
-  const engine = new Engine({
+  const newEngine = () => new Engine({
     meter: metrics,
     pool,
     listenConnection: { connectionString: config.databaseUrl, application_name: "taskq-listen", connectionTimeoutMillis: DATABASE_CONNECT_TIMEOUT_MS },
@@ -60,7 +74,17 @@ export async function startReplica(
     cancelGraceMs: config.cancelGraceMs,
     defaultTimeoutMs: config.defaultTimeoutMs,
   });
-  await engine.start();
+  // The database may go away between the migration and the start: start a fresh engine once it is back.
+  const engine = await whenDatabaseAnswers(async () => {
+    const e = newEngine();
+    try {
+      await e.start();
+      return e;
+    } catch (err) {
+      await e.stop().catch(() => {});
+      throw err;
+    }
+  }, log);
   const databaseAnswers = () => answersWithin(pool, DATABASE_CONNECT_TIMEOUT_MS);
   const probe = () => (engine.draining ? Promise.resolve(false) : databaseAnswers());
   const server = await listen(engine, log, {

@@ -5,10 +5,12 @@ export function encodePageToken(position: Record<string, string>): string {
   return Buffer.from(JSON.stringify(position)).toString("base64url");
 }
 
-export function decodePageToken<T extends Record<string, string>>(field: string, token: string): T {
+/** The position a token holds; every one of `keys` must be there, as a string. */
+export function decodePageToken<K extends string>(field: string, token: string, keys: readonly K[]): Record<K, string> {
   try {
     const value: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
-    if (value && typeof value === "object" && Object.values(value).every((x) => typeof x === "string")) return value as T;
+    const position = value as Record<string, unknown>;
+    if (value && typeof value === "object" && keys.every((k) => typeof position[k] === "string")) return value as Record<K, string>;
   } catch {
     // fall through
   }

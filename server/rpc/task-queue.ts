@@ -150,7 +150,7 @@ const cursorSort = (column: ActiveSortColumn, descending: boolean) => `${column}
 
 /** The position after which the next Active page starts; refused if made for another sort order. */
 function activeCursor(token: string, column: ActiveSortColumn, descending: boolean) {
-  const c = decodePageToken<{ sort: string; value: string; id: string }>("page_token", token);
+  const c = decodePageToken("page_token", token, ["sort", "value", "id"]);
   if (c.sort !== cursorSort(column, descending)) throw invalidArgument("page_token: made for another sort order");
   v.taskId("page_token", c.id);
   const bad =
@@ -161,7 +161,7 @@ function activeCursor(token: string, column: ActiveSortColumn, descending: boole
 }
 
 function historyCursor(token: string) {
-  const c = decodePageToken<{ createdAt: string; id: string }>("page_token", token);
+  const c = decodePageToken("page_token", token, ["createdAt", "id"]);
   const createdAt = new Date(c.createdAt);
   if (Number.isNaN(createdAt.getTime())) throw invalidArgument("page_token: not a page token from this list");
   return { createdAt, id: v.taskId("page_token", c.id) };

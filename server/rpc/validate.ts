@@ -133,4 +133,4 @@ export function dispatchRequest(r: DispatchRequest, prefix = ""): DispatchInput 
   };
 }
 
-const truncate = (s: string) => (s.length > 40 ? `${s.slice(0, 40)}…` : s);
+const truncate = (s: string) => (String(s).length > 40 ? `${String(s).slice(0, 40)}…` : String(s));

@@ -295,8 +295,12 @@ async function main(): Promise<number> {
 
     const report = await verify(admin, dispatched);
     const kills = [...replicas, ...workers].reduce((n, p) => n + p.kills, 0);
-    const sorted = recoveries.map((r) => r.ms).sort((a, b) => a - b);
-    const q = (f: number) => (sorted.length ? Math.round(sorted[Math.min(sorted.length - 1, Math.floor(f * sorted.length))]) : null);
+    /** Median, p95 and max of the recovery times after kills of these processes. */
+    const spread = (prefix: string) => {
+      const ms = recoveries.filter((r) => r.what.startsWith(prefix)).map((r) => r.ms).sort((a, b) => a - b);
+      const at = (f: number) => (ms.length ? Math.round(ms[Math.min(ms.length - 1, Math.floor(f * ms.length))]) : null);
+      return { count: ms.length, median: at(0.5), p95: at(0.95), max: ms.length ? Math.round(ms.at(-1)!) : null };
+    };
     const figures = {
       seconds: SECONDS,
       tasks: dispatched.size,
@@ -305,10 +309,13 @@ async function main(): Promise<number> {
       workerKills: workers.reduce((n, p) => n + p.kills, 0),
       postgresRestarts: pgRestarts,
       ...report,
-      recoveryMs: { count: sorted.length, median: q(0.5), p95: q(0.95), max: sorted.length ? Math.round(sorted.at(-1)!) : null },
+      recoveryMs: { replicaKills: spread("replica-"), workerKills: spread("worker-") },
     };
     say(`statuses: ${JSON.stringify(report.statuses)}`);
-    say(`attempts re-run after a kill: ${report.reruns}; recovery after a kill with leases held: median ${figures.recoveryMs.median} ms, p95 ${figures.recoveryMs.p95} ms, max ${figures.recoveryMs.max} ms (${sorted.length} kills)`);
+    say(`attempts re-run after a kill: ${report.reruns}`);
+    for (const [what, r] of Object.entries(figures.recoveryMs)) {
+      say(`leases recovered after ${what} that held some (${r.count}): median ${r.median} ms, p95 ${r.p95} ms, max ${r.max} ms`);
+    }
     for (const line of report.problems.slice(0, 20)) say(`problem: ${line}`);
     if (process.env.CHAOS_JSON) await writeFile(process.env.CHAOS_JSON, `${JSON.stringify(figures, null, 2)}\n`);
     console.log(`chaos: ${dispatched.size} tasks, ${kills} kills, ${report.lost} lost, ${report.duplicate} duplicate, ${report.stuck} stuck`);

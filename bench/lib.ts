@@ -1,0 +1,84 @@
+/** Shared pieces of the benchmark: timing, percentiles, child processes. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+
+/** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one machine. */
+export const wallMs = () => performance.timeOrigin + performance.now();
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The value at fraction `p` (0..1) of the sorted values, or NaN for none. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
+}
+
+export function median(values: number[]): number {
+  return percentile([...values].sort((a, b) => a - b), 0.5);
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface Child {
+  proc: ChildProcess;
+  /** Resolves with the first line of output matching `pattern`. */
+  line(pattern: RegExp, timeoutMs?: number): Promise<string>;
+  /** Every output line so far. */
+  lines(): string[];
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  exited: Promise<number | null>;
+}
+
+/** Starts a TypeScript file with tsx in its own process. */
+export function start(script: string, env: NodeJS.ProcessEnv = {}, args: string[] = []): Child {
+  const proc = spawn(process.execPath, ["--import", "tsx", script, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const out: string[] = [];
+  let partial = "";
+  const waiters = new Set<() => void>();
+  const take = (chunk: Buffer) => {
+    const text = partial + chunk.toString();
+    const parts = text.split("\n");
+    partial = parts.pop()!;
+    out.push(...parts);
+    waiters.forEach((w) => w());
+  };
+  proc.stdout!.on("data", take);
+  proc.stderr!.on("data", take);
+  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => (waiters.forEach((w) => w()), resolve(code))));
+  return {
+    proc,
+    exited,
+    lines: () => out,
+    line(pattern, timeoutMs = 120_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const found = out.find((l) => pattern.test(l));
+          if (found !== undefined) return done(() => resolve(found));
+          if (proc.exitCode !== null) done(() => reject(new Error(`${script} exited (${proc.exitCode}) before ${pattern}:\n${out.slice(-30).join("\n")}`)));
+        };
+        const timer = setTimeout(() => done(() => reject(new Error(`no ${pattern} from ${script}:\n${out.slice(-30).join("\n")}`))), timeoutMs);
+        const done = (f: () => void) => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          f();
+        };
+        waiters.add(check);
+        check();
+      });
+    },
+    async stop(signal = "SIGTERM") {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill(signal);
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}

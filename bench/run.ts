@@ -1,0 +1,244 @@
+/**
+ * `npm run bench`: taskq through the network, and the anchors (graphile-worker, pg-boss) on the same
+ * Postgres in the same run. Not part of `npm test`: the figures are ratios from one run on one machine.
+ *
+ * Each scenario runs BENCH_RUNS times (default 3) in a fresh database; the table shows the median
+ * with min–max, and BENCH_JSON (default bench-results.json) gets every figure.
+ *
+ *   a  end-to-end: BENCH_TASKS (50,000) no-op tasks dispatched in batches, 2 worker processes
+ *   b  dispatch: single calls from 32 callers; batches of 500
+ *   c  latency: idle workers, 1,000 tasks 5 ms apart
+ *   d  depth: (a) with 1,000,000 lower-priority tasks already pending
+ *   f  anchors: graphile-worker and pg-boss running (a) and (c) in one process each, same Postgres
+ *
+ * BENCH_ONLY=a,c picks scenarios; BENCH_DATABASE_URL names a Postgres where the bench may create
+ * databases (default: the one on 127.0.0.1:5432, else the embedded one).
+ */
+import { writeFile } from "node:fs/promises";
+import { Socket } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import pg from "pg";
+import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
+import { freePort, median, percentile, start, type Child } from "./lib.js";
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const TASKS = Number(process.env.BENCH_TASKS ?? 50_000);
+const DEPTH = Number(process.env.BENCH_DEPTH ?? 1_000_000);
+const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,f").split(","));
+
+interface Figure {
+  scenario: string;
+  subject: string;
+  metric: string;
+  unit: string;
+  values: number[];
+}
+const figures: Figure[] = [];
+function record(scenario: string, subject: string, metric: string, unit: string, value: number) {
+  let f = figures.find((x) => x.scenario === scenario && x.subject === subject && x.metric === metric);
+  if (!f) figures.push((f = { scenario, subject, metric, unit, values: [] }));
+  f.values.push(value);
+  console.log(`  ${scenario} ${subject} ${metric}: ${value.toFixed(unit === "tasks/s" ? 0 : 2)} ${unit}`);
+}
+
+async function reachable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = new Socket();
+    s.setTimeout(500);
+    s.once("connect", () => (s.destroy(), resolve(true)));
+    s.once("error", () => resolve(false));
+    s.once("timeout", () => (s.destroy(), resolve(false)));
+    s.connect(port, "127.0.0.1");
+  });
+}
+
+let adminUrl = process.env.BENCH_DATABASE_URL ?? "";
+let embedded: EmbeddedDatabase | null = null;
+
+/** A fresh database for one scenario run. */
+async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `taskq_bench_${Date.now().toString(36)}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: adminUrl });
+      await c.connect();
+      await c.query(`drop database if exists ${name} with (force)`);
+      await c.end();
+    },
+  };
+}
+
+/** A taskq server process on a fresh database; the callback gets its URL and a pool on its database. */
+async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Promise<T>): Promise<T> {
+  const database = await freshDatabase();
+  const port = await freePort();
+  const server = start("server/main.ts", {
+    DATABASE_URL: database.url,
+    TASKQ_PORT: String(port),
+    TASKQ_LOG_LEVEL: "warn",
+    TASKQ_BUILTIN_SCHEDULES: "off",
+  });
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; !(await fetch(`${url}/metrics`).then((r) => r.ok, () => false)); i++) {
+    if (i > 600 || server.proc.exitCode !== null) throw new Error(`server did not start:\n${server.lines().join("\n")}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const db = new pg.Pool({ connectionString: database.url, max: 2 });
+  try {
+    return await fn(url, db, server);
+  } finally {
+    await db.end();
+    await server.stop();
+    await database.drop();
+  }
+}
+
+async function workers(url: string, count: number, concurrency = 100): Promise<Child[]> {
+  const ws = Array.from({ length: count }, () => start("bench/taskq-worker.ts", { BENCH_URL: url, BENCH_CONCURRENCY: String(concurrency) }));
+  await Promise.all(ws.map((w) => w.line(/^ready$/)));
+  return ws;
+}
+
+/** The wall-clock time of a load generator's "start" or "done" line. */
+const stamp = async (child: Child, word: "start" | "done") => Number((await child.line(new RegExp(`^${word} `), 600_000)).split(" ")[1]);
+
+/** (a) and (d): dispatch TASKS in batches of 500 with 2 workers draining; tasks/s from first dispatch to last outcome. */
+async function endToEnd(scenario: string, pendingBelow: number) {
+  await withTaskq(async (url, db) => {
+    if (pendingBelow > 0) {
+      await db.query(
+        `insert into taskq.tasks (type, queue, status, priority, max_attempts, retry_delay_ms, next_try_at, created_at)
+         select 'bench.noop', 'default', 'pending', -1, 10, 30000, now(), now() from generate_series(1, $1)`,
+        [pendingBelow],
+      );
+      await db.query("vacuum analyze taskq.tasks");
+    }
+    const ws = await workers(url, 2);
+    const load = start("bench/taskq-load.ts", { BENCH_URL: url, BENCH_PRIORITY: "1" }, ["batches", String(TASKS), "500", "2"]);
+    const began = await stamp(load, "start");
+    await load.exited;
+    for (;;) {
+      const { rows } = await db.query<{ n: number; last: Date }>("select count(*)::int4 as n, max(finished_at) as last from taskq.history");
+      if (rows[0].n >= TASKS) {
+        record(scenario, "taskq", "end-to-end", "tasks/s", TASKS / ((rows[0].last.getTime() - began) / 1000));
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await Promise.all(ws.map((w) => w.stop()));
+  });
+}
+
+/** (b): dispatch throughput without workers. */
+async function dispatchThroughput() {
+  await withTaskq(async (url) => {
+    const singles = 20_000;
+    const load = start("bench/taskq-load.ts", { BENCH_URL: url }, ["single", String(singles), "32"]);
+    const [began, done] = [await stamp(load, "start"), await stamp(load, "done")];
+    record("b", "taskq", "Dispatch ×32 callers", "tasks/s", singles / ((done - began) / 1000));
+  });
+  await withTaskq(async (url) => {
+    const load = start("bench/taskq-load.ts", { BENCH_URL: url }, ["batches", String(TASKS), "500", "1"]);
+    const [began, done] = [await stamp(load, "start"), await stamp(load, "done")];
+    record("b", "taskq", "DispatchBatch of 500", "tasks/s", TASKS / ((done - began) / 1000));
+  });
+}
+
+/** (c): latency with idle workers. */
+async function latency() {
+  await withTaskq(async (url) => {
+    const ws = await workers(url, 2, 10);
+    const load = start("bench/taskq-load.ts", { BENCH_URL: url }, ["latency", "1000", "5"]);
+    await load.line(/^done /, 600_000);
+    const samples = load
+      .lines()
+      .filter((l) => l.startsWith("{"))
+      .map((l) => JSON.parse(l) as { dispatchedAt: number; startedAt: number; returnedAt: number; visibleAt: number });
+    const pickup = samples.map((s) => s.startedAt - s.dispatchedAt).sort((a, b) => a - b);
+    const visible = samples.map((s) => s.visibleAt - s.returnedAt).sort((a, b) => a - b);
+    record("c", "taskq", "dispatch → handler p50", "ms", percentile(pickup, 0.5));
+    record("c", "taskq", "dispatch → handler p95", "ms", percentile(pickup, 0.95));
+    record("c", "taskq", "dispatch → handler p99", "ms", percentile(pickup, 0.99));
+    record("c", "taskq", "return → visible p50", "ms", percentile(visible, 0.5));
+    record("c", "taskq", "return → visible p99", "ms", percentile(visible, 0.99));
+    await Promise.all(ws.map((w) => w.stop()));
+  });
+}
+
+/** (f): an anchor's own process, on a fresh database of the same Postgres. */
+async function anchor(subject: string, script: string) {
+  for (const [scenario, args] of [["a", ["throughput", String(TASKS)]], ["c", ["latency", "1000", "5"]]] as const) {
+    const database = await freshDatabase();
+    try {
+      const child = start(script, { BENCH_DATABASE_URL: database.url }, [...args]);
+      const line = await child.line(/^\{/, 600_000);
+      await child.exited;
+      const r = JSON.parse(line) as Record<string, number>;
+      if (scenario === "a") record("a", subject, "end-to-end", "tasks/s", r.tasksPerSec);
+      else {
+        record("c", subject, "dispatch → handler p50", "ms", r.pickupP50);
+        record("c", subject, "dispatch → handler p95", "ms", r.pickupP95);
+        record("c", subject, "dispatch → handler p99", "ms", r.pickupP99);
+        record("c", subject, "return → visible p50", "ms", r.visibleP50);
+        record("c", subject, "return → visible p99", "ms", r.visibleP99);
+      }
+    } finally {
+      await database.drop();
+    }
+  }
+}
+
+async function main() {
+  if (!adminUrl) {
+    if (await reachable(5432)) adminUrl = "postgres://postgres@127.0.0.1:5432/postgres";
+    else {
+      embedded = await startEmbeddedPostgres({ dataDir: path.join(tmpdir(), `taskq-bench-${process.pid}`), port: await freePort() });
+      adminUrl = embedded.url;
+    }
+  }
+  const version = await (async () => {
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    const { rows } = await c.query("show server_version");
+    await c.end();
+    return rows[0].server_version as string;
+  })();
+  console.log(`bench: Postgres ${version} at ${new URL(adminUrl).host}; ${RUNS} runs; ${TASKS} tasks`);
+  for (let run = 1; run <= RUNS; run++) {
+    console.log(`run ${run} of ${RUNS}`);
+    if (ONLY.has("a")) await endToEnd("a", 0);
+    if (ONLY.has("b")) await dispatchThroughput();
+    if (ONLY.has("c")) await latency();
+    if (ONLY.has("d")) await endToEnd("d", DEPTH);
+    if (ONLY.has("f")) {
+      await anchor("graphile-worker", "bench/anchor-graphile.ts");
+      await anchor("pg-boss", "bench/anchor-pgboss.ts");
+    }
+  }
+  await embedded?.stop();
+  printTable();
+  await writeFile(process.env.BENCH_JSON ?? "bench-results.json", `${JSON.stringify({ postgres: version, runs: RUNS, tasks: TASKS, figures }, null, 2)}\n`);
+}
+
+function printTable() {
+  const fmt = (v: number, unit: string) => (unit === "ms" ? v.toFixed(2) : Math.round(v).toLocaleString("en-US"));
+  console.log("\n| scenario | subject | metric | median | min–max |");
+  console.log("|---|---|---|---|---|");
+  for (const f of figures) {
+    const m = median(f.values);
+    console.log(`| ${f.scenario} | ${f.subject} | ${f.metric} | ${fmt(m, f.unit)} ${f.unit} | ${fmt(Math.min(...f.values), f.unit)}–${fmt(Math.max(...f.values), f.unit)} |`);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

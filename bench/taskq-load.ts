@@ -1,0 +1,69 @@
+/**
+ * A benchmark load generator process, talking to the server over gRPC like any client.
+ *
+ *   batches N SIZE [PARALLEL]   dispatch N no-op tasks in batches of SIZE, PARALLEL batches in flight
+ *   single N CALLERS            N single Dispatch calls from CALLERS concurrent callers
+ *   latency N GAP_MS            N tasks one at a time, GAP_MS apart, each followed until its outcome
+ *                               is visible to Status; prints one JSON line per task with the times
+ *
+ * Prints "start <wall ms>" before the first call and "done <wall ms>" after the last.
+ */
+import { TaskClient } from "../sdk/index.js";
+import { sleep, wallMs } from "./lib.js";
+
+const client = new TaskClient({ url: process.env.BENCH_URL! });
+const [mode, ...rest] = process.argv.slice(2);
+const n = Number(rest[0]);
+const PRIORITY = Number(process.env.BENCH_PRIORITY ?? 0);
+
+async function batches(size: number, parallel: number) {
+  let next = 0;
+  const lane = async () => {
+    while (next < n) {
+      const count = Math.min(size, n - next);
+      next += count;
+      await client.dispatchBatch(Array.from({ length: count }, () => ({ type: "bench.noop", priority: PRIORITY })));
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, lane));
+}
+
+async function single(callers: number) {
+  let next = 0;
+  const caller = async () => {
+    while (next++ < n) await client.dispatch("bench.noop", {}, { priority: PRIORITY });
+  };
+  await Promise.all(Array.from({ length: callers }, caller));
+}
+
+async function latency(gapMs: number) {
+  const follow = async (dispatchedAt: number, id: string) => {
+    for (;;) {
+      const t = await client.status(id);
+      if (t.status === "completed") {
+        const visibleAt = wallMs();
+        const r = t.result as { startedAt: number; returnedAt: number };
+        console.log(JSON.stringify({ id, dispatchedAt, startedAt: r.startedAt, returnedAt: r.returnedAt, visibleAt }));
+        return;
+      }
+      await sleep(1);
+    }
+  };
+  const following: Promise<void>[] = [];
+  for (let i = 0; i < n; i++) {
+    const began = wallMs();
+    const task = await client.dispatch("bench.noop");
+    following.push(follow(wallMs(), task.id));
+    const wait = gapMs - (wallMs() - began);
+    if (wait > 0) await sleep(wait);
+  }
+  await Promise.all(following);
+}
+
+console.log(`start ${wallMs()}`);
+if (mode === "batches") await batches(Number(rest[1]), Number(rest[2] ?? 1));
+else if (mode === "single") await single(Number(rest[1]));
+else if (mode === "latency") await latency(Number(rest[1]));
+else throw new Error(`unknown mode ${mode}`);
+console.log(`done ${wallMs()}`);
+client.close();

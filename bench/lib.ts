@@ -1,5 +1,6 @@
 /** Shared pieces of the benchmark: timing, percentiles, child processes. */
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one machine. */
@@ -37,8 +38,8 @@ export interface Child {
 }
 
 /** Starts a TypeScript file with tsx in its own process. */
-export function start(script: string, env: NodeJS.ProcessEnv = {}, args: string[] = []): Child {
-  const proc = spawn(process.execPath, ["--import", "tsx", script, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+export function start(script: string, env: NodeJS.ProcessEnv = {}, args: string[] = [], nodeArgs: string[] = []): Child {
+  const proc = spawn(process.execPath, [...nodeArgs, "--import", "tsx", script, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const out: string[] = [];
   let partial = "";
   const waiters = new Set<() => void>();
@@ -81,4 +82,21 @@ export function start(script: string, env: NodeJS.ProcessEnv = {}, args: string[
       clearTimeout(timer);
     },
   };
+}
+
+/** CPU time (user + system) a process has used so far, in milliseconds (Linux /proc). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
+  return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/** USER_HZ: 100 on Linux everywhere that matters. */
+const CLOCK_TICKS_PER_SECOND = 100;
+
+/** Resident memory of a process, in MiB (Linux /proc). */
+export function rssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? 0) / 1024;
 }

@@ -20,11 +20,16 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
-import { freePort, median, percentile, start, type Child } from "./lib.js";
+import { cpuMs, freePort, median, percentile, start, type Child } from "./lib.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const TASKS = Number(process.env.BENCH_TASKS ?? 50_000);
 const DEPTH = Number(process.env.BENCH_DEPTH ?? 1_000_000);
+/**
+ * Tasks each benchmark worker runs at once. No-op handlers cost nothing to hold, so this is in effect
+ * how many leases a worker keeps in hand, as graphile-worker's local queue of 500 is.
+ */
+const WORKER_CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 500);
 const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,f").split(","));
 
 interface Figure {
@@ -39,7 +44,7 @@ function record(scenario: string, subject: string, metric: string, unit: string,
   let f = figures.find((x) => x.scenario === scenario && x.subject === subject && x.metric === metric);
   if (!f) figures.push((f = { scenario, subject, metric, unit, values: [] }));
   f.values.push(value);
-  console.log(`  ${scenario} ${subject} ${metric}: ${value.toFixed(unit === "tasks/s" ? 0 : 2)} ${unit}`);
+  console.log(`  ${scenario} ${subject} ${metric}: ${value.toFixed(unit === "ms" ? 2 : 0)} ${unit}`);
 }
 
 async function reachable(port: number): Promise<boolean> {
@@ -76,6 +81,9 @@ async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> 
   };
 }
 
+/** BENCH_PROFILE=dir: the server process writes a CPU profile there when it stops. */
+const profileArgs = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+
 /** A taskq server process on a fresh database; the callback gets its URL and a pool on its database. */
 async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Promise<T>): Promise<T> {
   const database = await freshDatabase();
@@ -85,7 +93,7 @@ async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Pro
     TASKQ_PORT: String(port),
     TASKQ_LOG_LEVEL: "warn",
     TASKQ_BUILTIN_SCHEDULES: "off",
-  });
+  }, [], profileArgs);
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; !(await fetch(`${url}/metrics`).then((r) => r.ok, () => false)); i++) {
     if (i > 600 || server.proc.exitCode !== null) throw new Error(`server did not start:\n${server.lines().join("\n")}`);
@@ -112,7 +120,7 @@ const stamp = async (child: Child, word: "start" | "done") => Number((await chil
 
 /** (a) and (d): dispatch TASKS in batches of 500 with 2 workers draining; tasks/s from first dispatch to last outcome. */
 async function endToEnd(scenario: string, pendingBelow: number) {
-  await withTaskq(async (url, db) => {
+  await withTaskq(async (url, db, server) => {
     if (pendingBelow > 0) {
       await db.query(
         `insert into taskq.tasks (type, queue, status, priority, max_attempts, retry_delay_ms, next_try_at, created_at)
@@ -121,7 +129,9 @@ async function endToEnd(scenario: string, pendingBelow: number) {
       );
       await db.query("vacuum analyze taskq.tasks");
     }
-    const ws = await workers(url, 2);
+    const ws = await workers(url, 2, WORKER_CONCURRENCY);
+    const cpu = (c: Child) => cpuMs(c.proc.pid!);
+    const cpuBefore = { server: cpu(server), workers: ws.reduce((n, w) => n + cpu(w), 0) };
     const load = start("bench/taskq-load.ts", { BENCH_URL: url, BENCH_PRIORITY: "1" }, ["batches", String(TASKS), "500", "2"]);
     const began = await stamp(load, "start");
     await load.exited;
@@ -129,6 +139,9 @@ async function endToEnd(scenario: string, pendingBelow: number) {
       const { rows } = await db.query<{ n: number; last: Date }>("select count(*)::int4 as n, max(finished_at) as last from taskq.history");
       if (rows[0].n >= TASKS) {
         record(scenario, "taskq", "end-to-end", "tasks/s", TASKS / ((rows[0].last.getTime() - began) / 1000));
+        // CPU per task is steadier than wall time on a machine whose CPU is shared: what to optimize against.
+        record(scenario, "taskq", "server CPU per task", "µs", ((cpu(server) - cpuBefore.server) * 1000) / TASKS);
+        record(scenario, "taskq", "worker CPU per task", "µs", ((ws.reduce((n, w) => n + cpu(w), 0) - cpuBefore.workers) * 1000) / TASKS);
         break;
       }
       await new Promise((r) => setTimeout(r, 50));

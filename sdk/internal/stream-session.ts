@@ -54,6 +54,7 @@ export class StreamSession {
   private readonly outbox = new AsyncQueue<WorkerMessage>();
   private readonly running = new Set<Promise<void>>();
   private draining = false;
+  private creditsToReturn = 0;
   private heartbeat: NodeJS.Timeout | null = null;
 
   constructor(
@@ -130,8 +131,18 @@ export class StreamSession {
   private start(lease: Lease): void {
     const job = this.hooks.run(lease, this).finally(() => {
       this.running.delete(job);
-      if (!this.draining) this.send({ case: "credits", value: { count: 1 } });
+      if (!this.draining) this.returnCredit();
     });
     this.running.add(job);
+  }
+
+  /** Gives a finished task's credit back; credits freed in the same turn of the event loop go as one message. */
+  private returnCredit(): void {
+    if (this.creditsToReturn++ > 0) return;
+    setImmediate(() => {
+      const count = this.creditsToReturn;
+      this.creditsToReturn = 0;
+      if (!this.draining) this.send({ case: "credits", value: { count } });
+    });
   }
 }

@@ -3,12 +3,12 @@
  *
  *   batches N SIZE [PARALLEL]   dispatch N no-op tasks in batches of SIZE, PARALLEL batches in flight
  *   single N CALLERS            N single Dispatch calls from CALLERS concurrent callers
- *   latency N GAP_MS            N tasks one at a time, GAP_MS apart, each followed until its outcome
- *                               is visible to Status; prints one JSON line per task with the times
+ *   latency N GAP_MS            N tasks one at a time, GAP_MS apart, each watched until its outcome
+ *                               is committed; prints one JSON line per task with the times
  *
  * Prints "start <wall ms>" before the first call and "done <wall ms>" after the last.
  */
-import { TaskClient } from "../sdk/index.js";
+import { TaskClient, type TaskHandle } from "../sdk/index.js";
 import { sleep, wallMs } from "./lib.js";
 
 const client = new TaskClient({ url: process.env.BENCH_URL! });
@@ -37,23 +37,23 @@ async function single(callers: number) {
 }
 
 async function latency(gapMs: number) {
-  const follow = async (dispatchedAt: number, id: string) => {
-    for (;;) {
-      const t = await client.status(id);
-      if (t.status === "completed") {
-        const visibleAt = wallMs();
-        const r = t.result as { startedAt: number; returnedAt: number };
-        console.log(JSON.stringify({ id, dispatchedAt, startedAt: r.startedAt, returnedAt: r.returnedAt, visibleAt }));
-        return;
-      }
-      await sleep(1);
+  // Each task is followed with WatchTask: its final status arrives once the outcome is committed (the
+  // notification follows the commit), which is when Status would show it, without polling the server.
+  const follow = async (dispatchedAt: number, handle: TaskHandle) => {
+    for await (const event of handle.watch()) {
+      const done = event.type === "status" && event.status === "completed" ? event.result : event.type === "snapshot" && event.task.status === "completed" ? event.task.result : undefined;
+      if (done === undefined) continue;
+      const visibleAt = wallMs();
+      const r = done as { startedAt: number; returnedAt: number };
+      console.log(JSON.stringify({ id: handle.id, dispatchedAt, startedAt: r.startedAt, returnedAt: r.returnedAt, visibleAt }));
+      return;
     }
   };
   const following: Promise<void>[] = [];
   for (let i = 0; i < n; i++) {
     const began = wallMs();
     const task = await client.dispatch("bench.noop");
-    following.push(follow(wallMs(), task.id));
+    following.push(follow(wallMs(), task));
     const wait = gapMs - (wallMs() - began);
     if (wait > 0) await sleep(wait);
   }

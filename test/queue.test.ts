@@ -192,6 +192,31 @@ describe("idempotency", () => {
     assert.equal(rows[0].n, 2);
   });
 
+  test("the server's connections run with JIT off, so claims stay fast on deep queues", async () => {
+    const { rows } = await h.replicas[0].pool.query("show jit");
+    assert.equal(rows[0].jit, "off");
+  });
+
+  test("dispatches made together share one statement, each answered on its own and in order", async () => {
+    const engine = h.replicas[0].engine;
+    const calls = Array.from({ length: 40 }, (_, i) =>
+      engine.dispatch([{ type: "together", params: { i }, idempotencyKey: i % 10 === 3 ? "together-key" : undefined }]),
+    );
+    const results = (await Promise.all(calls)).map(([r]) => r);
+    const keyed = results.filter((_, i) => i % 10 === 3);
+    assert.equal(new Set(keyed.map((r) => r.id)).size, 1, "one task for the shared key");
+    assert.deepEqual(keyed.map((r) => r.created), [true, false, false, false]);
+    const { rows } = await h.pool.query<{ id: string; i: number; tx: string }>(
+      "select id::text, (params->>'i')::int4 as i, xmin::text as tx from taskq.tasks where type = 'together' order by id",
+    );
+    assert.equal(rows.length, 37);
+    assert.equal(new Set(rows.map((r) => r.tx)).size, 1, "one transaction wrote them all");
+    const byId = new Map(rows.map((r) => [r.id, r.i]));
+    results.forEach((r, i) => {
+      if (i % 10 !== 3 || i === 3) assert.equal(byId.get(r.id), i, `call ${i} got the task it dispatched`);
+    });
+  });
+
   test("a key still names its task after the task finished", async () => {
     const w = h.worker();
     w.register("idem-run", () => "ran");

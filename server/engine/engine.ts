@@ -12,9 +12,9 @@ import { LeaseDispatcher } from "./dispatcher.js";
 import { noMeter, type Meter } from "./meter.js";
 import { failedPrecondition, invalidArgument, notFound, unavailable } from "./errors.js";
 import { FinishBatcher } from "./finisher.js";
+import { DispatchBatcher } from "./inserter.js";
 import { Notifier } from "./notifier.js";
 import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE } from "./sql/db.js";
-import { idempotencyKeyFind, taskInsertMany } from "./sql/dispatch.js";
 import { taskInterrupt } from "./sql/interrupt.js";
 import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
 import type { WakeOnFree } from "./sql/lease.js";
@@ -103,6 +103,7 @@ export class Engine {
   private readonly notifier: Notifier;
   private readonly dispatcher: LeaseDispatcher;
   private readonly finisher: FinishBatcher;
+  private readonly inserter: DispatchBatcher;
   private readonly events: TaskEvents;
   private readonly reaper: Reaper;
   private readonly sessions = new Map<string, WorkerSession>();
@@ -142,6 +143,7 @@ export class Engine {
     });
     this.reaper = new Reaper(this.pool, this.clock, this.log, { ...this.timings, wakeOnFree: this.wakeOnFree, meter: this.meter });
     this.finisher = new FinishBatcher(this.pool, this.clock, this.wakeOnFree);
+    this.inserter = new DispatchBatcher(this.pool, this.clock);
     this.scheduler = new Scheduler(this.pool, this.clock, this.log, {
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
       taskFor: (def) =>
@@ -274,31 +276,15 @@ export class Engine {
     return Object.keys(this.queues).sort();
   }
 
-  /** Queues tasks in one statement; a batch is all or nothing. */
+  /**
+   * Queues tasks; a batch is all or nothing. Calls arriving together share one statement (see
+   * DispatchBatcher), each still answered on its own.
+   */
   async dispatch(inputs: DispatchInput[]): Promise<DispatchResult[]> {
     const tasks = inputs.map((input, i) => this.withDefaults(input, inputs.length > 1 ? `tasks[${i}].` : ""));
-    // The same key twice in one batch names one task: insert the first, answer the repeats with its id.
-    const firstByKey = new Map<string, number>();
-    const unique: NewTask[] = [];
-    const plan = tasks.map((t) => {
-      const key = t.idempotencyKey;
-      const first = key === null ? undefined : firstByKey.get(key);
-      if (first !== undefined) return { slot: first, repeat: true };
-      if (key !== null) firstByKey.set(key, unique.length);
-      return { slot: unique.push(t) - 1, repeat: false };
-    });
-    const inserted = await taskInsertMany(this.pool, unique, this.clock.now());
-    const missing = unique.flatMap((t, i) => (inserted[i] === null && t.idempotencyKey ? [t.idempotencyKey] : []));
-    const existing = missing.length > 0 ? await idempotencyKeyFind(this.pool, missing) : new Map<string, string>();
-    const results = unique.map((t, i): DispatchResult => {
-      const row = inserted[i];
-      if (row) return row;
-      const id = existing.get(t.idempotencyKey!);
-      if (!id) throw new Error(`idempotency key ${t.idempotencyKey} neither inserted nor found`);
-      return { id, created: false };
-    });
+    const results = await this.inserter.insert(tasks);
     this.meter.dispatched(results.filter((r) => r.created).length);
-    return plan.map((p) => (p.repeat ? { id: results[p.slot].id, created: false } : results[p.slot]));
+    return results;
   }
 
   private withDefaults(input: DispatchInput, fieldPrefix: string): NewTask {

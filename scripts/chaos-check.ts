@@ -1,0 +1,97 @@
+/**
+ * The chaos run's verdict (scripts/chaos.ts): once the queue has settled, every dispatched task is
+ * checked against what its kind should have become.
+ *
+ *   lost       dispatched but missing, still pending, or not in its expected final status; or
+ *              completed without the side effect of the attempt that completed it
+ *   duplicate  an outcome recorded twice (a task both active and finished), or one attempt run twice
+ *   stuck      left RUNNING or CANCELLING, or ended STUCK
+ */
+import type pg from "pg";
+
+export type Kind = "chaos.quick" | "chaos.slow" | "chaos.retry" | "chaos.fail" | "chaos.interrupted";
+const EXPECTED: Record<Kind, string> = {
+  "chaos.quick": "completed",
+  "chaos.slow": "completed",
+  "chaos.retry": "completed",
+  "chaos.fail": "failed",
+  "chaos.interrupted": "canceled",
+};
+
+export interface Report {
+  lost: number;
+  duplicate: number;
+  stuck: number;
+  reruns: number;
+  statuses: Record<string, number>;
+  problems: string[];
+}
+
+export async function verify(db: pg.Pool, dispatched: Map<string, Kind>): Promise<Report> {
+  const problems: string[] = [];
+  let lost = 0;
+  let duplicate = 0;
+  let stuck = 0;
+  const active = await db.query<{ id: string; status: string }>("select id::text, status from taskq.tasks");
+  const finished = await db.query<{ id: string; status: string; result: { effect?: string; attempt?: number } | null; attempts: number }>(
+    "select id::text, status, result, attempts from taskq.history where type like 'chaos.%'",
+  );
+  const effects = await db.query<{ id: string; task_id: string; attempt: number }>("select id::text, task_id::text, attempt from chaos_effects");
+  const activeById = new Map(active.rows.map((r) => [r.id, r.status]));
+  const finishedById = new Map(finished.rows.map((r) => [r.id, r]));
+  const effectById = new Map(effects.rows.map((e) => [e.id, e]));
+  const statuses: Record<string, number> = {};
+
+  for (const [id, kind] of dispatched) {
+    const live = activeById.get(id);
+    const done = finishedById.get(id);
+    if (live && done) {
+      duplicate++;
+      problems.push(`task ${id} is both ${live} and finished as ${done.status}`);
+      continue;
+    }
+    if (live) {
+      statuses[live] = (statuses[live] ?? 0) + 1;
+      if (live === "pending") {
+        lost++;
+        problems.push(`task ${id} (${kind}) is still pending`);
+      } else {
+        stuck++;
+        problems.push(`task ${id} (${kind}) is left ${live}`);
+      }
+      continue;
+    }
+    if (!done) {
+      lost++;
+      problems.push(`task ${id} (${kind}) was dispatched but does not exist`);
+      continue;
+    }
+    statuses[done.status] = (statuses[done.status] ?? 0) + 1;
+    if (done.status === "stuck") {
+      stuck++;
+      problems.push(`task ${id} (${kind}) ended STUCK after ${done.attempts} attempts`);
+    } else if (done.status !== EXPECTED[kind]) {
+      lost++;
+      problems.push(`task ${id} (${kind}) ended ${done.status}, expected ${EXPECTED[kind]}`);
+    } else if (done.status === "completed") {
+      const e = done.result?.effect ? effectById.get(done.result.effect) : undefined;
+      if (!e || e.task_id !== id || e.attempt !== done.result?.attempt || done.attempts !== e.attempt) {
+        lost++;
+        problems.push(`task ${id} completed without the side effect of its completing attempt (${JSON.stringify(done.result)})`);
+      }
+    }
+  }
+  // One attempt run twice (two effects with the same task and attempt number) would be a duplicate.
+  const perAttempt = new Map<string, number>();
+  for (const e of effects.rows) perAttempt.set(`${e.task_id}:${e.attempt}`, (perAttempt.get(`${e.task_id}:${e.attempt}`) ?? 0) + 1);
+  for (const [key, n] of perAttempt) {
+    if (n > 1) {
+      duplicate++;
+      problems.push(`attempt ${key} ran ${n} times`);
+    }
+  }
+  const perTask = new Map<string, number>();
+  for (const e of effects.rows) perTask.set(e.task_id, (perTask.get(e.task_id) ?? 0) + 1);
+  const reruns = [...perTask.values()].reduce((n, c) => n + (c - 1), 0);
+  return { lost, duplicate, stuck, reruns, statuses, problems };
+}

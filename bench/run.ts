@@ -9,6 +9,8 @@
  *   b  dispatch: single calls from 32 callers; batches of 500
  *   c  latency: idle workers, 1,000 tasks 5 ms apart
  *   d  depth: (a) with 1,000,000 lower-priority tasks already pending
+ *   e  fan-out: 1,000 worker streams and 1,000 watchers on one server; its memory and CPU, and whether
+ *      every worker got tasks
  *   f  anchors: graphile-worker and pg-boss running (a) and (c) in one process each, same Postgres
  *
  * BENCH_ONLY=a,c picks scenarios; BENCH_DATABASE_URL names a Postgres where the bench may create
@@ -20,7 +22,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
-import { cpuMs, freePort, median, percentile, start, type Child } from "./lib.js";
+import { cpuMs, freePort, median, percentile, rssMiB, start, type Child } from "./lib.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const TASKS = Number(process.env.BENCH_TASKS ?? 50_000);
@@ -30,7 +32,7 @@ const DEPTH = Number(process.env.BENCH_DEPTH ?? 1_000_000);
  * how many leases a worker keeps in hand, as graphile-worker's local queue of 500 is.
  */
 const WORKER_CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 500);
-const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,f").split(","));
+const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e,f").split(","));
 
 interface Figure {
   scenario: string;
@@ -186,6 +188,46 @@ async function latency() {
   });
 }
 
+/** (e): 1,000 worker streams (4 processes of 250) and 1,000 watchers on one server, then 5,000 tasks. */
+async function fanOut() {
+  const STREAMS = 1_000;
+  const TASKS_E = 5_000;
+  await withTaskq(async (url, db, server) => {
+    const pid = server.proc.pid!;
+    const watchers = start("bench/taskq-fanout.ts", { BENCH_URL: url }, ["watchers", String(STREAMS)]);
+    await watchers.line(/^watching$/, 300_000);
+    const ws = Array.from({ length: 4 }, () => start("bench/taskq-fanout.ts", { BENCH_URL: url }, ["workers", String(STREAMS / 4)]));
+    await Promise.all(ws.map((w) => w.line(/^ready$/, 300_000)));
+    record("e", "taskq", "server RSS, streams open and idle", "MiB", rssMiB(pid));
+    const cpuBefore = cpuMs(pid);
+    let peakRss = 0;
+    const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(pid))), 100);
+    const began = Date.now();
+    const load = start("bench/taskq-load.ts", { BENCH_URL: url }, ["batches", String(TASKS_E), "500", "1"]);
+    await load.exited;
+    for (;;) {
+      const { rows } = await db.query<{ n: number; last: Date }>("select count(*)::int4 as n, max(finished_at) as last from taskq.history");
+      if (rows[0].n >= TASKS_E) {
+        record("e", "taskq", "end-to-end over 1,000 streams", "tasks/s", TASKS_E / ((rows[0].last.getTime() - began) / 1000));
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    clearInterval(sampler);
+    record("e", "taskq", "server RSS, peak under load", "MiB", peakRss);
+    record("e", "taskq", "server CPU per task", "µs", ((cpuMs(pid) - cpuBefore) * 1000) / TASKS_E);
+    const counts = await Promise.all(
+      ws.map(async (w) => {
+        await w.stop();
+        return JSON.parse(w.lines().find((l) => l.startsWith("{")) ?? "{}") as { fewest: number; most: number };
+      }),
+    );
+    record("e", "taskq", "tasks of the least-served worker", "tasks", Math.min(...counts.map((c) => c.fewest)));
+    record("e", "taskq", "tasks of the most-served worker", "tasks", Math.max(...counts.map((c) => c.most)));
+    await watchers.stop();
+  });
+}
+
 /** (f): an anchor's own process, on a fresh database of the same Postgres. */
 async function anchor(subject: string, script: string) {
   for (const [scenario, args] of [["a", ["throughput", String(TASKS)]], ["c", ["latency", "1000", "5"]]] as const) {
@@ -231,6 +273,7 @@ async function main() {
     if (ONLY.has("b")) await dispatchThroughput();
     if (ONLY.has("c")) await latency();
     if (ONLY.has("d")) await endToEnd("d", DEPTH);
+    if (ONLY.has("e")) await fanOut();
     if (ONLY.has("f")) {
       await anchor("graphile-worker", "bench/anchor-graphile.ts");
       await anchor("pg-boss", "bench/anchor-pgboss.ts");

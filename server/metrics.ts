@@ -85,6 +85,15 @@ export class Metrics implements Meter {
     "Times this replica's notification connection was lost and restored.",
   );
 
+  private readonly claimsTotal = new Counter(
+    "taskq_claims_total",
+    "Claim statements this replica ran, by whether they took the queue-limit locks (taken) or could skip them (skipped).",
+  );
+
+  claimed(withLimitLocks: boolean): void {
+    this.claimsTotal.inc({ limit_locks: withLimitLocks ? "taken" : "skipped" });
+  }
+
   databaseReconnected(): void {
     this.reconnectsTotal.inc();
   }
@@ -111,6 +120,7 @@ export class Metrics implements Meter {
       ...gauge("taskq_workers_connected", "Worker streams open on this replica.", [[{}, engine.sessionCount]]),
       ...gauge("taskq_watchers", "WatchTask streams open on this replica.", [[{}, engine.watcherCount]]),
       ...this.reconnectsTotal.render(),
+      ...this.claimsTotal.render(),
       ...this.dispatchedTotal.render(),
       ...this.finishedTotal.render(),
       ...this.retriedTotal.render(),

@@ -94,3 +94,20 @@ test("the same port serves Connect over HTTP/1.1 (for browsers and curl) beside 
   assert.equal(body.task.title, "over HTTP/1.1");
   assert.equal((await fetch(`${replica.server.url}/nowhere`)).status, 404);
 });
+
+test("claims skip the queue-limit locks while no limited queue has news of work, and take them when it does", async () => {
+  const client = h.client();
+  const worker = h.worker({ concurrency: 4 });
+  worker.register("claims.free", () => "ok");
+  await worker.start();
+  const count = (m: Map<string, number>, taken: "taken" | "skipped") => m.get(`taskq_claims_total{limit_locks="${taken}"}`) ?? 0;
+  const before = await scrape();
+  for (let i = 0; i < 30; i++) assert.equal(await (await client.dispatch("claims.free")).result(), "ok");
+  const mid = await scrape();
+  assert.ok(count(mid, "skipped") > count(before, "skipped"), "default-queue work was claimed without the limit locks");
+
+  // Work in a limited queue is news: it is claimed under the locks, within the limit.
+  const limited = await client.dispatchBatch(Array.from({ length: 3 }, () => ({ type: "claims.free", queue: "narrow" })));
+  assert.deepEqual(await Promise.all(limited.map((t) => t.result())), ["ok", "ok", "ok"]);
+  assert.ok(count(await scrape(), "taken") > count(mid, "taken"));
+});

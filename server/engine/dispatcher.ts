@@ -8,6 +8,13 @@
  * credits, and from one timer: the next delayed task's due time, capped by the poll interval as a
  * safety net. No per-task timers, no tight polling.
  *
+ * Queue limits: a claim that can reach a queue with a worker limit runs in a transaction holding the
+ * limit locks (four round trips instead of one). It is needed only while such a queue may have
+ * claimable work, which the dispatcher tracks: new tasks' notifications name their queues, and any
+ * other wake-up (tasks back in the queue, a freed slot, the timer, a reconnect) counts as "maybe".
+ * Once a locked claim leaves credits unfilled with no such news meanwhile, the limited queues have
+ * nothing claimable, and claims skip them (and the locks) until news comes.
+ *
  * Credits are taken at delivery. A lease whose session left while the claim was in flight goes back
  * to the queue with its attempt uncounted.
  */
@@ -25,6 +32,7 @@ import {
 } from "./sql/lease.js";
 import { queueLimitLocksTake } from "./sql/queues.js";
 import { withTransaction } from "./sql/db.js";
+import type { Meter } from "./meter.js";
 import type { LeasedTask } from "./types.js";
 
 export interface SessionSlot {
@@ -46,12 +54,16 @@ export class LeaseDispatcher {
   private again = false;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
+  /** Bumped on every sign that a limited queue may have claimable work. */
+  private limitedNews = 1;
+  /** The news a locked claim had seen when it found nothing more to claim in limited queues. */
+  private limitedSettledAt = 0;
 
   constructor(
     private readonly db: pg.Pool,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly opts: { pollIntervalMs: number; timeouts: LeaseTimeouts; limits: QueueLimits; wakeOnFree: WakeOnFree },
+    private readonly opts: { pollIntervalMs: number; timeouts: LeaseTimeouts; limits: QueueLimits; wakeOnFree: WakeOnFree; meter: Meter },
   ) {}
 
   add(slot: SessionSlot): void {
@@ -66,6 +78,16 @@ export class LeaseDispatcher {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+  }
+
+  /**
+   * A dispatch notification: `queues` lists the queues that got tasks ("" when the sender does not
+   * say, such as a task back in the queue or a freed slot).
+   */
+  workArrived(queues: string): void {
+    const limited = this.opts.limits.global !== null ? null : this.opts.limits.queues;
+    if (limited === null || queues === "" || queues.split(",").some((q) => q in limited)) this.limitedNews++;
+    this.wake();
   }
 
   /** Something may be claimable: claim now, or right after the claim in flight. */
@@ -98,7 +120,7 @@ export class LeaseDispatcher {
     }
     if (this.stopped) return;
     if (this.again && this.hasCredits()) return this.wake();
-    if (retryInMs !== null) this.timer = setTimeout(() => this.wake(), retryInMs);
+    if (retryInMs !== null) this.timer = setTimeout(() => this.workArrived(""), retryInMs);
   }
 
   private hasCredits(): boolean {
@@ -132,11 +154,19 @@ export class LeaseDispatcher {
   private async lease(groups: LeaseGroup[]): Promise<LeasedTask[]> {
     const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits };
     const locks = limitLocks(groups, this.opts.limits);
+    this.opts.meter.claimed(locks !== null && !("queues" in locks && this.limitedSettledAt === this.limitedNews));
     if (!locks) return taskLeaseAvailable(this.db, groups, opts, this.clock.now());
-    return withTransaction(this.db, async (client) => {
+    if ("queues" in locks && this.limitedSettledAt === this.limitedNews) {
+      const excludeQueues = Object.keys(this.opts.limits.queues);
+      return taskLeaseAvailable(this.db, groups, { ...opts, excludeQueues }, this.clock.now());
+    }
+    const news = this.limitedNews;
+    const leases = await withTransaction(this.db, async (client) => {
       await queueLimitLocksTake(client, locks);
       return taskLeaseAvailable(client, groups, opts, this.clock.now());
     });
+    if (nothingMoreClaimable(groups, leases)) this.limitedSettledAt = news;
+    return leases;
   }
 
   /** Sessions with free credits, grouped by what they accept, credits interleaved across sessions. */
@@ -164,6 +194,20 @@ export class LeaseDispatcher {
     const wait = due ? due.getTime() - now.getTime() : this.opts.pollIntervalMs;
     return Math.max(1, Math.min(wait, this.opts.pollIntervalMs));
   }
+}
+
+/**
+ * Whether a claim took everything claimable: every group got fewer leases than it had credits. Groups
+ * whose task types overlap can take each other's tasks and leave a slot empty while work remains, so
+ * then nothing can be concluded.
+ */
+function nothingMoreClaimable(groups: LeaseGroup[], leases: LeasedTask[]): boolean {
+  const types = groups.flatMap((g) => g.types);
+  if (new Set(types).size < types.length) return false;
+  const groupOf = new Map(groups.flatMap((g, i) => g.slots.map((slot) => [slot, i] as const)));
+  const got = groups.map(() => 0);
+  for (const lease of leases) got[groupOf.get(lease.sessionId) ?? 0]++;
+  return groups.every((g, i) => got[i] < g.slots.length);
 }
 
 /** The limit locks a claim for these groups needs, or null when no limit applies to what they may take. */

@@ -140,6 +140,7 @@ export class Engine {
       },
       limits,
       wakeOnFree: this.wakeOnFree,
+      meter: this.meter,
     });
     this.reaper = new Reaper(this.pool, this.clock, this.log, { ...this.timings, wakeOnFree: this.wakeOnFree, meter: this.meter });
     this.finisher = new FinishBatcher(this.pool, this.clock, this.wakeOnFree);
@@ -159,14 +160,14 @@ export class Engine {
     const retentionDays = opts.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS;
     this.systemWorker = new SystemWorker(maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays }), this.log);
     this.events = new TaskEvents(this.notifier);
-    this.notifier.on(CHANNEL_DISPATCH, () => this.dispatcher.wake());
+    this.notifier.on(CHANNEL_DISPATCH, (queues) => this.dispatcher.workArrived(queues));
     this.notifier.on("reconnected", () => {
       // Back from an outage (or a dropped connection): heartbeat now, and give every replica time to do
       // the same before any lease is judged orphaned.
       this.meter.databaseReconnected();
       this.reaper.holdOff();
       void this.heartbeat();
-      this.dispatcher.wake();
+      this.dispatcher.workArrived(""); // notifications sent while the connection was down are lost
     });
     this.notifier.on(CHANNEL_CANCEL, (payload) => this.routeCancel(payload));
     this.notifier.on(CHANNEL_SCHEDULE, () => void this.scheduler.fire());
@@ -400,7 +401,7 @@ export class Engine {
 
   /** Wakes the lease dispatcher, for instance after a test moved the clock past a retry delay. */
   poke(): void {
-    this.dispatcher.wake();
+    this.dispatcher.workArrived("");
   }
 
   private routeCancel(payload: string): void {

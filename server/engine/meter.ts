@@ -17,6 +17,8 @@ export interface Meter {
   attemptEnded(to: FinishedAs, how: AttemptEnd, runMs: number | null): void;
   /** The replica's LISTEN connection was lost and is back (after an outage, usually). */
   databaseReconnected(): void;
+  /** One claim statement ran, with or without the queue-limit locks. */
+  claimed(withLimitLocks: boolean): void;
 }
 
-export const noMeter: Meter = { dispatched() {}, leased() {}, attemptEnded() {}, databaseReconnected() {} };
+export const noMeter: Meter = { dispatched() {}, leased() {}, attemptEnded() {}, databaseReconnected() {}, claimed() {} };

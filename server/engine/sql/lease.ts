@@ -27,13 +27,16 @@ export interface LeaseGroup {
  * is free. The counts are only right if no other claimer commits meanwhile, so with limits the caller
  * runs this in a transaction that first takes queueLimitLocksTake; without them, claimers never wait.
  *
+ * `excludeQueues` leaves those queues' tasks alone: a caller that knows no limited queue has work
+ * claims the rest without the limit locks.
+ *
  * Locking choice: SKIP LOCKED over a status-flip retry loop, because claimers never wait on each other
  * for rows and the partial index tasks_claim_idx serves the order directly.
  */
 export async function taskLeaseAvailable(
   db: Db,
   groups: LeaseGroup[],
-  opts: { timeouts: LeaseTimeouts; limits: QueueLimits },
+  opts: { timeouts: LeaseTimeouts; limits: QueueLimits; excludeQueues?: string[] },
   now: Date,
 ): Promise<LeasedTask[]> {
   const { timeouts, limits } = opts;
@@ -68,6 +71,7 @@ export async function taskLeaseAvailable(
               and t.type = any(g.types) and (g.queues is null or t.queue = any(g.queues))
               and not exists (select 1 from queue_free f where f.queue = t.queue and f.n = 0)
               and not exists (select 1 from taskq.queues q where q.name = t.queue and q.paused)
+              and ($8::text[] is null or t.queue <> all($8::text[]))
               and coalesce((select n from global_free), 1) > 0
             order by t.priority desc, t.next_try_at, t.id
             limit cardinality(g.slots)
@@ -113,6 +117,7 @@ export async function taskLeaseAvailable(
       timeouts.defaultMs,
       JSON.stringify(limits.queues),
       limits.global,
+      opts.excludeQueues ?? null,
     ],
   });
   rows.sort((a, b) => b.priority - a.priority || +a.next_try_at - +b.next_try_at || Number(a.id) - Number(b.id));

@@ -6,7 +6,7 @@ import pg from "pg";
 import type { Logger } from "pino";
 import type { Clock } from "./engine/clock.js";
 import { Engine } from "./engine/engine.js";
-import { isDatabaseUnreachable } from "./engine/errors.js";
+import { retryWhileUnreachable } from "./engine/errors.js";
 import { migrate } from "./engine/migrate.js";
 import { Metrics } from "./metrics.js";
 import { listen, type RunningServer } from "./rpc/server.js";
@@ -24,16 +24,12 @@ export const SESSION_OPTIONS = "-c jit=off";
 export const DATABASE_CONNECT_TIMEOUT_MS = 3_000;
 
 /** Runs `fn`; while the database cannot be reached, waits and tries again (a replica may start before its database). */
-async function whenDatabaseAnswers<T>(fn: () => Promise<T>, log: Logger): Promise<T> {
-  for (let delay = 250; ; delay = Math.min(delay * 2, 5_000)) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!isDatabaseUnreachable(err)) throw err;
-      log.warn({ err: (err as Error).message, retryInMs: delay }, "database unreachable; waiting for it");
-    }
-    await new Promise((resolve) => setTimeout(resolve, delay));
-  }
+function whenDatabaseAnswers<T>(fn: () => Promise<T>, log: Logger): Promise<T> {
+  return retryWhileUnreachable(fn, {
+    minMs: 250,
+    maxMs: 5_000,
+    onRetry: (err, retryInMs) => log.warn({ err: err.message, retryInMs }, "database unreachable; waiting for it"),
+  });
 }
 
 /** True when the database answers a trivial query within `ms`. */

@@ -35,3 +35,23 @@ export function isDatabaseUnreachable(err: unknown): boolean {
   if (typeof e?.code === "string" && UNREACHABLE_CODES.has(e.code)) return true;
   return typeof e?.message === "string" && UNREACHABLE_MESSAGES.test(e.message);
 }
+
+/**
+ * Runs `fn`; while it fails because the database cannot be reached, waits (doubling from `minMs` up to
+ * `maxMs`) and runs it again, telling `onRetry` each time. Any other error, or one after `giveUp()`
+ * says so, is thrown.
+ */
+export async function retryWhileUnreachable<T>(
+  fn: () => Promise<T>,
+  opts: { minMs: number; maxMs: number; giveUp?: () => boolean; onRetry(err: Error, retryInMs: number): void },
+): Promise<T> {
+  for (let delay = opts.minMs; ; delay = Math.min(delay * 2, opts.maxMs)) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isDatabaseUnreachable(err) || opts.giveUp?.()) throw err;
+      opts.onRetry(err as Error, delay);
+    }
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
+}

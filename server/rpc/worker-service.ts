@@ -27,7 +27,7 @@ import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import type { Engine } from "../engine/engine.js";
 import type { WorkerSession } from "../engine/session.js";
-import { isDatabaseUnreachable } from "../engine/errors.js";
+import { retryWhileUnreachable } from "../engine/errors.js";
 import type { CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerHello } from "../engine/types.js";
 import { AsyncQueue } from "../../sdk/internal/async-queue.js";
 import {
@@ -203,16 +203,13 @@ async function readMessages(
 }
 
 /** Runs `work`; while it fails because the database cannot be reached, tries again with backoff until `gone()`. */
-async function whileDatabaseDown(work: () => Promise<void>, gone: () => boolean, log: Logger): Promise<void> {
-  for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
-    try {
-      return await work();
-    } catch (err) {
-      if (!isDatabaseUnreachable(err) || gone()) throw err;
-      log.warn({ err: (err as Error).message, retryInMs: delay }, "database unreachable; will write the worker's message again");
-    }
-    await new Promise((resolve) => setTimeout(resolve, delay));
-  }
+function whileDatabaseDown(work: () => Promise<void>, gone: () => boolean, log: Logger): Promise<void> {
+  return retryWhileUnreachable(work, {
+    minMs: RETRY_MIN_MS,
+    maxMs: RETRY_MAX_MS,
+    giveUp: gone,
+    onRetry: (err, retryInMs) => log.warn({ err: err.message, retryInMs }, "database unreachable; will write the worker's message again"),
+  });
 }
 
 async function handleFinish(f: Finish, session: WorkerSession, outbox: AsyncQueue<ServerMessage>): Promise<void> {

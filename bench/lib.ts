@@ -1,7 +1,6 @@
 /** Shared pieces of the benchmark: timing, percentiles, child processes. */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one machine. */
 export const wallMs = () => performance.timeOrigin + performance.now();
@@ -18,14 +17,7 @@ export function median(values: number[]): number {
   return percentile([...values].sort((a, b) => a - b), 0.5);
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../scripts/free-port.js";
 
 export interface Child {
   proc: ChildProcess;

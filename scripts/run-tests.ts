@@ -7,7 +7,7 @@
 import { spawn } from "node:child_process";
 import { readdirSync } from "node:fs";
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
+import { freePort } from "./free-port.js";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
@@ -42,14 +42,3 @@ const code: number = await new Promise((resolve) => child.on("exit", (c, signal)
 await embedded?.stop();
 if (dataDir) await rm(dataDir, { recursive: true, force: true });
 process.exit(code);
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-    s.on("error", reject);
-  });
-}

@@ -1,15 +1,7 @@
 /** Child processes for tests: start one with tsx, wait for a line of its output, stop it. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 
-/** A TCP port on loopback that was free a moment ago. */
-export const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
+export { freePort } from "../scripts/free-port.js";
 
 export interface Child {
   proc: ChildProcess;

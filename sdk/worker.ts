@@ -12,6 +12,7 @@ import path from "node:path";
 import type { FinishSchema, Lease } from "./gen/taskq/v1/worker_pb.js";
 import { TempDirs } from "./internal/temp-dirs.js";
 import { RetryableError, TaskAbortedError, type AbortReason } from "./errors.js";
+import { bytesBound } from "./internal/batching.js";
 import { StreamSession } from "./internal/stream-session.js";
 import { connect, type Connection, type ConnectionOptions } from "./transport.js";
 
@@ -227,10 +228,13 @@ export class Worker {
       idempotencyKey: lease.idempotencyKey,
       signal: abort.signal,
       log: (message) => {
-        if (open) session.send({ case: "logStep", value: { taskId, leaseToken, message: String(message) } });
+        const text = String(message);
+        if (open) session.send({ case: "logStep", value: { taskId, leaseToken, message: text } }, bytesBound(0, text.length));
       },
       setStatus: (key, value) => {
-        if (open) session.send({ case: "statusValue", value: { taskId, leaseToken, key, value: fromJson(ValueSchema, value) } });
+        if (!open) return;
+        const bytes = bytesBound(JSON.stringify(value)?.length ?? 4, key.length);
+        session.send({ case: "statusValue", value: { taskId, leaseToken, key, value: fromJson(ValueSchema, value) } }, bytes);
       },
       progress: (percent) => ctx.setStatus("progress", percent),
       tempDir: () => {
@@ -240,12 +244,16 @@ export class Worker {
       setTempExpiration: (seconds) => this.temp.setTtl(taskId, seconds * 1000),
     };
     let outcome: MessageInitShape<typeof FinishSchema>["outcome"];
+    let bytes: number;
     try {
       const handler = this.handlers.get(lease.type);
       if (!handler) throw new Error(`no handler registered for task type ${lease.type}`);
-      outcome = { case: "success", value: { result: toValue(await handler.fn(ctx)) } };
+      const result = toValue(await handler.fn(ctx));
+      outcome = { case: "success", value: { result: result.value } };
+      bytes = bytesBound(result.length, 0);
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
+      bytes = bytesBound(0, message.length);
       outcome =
         err instanceof RetryableError
           ? { case: "retry", value: { error: message, delay: err.delayMs === undefined ? undefined : durationFromMs(err.delayMs) } }
@@ -256,7 +264,7 @@ export class Worker {
     }
     // The temp directory's expiry starts now; a failure to mark it must not lose the outcome.
     if (usedTempDir) await this.temp.finished(taskId).catch((err) => this.emit("temp dir", { task: taskId, error: String(err) }));
-    session.send({ case: "finish", value: { taskId, leaseToken, outcome } });
+    session.send({ case: "finish", value: { taskId, leaseToken, outcome } }, bytes);
   }
 
   /**
@@ -303,10 +311,10 @@ export class Worker {
   }
 }
 
-/** A handler's return value as a protobuf Value: undefined becomes null; non-JSON values fail loudly. */
+/** A handler's return value as a protobuf Value, with the length of its JSON text: undefined becomes null; non-JSON values fail loudly. */
 function toValue(result: unknown) {
-  const json = result === undefined ? null : (JSON.parse(JSON.stringify(result)) as JsonValue);
-  return fromJson(ValueSchema, json);
+  const text = result === undefined ? "null" : JSON.stringify(result);
+  return { value: fromJson(ValueSchema, JSON.parse(text) as JsonValue), length: text.length };
 }
 
 const sleep = (ms: number, signal: AbortSignal) =>

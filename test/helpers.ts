@@ -166,8 +166,8 @@ export class RawWorker {
     this.outbox.push(create(WorkerMessageSchema, { message }));
   }
 
-  hello(types: string[], credits = 0, queues: string[] = []): void {
-    this.send({ case: "hello", value: { workerName: "raw", taskTypes: types.map((name) => ({ name })), queues } });
+  hello(types: string[], credits = 0, queues: string[] = [], acceptsBatches = false): void {
+    this.send({ case: "hello", value: { workerName: "raw", taskTypes: types.map((name) => ({ name })), queues, acceptsBatches } });
     if (credits > 0) this.send({ case: "credits", value: { count: credits } });
   }
 

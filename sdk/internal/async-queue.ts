@@ -2,9 +2,15 @@
  * A queue you push into from callbacks and read with `for await`. Used wherever a stream's outgoing
  * messages come from several places (leases, cancels, acks on the server; hello, logs, finishes in
  * the SDK). close() ends the iteration after what is queued; fail() ends it with an error.
+ *
+ * batches() reads it a batch at a time instead: whatever is already queued when the reader comes
+ * back, within a count and a size budget, so messages produced in one turn of the event loop can
+ * travel as one.
  */
 export class AsyncQueue<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
+  private items: T[] = [];
+  /** Index of the first unread item in `items` (reading does not shift the array). */
+  private head = 0;
   private waiting: ((r: IteratorResult<T>) => void) | null = null;
   private failWaiting: ((err: unknown) => void) | null = null;
   private done = false;
@@ -17,20 +23,13 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
 
   /** Items pushed and not yet read. */
   get length(): number {
-    return this.items.length;
+    return this.items.length - this.head;
   }
 
   /** Resolves once fewer than `n` items wait to be read (or the queue has ended). */
   whenShorterThan(n: number): Promise<void> {
-    if (this.items.length < n || this.done) return Promise.resolve();
+    if (this.length < n || this.done) return Promise.resolve();
     return new Promise((resolve) => this.roomWaiters.push({ below: n, resolve }));
-  }
-
-  private taken(): void {
-    if (this.roomWaiters.length === 0) return;
-    const still: typeof this.roomWaiters = [];
-    for (const w of this.roomWaiters) (this.items.length < w.below || this.done ? w.resolve() : still.push(w));
-    this.roomWaiters = still;
   }
 
   push(item: T): boolean {
@@ -47,7 +46,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     if (this.done) return;
     this.done = true;
     this.taken();
-    if (this.waiting && this.items.length === 0) {
+    if (this.waiting && this.length === 0) {
       const resolve = this.waiting;
       this.waiting = this.failWaiting = null;
       resolve({ value: undefined, done: true });
@@ -58,7 +57,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     if (this.done) return;
     this.error = err ?? new Error("queue failed");
     this.done = true;
-    this.items.length = 0;
+    this.clear();
     const reject = this.failWaiting;
     this.waiting = this.failWaiting = null;
     reject?.(this.error);
@@ -68,11 +67,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return {
       next: () => {
-        if (this.items.length > 0) {
-          const value = this.items.shift()!;
-          this.taken();
-          return Promise.resolve({ value, done: false });
-        }
+        if (this.length > 0) return Promise.resolve({ value: this.take(), done: false });
         if (this.error) return Promise.reject(this.error);
         if (this.done) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve, reject) => {
@@ -82,7 +77,7 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
       },
       return: () => {
         this.close();
-        this.items.length = 0;
+        this.clear();
         return Promise.resolve({ value: undefined, done: true });
       },
       throw: (err: unknown) => {
@@ -90,5 +85,53 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
         return Promise.reject(err);
       },
     };
+  }
+
+  /**
+   * Reads the queue a batch at a time: the next item (waiting for it if need be), then the items
+   * already queued behind it while the batch stays within `limits.count` items and `limits.bytes` by
+   * `bytesOf`. An item larger than the whole budget travels alone.
+   */
+  async *batches(bytesOf: (item: T) => number, limits: { count: number; bytes: number }): AsyncGenerator<T[]> {
+    const iterator = this[Symbol.asyncIterator]();
+    try {
+      for (let r = await iterator.next(); !r.done; r = await iterator.next()) {
+        const batch = [r.value];
+        let bytes = bytesOf(r.value);
+        while (this.length > 0 && batch.length < limits.count) {
+          const size = bytesOf(this.items[this.head]);
+          if (bytes + size > limits.bytes) break;
+          bytes += size;
+          batch.push(this.take());
+        }
+        yield batch;
+      }
+    } finally {
+      await iterator.return?.();
+    }
+  }
+
+  private take(): T {
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined as T;
+    if (this.head === this.items.length) this.clear();
+    else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    this.taken();
+    return item;
+  }
+
+  private clear(): void {
+    this.items = [];
+    this.head = 0;
+  }
+
+  private taken(): void {
+    if (this.roomWaiters.length === 0) return;
+    const still: typeof this.roomWaiters = [];
+    for (const w of this.roomWaiters) (this.length < w.below || this.done ? w.resolve() : still.push(w));
+    this.roomWaiters = still;
   }
 }

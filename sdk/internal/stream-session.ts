@@ -11,6 +11,10 @@
  *
  * Each lease is run by the Worker's runner; a finished task returns its credit so the server may
  * send the next lease. Messages about a task carry its lease token.
+ *
+ * Once the server's welcome says it understands batches, the messages queued in one turn of the event
+ * loop (finishes, their credits, log steps) go out as one WorkerMessage.batch; the hello says this
+ * worker understands them too, so leases that the server claimed together arrive as one message.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
@@ -20,9 +24,11 @@ import {
   WorkerMessageSchema,
   WorkerService,
   type Lease,
+  type ServerMessage,
   type WorkerMessage,
 } from "../gen/taskq/v1/worker_pb.js";
 import { AsyncQueue } from "./async-queue.js";
+import { BATCH_BYTES, MAX_BATCH_MESSAGES, bytesBound } from "./batching.js";
 
 export interface StreamSessionHooks {
   /** Runs one lease; resolves when its finish has been sent. */
@@ -44,6 +50,12 @@ export interface HelloInfo {
 
 type MessageInit = MessageInitShape<typeof WorkerMessageSchema>["message"];
 
+/** A message waiting to be sent, with an upper bound of its encoded size (see batching.ts). */
+interface Outgoing {
+  message: WorkerMessage;
+  bytes: number;
+}
+
 const CANCEL_REASONS: Record<number, "interrupted" | "timed_out" | "shutdown"> = {
   [CancelReason.INTERRUPTED]: "interrupted",
   [CancelReason.TIMED_OUT]: "timed_out",
@@ -51,8 +63,10 @@ const CANCEL_REASONS: Record<number, "interrupted" | "timed_out" | "shutdown"> =
 };
 
 export class StreamSession {
-  private readonly outbox = new AsyncQueue<WorkerMessage>();
+  private readonly outbox = new AsyncQueue<Outgoing>();
   private readonly running = new Set<Promise<void>>();
+  /** The server understands batches (its welcome said so). */
+  private batching = false;
   private draining = false;
   private creditsToReturn = 0;
   private heartbeat: NodeJS.Timeout | null = null;
@@ -63,8 +77,9 @@ export class StreamSession {
     private readonly hooks: StreamSessionHooks,
   ) {}
 
-  send(message: MessageInit): void {
-    this.outbox.push(create(WorkerMessageSchema, { message }));
+  /** Queues a message; `bytes` bounds its encoded size (bytesBound) when it carries more than ids. */
+  send(message: MessageInit, bytes = bytesBound(0, 0)): void {
+    this.outbox.push({ message: create(WorkerMessageSchema, { message }), bytes });
   }
 
   /** Runs the stream to its end. Rejects when the stream fails; resolves when it ends cleanly. */
@@ -82,38 +97,60 @@ export class StreamSession {
         })),
         queues: this.hello.queues,
         concurrency: this.hello.concurrency,
+        acceptsBatches: true,
       },
     });
     this.send({ case: "credits", value: { count: this.hello.concurrency } });
     try {
-      for await (const m of client.connect(this.outbox, { signal })) {
-        const msg = m.message;
-        switch (msg.case) {
-          case "welcome": {
-            const every = msg.value.heartbeatInterval ? durationMs(msg.value.heartbeatInterval) : 10_000;
-            this.heartbeat = setInterval(() => this.send({ case: "heartbeat", value: {} }), every);
-            this.hooks.opened(msg.value.sessionId);
-            break;
-          }
-          case "lease":
-            this.start(msg.value);
-            break;
-          case "cancel":
-            this.hooks.cancel(msg.value.leaseToken, CANCEL_REASONS[msg.value.reason] ?? "interrupted");
-            break;
-          case "finishRejected":
-            this.hooks.note("finish rejected", { task: msg.value.taskId, reason: msg.value.reason });
-            break;
-          case "updateRejected":
-            this.hooks.note("update rejected", { task: msg.value.taskId, reason: msg.value.reason });
-            break;
-          case "finishAck":
-            break;
-        }
-      }
+      for await (const m of client.connect(this.outgoing(), { signal })) this.receive(m.message, false);
     } finally {
       if (this.heartbeat) clearInterval(this.heartbeat);
       this.outbox.close();
+    }
+  }
+
+  /** The outbox as the stream's messages: one at a time until the server has said it takes batches. */
+  private async *outgoing(): AsyncGenerator<WorkerMessage> {
+    const session = this;
+    const limits = {
+      get count() {
+        return session.batching ? MAX_BATCH_MESSAGES : 1;
+      },
+      bytes: BATCH_BYTES,
+    };
+    for await (const batch of this.outbox.batches((o) => o.bytes, limits)) {
+      yield batch.length === 1
+        ? batch[0].message
+        : create(WorkerMessageSchema, { message: { case: "batch", value: { messages: batch.map((o) => o.message) } } });
+    }
+  }
+
+  private receive(msg: ServerMessage["message"], inBatch: boolean): void {
+    switch (msg.case) {
+      case "welcome": {
+        const every = msg.value.heartbeatInterval ? durationMs(msg.value.heartbeatInterval) : 10_000;
+        this.heartbeat = setInterval(() => this.send({ case: "heartbeat", value: {} }), every);
+        this.batching = msg.value.acceptsBatches;
+        this.hooks.opened(msg.value.sessionId);
+        break;
+      }
+      case "batch":
+        if (!inBatch) for (const m of msg.value.messages) this.receive(m.message, true);
+        break;
+      case "lease":
+        this.start(msg.value);
+        break;
+      case "cancel":
+        this.hooks.cancel(msg.value.leaseToken, CANCEL_REASONS[msg.value.reason] ?? "interrupted");
+        break;
+      case "finishRejected":
+        this.hooks.note("finish rejected", { task: msg.value.taskId, reason: msg.value.reason });
+        break;
+      case "updateRejected":
+        this.hooks.note("update rejected", { task: msg.value.taskId, reason: msg.value.reason });
+        break;
+      case "finishAck":
+        break;
     }
   }
 

@@ -89,6 +89,8 @@ export interface LeasedTask {
   type: string;
   queue: string;
   params: JsonObject;
+  /** The length of the params' JSON text (what a message carrying them may cost). */
+  paramsJsonLength: number;
   attempt: number;
   maxAttempts: number;
   /** The timeout that applies to this attempt. */

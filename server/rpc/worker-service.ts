@@ -16,12 +16,17 @@
  * reason is tried again (in order, with backoff) until the database answers or the stream ends, so a
  * worker that finished a task during an outage does not lose its outcome.
  *
+ * Batches: a WorkerMessage.batch is handled item by item, exactly as if its messages had come one after
+ * another. Replies queued together (the leases of one claim, the acks of finishes written together)
+ * go out as one ServerMessage.batch to a worker whose hello accepts batches, within the budget of
+ * sdk/internal/batching.ts; every other worker gets them one at a time.
+ *
  * One worker cannot crowd out the others: at most MAX_PENDING of its messages wait to be handled, and at
  * most MAX_OUTBOX replies wait for it to read them; beyond either the server stops reading its stream,
  * and HTTP/2 flow control holds the worker back. Its log steps and status values take at most
  * MAX_UPDATE_WRITES database connections at once.
  */
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -30,6 +35,7 @@ import type { WorkerSession } from "../engine/session.js";
 import { retryWhileUnreachable } from "../engine/errors.js";
 import type { CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerHello } from "../engine/types.js";
 import { AsyncQueue } from "../../sdk/internal/async-queue.js";
+import { BATCH_LIMITS, MAX_BATCH_MESSAGES, bytesBound } from "../../sdk/internal/batching.js";
 import {
   CancelReason,
   ServerMessageSchema,
@@ -58,6 +64,13 @@ const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
   shutdown: CancelReason.SHUTDOWN,
 };
 
+/** A reply waiting to be sent, with an upper bound of its encoded size (see batching.ts). */
+interface Outgoing {
+  message: ServerMessage;
+  bytes: number;
+}
+type Outbox = AsyncQueue<Outgoing>;
+
 export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof WorkerService> {
   return {
     async *connect(requests, ctx) {
@@ -68,7 +81,7 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
         throw new ConnectError("the first message of a worker stream must be hello", Code.FailedPrecondition);
       }
       const hello = helloFromPb(first.value.message.value);
-      const outbox = new AsyncQueue<ServerMessage>();
+      const outbox: Outbox = new AsyncQueue();
       // When the engine gives up on the worker, stop waiting for its messages as well.
       let closeReason = "worker disconnected";
       let hangUp!: () => void;
@@ -78,7 +91,7 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
         session = await engine.openSession(hello, {
           lease: (task) => outbox.push(leaseToPb(task)),
           cancel: (taskId, leaseToken, reason) =>
-            outbox.push(message({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
+            outbox.push(reply({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
           end: (reason) => {
             closeReason = reason;
             outbox.fail(new ConnectError(reason, Code.Unavailable));
@@ -90,22 +103,25 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
       }
       const slog = log.child({ session: session.id, worker: hello.workerName });
       slog.info({ types: [...hello.taskTypes.keys()] }, "worker connected");
-      outbox.push(
-        message({
-          case: "welcome",
-          value: {
-            sessionId: session.id,
-            serverId: engine.replicaId,
-            heartbeatInterval: durationFromMs(engine.heartbeatIntervalMs),
-          },
-        }),
-      );
       ctx.signal.addEventListener("abort", () => outbox.close());
       const reading = readMessages({ next: () => Promise.race([incoming.next(), hungUp]) }, session, outbox, slog);
+      // Replies queued together go as one batch to a worker that understands batches.
+      const limits = first.value.message.value.acceptsBatches ? BATCH_LIMITS : { count: 1, bytes: 0 };
       try {
-        for await (const m of outbox) {
+        yield create(ServerMessageSchema, {
+          message: {
+            case: "welcome",
+            value: {
+              sessionId: session.id,
+              serverId: engine.replicaId,
+              heartbeatInterval: durationFromMs(engine.heartbeatIntervalMs),
+              acceptsBatches: true,
+            },
+          },
+        });
+        for await (const batch of outbox.batches((o) => o.bytes, limits)) {
           if (ctx.signal.aborted) break;
-          yield m;
+          yield batch.length === 1 ? batch[0].message : batchOf(batch);
         }
       } finally {
         outbox.close();
@@ -121,7 +137,7 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
 async function readMessages(
   incoming: { next(): Promise<IteratorResult<WorkerMessage>> },
   session: WorkerSession,
-  outbox: AsyncQueue<ServerMessage>,
+  outbox: Outbox,
   log: Logger,
 ): Promise<void> {
   const perTask = new Map<string, Promise<void>>();
@@ -143,54 +159,63 @@ async function readMessages(
       roomFreed?.();
     });
   };
+  const handle = (m: WorkerMessage["message"], inBatch: boolean): void => {
+    switch (m.case) {
+      case "hello":
+        throw new ConnectError("hello may be sent only once", Code.FailedPrecondition);
+      case "batch":
+        if (inBatch) throw new ConnectError("batch: a batch may not hold a batch", Code.InvalidArgument);
+        if (m.value.messages.length > MAX_BATCH_MESSAGES) {
+          throw new ConnectError(`batch: more than ${MAX_BATCH_MESSAGES} messages`, Code.InvalidArgument);
+        }
+        for (const item of m.value.messages) handle(item.message, true);
+        break;
+      case "credits":
+        session.addCredits(m.value.count);
+        break;
+      case "heartbeat":
+        break;
+      case "logStep": {
+        const { taskId, leaseToken } = m.value;
+        const text = m.value.message;
+        inOrder(taskId, async () => {
+          const problem = fenceProblem(taskId, leaseToken) ?? lengthProblem(text);
+          const ok = problem === null && (await writes.run(() => session.log(taskId, leaseToken, text)));
+          if (!ok) outbox.push(updateRejected(taskId, leaseToken, problem ?? "this session does not hold that lease"));
+        });
+        break;
+      }
+      case "statusValue": {
+        const { taskId, leaseToken, key, value } = m.value;
+        inOrder(taskId, async () => {
+          const json = valueFromPb(value);
+          const problem = fenceProblem(taskId, leaseToken) ?? statusValueProblem(key, json);
+          const done = problem === null ? await writes.run(() => session.setStatusValue(taskId, leaseToken, key, json, v.LIMITS.statusValueKeys)) : null;
+          if (done !== "set") {
+            const reason =
+              problem ??
+              (done === "full" ? `status values: a task may have at most ${v.LIMITS.statusValueKeys} keys` : "this session does not hold that lease");
+            outbox.push(updateRejected(taskId, leaseToken, reason));
+          }
+        });
+        break;
+      }
+      case "finish": {
+        const finish = m.value;
+        inOrder(finish.taskId, () => handleFinish(finish, session, outbox));
+        break;
+      }
+      default:
+        throw new ConnectError("empty or unknown worker message", Code.InvalidArgument);
+    }
+  };
   try {
     for (let r = await incoming.next(); !r.done; r = await incoming.next()) {
       while (pending >= MAX_PENDING) await new Promise<void>((resolve) => (roomFreed = resolve));
       roomFreed = null;
       await outbox.whenShorterThan(MAX_OUTBOX);
       session.touch();
-      const m = r.value.message;
-      switch (m.case) {
-        case "hello":
-          throw new ConnectError("hello may be sent only once", Code.FailedPrecondition);
-        case "credits":
-          session.addCredits(m.value.count);
-          break;
-        case "heartbeat":
-          break;
-        case "logStep": {
-          const { taskId, leaseToken } = m.value;
-          const text = m.value.message;
-          inOrder(taskId, async () => {
-            const problem = fenceProblem(taskId, leaseToken) ?? lengthProblem(text);
-            const ok = problem === null && (await writes.run(() => session.log(taskId, leaseToken, text)));
-            if (!ok) outbox.push(updateRejected(taskId, leaseToken, problem ?? "this session does not hold that lease"));
-          });
-          break;
-        }
-        case "statusValue": {
-          const { taskId, leaseToken, key, value } = m.value;
-          inOrder(taskId, async () => {
-            const json = valueFromPb(value);
-            const problem = fenceProblem(taskId, leaseToken) ?? statusValueProblem(key, json);
-            const done = problem === null ? await writes.run(() => session.setStatusValue(taskId, leaseToken, key, json, v.LIMITS.statusValueKeys)) : null;
-            if (done !== "set") {
-              const reason =
-                problem ??
-                (done === "full" ? `status values: a task may have at most ${v.LIMITS.statusValueKeys} keys` : "this session does not hold that lease");
-              outbox.push(updateRejected(taskId, leaseToken, reason));
-            }
-          });
-          break;
-        }
-        case "finish": {
-          const finish = m.value;
-          inOrder(finish.taskId, () => handleFinish(finish, session, outbox));
-          break;
-        }
-        default:
-          throw new ConnectError("empty or unknown worker message", Code.InvalidArgument);
-      }
+      handle(r.value.message, false);
     }
     await Promise.all(perTask.values());
     outbox.close();
@@ -212,9 +237,9 @@ function whileDatabaseDown(work: () => Promise<void>, gone: () => boolean, log: 
   });
 }
 
-async function handleFinish(f: Finish, session: WorkerSession, outbox: AsyncQueue<ServerMessage>): Promise<void> {
+async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): Promise<void> {
   const { taskId, leaseToken } = f;
-  const rejected = (reason: string) => outbox.push(message({ case: "finishRejected", value: { taskId, leaseToken, reason } }));
+  const rejected = (reason: string) => outbox.push(reply({ case: "finishRejected", value: { taskId, leaseToken, reason } }, reason.length));
   const problem = fenceProblem(taskId, leaseToken);
   if (problem) return void rejected(problem);
   let outcome: Outcome;
@@ -247,7 +272,7 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: AsyncQueu
   }
   const result = await session.finish(taskId, leaseToken, outcome);
   if (!result.accepted) return void rejected(result.reason);
-  outbox.push(message({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status] } }));
+  outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status] } }));
 }
 
 /** Why a task id and lease token cannot name a lease, or null when they are well-formed. */
@@ -311,8 +336,8 @@ function helloFromPb(h: Hello): WorkerHello {
   }
 }
 
-function leaseToPb(t: LeasedTask): ServerMessage {
-  return message({
+function leaseToPb(t: LeasedTask): Outgoing {
+  const lease = reply({
     case: "lease",
     value: {
       taskId: t.id,
@@ -328,10 +353,18 @@ function leaseToPb(t: LeasedTask): ServerMessage {
       createdAt: timestampFromDate(t.createdAt),
     },
   });
+  const textLength = t.type.length + t.queue.length + t.title.length + (t.idempotencyKey?.length ?? 0);
+  return { message: lease.message, bytes: bytesBound(t.paramsJsonLength, textLength) };
 }
 
 const updateRejected = (taskId: string, leaseToken: string, reason: string) =>
-  message({ case: "updateRejected", value: { taskId, leaseToken, reason } });
+  reply({ case: "updateRejected", value: { taskId, leaseToken, reason } }, reason.length);
 
-const message = (m: NonNullable<Parameters<typeof create<typeof ServerMessageSchema>>[1]>["message"]) =>
-  create(ServerMessageSchema, { message: m });
+/** A reply whose strings, besides task ids and lease tokens, add up to `textLength` characters. */
+const reply = (m: NonNullable<MessageInitShape<typeof ServerMessageSchema>["message"]>, textLength = 0): Outgoing => ({
+  message: create(ServerMessageSchema, { message: m }),
+  bytes: bytesBound(0, textLength),
+});
+
+const batchOf = (batch: Outgoing[]): ServerMessage =>
+  create(ServerMessageSchema, { message: { case: "batch", value: { messages: batch.map((o) => o.message) } } });

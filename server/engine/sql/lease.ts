@@ -106,7 +106,7 @@ export async function taskLeaseAvailable(
           deadline_at = $2 + make_interval(secs => l.effective_timeout_ms / 1000.0)
       from leased l
       where t.id = l.id
-      returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params, t.attempts,
+      returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params::text as params_json, t.attempts,
                 t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, t.deadline_at, t.title,
                 t.idempotency_key, t.created_at, t.priority, t.next_try_at`,
     values: [
@@ -147,7 +147,8 @@ interface LeasedRow {
   session_id: string;
   type: string;
   queue: string;
-  params: LeasedTask["params"];
+  /** The params as JSON text: parsed here, so its length is known for free. */
+  params_json: string;
   attempts: number;
   max_attempts: number;
   timeout_ms: number;
@@ -165,7 +166,8 @@ const leasedFromRow = (r: LeasedRow): LeasedTask => ({
   sessionId: r.session_id,
   type: r.type,
   queue: r.queue,
-  params: r.params,
+  params: JSON.parse(r.params_json) as LeasedTask["params"],
+  paramsJsonLength: r.params_json.length,
   attempt: r.attempts,
   maxAttempts: r.max_attempts,
   timeoutMs: r.timeout_ms,

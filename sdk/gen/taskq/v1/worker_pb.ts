@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/worker.proto.
  */
 export const file_taskq_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChV0YXNrcS92MS93b3JrZXIucHJvdG8SCHRhc2txLnYxIokCCg1Xb3JrZXJNZXNzYWdlEiAKBWhlbGxvGAEgASgLMg8udGFza3EudjEuSGVsbG9IABIkCgdjcmVkaXRzGAIgASgLMhEudGFza3EudjEuQ3JlZGl0c0gAEiUKCGxvZ19zdGVwGAMgASgLMhEudGFza3EudjEuTG9nU3RlcEgAEjAKDHN0YXR1c192YWx1ZRgEIAEoCzIYLnRhc2txLnYxLlNldFN0YXR1c1ZhbHVlSAASKAoJaGVhcnRiZWF0GAUgASgLMhMudGFza3EudjEuSGVhcnRiZWF0SAASIgoGZmluaXNoGAYgASgLMhAudGFza3EudjEuRmluaXNoSABCCQoHbWVzc2FnZSJpCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRImCgp0YXNrX3R5cGVzGAIgAygLMhIudGFza3EudjEuVGFza1R5cGUSDgoGcXVldWVzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgNImkKCFRhc2tUeXBlEgwKBG5hbWUYASABKAkSKgoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCghzY2hlZHVsZRgDIAEoCRIRCgl0aW1lX3pvbmUYBCABKAkiGAoHQ3JlZGl0cxINCgVjb3VudBgBIAEoDSJACgdMb2dTdGVwEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJqCg5TZXRTdGF0dXNWYWx1ZRIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEgsKA2tleRgDIAEoCRIlCgV2YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSILCglIZWFydGJlYXQipwEKBkZpbmlzaBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEiQKB3N1Y2Nlc3MYAyABKAsyES50YXNrcS52MS5TdWNjZXNzSAASJAoHZmFpbHVyZRgEIAEoCzIRLnRhc2txLnYxLkZhaWx1cmVIABIgCgVyZXRyeRgFIAEoCzIPLnRhc2txLnYxLlJldHJ5SABCCQoHb3V0Y29tZSIxCgdTdWNjZXNzEiYKBnJlc3VsdBgBIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSIYCgdGYWlsdXJlEg0KBWVycm9yGAEgASgJIkAKBVJldHJ5Eg0KBWVycm9yGAEgASgJEigKBWRlbGF5GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIpsCCg1TZXJ2ZXJNZXNzYWdlEiQKB3dlbGNvbWUYASABKAsyES50YXNrcS52MS5XZWxjb21lSAASIAoFbGVhc2UYAiABKAsyDy50YXNrcS52MS5MZWFzZUgAEiIKBmNhbmNlbBgDIAEoCzIQLnRhc2txLnYxLkNhbmNlbEgAEikKCmZpbmlzaF9hY2sYBCABKAsyEy50YXNrcS52MS5GaW5pc2hBY2tIABIzCg9maW5pc2hfcmVqZWN0ZWQYBSABKAsyGC50YXNrcS52MS5GaW5pc2hSZWplY3RlZEgAEjMKD3VwZGF0ZV9yZWplY3RlZBgGIAEoCzIYLnRhc2txLnYxLlVwZGF0ZVJlamVjdGVkSABCCQoHbWVzc2FnZSJnCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSEQoJc2VydmVyX2lkGAIgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKeAgoFTGVhc2USDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIMCgR0eXBlGAMgASgJEg0KBXF1ZXVlGAQgASgJEicKBnBhcmFtcxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHYXR0ZW1wdBgGIAEoDRIUCgxtYXhfYXR0ZW1wdHMYByABKA0SKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgV0aXRsZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVgoGQ2FuY2VsEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJgoGcmVhc29uGAMgASgOMhYudGFza3EudjEuQ2FuY2VsUmVhc29uIlcKCUZpbmlzaEFjaxIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEiQKBnN0YXR1cxgDIAEoDjIULnRhc2txLnYxLlRhc2tTdGF0dXMiRgoORmluaXNoUmVqZWN0ZWQSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkiRgoOVXBkYXRlUmVqZWN0ZWQSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkqhQEKDENhbmNlbFJlYXNvbhIdChlDQU5DRUxfUkVBU09OX1VOU1BFQ0lGSUVEEAASHQoZQ0FOQ0VMX1JFQVNPTl9JTlRFUlJVUFRFRBABEhsKF0NBTkNFTF9SRUFTT05fVElNRURfT1VUEAISGgoWQ0FOQ0VMX1JFQVNPTl9TSFVURE9XThADMlAKDVdvcmtlclNlcnZpY2USPwoHQ29ubmVjdBIXLnRhc2txLnYxLldvcmtlck1lc3NhZ2UaFy50YXNrcS52MS5TZXJ2ZXJNZXNzYWdlKAEwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("ChV0YXNrcS92MS93b3JrZXIucHJvdG8SCHRhc2txLnYxIrECCg1Xb3JrZXJNZXNzYWdlEiAKBWhlbGxvGAEgASgLMg8udGFza3EudjEuSGVsbG9IABIkCgdjcmVkaXRzGAIgASgLMhEudGFza3EudjEuQ3JlZGl0c0gAEiUKCGxvZ19zdGVwGAMgASgLMhEudGFza3EudjEuTG9nU3RlcEgAEjAKDHN0YXR1c192YWx1ZRgEIAEoCzIYLnRhc2txLnYxLlNldFN0YXR1c1ZhbHVlSAASKAoJaGVhcnRiZWF0GAUgASgLMhMudGFza3EudjEuSGVhcnRiZWF0SAASIgoGZmluaXNoGAYgASgLMhAudGFza3EudjEuRmluaXNoSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5Xb3JrZXJCYXRjaEgAQgkKB21lc3NhZ2UiOAoLV29ya2VyQmF0Y2gSKQoIbWVzc2FnZXMYASADKAsyFy50YXNrcS52MS5Xb3JrZXJNZXNzYWdlIoIBCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRImCgp0YXNrX3R5cGVzGAIgAygLMhIudGFza3EudjEuVGFza1R5cGUSDgoGcXVldWVzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgNEhcKD2FjY2VwdHNfYmF0Y2hlcxgFIAEoCCJpCghUYXNrVHlwZRIMCgRuYW1lGAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIc2NoZWR1bGUYAyABKAkSEQoJdGltZV96b25lGAQgASgJIhgKB0NyZWRpdHMSDQoFY291bnQYASABKA0iQAoHTG9nU3RlcBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoOU2V0U3RhdHVzVmFsdWUSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRILCgNrZXkYAyABKAkSJQoFdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiCwoJSGVhcnRiZWF0IqcBCgZGaW5pc2gSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIkCgdzdWNjZXNzGAMgASgLMhEudGFza3EudjEuU3VjY2Vzc0gAEiQKB2ZhaWx1cmUYBCABKAsyES50YXNrcS52MS5GYWlsdXJlSAASIAoFcmV0cnkYBSABKAsyDy50YXNrcS52MS5SZXRyeUgAQgkKB291dGNvbWUiMQoHU3VjY2VzcxImCgZyZXN1bHQYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoHRmFpbHVyZRINCgVlcnJvchgBIAEoCSJACgVSZXRyeRINCgVlcnJvchgBIAEoCRIoCgVkZWxheRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLDAgoNU2VydmVyTWVzc2FnZRIkCgd3ZWxjb21lGAEgASgLMhEudGFza3EudjEuV2VsY29tZUgAEiAKBWxlYXNlGAIgASgLMg8udGFza3EudjEuTGVhc2VIABIiCgZjYW5jZWwYAyABKAsyEC50YXNrcS52MS5DYW5jZWxIABIpCgpmaW5pc2hfYWNrGAQgASgLMhMudGFza3EudjEuRmluaXNoQWNrSAASMwoPZmluaXNoX3JlamVjdGVkGAUgASgLMhgudGFza3EudjEuRmluaXNoUmVqZWN0ZWRIABIzCg91cGRhdGVfcmVqZWN0ZWQYBiABKAsyGC50YXNrcS52MS5VcGRhdGVSZWplY3RlZEgAEiYKBWJhdGNoGAcgASgLMhUudGFza3EudjEuU2VydmVyQmF0Y2hIAEIJCgdtZXNzYWdlIjgKC1NlcnZlckJhdGNoEikKCG1lc3NhZ2VzGAEgAygLMhcudGFza3EudjEuU2VydmVyTWVzc2FnZSKAAQoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhEKCXNlcnZlcl9pZBgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPYWNjZXB0c19iYXRjaGVzGAQgASgIIp4CCgVMZWFzZRIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEgwKBHR5cGUYAyABKAkSDQoFcXVldWUYBCABKAkSJwoGcGFyYW1zGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdhdHRlbXB0GAYgASgNEhQKDG1heF9hdHRlbXB0cxgHIAEoDRIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBXRpdGxlGAkgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgKIAEoCRIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJWCgZDYW5jZWwSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRImCgZyZWFzb24YAyABKA4yFi50YXNrcS52MS5DYW5jZWxSZWFzb24iVwoJRmluaXNoQWNrEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoGc3RhdHVzGAMgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyJGCg5GaW5pc2hSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJGCg5VcGRhdGVSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCSqFAQoMQ2FuY2VsUmVhc29uEh0KGUNBTkNFTF9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlDQU5DRUxfUkVBU09OX0lOVEVSUlVQVEVEEAESGwoXQ0FOQ0VMX1JFQVNPTl9USU1FRF9PVVQQAhIaChZDQU5DRUxfUkVBU09OX1NIVVRET1dOEAMyUAoNV29ya2VyU2VydmljZRI/CgdDb25uZWN0EhcudGFza3EudjEuV29ya2VyTWVzc2FnZRoXLnRhc2txLnYxLlNlcnZlck1lc3NhZ2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * WorkerMessage is one message from a worker to the server.
@@ -75,6 +75,14 @@ export type WorkerMessage = Message<"taskq.v1.WorkerMessage"> & {
      */
     value: Finish;
     case: "finish";
+  } | {
+    /**
+     * Several messages at once (only once the welcome's accepts_batches is set).
+     *
+     * @generated from field: taskq.v1.WorkerBatch batch = 7;
+     */
+    value: WorkerBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -84,6 +92,28 @@ export type WorkerMessage = Message<"taskq.v1.WorkerMessage"> & {
  */
 export const WorkerMessageSchema: GenMessage<WorkerMessage> = /*@__PURE__*/
   messageDesc(file_taskq_v1_worker, 0);
+
+/**
+ * WorkerBatch carries several worker messages in one, handled exactly as if they had been sent one
+ * after another in this order. None of them may be a hello or a batch; a batch holds at most 1,000.
+ *
+ * @generated from message taskq.v1.WorkerBatch
+ */
+export type WorkerBatch = Message<"taskq.v1.WorkerBatch"> & {
+  /**
+   * The messages, in order.
+   *
+   * @generated from field: repeated taskq.v1.WorkerMessage messages = 1;
+   */
+  messages: WorkerMessage[];
+};
+
+/**
+ * Describes the message taskq.v1.WorkerBatch.
+ * Use `create(WorkerBatchSchema)` to create a new message.
+ */
+export const WorkerBatchSchema: GenMessage<WorkerBatch> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_worker, 1);
 
 /**
  * Hello introduces a worker and what it can run.
@@ -118,6 +148,13 @@ export type Hello = Message<"taskq.v1.Hello"> & {
    * @generated from field: uint32 concurrency = 4;
    */
   concurrency: number;
+
+  /**
+   * The worker understands ServerMessage.batch: the server may send several messages in one.
+   *
+   * @generated from field: bool accepts_batches = 5;
+   */
+  acceptsBatches: boolean;
 };
 
 /**
@@ -125,7 +162,7 @@ export type Hello = Message<"taskq.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 1);
+  messageDesc(file_taskq_v1_worker, 2);
 
 /**
  * TaskType declares one type a worker can run.
@@ -167,7 +204,7 @@ export type TaskType = Message<"taskq.v1.TaskType"> & {
  * Use `create(TaskTypeSchema)` to create a new message.
  */
 export const TaskTypeSchema: GenMessage<TaskType> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 2);
+  messageDesc(file_taskq_v1_worker, 3);
 
 /**
  * Credits grants the server permission to send this many more leases.
@@ -188,7 +225,7 @@ export type Credits = Message<"taskq.v1.Credits"> & {
  * Use `create(CreditsSchema)` to create a new message.
  */
 export const CreditsSchema: GenMessage<Credits> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 3);
+  messageDesc(file_taskq_v1_worker, 4);
 
 /**
  * LogStep appends one step to a leased task's log.
@@ -223,7 +260,7 @@ export type LogStep = Message<"taskq.v1.LogStep"> & {
  * Use `create(LogStepSchema)` to create a new message.
  */
 export const LogStepSchema: GenMessage<LogStep> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 4);
+  messageDesc(file_taskq_v1_worker, 5);
 
 /**
  * SetStatusValue sets one status value of a leased task.
@@ -265,7 +302,7 @@ export type SetStatusValue = Message<"taskq.v1.SetStatusValue"> & {
  * Use `create(SetStatusValueSchema)` to create a new message.
  */
 export const SetStatusValueSchema: GenMessage<SetStatusValue> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 5);
+  messageDesc(file_taskq_v1_worker, 6);
 
 /**
  * Heartbeat shows the worker is alive.
@@ -280,7 +317,7 @@ export type Heartbeat = Message<"taskq.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 6);
+  messageDesc(file_taskq_v1_worker, 7);
 
 /**
  * Finish reports the outcome of one attempt of a leased task.
@@ -339,7 +376,7 @@ export type Finish = Message<"taskq.v1.Finish"> & {
  * Use `create(FinishSchema)` to create a new message.
  */
 export const FinishSchema: GenMessage<Finish> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 7);
+  messageDesc(file_taskq_v1_worker, 8);
 
 /**
  * Success carries the handler's result.
@@ -360,7 +397,7 @@ export type Success = Message<"taskq.v1.Success"> & {
  * Use `create(SuccessSchema)` to create a new message.
  */
 export const SuccessSchema: GenMessage<Success> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 8);
+  messageDesc(file_taskq_v1_worker, 9);
 
 /**
  * Failure carries the reason a task failed for good.
@@ -381,7 +418,7 @@ export type Failure = Message<"taskq.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 9);
+  messageDesc(file_taskq_v1_worker, 10);
 
 /**
  * Retry asks for another attempt.
@@ -409,7 +446,7 @@ export type Retry = Message<"taskq.v1.Retry"> & {
  * Use `create(RetrySchema)` to create a new message.
  */
 export const RetrySchema: GenMessage<Retry> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 10);
+  messageDesc(file_taskq_v1_worker, 11);
 
 /**
  * ServerMessage is one message from the server to a worker.
@@ -470,6 +507,14 @@ export type ServerMessage = Message<"taskq.v1.ServerMessage"> & {
      */
     value: UpdateRejected;
     case: "updateRejected";
+  } | {
+    /**
+     * Several messages at once (only to a worker whose hello set accepts_batches).
+     *
+     * @generated from field: taskq.v1.ServerBatch batch = 7;
+     */
+    value: ServerBatch;
+    case: "batch";
   } | { case: undefined; value?: undefined };
 };
 
@@ -478,7 +523,29 @@ export type ServerMessage = Message<"taskq.v1.ServerMessage"> & {
  * Use `create(ServerMessageSchema)` to create a new message.
  */
 export const ServerMessageSchema: GenMessage<ServerMessage> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 11);
+  messageDesc(file_taskq_v1_worker, 12);
+
+/**
+ * ServerBatch carries several server messages in one, meant exactly as if they had been sent one after
+ * another in this order. None of them is a welcome or a batch.
+ *
+ * @generated from message taskq.v1.ServerBatch
+ */
+export type ServerBatch = Message<"taskq.v1.ServerBatch"> & {
+  /**
+   * The messages, in order.
+   *
+   * @generated from field: repeated taskq.v1.ServerMessage messages = 1;
+   */
+  messages: ServerMessage[];
+};
+
+/**
+ * Describes the message taskq.v1.ServerBatch.
+ * Use `create(ServerBatchSchema)` to create a new message.
+ */
+export const ServerBatchSchema: GenMessage<ServerBatch> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_worker, 13);
 
 /**
  * Welcome opens a session.
@@ -506,6 +573,13 @@ export type Welcome = Message<"taskq.v1.Welcome"> & {
    * @generated from field: google.protobuf.Duration heartbeat_interval = 3;
    */
   heartbeatInterval?: Duration | undefined;
+
+  /**
+   * The server understands WorkerMessage.batch: the worker may send several messages in one.
+   *
+   * @generated from field: bool accepts_batches = 4;
+   */
+  acceptsBatches: boolean;
 };
 
 /**
@@ -513,7 +587,7 @@ export type Welcome = Message<"taskq.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 12);
+  messageDesc(file_taskq_v1_worker, 14);
 
 /**
  * Lease hands one task to the worker.
@@ -604,7 +678,7 @@ export type Lease = Message<"taskq.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 13);
+  messageDesc(file_taskq_v1_worker, 15);
 
 /**
  * Cancel tells the worker to stop a task.
@@ -639,7 +713,7 @@ export type Cancel = Message<"taskq.v1.Cancel"> & {
  * Use `create(CancelSchema)` to create a new message.
  */
 export const CancelSchema: GenMessage<Cancel> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 14);
+  messageDesc(file_taskq_v1_worker, 16);
 
 /**
  * FinishAck confirms that a finish was recorded.
@@ -674,7 +748,7 @@ export type FinishAck = Message<"taskq.v1.FinishAck"> & {
  * Use `create(FinishAckSchema)` to create a new message.
  */
 export const FinishAckSchema: GenMessage<FinishAck> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 15);
+  messageDesc(file_taskq_v1_worker, 17);
 
 /**
  * FinishRejected says a finish changed nothing, because the lease was no longer held.
@@ -709,7 +783,7 @@ export type FinishRejected = Message<"taskq.v1.FinishRejected"> & {
  * Use `create(FinishRejectedSchema)` to create a new message.
  */
 export const FinishRejectedSchema: GenMessage<FinishRejected> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 16);
+  messageDesc(file_taskq_v1_worker, 18);
 
 /**
  * UpdateRejected says a log step or status value changed nothing.
@@ -744,7 +818,7 @@ export type UpdateRejected = Message<"taskq.v1.UpdateRejected"> & {
  * Use `create(UpdateRejectedSchema)` to create a new message.
  */
 export const UpdateRejectedSchema: GenMessage<UpdateRejected> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 17);
+  messageDesc(file_taskq_v1_worker, 19);
 
 /**
  * CancelReason says why a worker must stop a task.

@@ -31,9 +31,11 @@ const runner = await run({ preset, taskList: { noop } });
 
 if (mode === "throughput") {
   const t0 = wallMs();
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < n; i += 500) await utils.addJobs(Array.from({ length: Math.min(500, n - i) }, () => ({ identifier: "noop", payload: {} })));
   await finished;
-  console.log(JSON.stringify({ tasksPerSec: n / ((wallMs() - t0) / 1000) }));
+  const cpu = process.cpuUsage(cpu0);
+  console.log(JSON.stringify({ tasksPerSec: n / ((wallMs() - t0) / 1000), cpuPerTaskUs: (cpu.user + cpu.system) / n }));
 } else {
   const db = new pg.Pool({ connectionString, max: 4 });
   const gap = Number(gapRaw);

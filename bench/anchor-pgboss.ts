@@ -28,9 +28,11 @@ if (mode === "throughput") {
     if (done >= n) allDone();
   });
   const t0 = wallMs();
+  const cpu0 = process.cpuUsage();
   for (let i = 0; i < n; i += 500) await boss.insert("noop", Array.from({ length: Math.min(500, n - i) }, () => ({ data: {} })));
   await finished;
-  console.log(JSON.stringify({ tasksPerSec: n / ((wallMs() - t0) / 1000) }));
+  const cpu = process.cpuUsage(cpu0);
+  console.log(JSON.stringify({ tasksPerSec: n / ((wallMs() - t0) / 1000), cpuPerTaskUs: (cpu.user + cpu.system) / n }));
 } else {
   await boss.work("noop", { batchSize: 1, localConcurrency: 4, pollingIntervalSeconds: 0.5 }, async ([job]) => {
     started.set(job.id, wallMs());

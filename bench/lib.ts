@@ -1,6 +1,6 @@
 /** Shared pieces of the benchmark: timing, percentiles, child processes. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 
 /** Wall-clock milliseconds with sub-millisecond precision, comparable across processes on one machine. */
 export const wallMs = () => performance.timeOrigin + performance.now();
@@ -82,6 +82,24 @@ export function cpuMs(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const ticks = Number(fields[11]) + Number(fields[12]); // utime, stime (fields 14 and 15 of stat)
   return (ticks * 1000) / CLOCK_TICKS_PER_SECOND;
+}
+
+/**
+ * CPU time used so far by every process named postgres (the server and its backends), in
+ * milliseconds. Read before and after a scenario, the difference is what its database work cost,
+ * as long as the backends it used are still alive at the end (pooled connections are).
+ */
+export function postgresCpuMs(): number {
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === "postgres") total += cpuMs(Number(entry));
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
 }
 
 /** USER_HZ: 100 on Linux everywhere that matters. */

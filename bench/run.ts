@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
-import { cpuMs, freePort, median, percentile, rssMiB, start, type Child } from "./lib.js";
+import { cpuMs, freePort, median, percentile, postgresCpuMs, rssMiB, start, type Child } from "./lib.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const TASKS = Number(process.env.BENCH_TASKS ?? 50_000);
@@ -133,7 +133,7 @@ async function endToEnd(scenario: string, pendingBelow: number) {
     }
     const ws = await workers(url, 2, WORKER_CONCURRENCY);
     const cpu = (c: Child) => cpuMs(c.proc.pid!);
-    const cpuBefore = { server: cpu(server), workers: ws.reduce((n, w) => n + cpu(w), 0) };
+    const cpuBefore = { server: cpu(server), workers: ws.reduce((n, w) => n + cpu(w), 0), postgres: postgresCpuMs() };
     const load = start("bench/taskq-load.ts", { BENCH_URL: url, BENCH_PRIORITY: "1" }, ["batches", String(TASKS), "500", "2"]);
     const began = await stamp(load, "start");
     await load.exited;
@@ -144,6 +144,7 @@ async function endToEnd(scenario: string, pendingBelow: number) {
         // CPU per task is steadier than wall time on a machine whose CPU is shared: what to optimize against.
         record(scenario, "taskq", "server CPU per task", "µs", ((cpu(server) - cpuBefore.server) * 1000) / TASKS);
         record(scenario, "taskq", "worker CPU per task", "µs", ((ws.reduce((n, w) => n + cpu(w), 0) - cpuBefore.workers) * 1000) / TASKS);
+        record(scenario, "taskq", "Postgres CPU per task", "µs", ((postgresCpuMs() - cpuBefore.postgres) * 1000) / TASKS);
         break;
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -233,12 +234,17 @@ async function anchor(subject: string, script: string) {
   for (const [scenario, args] of [["a", ["throughput", String(TASKS)]], ["c", ["latency", "1000", "5"]]] as const) {
     const database = await freshDatabase();
     try {
+      const postgresBefore = postgresCpuMs();
       const child = start(script, { BENCH_DATABASE_URL: database.url }, [...args]);
       const line = await child.line(/^\{/, 600_000);
+      const postgres = postgresCpuMs() - postgresBefore;
       await child.exited;
       const r = JSON.parse(line) as Record<string, number>;
-      if (scenario === "a") record("a", subject, "end-to-end", "tasks/s", r.tasksPerSec);
-      else {
+      if (scenario === "a") {
+        record("a", subject, "end-to-end", "tasks/s", r.tasksPerSec);
+        record("a", subject, "process CPU per task", "µs", r.cpuPerTaskUs);
+        record("a", subject, "Postgres CPU per task", "µs", (postgres * 1000) / TASKS);
+      } else {
         record("c", subject, "dispatch → handler p50", "ms", r.pickupP50);
         record("c", subject, "dispatch → handler p95", "ms", r.pickupP95);
         record("c", subject, "dispatch → handler p99", "ms", r.pickupP99);

@@ -4,6 +4,8 @@
  * task live, interrupts it, sees a timeout, and reads the Active and History lists.
  */
 import assert from "node:assert/strict";
+import http2 from "node:http2";
+import { gzipSync } from "node:zlib";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
@@ -160,4 +162,43 @@ test("grpc-js: watch a task live, interrupt it while it runs, time another out, 
   assert.equal(byId.get(id).error, "interrupted: from grpc-js");
   assert.equal(byId.get(slowId).status, "TASK_STATUS_STUCK");
   assert.equal(byId.get(slowId).display_title, "Interop slow");
+});
+
+test("responses go uncompressed even to a client that accepts gzip; gzip requests are accepted", async () => {
+  const client = h.client();
+  await client.dispatchBatch(Array.from({ length: 40 }, (_, i) => ({ type: "compress.me", title: `a title long enough to add up ${i}`.padEnd(80, ".") })));
+  const session = http2.connect(`http://${address}`);
+  try {
+    const call = (body: Buffer, headers: Record<string, string>) =>
+      new Promise<{ headers: http2.IncomingHttpHeaders; trailers: http2.IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
+        const req = session.request({
+          ":method": "POST",
+          ":path": "/taskq.v1.TaskQueue/ListActive",
+          "content-type": "application/grpc",
+          te: "trailers",
+          "grpc-accept-encoding": "gzip",
+          ...headers,
+        });
+        let responseHeaders: http2.IncomingHttpHeaders = {};
+        let trailers: http2.IncomingHttpHeaders = {};
+        const chunks: Buffer[] = [];
+        req.on("response", (hs) => (responseHeaders = hs));
+        req.on("trailers", (t) => (trailers = t));
+        req.on("data", (c: Buffer) => chunks.push(c));
+        req.on("end", () => resolve({ headers: responseHeaders, trailers, body: Buffer.concat(chunks) }));
+        req.on("error", reject);
+        req.end(body);
+      });
+    const frame = (flag: number, payload: Buffer) => Buffer.concat([Buffer.from([flag]), Buffer.from(new Uint32Array([payload.length]).buffer).reverse(), payload]);
+    const plain = await call(frame(0, Buffer.alloc(0)), {});
+    assert.equal(plain.trailers["grpc-status"] ?? plain.headers["grpc-status"], "0");
+    assert.ok(plain.body.length > 2_048, `a response of ${plain.body.length} bytes`);
+    assert.equal(plain.body[0], 0, "the response message is not compressed");
+    // (grpc-encoding may still name gzip: it says what a message flagged as compressed would use.)
+    const gzipped = await call(frame(1, gzipSync(Buffer.alloc(0))), { "grpc-encoding": "gzip" });
+    assert.equal(gzipped.trailers["grpc-status"] ?? gzipped.headers["grpc-status"], "0");
+    assert.equal(gzipped.body.length, plain.body.length);
+  } finally {
+    session.close();
+  }
 });

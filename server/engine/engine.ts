@@ -13,6 +13,7 @@ import { noMeter, type Meter } from "./meter.js";
 import { failedPrecondition, invalidArgument, notFound, unavailable } from "./errors.js";
 import { FinishBatcher } from "./finisher.js";
 import { DispatchBatcher } from "./inserter.js";
+import { TableStats } from "./table-stats.js";
 import { Notifier } from "./notifier.js";
 import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE } from "./sql/db.js";
 import { taskInterrupt } from "./sql/interrupt.js";
@@ -104,6 +105,7 @@ export class Engine {
   private readonly dispatcher: LeaseDispatcher;
   private readonly finisher: FinishBatcher;
   private readonly inserter: DispatchBatcher;
+  private readonly tableStats: TableStats;
   private readonly events: TaskEvents;
   private readonly reaper: Reaper;
   private readonly sessions = new Map<string, WorkerSession>();
@@ -145,6 +147,7 @@ export class Engine {
     this.reaper = new Reaper(this.pool, this.clock, this.log, { ...this.timings, wakeOnFree: this.wakeOnFree, meter: this.meter });
     this.finisher = new FinishBatcher(this.pool, this.clock, this.wakeOnFree);
     this.inserter = new DispatchBatcher(this.pool, this.clock);
+    this.tableStats = new TableStats(this.pool, this.log);
     this.scheduler = new Scheduler(this.pool, this.clock, this.log, {
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
       taskFor: (def) =>
@@ -284,7 +287,9 @@ export class Engine {
   async dispatch(inputs: DispatchInput[]): Promise<DispatchResult[]> {
     const tasks = inputs.map((input, i) => this.withDefaults(input, inputs.length > 1 ? `tasks[${i}].` : ""));
     const results = await this.inserter.insert(tasks);
-    this.meter.dispatched(results.filter((r) => r.created).length);
+    const created = results.filter((r) => r.created).length;
+    this.meter.dispatched(created);
+    this.tableStats.added(created);
     return results;
   }
 

@@ -189,6 +189,17 @@ export async function taskNextDueAt(db: Db, types: string[], now: Date): Promise
   return rows[0]?.at ?? null;
 }
 
+/**
+ * The FROM clause that finds, locked, the live leases that the rows of an `input` CTE (id, token)
+ * name. Each is looked up by primary key whatever stale statistics say about how many tasks run
+ * (believing "none", the planner would rather walk every running task once per input row): the
+ * lateral subquery is a nested loop, and "offset 0" keeps the status test out of it, so the partial
+ * index of running tasks cannot be chosen instead. A matching token alone means the lease is live.
+ */
+const HELD_TASKS = `from input i
+        cross join lateral (select * from taskq.tasks t where t.id = i.id and t.lease_token = i.token offset 0 for update) t
+        where t.status in ('running', 'cancelling')`;
+
 export interface FinishInput {
   id: string;
   leaseToken: string;
@@ -227,9 +238,7 @@ export async function taskFinishMany(
                when t.attempts >= t.max_attempts then 'failed'
                else 'pending' end as final_status,
           coalesce(i.delay_ms, ${retryDelayMsSql("t")}) as delay_ms
-        from input i join taskq.tasks t on t.id = i.id and t.lease_token = i.token
-        where t.status in ('running', 'cancelling')
-        for update of t
+        ${HELD_TASKS}
       ),
       retried as (
         update taskq.tasks t
@@ -299,9 +308,7 @@ export async function taskLeaseRelease(
                when $3 then 'pending'
                when t.attempts >= t.max_attempts then 'stuck'
                else 'pending' end as final_status
-        from input i join taskq.tasks t on t.id = i.id and t.lease_token = i.token
-        where t.status in ('running', 'cancelling')
-        for update of t
+        ${HELD_TASKS}
       ),
       returned as (
         update taskq.tasks t

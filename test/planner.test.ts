@@ -1,0 +1,87 @@
+/**
+ * Plans that must not depend on fresh statistics: a burst of dispatches gets the task table analyzed,
+ * and finishing or releasing leases looks each task up by primary key even when the statistics say
+ * no task is running.
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, test } from "node:test";
+import type pg from "pg";
+import { taskInsertMany } from "../server/engine/sql/dispatch.js";
+import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../server/engine/sql/lease.js";
+import { sessionUpsert } from "../server/engine/sql/sessions.js";
+import type { Db } from "../server/engine/sql/db.js";
+import { MIN_INSERTS } from "../server/engine/table-stats.js";
+import { Harness, waitFor } from "./helpers.js";
+
+let h: Harness;
+before(async () => {
+  h = await Harness.create();
+  await h.replica();
+});
+after(() => h.close());
+
+const reltuples = async () =>
+  (await h.pool.query<{ n: number }>("select reltuples::float8 as n from pg_class where oid = 'taskq.tasks'::regclass")).rows[0].n;
+
+test("a burst of dispatches gets the task table analyzed, without waiting for autovacuum", async () => {
+  await h.pool.query("alter table taskq.tasks set (autovacuum_enabled = false)");
+  await h.pool.query("analyze taskq.tasks");
+  assert.ok((await reltuples()) <= 0);
+  const client = h.client();
+  for (let i = 0; i < MIN_INSERTS; i += 1_000) await client.dispatchBatch(Array.from({ length: 1_000 }, () => ({ type: "burst" })));
+  await waitFor("the table to be analyzed", async () => (await reltuples()) >= MIN_INSERTS);
+  await h.pool.query("alter table taskq.tasks reset (autovacuum_enabled)");
+  await h.pool.query("delete from taskq.tasks");
+});
+
+/** The plan Postgres chooses for the statement `run` sends, without running it. */
+async function planOf(run: (db: Db) => Promise<unknown>): Promise<string> {
+  let captured: pg.QueryConfig | null = null;
+  const recorder = { query: async (q: pg.QueryConfig) => ((captured = q), Promise.reject(new Error("captured"))) } as unknown as Db;
+  await run(recorder).catch(() => {});
+  assert.ok(captured, "the statement was captured");
+  const { text, values } = captured as pg.QueryConfig;
+  const c = await h.pool.connect();
+  try {
+    await c.query("begin");
+    const { rows } = await c.query(`explain (format json) ${text}`, values);
+    return JSON.stringify(rows[0]["QUERY PLAN"]);
+  } finally {
+    await c.query("rollback");
+    c.release();
+  }
+}
+
+/** Every scan of taskq.tasks in a JSON plan, as the index it uses (or the node type when none). */
+const taskScans = (plan: string): string[] => {
+  const scans: string[] = [];
+  const walk = (node: Record<string, unknown>) => {
+    if (node["Relation Name"] === "tasks" && node["Node Type"] !== "ModifyTable") scans.push(String(node["Index Name"] ?? node["Node Type"]));
+    for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+  };
+  for (const root of JSON.parse(plan) as { Plan: Record<string, unknown> }[]) walk(root.Plan);
+  return scans;
+};
+
+test("finishing and releasing leases look each task up by primary key while the statistics say none is running", async () => {
+  const session = randomUUID();
+  await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["stale"], queues: [], typeTimeouts: {}, connectedAt: new Date() });
+  const task = { type: "stale", queue: "default", params: {}, title: "", priority: 0, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null } as const;
+  await taskInsertMany(h.pool, Array.from({ length: 3_000 }, () => ({ ...task })), new Date());
+  await h.pool.query("alter table taskq.tasks set (autovacuum_enabled = false)");
+  await h.pool.query("analyze taskq.tasks"); // every task pending, as far as the planner will know
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, global: null } };
+  const leased = await taskLeaseAvailable(h.pool, [{ types: ["stale"], queues: null, slots: Array(3_000).fill(session) }], opts, new Date());
+  assert.equal(leased.length, 3_000);
+  const some = leased.slice(0, 500).map((l) => ({ id: l.id, leaseToken: l.leaseToken }));
+
+  const finish = await planOf((db) => taskFinishMany(db, some.map((l) => ({ ...l, outcome: { kind: "success", result: null } })), new Date()));
+  const release = await planOf((db) => taskLeaseRelease(db, some, { uncount: false, error: "gone" }, new Date()));
+  for (const [what, plan] of [["finish", finish], ["release", release]] as const) {
+    const scans = taskScans(plan);
+    assert.ok(scans.length > 0, `${what}: scans taskq.tasks`);
+    assert.deepEqual([...new Set(scans)], ["tasks_pkey"], `${what}: ${scans.join(", ")}`);
+  }
+  await h.pool.query("alter table taskq.tasks reset (autovacuum_enabled)");
+});

@@ -85,3 +85,35 @@ test("finishing and releasing leases look each task up by primary key while the 
   }
   await h.pool.query("alter table taskq.tasks reset (autovacuum_enabled)");
 });
+
+test("a claim never walks another type's backlog, however urgent", async () => {
+  await h.pool.query("delete from taskq.tasks");
+  const session = randomUUID();
+  await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["mine"], queues: [], typeTimeouts: {}, connectedAt: new Date() });
+  const task = { type: "theirs", queue: "default", params: {}, title: "", priority: 9, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null } as const;
+  for (let i = 0; i < 4; i++) await taskInsertMany(h.pool, Array.from({ length: 5_000 }, () => ({ ...task })), new Date());
+  await taskInsertMany(h.pool, Array.from({ length: 5 }, () => ({ ...task, type: "mine", priority: 0 })), new Date());
+  await h.pool.query("analyze taskq.tasks");
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, global: null } };
+  const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["mine"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
+  let captured: pg.QueryConfig | null = null;
+  await claim({ query: async (q: pg.QueryConfig) => ((captured = q), Promise.reject(new Error("captured"))) } as unknown as Db).catch(() => {});
+  const { text, values } = captured! as pg.QueryConfig;
+  const c = await h.pool.connect();
+  try {
+    await c.query("begin");
+    const { rows } = await c.query(`explain (analyze, format json) ${text}`, values);
+    const read: number[] = [];
+    const walk = (node: Record<string, unknown>) => {
+      if (node["Relation Name"] === "tasks" && node["Node Type"] !== "ModifyTable") read.push(Number(node["Actual Rows"]) + Number(node["Rows Removed by Filter"] ?? 0));
+      for (const child of (node.Plans as Record<string, unknown>[] | undefined) ?? []) walk(child);
+    };
+    walk(rows[0]["QUERY PLAN"][0].Plan);
+    assert.ok(read.length > 0);
+    assert.ok(Math.max(...read) <= 10, `rows of taskq.tasks read per scan: ${read.join(", ")}`);
+  } finally {
+    await c.query("rollback");
+    c.release();
+  }
+  assert.equal((await claim(h.pool)).length, 5);
+});

@@ -31,7 +31,11 @@ export interface LeaseGroup {
  * claims the rest without the limit locks.
  *
  * Locking choice: SKIP LOCKED over a status-flip retry loop, because claimers never wait on each other
- * for rows and the partial index tasks_claim_idx serves the order directly.
+ * for rows. Each of a group's types is read on its own from the partial index tasks_claim_type_idx
+ * (type, then claim order), up to the group's slots, and the first of those in claim order are
+ * taken: a backlog of another type, however large or however urgent, is never on the way. The rows a
+ * type read but the group did not take stay locked until the statement commits, so a concurrent
+ * claimer skips them this once.
  */
 export async function taskLeaseAvailable(
   db: Db,
@@ -65,17 +69,22 @@ export async function taskLeaseAvailable(
         cross join lateral (
           select s.*, row_number() over (order by s.priority desc, s.next_try_at, s.id) as rn
           from (
-            select t.id, t.queue, t.priority, t.next_try_at
-            from taskq.tasks t
-            where t.status = 'pending' and t.next_try_at <= $2
-              and t.type = any(g.types) and (g.queues is null or t.queue = any(g.queues))
-              and not exists (select 1 from queue_free f where f.queue = t.queue and f.n = 0)
-              and not exists (select 1 from taskq.queues q where q.name = t.queue and q.paused)
-              and ($8::text[] is null or t.queue <> all($8::text[]))
-              and coalesce((select n from global_free), 1) > 0
+            select t.* from unnest(g.types) as gt(type)
+            cross join lateral (
+              select t.id, t.queue, t.priority, t.next_try_at
+              from taskq.tasks t
+              where t.status = 'pending' and t.type = gt.type and t.next_try_at <= $2
+                and (g.queues is null or t.queue = any(g.queues))
+                and not exists (select 1 from queue_free f where f.queue = t.queue and f.n = 0)
+                and not exists (select 1 from taskq.queues q where q.name = t.queue and q.paused)
+                and ($8::text[] is null or t.queue <> all($8::text[]))
+                and coalesce((select n from global_free), 1) > 0
+              order by t.priority desc, t.next_try_at, t.id
+              limit cardinality(g.slots)
+              for update skip locked
+            ) t
             order by t.priority desc, t.next_try_at, t.id
             limit cardinality(g.slots)
-            for update skip locked
           ) s
         ) c
         order by c.id, g.ord
@@ -182,8 +191,12 @@ const leasedFromRow = (r: LeasedRow): LeasedTask => ({
 export async function taskNextDueAt(db: Db, types: string[], now: Date): Promise<Date | null> {
   const { rows } = await db.query<{ at: Date | null }>({
     name: "taskNextDueAt",
-    text: `select min(next_try_at) as at from taskq.tasks
-           where status = 'pending' and next_try_at > $2 and type = any($1::text[])`,
+    text: `select min(d.at) as at from unnest($1::text[]) as ty(type)
+           cross join lateral (
+             select t.next_try_at as at from taskq.tasks t
+             where t.status = 'pending' and t.type = ty.type and t.next_try_at > $2
+             order by t.next_try_at limit 1
+           ) d`,
     values: [types, now],
   });
   return rows[0]?.at ?? null;

@@ -40,6 +40,42 @@ describe("claim order", () => {
   });
 });
 
+describe("fairness", () => {
+  let h: Harness;
+  before(async () => (h = await Harness.create()));
+  after(() => h.close());
+
+  test("idle workers take turns: the least recently served gets the next task", async () => {
+    await h.replica();
+    const client = h.client();
+    const workers = ["a", "b", "c", "d"].map(() => h.rawWorker());
+    for (const w of workers) {
+      w.hello(["turns"], 1);
+      await w.next("welcome");
+    }
+    const served: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      await client.dispatch("turns");
+      // Whoever gets it finishes it and grants its credit again before the next task is dispatched.
+      const got = await waitFor("a lease", async () => {
+        for (const [n, w] of workers.entries()) {
+          const lease = await w.next("lease", 0).catch(() => null);
+          if (lease) return { n, lease };
+        }
+        return null;
+      });
+      served.push(got.n);
+      const w = workers[got.n];
+      w.send({ case: "finish", value: { taskId: got.lease.taskId, leaseToken: got.lease.leaseToken, outcome: { case: "success", value: {} } } });
+      await w.next("finishAck");
+      w.send({ case: "credits", value: { count: 1 } });
+      await waitFor("the credit to arrive", async () => (await h.count("tasks")) === 0);
+    }
+    assert.deepEqual([0, 1, 2, 3].map((n) => served.filter((x) => x === n).length), [2, 2, 2, 2], `served in turn: ${served}`);
+    for (const w of workers) await w.close();
+  });
+});
+
 describe("no double lease", () => {
   let h: Harness;
   before(async () => (h = await Harness.create()));

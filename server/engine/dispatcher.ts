@@ -41,6 +41,8 @@ export interface SessionSlot {
   /** null: every queue. */
   readonly queues: string[] | null;
   credits: number;
+  /** When the session last got a lease, by the dispatcher's count of deliveries (0: never). */
+  servedAt: number;
   deliver(lease: LeasedTask): void;
 }
 
@@ -51,6 +53,8 @@ const MAX_LEASES_PER_GROUP = 500;
 export class LeaseDispatcher {
   private readonly slots = new Map<string, SessionSlot>();
   private claiming = false;
+  /** Leases delivered so far: the clock of SessionSlot.servedAt. */
+  private deliveries = 0;
   private again = false;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
@@ -137,6 +141,7 @@ export class LeaseDispatcher {
       const slot = this.slots.get(lease.sessionId);
       if (slot && slot.credits > 0) {
         slot.credits -= 1;
+        slot.servedAt = ++this.deliveries;
         slot.deliver(lease);
       } else orphans.push(lease);
     }
@@ -169,7 +174,11 @@ export class LeaseDispatcher {
     return leases;
   }
 
-  /** Sessions with free credits, grouped by what they accept, credits interleaved across sessions. */
+  /**
+   * Sessions with free credits, grouped by what they accept, credits interleaved across sessions, the
+   * least recently served first: when a claim finds fewer tasks than credits (or a group has more
+   * credits than one claim takes), the sessions left out last time come first this time.
+   */
   private groups(): LeaseGroup[] {
     const byKind = new Map<string, SessionSlot[]>();
     for (const s of this.slots.values()) {
@@ -178,6 +187,7 @@ export class LeaseDispatcher {
       byKind.get(key)?.push(s) ?? byKind.set(key, [s]);
     }
     return [...byKind.values()].map((sessions) => {
+      sessions.sort((a, b) => a.servedAt - b.servedAt);
       const slots: string[] = [];
       const most = Math.max(...sessions.map((s) => s.credits));
       for (let round = 0; round < most && slots.length < MAX_LEASES_PER_GROUP; round++) {

@@ -69,6 +69,7 @@ export class WorkerSession {
       types: [...hello.taskTypes.keys()],
       queues: hello.queues.length > 0 ? hello.queues : null,
       credits: 0,
+      servedAt: 0,
       deliver: (lease) => this.deliver(lease),
     };
     this.row = {

@@ -83,8 +83,14 @@ async function freshDatabase(): Promise<{ url: string; drop(): Promise<void> }> 
   };
 }
 
-/** BENCH_PROFILE=dir: the server process writes a CPU profile there when it stops. */
-const profileArgs = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+/**
+ * Node options of the server process: BENCH_PROFILE=dir makes it write a CPU profile there when it
+ * stops; BENCH_SERVER_NODE_ARGS adds any others (such as V8 heap settings).
+ */
+const serverNodeArgs = [
+  ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
+  ...(process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
+];
 
 /** A taskq server process on a fresh database; the callback gets its URL and a pool on its database. */
 async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Promise<T>): Promise<T> {
@@ -95,7 +101,7 @@ async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Pro
     TASKQ_PORT: String(port),
     TASKQ_LOG_LEVEL: "warn",
     TASKQ_BUILTIN_SCHEDULES: "off",
-  }, [], profileArgs);
+  }, [], serverNodeArgs);
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; !(await fetch(`${url}/metrics`).then((r) => r.ok, () => false)); i++) {
     if (i > 600 || server.proc.exitCode !== null) throw new Error(`server did not start:\n${server.lines().join("\n")}`);
@@ -200,6 +206,10 @@ async function fanOut() {
     const ws = Array.from({ length: 4 }, () => start("bench/taskq-fanout.ts", { BENCH_URL: url }, ["workers", String(STREAMS / 4)]));
     await Promise.all(ws.map((w) => w.line(/^ready$/, 300_000)));
     record("e", "taskq", "server RSS, streams open and idle", "MiB", rssMiB(pid));
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? Number.NaN) / 2 ** 20;
+    record("e", "taskq", "server V8 heap in use, idle", "MiB", metric("nodejs_heap_size_used_bytes"));
+    record("e", "taskq", "server external memory, idle", "MiB", metric("nodejs_external_memory_bytes"));
     const cpuBefore = cpuMs(pid);
     let peakRss = 0;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(pid))), 100);

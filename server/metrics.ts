@@ -56,6 +56,16 @@ class Histogram {
   }
 }
 
+/** This process's memory, by the names Prometheus client libraries use. */
+function processGauges(): string[] {
+  const m = process.memoryUsage();
+  return [
+    ...gauge("process_resident_memory_bytes", "Resident memory size in bytes.", [[{}, m.rss]]),
+    ...gauge("nodejs_heap_size_used_bytes", "V8 heap in use, in bytes.", [[{}, m.heapUsed]]),
+    ...gauge("nodejs_external_memory_bytes", "Memory outside the V8 heap held by JavaScript objects (buffers), in bytes.", [[{}, m.external]]),
+  ];
+}
+
 function gauge(name: string, help: string, samples: [Labels, number][]): string[] {
   return [`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, ...samples.map(([l, v]) => `${name}${Object.keys(l).length ? `{${labelKey(l)}}` : ""} ${v}`)];
 }
@@ -119,6 +129,7 @@ export class Metrics implements Meter {
       ...gauge("taskq_database_up", "1 when the database answers, else 0.", [[{}, up ? 1 : 0]]),
       ...gauge("taskq_workers_connected", "Worker streams open on this replica.", [[{}, engine.sessionCount]]),
       ...gauge("taskq_watchers", "WatchTask streams open on this replica.", [[{}, engine.watcherCount]]),
+      ...processGauges(),
       ...this.reconnectsTotal.render(),
       ...this.claimsTotal.render(),
       ...this.dispatchedTotal.render(),

@@ -35,6 +35,9 @@ test("counters, histograms and queue gauges follow what happens", async () => {
   const client = h.client();
   const before = await scrape();
   assert.equal(before.get("taskq_database_up"), 1);
+  for (const name of ["process_resident_memory_bytes", "nodejs_heap_size_used_bytes", "nodejs_external_memory_bytes"]) {
+    assert.ok((before.get(name) ?? 0) > 0, name);
+  }
   assert.equal(before.get("taskq_tasks_dispatched_total"), 0);
 
   await client.dispatchBatch([

@@ -17,7 +17,7 @@ import { TableStats } from "./table-stats.js";
 import { Notifier } from "./notifier.js";
 import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE } from "./sql/db.js";
 import { taskInterrupt } from "./sql/interrupt.js";
-import { taskGet, taskListActive, taskListHistory, taskLogList, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
+import { taskGet, taskGetWithLog, taskListActive, taskListHistory, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
 import type { WakeOnFree } from "./sql/lease.js";
 import { queueCountsList, queuePausedSet } from "./sql/queues.js";
 import { scheduleList, type ScheduleDef, type ScheduleRow } from "./sql/schedules.js";
@@ -316,9 +316,9 @@ export class Engine {
 
   /** One task with its whole log. */
   async status(id: string): Promise<TaskDetail> {
-    const task = await taskGet(this.pool, id);
-    if (!task) throw notFound(`task ${id} not found`);
-    return { ...task, log: await taskLogList(this.pool, id, 0) };
+    const read = await taskGetWithLog(this.pool, id, 0);
+    if (!read) throw notFound(`task ${id} not found`);
+    return { ...read.task, log: read.log };
   }
 
   watch(id: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<WatchEvent> {

@@ -6,7 +6,7 @@
  */
 import type { Notifier } from "./notifier.js";
 import { CHANNEL_TASK, type Db } from "./sql/db.js";
-import { taskGet, taskLogList } from "./sql/read.js";
+import { taskGetWithLog } from "./sql/read.js";
 import { notFound } from "./errors.js";
 import { isFinal, type JsonValue, type LogEntry, type TaskRecord } from "./types.js";
 
@@ -55,21 +55,20 @@ export class TaskEvents {
     const onAbort = () => wakeUp?.();
     signal.addEventListener("abort", onAbort);
     try {
-      let task = await taskGet(db, id);
-      if (!task) throw notFound(`task ${id} not found`);
-      const log = await taskLogList(db, id, afterSeq);
-      let lastSeq = log.at(-1)?.seq ?? afterSeq;
-      yield { kind: "snapshot", task, log };
+      const first = await taskGetWithLog(db, id, afterSeq);
+      if (!first) throw notFound(`task ${id} not found`);
+      let task = first.task;
+      let lastSeq = first.log.at(-1)?.seq ?? afterSeq;
+      yield { kind: "snapshot", task, log: first.log };
       while (!isFinal(task.status) && !signal.aborted) {
         if (!changed) await new Promise<void>((resolve) => (wakeUp = resolve));
         wakeUp = null;
         if (signal.aborted) return;
         changed = false;
-        // Task and log are read together; the log is read once more after a final status, since steps
-        // written just before the finish may have missed the first read.
-        const [next, entries] = await Promise.all([taskGet(db, id), taskLogList(db, id, lastSeq)]);
-        if (!next) return;
-        if (isFinal(next.status)) entries.push(...(await taskLogList(db, id, entries.at(-1)?.seq ?? lastSeq)));
+        // Task and new log steps in one snapshot: a final status comes with every step written before it.
+        const read = await taskGetWithLog(db, id, lastSeq);
+        if (!read) return;
+        const { task: next, log: entries } = read;
         for (const entry of entries) {
           lastSeq = entry.seq;
           yield { kind: "log", entry };

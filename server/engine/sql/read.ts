@@ -1,5 +1,5 @@
 /** Statements that read tasks: one task, its log, and the two lists. */
-import type { ActiveStatus, TaskRecord, TaskStatus } from "../types.js";
+import type { ActiveStatus, LogEntry, TaskRecord, TaskStatus } from "../types.js";
 import type { Db } from "./db.js";
 import { ACTIVE_COLUMNS, HISTORY_COLUMNS, logFromRow, taskFromRow, type LogRow, type TaskRow } from "./rows.js";
 
@@ -18,15 +18,31 @@ export async function taskGet(db: Db, id: string): Promise<TaskRecord | null> {
   return rows[0] ? taskFromRow(rows[0]) : null;
 }
 
-/** The log steps of a task after a sequence number, in order. */
-export async function taskLogList(db: Db, id: string, afterSeq: number) {
-  const { rows } = await db.query<LogRow>({
-    name: "taskLogList",
-    text: `select seq::float8 as seq, at, message, attempt from taskq.task_log
-           where task_id = $1 and seq > $2 order by seq`,
+/**
+ * One task with its log steps after `afterSeq`, read by one statement: one round trip, and one
+ * snapshot, so a final status is never seen without the steps written before it.
+ */
+export async function taskGetWithLog(db: Db, id: string, afterSeq: number): Promise<{ task: TaskRecord; log: LogEntry[] } | null> {
+  const { rows } = await db.query<TaskRow & { log: { seq: number; at: string; message: string; attempt: number }[] }>({
+    name: "taskGetWithLog",
+    text: `
+      with task as (
+        select ${ACTIVE_COLUMNS}
+        from taskq.tasks where id = $1
+        union all
+        select ${HISTORY_COLUMNS}
+        from taskq.history where id = $1
+      )
+      select task.*,
+             (select coalesce(json_agg(json_build_object('seq', l.seq, 'at', l.at, 'message', l.message, 'attempt', l.attempt)
+                                       order by l.seq), '[]')
+              from taskq.task_log l where l.task_id = $1 and l.seq > $2) as log
+      from task`,
     values: [id, afterSeq],
   });
-  return rows.map(logFromRow);
+  if (!rows[0]) return null;
+  const log = rows[0].log.map((l) => logFromRow({ seq: Number(l.seq), at: new Date(l.at), message: l.message, attempt: l.attempt }));
+  return { task: taskFromRow(rows[0]), log };
 }
 
 export type ActiveSortColumn =

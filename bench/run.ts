@@ -91,6 +91,8 @@ const serverNodeArgs = [
   ...(process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : []),
   ...(process.env.BENCH_SERVER_NODE_ARGS?.split(" ").filter(Boolean) ?? []),
 ];
+/** BENCH_WORKER_NODE_ARGS: Node options of the worker processes (such as --cpu-prof). */
+const workerNodeArgs = process.env.BENCH_WORKER_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
 
 /** A taskq server process on a fresh database; the callback gets its URL and a pool on its database. */
 async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Promise<T>): Promise<T> {
@@ -118,7 +120,9 @@ async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Pro
 }
 
 async function workers(url: string, count: number, concurrency = 100): Promise<Child[]> {
-  const ws = Array.from({ length: count }, () => start("bench/taskq-worker.ts", { BENCH_URL: url, BENCH_CONCURRENCY: String(concurrency) }));
+  const ws = Array.from({ length: count }, () =>
+    start("bench/taskq-worker.ts", { BENCH_URL: url, BENCH_CONCURRENCY: String(concurrency) }, [], workerNodeArgs),
+  );
   await Promise.all(ws.map((w) => w.line(/^ready$/)));
   return ws;
 }

@@ -9,6 +9,7 @@ import { Engine } from "./engine/engine.js";
 import { retryWhileUnreachable } from "./engine/errors.js";
 import { migrate } from "./engine/migrate.js";
 import { Metrics } from "./metrics.js";
+import { dashboardFiles } from "./dashboard.js";
 import { listen, type RunningServer } from "./rpc/server.js";
 import type { ServerConfig } from "./config.js";
 
@@ -100,6 +101,7 @@ export async function startReplica(
     pages: {
       "/metrics": async () => ({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: await metrics.render(engine, databaseAnswers) }),
     },
+    publicFiles: await dashboardFiles(log),
   });
   return {
     engine,

@@ -30,7 +30,7 @@ async function main(): Promise<void> {
     log.info({ dataDir: config.dataDir, port: config.embeddedPort }, "using the embedded Postgres (set DATABASE_URL to use another)");
   }
   const replica = await startReplica({ ...config, databaseUrl }, log);
-  log.info({ url: replica.server.url, replica: replica.engine.replicaId }, `taskq listening on ${replica.server.url}`);
+  log.info({ url: replica.server.url, replica: replica.engine.replicaId }, `taskq listening on ${replica.server.url}; dashboard at ${replica.server.url}/`);
 
   let stopping = false;
   const stop = async (signal: string) => {

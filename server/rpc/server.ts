@@ -1,7 +1,7 @@
 /**
  * The listening server: one port (cleartext, or TLS when configured) serving gRPC, gRPC-Web and Connect
  * for TaskQueue, WorkerService, grpc.health.v1 and grpc.reflection.v1, behind bearer-token auth when
- * tokens are configured, plus plain GET pages such as /metrics.
+ * tokens are configured, plus plain GET pages such as /metrics and the dashboard's files.
  *
  * The port speaks HTTP/2 and HTTP/1.1 both: in cleartext, the first bytes of a connection decide (the
  * HTTP/2 preface starts "PRI "); over TLS, ALPN does. gRPC and bidi streams need HTTP/2; Connect unary
@@ -41,6 +41,8 @@ export interface ServerOptions {
   tls: TlsConfig | null;
   /** Plain GET pages by path, such as /metrics; any valid token may read them when auth is on. */
   pages?: Record<string, () => Promise<{ contentType: string; body: string }>>;
+  /** Files served to anyone by GET, by path (the dashboard's). */
+  publicFiles?: Record<string, { contentType: string; body: Buffer }>;
 }
 
 export interface RunningServer {
@@ -78,8 +80,14 @@ export async function listen(engine: Engine, log: Logger, opts: ServerOptions): 
     contextValues: (req) => createContextValues().set(CONNECTION, "stream" in req ? req.stream.session ?? null : req.socket),
   });
   const pages = opts.pages ?? {};
+  const files = opts.publicFiles ?? {};
   const handler: Handler = (req, res) => {
     const path = (req.url ?? "").split("?")[0];
+    const file = req.method === "GET" ? files[path] : undefined;
+    if (file) {
+      res.writeHead(200, { "content-type": file.contentType, "cache-control": "no-cache", "x-content-type-options": "nosniff" });
+      return void res.end(file.body);
+    }
     const page = req.method === "GET" ? pages[path] : undefined;
     if (!page) return void rpc(req, res);
     const reply = (status: number, contentType: string, body: string) => {

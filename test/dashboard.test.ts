@@ -1,0 +1,210 @@
+/**
+ * The dashboard in a real browser: headless Debian Chromium driven by playwright-core against a
+ * replica on loopback. Dispatched tasks show in Active tasks; a task's page shows log lines as they
+ * arrive; Interrupt (confirmed) ends it Canceled in Task history; the origin filter works; queues and
+ * schedules show; with auth on, the page asks for a token and uses it. Screenshots go to
+ * test-artifacts/dashboard (ignored by git).
+ *
+ * Needs /usr/bin/chromium (Debian's chromium package; .ci/run installs it), or CHROMIUM_PATH.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync } from "node:fs";
+import { after, before, test } from "node:test";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { tokenDigest } from "../server/rpc/auth.js";
+import { Harness, waitFor } from "./helpers.js";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const ARTIFACTS = "test-artifacts/dashboard";
+/** Chromium flags for this machine: no sandbox as root, and none of the background traffic a closed network refuses. */
+const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+let h: Harness;
+let browser: Browser;
+let url: string;
+let release: () => void = () => {};
+
+before(async () => {
+  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  h = await Harness.create();
+  const replica = await h.replica({ queues: { default: {}, reports: { maxWorkers: 2 } } });
+  url = replica.server.url;
+  let released = false;
+  release = () => void (released = true);
+  const worker = h.worker({ concurrency: 4 });
+  // Logs a step every 150 ms, with progress, until interrupted; once released, returns after step 3.
+  worker.register("dash.steps", async (ctx) => {
+    for (let i = 1; ; i++) {
+      ctx.log(`step ${i}`);
+      await ctx.progress(Math.min(100, i * 10));
+      if (released && i >= 3) return { steps: i };
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 150);
+        ctx.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+      });
+      if (ctx.signal.aborted) return null;
+    }
+  });
+  await worker.start();
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+});
+
+after(async () => {
+  release();
+  await browser?.close();
+  await h?.close();
+});
+
+async function open(path = "/"): Promise<Page> {
+  const page = await browser.newPage();
+  page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
+  await page.goto(`${url}${path}`);
+  return page;
+}
+
+test("Active tasks lists dispatched tasks with their columns, searchable by title and type", async () => {
+  const client = h.client();
+  const waiting = await client.dispatch("dash.unclaimed", {}, { title: "Nightly export", priority: 12 });
+  await client.dispatch("dash.unclaimed", {}, { title: "Thumbnail batch", priority: 6 });
+  await client.dispatch("dash.other", {}, { priority: 1 });
+  const page = await open();
+  const row = page.locator(`tr[data-task="${waiting.id}"]`);
+  await row.waitFor();
+  const cells = await row.locator("td").allInnerTexts();
+  assert.equal(cells[0], "User");
+  assert.equal(cells[1], waiting.id);
+  assert.equal(cells[2], "Pending");
+  assert.equal(cells[3], "Nightly export");
+  assert.equal(cells[5], "—"); // not started
+  assert.equal(cells[7], "High");
+  assert.equal(cells[8], "dash.unclaimed");
+  assert.match(await page.locator("tr", { hasText: "Thumbnail batch" }).locator(".badge.medium").innerText(), /Medium/);
+
+  const titles = () => page.locator("tbody tr[data-task] td:nth-child(4)").allInnerTexts();
+  await page.fill('input[name="title"]', "thumbnail");
+  await waitFor("the title search", async () => (await titles()).join() === "Thumbnail batch");
+  await page.fill('input[name="title"]', "");
+  await page.fill('input[name="type"]', "dash.other");
+  await waitFor("the type search", async () => (await titles()).join() === "Untitled");
+
+  await page.fill('input[name="type"]', "");
+  await page.fill('input[name="id"]', waiting.id);
+  await waitFor("the id search", async () => (await titles()).join() === "Nightly export");
+  await page.fill('input[name="id"]', "");
+  await page.fill('input[name="after"]', "2099-01-01T00:00");
+  await page.locator("td.empty", { hasText: "No active tasks." }).waitFor();
+  await page.fill('input[name="after"]', "");
+  await page.fill('input[name="before"]', "2099-01-01T00:00");
+  await waitFor("the created-before filter", async () => (await titles()).length === 3);
+  await page.fill('input[name="before"]', "");
+
+  // Live: a task dispatched while the page is open shows up by itself.
+  const late = await client.dispatch("dash.unclaimed", {}, { title: "Arrived later" });
+  await page.locator(`tr[data-task="${late.id}"]`).waitFor();
+  await client.interrupt(late.id);
+  await waitFor("it to leave Active tasks", async () => (await page.locator(`tr[data-task="${late.id}"]`).count()) === 0);
+
+  // Sorting by priority, lowest first, then highest first.
+  await page.fill('input[name="type"]', "");
+  await waitFor("all three again", async () => (await titles()).length === 3);
+  const bands = () => page.locator("tbody tr[data-task] td:nth-child(8)").allInnerTexts();
+  // (Created at, newest first, the default order, happens to be Low, Medium, High too: wait for the header.)
+  await page.click("th:has-text('Priority')");
+  await page.locator("th.sorted:not(.desc)", { hasText: "Priority" }).waitFor();
+  await waitFor("ascending priority", async () => (await bands()).join() === "Low,Medium,High");
+  await page.click("th:has-text('Priority')");
+  await page.locator("th.sorted.desc", { hasText: "Priority" }).waitFor();
+  await waitFor("descending priority", async () => (await bands()).join() === "High,Medium,Low");
+  await page.screenshot({ path: `${ARTIFACTS}/active.png`, fullPage: true });
+  await page.close();
+});
+
+test("a task's page shows log lines as they arrive; Interrupt ends it Canceled, as history then shows", async () => {
+  const client = h.client();
+  const task = await client.dispatch("dash.steps", {}, { title: "Long report" });
+  const page = await open(`/#/task/${task.id}`);
+  await page.locator("ol.timeline li", { hasText: "step 1" }).waitFor();
+  await page.locator("ol.timeline li", { hasText: "step 3" }).waitFor(); // arrived live, after the snapshot
+  await page.locator('[data-key="progress"] [role="progressbar"]').waitFor();
+  assert.equal(await page.locator("[data-status]").first().innerText(), "Running");
+  await page.screenshot({ path: `${ARTIFACTS}/task-running.png`, fullPage: true });
+
+  page.once("dialog", (dialog) => void dialog.accept());
+  await page.click('button[name="interrupt"]');
+  await page.locator('[data-status="Canceled"]').waitFor();
+  assert.equal((await client.status(task.id)).status, "canceled");
+  await page.screenshot({ path: `${ARTIFACTS}/task-canceled.png`, fullPage: true });
+
+  await page.click('nav a[data-view="history"]');
+  const row = page.locator(`tr[data-task="${task.id}"]`);
+  await row.waitFor();
+  assert.equal(await row.locator("[data-status]").innerText(), "Canceled");
+  assert.equal(await row.locator("td").nth(2).innerText(), "Long report");
+  await page.close();
+});
+
+test("a finished task's page shows its result", async () => {
+  const client = h.client();
+  const task = await client.dispatch("dash.steps", {}, { title: "Short report" });
+  const page = await open(`/#/task/${task.id}`);
+  await page.locator("ol.timeline li", { hasText: "step 1" }).waitFor();
+  release();
+  await page.locator('[data-status="Completed"]').waitFor();
+  const shown = JSON.parse(await page.locator("[data-result]").innerText()) as { steps: number };
+  assert.ok(shown.steps >= 3);
+  assert.deepEqual(shown, (await client.status(task.id)).result);
+  await page.close();
+});
+
+test("Task history filters by origin: User, System, All", async () => {
+  const client = h.client();
+  const user = await client.dispatch("dash.finished", {}, { title: "By a person", initiator: "ada" });
+  const system = await client.dispatch("dash.finished", {}, { title: "By the system", origin: "system" });
+  for (const t of [user, system]) await client.interrupt(t.id); // pending → CANCELED: both in history at once
+  const page = await open("/#/history");
+  const rows = (id: string) => page.locator(`tr[data-task="${id}"]`);
+  await rows(user.id).waitFor();
+  await rows(system.id).waitFor();
+  assert.equal(await rows(user.id).locator("td").nth(3).innerText(), "ada");
+  assert.equal(await rows(system.id).locator("td").nth(3).innerText(), "Scheduler");
+
+  await page.selectOption('select[name="origin"]', { label: "User" });
+  await waitFor("the User filter", async () => (await rows(system.id).count()) === 0 && (await rows(user.id).count()) === 1);
+  await page.selectOption('select[name="origin"]', { label: "System" });
+  await waitFor("the System filter", async () => (await rows(user.id).count()) === 0 && (await rows(system.id).count()) === 1);
+  await page.selectOption('select[name="origin"]', { label: "All" });
+  await waitFor("All", async () => (await rows(user.id).count()) === 1 && (await rows(system.id).count()) === 1);
+  await page.screenshot({ path: `${ARTIFACTS}/history.png`, fullPage: true });
+  await page.close();
+});
+
+test("Queues and schedules show depth, running against the limit, and paused queues", async () => {
+  const client = h.client();
+  await client.dispatch("dash.queued", {}, { queue: "reports" });
+  await h.rpc().pauseQueue({ queue: "reports" });
+  const page = await open("/#/queues");
+  const row = page.locator('tr[data-queue="reports"]');
+  await row.waitFor();
+  const cells = await row.locator("td").allInnerTexts();
+  assert.deepEqual(cells, ["reports", "1", "0 / 2", "Paused"]);
+  await page.screenshot({ path: `${ARTIFACTS}/queues.png`, fullPage: true });
+  await h.rpc().resumeQueue({ queue: "reports" });
+  await page.close();
+});
+
+test("with auth on, the page asks for a token, refuses a wrong one, and works with the right one", async () => {
+  const secured = await h.replica({ authTokens: [{ name: "ops", role: "client", sha256: tokenDigest("s3cret-dashboard-token") }] });
+  const page = await browser.newPage();
+  await page.goto(secured.server.url);
+  await page.locator(".login").waitFor();
+  await page.fill('input[name="token"]', "wrong");
+  await page.click('button[type="submit"]');
+  await page.locator(".login", { hasText: "did not accept" }).waitFor();
+  await page.fill('input[name="token"]', "s3cret-dashboard-token");
+  await page.click('button[type="submit"]');
+  await page.locator('section[data-view="active"] table').waitFor();
+  assert.equal(await page.locator(".login").count(), 0);
+  await page.close();
+  await h.stopReplica(secured);
+});

@@ -38,7 +38,8 @@ export async function taskGetWithLog(db: Db, id: string, afterSeq: number): Prom
                                        order by l.seq), '[]')
               from taskq.task_log l where l.task_id = $1 and l.seq > $2) as log
       from task`,
-    values: [id, afterSeq],
+    // A sequence past any int8 means "after every step": clamp it, rather than let Postgres refuse it.
+    values: [id, Math.min(afterSeq, Number.MAX_SAFE_INTEGER)],
   });
   if (!rows[0]) return null;
   const log = rows[0].log.map((l) => logFromRow({ seq: Number(l.seq), at: new Date(l.at), message: l.message, attempt: l.attempt }));

@@ -28,7 +28,10 @@ before(async () => {
   assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH`);
   mkdirSync(ARTIFACTS, { recursive: true });
   h = await Harness.create();
-  const replica = await h.replica({ queues: { default: {}, reports: { maxWorkers: 2 } } });
+  const replica = await h.replica({
+    queues: { default: {}, reports: { maxWorkers: 2 } },
+    schedules: [{ name: "nightly-cleanup", cron: "0 3 * * *", timeZone: "Europe/Berlin", type: "dash.cleanup" }],
+  });
   url = replica.server.url;
   let released = false;
   release = () => void (released = true);
@@ -179,6 +182,25 @@ test("Task history filters by origin: User, System, All", async () => {
   await page.close();
 });
 
+test("Task history pages through more tasks than fit one page", async () => {
+  const client = h.client();
+  const tasks = await client.dispatchBatch(Array.from({ length: 60 }, (_, i) => ({ type: "dash.paged", title: `paged ${i}` })));
+  for (const t of tasks) await client.interrupt(t.id);
+  const page = await open("/#/history");
+  await page.locator(`tr[data-task="${tasks[59].id}"]`).waitFor(); // newest first
+  const ids = () => page.locator("tbody tr[data-task]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-task")));
+  const first = await ids();
+  assert.equal(first.length, 50);
+  await page.click("button:has-text('Next')");
+  await page.locator(".pager", { hasText: "Page 2" }).waitFor();
+  const second = await ids();
+  assert.ok(second.length > 0 && second.every((id) => !first.includes(id)), "page 2 holds other tasks");
+  assert.ok(second.includes(tasks[0].id), "the oldest of the 60 is on page 2");
+  await page.click("button:has-text('Previous')");
+  await page.locator(".pager", { hasText: "Page 1" }).waitFor();
+  await page.close();
+});
+
 test("Queues and schedules show depth, running against the limit, and paused queues", async () => {
   const client = h.client();
   await client.dispatch("dash.queued", {}, { queue: "reports" });
@@ -188,6 +210,10 @@ test("Queues and schedules show depth, running against the limit, and paused que
   await row.waitFor();
   const cells = await row.locator("td").allInnerTexts();
   assert.deepEqual(cells, ["reports", "1", "0 / 2", "Paused"]);
+  const schedule = await page.locator('tr[data-schedule="nightly-cleanup"] td').allInnerTexts();
+  assert.deepEqual(schedule.slice(0, 5), ["nightly-cleanup", "0 3 * * *", "Europe/Berlin", "dash.cleanup", "scheduled"]);
+  assert.match(schedule[5], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/); // the next run
+  assert.equal(schedule[6], "—"); // no run yet
   await page.screenshot({ path: `${ARTIFACTS}/queues.png`, fullPage: true });
   await h.rpc().resumeQueue({ queue: "reports" });
   await page.close();

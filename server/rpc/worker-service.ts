@@ -21,10 +21,11 @@
  * go out as one ServerMessage.batch to a worker whose hello accepts batches, within the budget of
  * sdk/internal/batching.ts; every other worker gets them one at a time.
  *
- * One worker cannot crowd out the others: at most MAX_PENDING of its messages wait to be handled, and at
- * most MAX_OUTBOX replies wait for it to read them; beyond either the server stops reading its stream,
- * and HTTP/2 flow control holds the worker back. Its log steps and status values take at most
- * MAX_UPDATE_WRITES database connections at once.
+ * One worker cannot crowd out the others: once MAX_PENDING of its messages wait to be handled (a
+ * batch, read whole, may take that past by its own size, at most MAX_BATCH_MESSAGES), or MAX_OUTBOX
+ * replies wait for it to read them, the server stops reading its stream, and HTTP/2 flow control holds
+ * the worker back. Its log steps and status values take at most MAX_UPDATE_WRITES database
+ * connections at once.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";

@@ -123,6 +123,22 @@ test("Active tasks lists dispatched tasks with their columns, searchable by titl
   await page.close();
 });
 
+test("Active tasks pages through more tasks than fit one page", async () => {
+  const many = await h.client().dispatchBatch(Array.from({ length: 55 }, (_, i) => ({ type: "dash.many", title: `many ${i}` })));
+  const page = await open();
+  await page.fill('input[name="type"]', "dash.many");
+  const count = () => page.locator("tbody tr[data-task]").count();
+  await waitFor("a full first page", async () => (await count()) === 50);
+  await page.click("button:has-text('Next')");
+  await page.locator(".pager", { hasText: "Page 2" }).waitFor();
+  await waitFor("the other 5", async () => (await count()) === 5);
+  await page.click("button:has-text('Previous')");
+  await page.locator(".pager", { hasText: "Page 1" }).waitFor();
+  await waitFor("the first page again", async () => (await count()) === 50);
+  await page.close();
+  for (const t of many) await t.interrupt(); // out of the way of the other tests
+});
+
 test("a task's page shows log lines as they arrive; Interrupt ends it Canceled, as history then shows", async () => {
   const client = h.client();
   const task = await client.dispatch("dash.steps", {}, { title: "Long report" });

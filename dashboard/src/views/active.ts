@@ -104,8 +104,8 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
       fill(body, table(COLUMNS.map(header), res.tasks.map(row), "No active tasks."));
       fill(
         pager,
-        h("button", { disabled: pages.length === 0, onclick: () => ((pageToken = pages.pop() ?? ""), restart(false)) }, "Previous"),
-        h("button", { disabled: !nextToken, onclick: () => (pages.push(pageToken), (pageToken = nextToken), restart(false)) }, "Next"),
+        h("button", { disabled: pages.length === 0, onclick: () => restart(pages.pop()) }, "Previous"),
+        h("button", { disabled: !nextToken, onclick: () => (pages.push(pageToken), restart(nextToken)) }, "Next"),
         h("span", { class: "origin" }, `Page ${pages.length + 1} · refreshed ${new Date().toLocaleTimeString()}`),
       );
     } catch (err) {
@@ -114,8 +114,10 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
   };
 
   let debounce: ReturnType<typeof setTimeout> | undefined;
-  const restart = (firstPage = true) => {
-    if (firstPage) (pages.length = 0), (pageToken = "");
+  /** Loads again shortly (typing settles first), from the first page unless `token` names another. */
+  const restart = (token = "") => {
+    if (token === "") pages.length = 0;
+    pageToken = token;
     clearTimeout(debounce);
     debounce = setTimeout(() => void refresher.now(), 200);
   };

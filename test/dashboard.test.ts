@@ -163,6 +163,18 @@ test("a task's page shows log lines as they arrive; Interrupt ends it Canceled, 
   await page.close();
 });
 
+test("a task page for no such task says so and stops asking", async () => {
+  const page = await open("/#/task/999999");
+  await page.locator(".notice", { hasText: "task 999999 not found" }).waitFor();
+  const requests: string[] = [];
+  page.on("request", (r) => void requests.push(r.url()));
+  await new Promise((r) => setTimeout(r, 2_500)); // longer than the reconnect pause
+  assert.deepEqual(requests.filter((u) => u.includes("WatchTask")), []);
+  await page.goto(`${url}/#/task/not-a-number`);
+  await page.locator(".notice", { hasText: "not a task id" }).waitFor();
+  await page.close();
+});
+
 test("a finished task's page shows its result", async () => {
   const client = h.client();
   const task = await client.dispatch("dash.steps", {}, { title: "Short report" });

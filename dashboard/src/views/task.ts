@@ -5,6 +5,7 @@
  * resumes after the last step shown.
  */
 import { toJson, type JsonValue } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { TaskStatus, type LogEntry, type Task } from "../../../sdk/gen/taskq/v1/task_pb.js";
 import { api, describe } from "../api.js";
@@ -119,6 +120,10 @@ export function taskView(id: string, onAuth: (err: unknown) => boolean): View {
         return; // the task reached a final status
       } catch (err) {
         if (abort.signal.aborted || onAuth(err)) return;
+        if (isFinal(err)) {
+          fill(facts, h("div", { class: "notice" }, describe(err)));
+          return;
+        }
         fill(notice, h("div", { class: "notice" }, `${describe(err)} (reconnecting)`));
         await new Promise((r) => setTimeout(r, RESUME_AFTER_MS));
       }
@@ -128,6 +133,9 @@ export function taskView(id: string, onAuth: (err: unknown) => boolean): View {
   document.title = `taskq · task ${id}`;
   return { el, stop: () => abort.abort() };
 }
+
+/** An error that trying again cannot mend: no such task, or not a task id. */
+const isFinal = (err: unknown) => err instanceof ConnectError && (err.code === Code.NotFound || err.code === Code.InvalidArgument);
 
 const valueJson = (v: Value | undefined): JsonValue | undefined => (v ? toJson(ValueSchema, v) : undefined);
 

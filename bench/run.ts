@@ -199,21 +199,25 @@ async function latency() {
   });
 }
 
-/** (e): 1,000 worker streams (4 processes of 250) and 1,000 watchers on one server, then 5,000 tasks. */
-async function fanOut() {
+/**
+ * (e): 1,000 worker streams (4 processes of 250) and 1,000 watchers on one server, then 5,000 tasks.
+ * Each worker has its own connection; with `shared`, each process's 250 workers share one.
+ */
+async function fanOut(shared: boolean) {
+  const e = (metric: string) => (shared ? `${metric} (4 shared connections)` : metric);
   const STREAMS = 1_000;
   const TASKS_E = 5_000;
   await withTaskq(async (url, db, server) => {
     const pid = server.proc.pid!;
     const watchers = start("bench/taskq-fanout.ts", { BENCH_URL: url }, ["watchers", String(STREAMS)]);
     await watchers.line(/^watching$/, 300_000);
-    const ws = Array.from({ length: 4 }, () => start("bench/taskq-fanout.ts", { BENCH_URL: url }, ["workers", String(STREAMS / 4)]));
+    const ws = Array.from({ length: 4 }, () => start("bench/taskq-fanout.ts", { BENCH_URL: url, BENCH_SHARED_CONNECTION: shared ? "1" : "0" }, ["workers", String(STREAMS / 4)]));
     await Promise.all(ws.map((w) => w.line(/^ready$/, 300_000)));
-    record("e", "taskq", "server RSS, streams open and idle", "MiB", rssMiB(pid));
+    record("e", "taskq", e("server RSS, streams open and idle"), "MiB", rssMiB(pid));
     const metrics = await (await fetch(`${url}/metrics`)).text();
     const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, "m").exec(metrics)?.[1] ?? Number.NaN) / 2 ** 20;
-    record("e", "taskq", "server V8 heap in use, idle", "MiB", metric("nodejs_heap_size_used_bytes"));
-    record("e", "taskq", "server external memory, idle", "MiB", metric("nodejs_external_memory_bytes"));
+    record("e", "taskq", e("server V8 heap in use, idle"), "MiB", metric("nodejs_heap_size_used_bytes"));
+    record("e", "taskq", e("server external memory, idle"), "MiB", metric("nodejs_external_memory_bytes"));
     const cpuBefore = cpuMs(pid);
     let peakRss = 0;
     const sampler = setInterval(() => (peakRss = Math.max(peakRss, rssMiB(pid))), 100);
@@ -223,22 +227,22 @@ async function fanOut() {
     for (;;) {
       const { rows } = await db.query<{ n: number; last: Date }>("select count(*)::int4 as n, max(finished_at) as last from taskq.history");
       if (rows[0].n >= TASKS_E) {
-        record("e", "taskq", "end-to-end over 1,000 streams", "tasks/s", TASKS_E / ((rows[0].last.getTime() - began) / 1000));
+        record("e", "taskq", e("end-to-end over 1,000 streams"), "tasks/s", TASKS_E / ((rows[0].last.getTime() - began) / 1000));
         break;
       }
       await new Promise((r) => setTimeout(r, 50));
     }
     clearInterval(sampler);
-    record("e", "taskq", "server RSS, peak under load", "MiB", peakRss);
-    record("e", "taskq", "server CPU per task", "µs", ((cpuMs(pid) - cpuBefore) * 1000) / TASKS_E);
+    record("e", "taskq", e("server RSS, peak under load"), "MiB", peakRss);
+    record("e", "taskq", e("server CPU per task"), "µs", ((cpuMs(pid) - cpuBefore) * 1000) / TASKS_E);
     const counts = await Promise.all(
       ws.map(async (w) => {
         await w.stop();
         return JSON.parse(w.lines().find((l) => l.startsWith("{")) ?? "{}") as { fewest: number; most: number };
       }),
     );
-    record("e", "taskq", "tasks of the least-served worker", "tasks", Math.min(...counts.map((c) => c.fewest)));
-    record("e", "taskq", "tasks of the most-served worker", "tasks", Math.max(...counts.map((c) => c.most)));
+    record("e", "taskq", e("tasks of the least-served worker"), "tasks", Math.min(...counts.map((c) => c.fewest)));
+    record("e", "taskq", e("tasks of the most-served worker"), "tasks", Math.max(...counts.map((c) => c.most)));
     await watchers.stop();
   });
 }
@@ -293,7 +297,10 @@ async function main() {
     if (ONLY.has("b")) await dispatchThroughput();
     if (ONLY.has("c")) await latency();
     if (ONLY.has("d")) await endToEnd("d", DEPTH);
-    if (ONLY.has("e")) await fanOut();
+    if (ONLY.has("e")) {
+      await fanOut(false);
+      await fanOut(true);
+    }
     if (ONLY.has("f")) {
       await anchor("graphile-worker", "bench/anchor-graphile.ts");
       await anchor("pg-boss", "bench/anchor-pgboss.ts");

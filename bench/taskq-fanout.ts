@@ -1,13 +1,14 @@
 /**
  * Fan-out load for the benchmark, in one process:
  *
- *   workers N      N SDK workers, each its own stream with concurrency 1; on SIGTERM prints the
- *                  fewest and most tasks any of them ran, as JSON
+ *   workers N      N SDK workers, each its own stream with concurrency 1, each on its own connection
+ *                  (or all on one, with BENCH_SHARED_CONNECTION=1); on SIGTERM prints the fewest
+ *                  and most tasks any of them ran, as JSON
  *   watchers N     dispatches N tasks no worker takes and holds one WatchTask stream on each, over
  *                  as many connections as the per-connection limit needs; prints "watching" once all
  *                  N streams have their snapshot
  */
-import { TaskClient, Worker } from "../sdk/index.js";
+import { TaskClient, Worker, connect } from "../sdk/index.js";
 
 const url = process.env.BENCH_URL!;
 const [mode, nRaw] = process.argv.slice(2);
@@ -17,8 +18,11 @@ const WATCHERS_PER_CONNECTION = 100;
 
 if (mode === "workers") {
   const counts = new Array<number>(n).fill(0);
+  // BENCH_SHARED_CONNECTION=1: the process's workers share one HTTP/2 connection instead of one each.
+  const shared = process.env.BENCH_SHARED_CONNECTION === "1" ? connect({ url }) : null;
   const workers = Array.from({ length: n }, (_, i) => {
-    const w = new Worker({ url, concurrency: 1, name: `fanout-${process.pid}-${i}` });
+    const name = `fanout-${process.pid}-${i}`;
+    const w = shared ? new Worker({ connection: shared, concurrency: 1, name }) : new Worker({ url, concurrency: 1, name });
     w.register("bench.noop", () => void counts[i]++);
     return w;
   });

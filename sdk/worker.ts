@@ -66,7 +66,14 @@ export interface HandlerOptions {
   timeZone?: string;
 }
 
-export interface WorkerOptions extends ConnectionOptions {
+/**
+ * How a worker reaches its server: its own connection (ConnectionOptions), or `connection`, one made
+ * with `connect()` and shared with other workers of the process (one HTTP/2 connection carrying each
+ * worker's stream). A shared connection stays open when a worker stops; close it when all are done.
+ */
+export type WorkerOptions = WorkerSettings & (ConnectionOptions | { connection: Connection });
+
+export interface WorkerSettings {
   /** Shown as the task's worker; defaults to host:pid. */
   name?: string;
   /** Tasks run at once; default 10. */
@@ -95,6 +102,8 @@ export class Worker {
   private tempCleanupTimer: NodeJS.Timeout | null = null;
   private immediateRuns = 0;
   private readonly connection: Connection;
+  /** False when the connection was given and is shared: then stop() leaves it open. */
+  private readonly ownsConnection: boolean;
   private readonly stopSignal = new AbortController();
   private state: State = "idle";
   private session: StreamSession | null = null;
@@ -102,7 +111,8 @@ export class Worker {
   private firstOpen: { promise: Promise<void>; resolve: () => void };
 
   constructor(private readonly opts: WorkerOptions) {
-    this.connection = connect(opts);
+    this.ownsConnection = !("connection" in opts);
+    this.connection = "connection" in opts ? opts.connection : connect(opts);
     this.temp = new TempDirs(opts.storageDir ?? path.join(tmpdir(), "taskq-tasks"));
     let resolve!: () => void;
     this.firstOpen = { promise: new Promise<void>((r) => (resolve = r)), resolve };
@@ -156,7 +166,7 @@ export class Worker {
     this.stopSignal.abort();
     if (!ended) await this.loop?.catch(() => {});
     if (this.tempCleanupTimer) clearInterval(this.tempCleanupTimer);
-    this.connection.close();
+    if (this.ownsConnection) this.connection.close();
     this.state = "stopped";
   }
 

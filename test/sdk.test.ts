@@ -7,7 +7,7 @@ import { connect } from "../sdk/transport.js";
 import { ServerReflection, type ServerReflectionRequest } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { ServerReflectionRequestSchema } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
-import { Code, TaskqError } from "../sdk/index.js";
+import { Code, TaskqError, Worker } from "../sdk/index.js";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
@@ -81,4 +81,29 @@ test("result() and watch() of an unknown task reject at once with NOT_FOUND inst
     for await (const _ of client.watch("424242424")) void _;
   }, (err: TaskqError) => err.code === Code.NotFound);
   assert.ok(Date.now() - started < 2_000, "not retried");
+});
+
+test("workers sharing one connection each get tasks, and one stopping leaves the other running", async () => {
+  const replica = await h.replica();
+  const connection = connect({ url: replica.server.url });
+  const ran: Record<string, number> = { a: 0, b: 0 };
+  const events: string[] = [];
+  const make = (name: "a" | "b") => {
+    const w = new Worker({ connection, name, concurrency: 1, onEvent: (event) => void events.push(`${name} ${event}`) });
+    w.register("shared", async () => void ran[name]++);
+    return w;
+  };
+  const [a, b] = [make("a"), make("b")];
+  await a.start();
+  await b.start();
+  const client = h.client(replica);
+  const first = await client.dispatchBatch(Array.from({ length: 20 }, () => ({ type: "shared" })));
+  for (const t of first) await t.result();
+  assert.ok(ran.a > 0 && ran.b > 0, `both ran tasks: ${JSON.stringify(ran)}`);
+  await a.stop();
+  const after = await client.dispatch("shared");
+  assert.equal(await after.result(), null, "the other worker still runs tasks over the shared connection");
+  assert.deepEqual(events.filter((e) => e.startsWith("b ")), ["b connected"], "b's stream was never cut");
+  await b.stop();
+  connection.close();
 });

@@ -9,7 +9,9 @@
  * hold(direction) stops reading from the sending side, so the bytes wait in its socket buffers and
  * TCP flow control holds the sender back; nothing is lost or closed. release() delivers what waited
  * and goes on. reset() ends every connection at once with a TCP reset, as a restarted peer or a
- * dropped NAT entry would. Connections opened while a direction is held are held the same way.
+ * dropped NAT entry would. refuse() makes the target look down: every connection is reset and new ones
+ * are reset as they come, until accept(). Connections opened while a direction is held are held the
+ * same way.
  */
 import net from "node:net";
 
@@ -24,6 +26,7 @@ export class TcpProxy {
   private readonly pairs = new Set<Pair>();
   private heldUp = false;
   private heldDown = false;
+  private refusing = false;
 
   private constructor(
     private readonly server: net.Server,
@@ -33,7 +36,7 @@ export class TcpProxy {
   /** Listens on a free loopback port and forwards every connection to `target`. */
   static async start(target: { host?: string; port: number }): Promise<TcpProxy> {
     let proxy!: TcpProxy;
-    const server = net.createServer((client) => proxy.accept(client, target));
+    const server = net.createServer((client) => proxy.forwardConnection(client, target));
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen(0, "127.0.0.1", () => resolve());
@@ -69,13 +72,29 @@ export class TcpProxy {
     this.pairs.clear();
   }
 
+  /** The target looks down: open connections are reset, and so is every new one until accept(). */
+  refuse(): void {
+    this.refusing = true;
+    this.reset();
+  }
+
+  /** Forwards new connections again after refuse(). */
+  accept(): void {
+    this.refusing = false;
+  }
+
   /** Stops listening and resets every connection. */
   async close(): Promise<void> {
     this.reset();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
 
-  private accept(client: net.Socket, target: { host?: string; port: number }): void {
+  private forwardConnection(client: net.Socket, target: { host?: string; port: number }): void {
+    if (this.refusing) {
+      client.on("error", () => {});
+      client.resetAndDestroy();
+      return;
+    }
     const upstream = net.connect({ host: target.host ?? "127.0.0.1", port: target.port });
     const pair = { client, target: upstream };
     this.pairs.add(pair);

@@ -186,6 +186,7 @@ export class Worker {
       const session = new StreamSession(this.connection.transport, this.helloInfo(), {
         run: (lease, s) => this.runLease(lease, s),
         cancel: (leaseToken, reason) => this.aborts.get(leaseToken)?.abort.abort(new TaskAbortedError(reason)),
+        lapsed: () => this.abortAll("lease_lost"),
         note: (message, detail) => this.emit(message, detail),
         opened: (sessionId) => {
           delay = initial;

@@ -1,8 +1,11 @@
 /**
  * Database outage: with the database stopped, calls answer UNAVAILABLE within seconds and health says
  * NOT_SERVING; nothing crashes; when the database returns, the server and its workers carry on by
- * themselves. A worker's stream stays open through the outage, a finish sent meanwhile is recorded once
- * the database answers, and no live lease is recovered as orphaned because its heartbeat went stale.
+ * themselves. Through an outage shorter than the lease validity a worker's stream stays open, a finish
+ * sent meanwhile is recorded once the database answers, and no live lease is recovered as orphaned.
+ * Past the validity, the replica can no longer vouch for its leases (for all it knows, only its own link
+ * is down and other replicas are recovering them): its workers abort their handlers and connect again,
+ * and the tasks run again once the database is back.
  *
  * This test runs its own Postgres (the embedded one), since it stops and starts it.
  */
@@ -22,7 +25,8 @@ import { Health, HealthCheckResponse_ServingStatus as Serving } from "../sdk/gen
 import { freePort } from "./processes.js";
 import { silentLog, waitFor } from "./helpers.js";
 
-const STALE_CHECK_MS = 2_000;
+/** Lease validity 4/5 of S/2 = 8 s: the outages of the first two tests stay well inside it. */
+const STALE_CHECK_MS = 20_000;
 let dir: string;
 let port: number;
 let db: EmbeddedDatabase | null = null;
@@ -129,9 +133,9 @@ test("calls fail fast with UNAVAILABLE while the database is down, and everythin
   const scraped = await (await fetch(`${replica.server.url}/metrics`)).text();
   assert.match(scraped, /^taskq_database_up 0$/m);
 
-  // The handler finishes during the outage; the outage lasts longer than the stale limit.
+  // The handler finishes during the outage.
   release();
-  await new Promise((r) => setTimeout(r, STALE_CHECK_MS * 1.25));
+  await new Promise((r) => setTimeout(r, 1_000));
   await startDatabase();
 
   await waitFor("health SERVING again", async () => (await health()) === Serving.SERVING, 15_000);
@@ -155,4 +159,43 @@ test("calls fail fast with UNAVAILABLE while the database is down, and everythin
   const { rows } = await check.query("select count(*)::int4 as n from taskq.tasks where status in ('running', 'cancelling')");
   await check.end();
   assert.equal(rows[0].n, 0);
+});
+
+test("past the lease validity, the replica's workers abort their handlers at once, and the task runs again after the outage", async () => {
+  const short = await startReplica(
+    { ...loadConfig({}), host: "127.0.0.1", port: 0, pollIntervalMs: 200, builtinSchedules: false, staleCheckMs: 2_000, databaseUrl: db!.url },
+    silentLog,
+  );
+  closers.push(() => short.stop());
+  const runs: { attempt: number; abortedAt?: number; reason?: string }[] = [];
+  const lapsing = new Worker({ url: short.server.url, reconnect: { initialMs: 50, maxMs: 300 } });
+  lapsing.register("outage.lapse", async (ctx) => {
+    const run: (typeof runs)[number] = { attempt: ctx.attempt };
+    runs.push(run);
+    if (ctx.attempt > 1) return "second attempt";
+    await new Promise<void>((resolve) =>
+      ctx.signal.addEventListener("abort", () => {
+        run.abortedAt = performance.now();
+        run.reason = (ctx.signal.reason as Error).message;
+        resolve();
+      }),
+    );
+    throw ctx.signal.reason;
+  });
+  closers.push(() => lapsing.stop({ graceMs: 1_000 }));
+  await lapsing.start();
+  const task = await client.dispatch("outage.lapse");
+  await waitFor("the first attempt to run", () => runs.length === 1);
+
+  await db!.stop();
+  db = null;
+  // The lease validity is 4/5 of S/2 = 800 ms after the last confirmed heartbeat: the handler is aborted
+  // while the database is still down, long before the 30 s task timeout.
+  await waitFor("the handler to be aborted", () => runs[0].abortedAt !== undefined, 10_000);
+  assert.match(runs[0].reason!, /lease was lost/);
+  await new Promise((r) => setTimeout(r, 500));
+  await startDatabase();
+
+  assert.equal(await task.result(), "second attempt");
+  assert.deepEqual(runs.map((r) => r.attempt), [1, 2]);
 });

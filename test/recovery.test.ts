@@ -52,17 +52,29 @@ describe("lost workers", () => {
     await waitFor("the lease to return", async () => (await handle.status()).status === "pending", 5_000);
   });
 
-  test("a session row removed while its replica lives is written again by the next heartbeat", async () => {
-    const worker = h.worker(); // the SDK worker heartbeats as the welcome asks
-    worker.register("kept", () => null);
+  test("a session whose row was reaped while it lived ends: its handlers abort, and its worker connects again", async () => {
+    const sessionIds: string[] = [];
+    const worker = h.worker({ onEvent: (e, d) => e === "connected" && sessionIds.push(String(d?.sessionId)) });
+    const aborted: string[] = [];
+    worker.register("reaped", async (ctx) => {
+      if (ctx.attempt > 1) return "again";
+      await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
+      aborted.push((ctx.signal.reason as Error).message);
+      throw ctx.signal.reason;
+    });
     await worker.start();
-    // The server's own worker (for built-in maintenance tasks) has a session too.
-    const sessions = async () => (await h.pool.query("select id from taskq.worker_sessions where worker_name <> 'taskq-server'")).rows.length;
-    await waitFor("the session row", async () => (await sessions()) === 1);
-    await h.pool.query("delete from taskq.worker_sessions where worker_name <> 'taskq-server'");
-    await waitFor("the row to be restored", async () => (await sessions()) === 1, 5_000);
-    const handle = await h.client().dispatch("kept");
-    assert.equal(await handle.result(), null, "the restored session still takes tasks");
+    const handle = await h.client().dispatch("reaped");
+    await waitFor("the task to run", async () => (await handle.status()).status === "running");
+    // As another replica's reaper would after this replica stalled: the row goes, the lease is recovered.
+    const { rows } = await h.pool.query("select session_id::text, lease_token::text from taskq.tasks where id = $1", [handle.id]);
+    await h.pool.query("delete from taskq.worker_sessions where id = $1", [rows[0].session_id]);
+    await taskLeaseRelease(h.pool, [{ id: handle.id, leaseToken: rows[0].lease_token }], { uncount: false, error: LOST_WORKER_ERROR }, new Date());
+    assert.equal(await handle.result(), "again");
+    assert.deepEqual(aborted, ["the lease was lost: the connection to the server ended"]);
+    await waitFor("a new session", () => sessionIds.length === 2);
+    assert.notEqual(sessionIds[0], sessionIds[1]);
+    const { rows: left } = await h.pool.query("select 1 from taskq.worker_sessions where id = $1", [sessionIds[0]]);
+    assert.equal(left.length, 0, "the old session's row is not written again");
     await worker.stop();
   });
 });

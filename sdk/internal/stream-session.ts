@@ -6,8 +6,17 @@
  *   open       → welcome received; leases arrive and run; finishes, logs and status values go out
  *   draining   → drain() called: no more credits are granted; the stream half-closes once the
  *                running tasks have finished (or at once when none run)
- *   ended      → the stream ended (server gone, network, drain done); tasks still running here are
- *                aborted, because the server has already returned their leases to the queue
+ *   ended      → the stream ended (server gone, network, drain done, leases lapsed); tasks still
+ *                running here are aborted, because the server has returned their leases to the queue
+ *
+ * Lease validity: every heartbeat carries a seq, and the server's HeartbeatAck says how long after
+ * that heartbeat was sent the session's leases stay valid (the welcome does the same for the hello).
+ * The deadline is counted from the sending, on this process's clock, so an ack that arrives late (a
+ * partition that held it) promises nothing it could not keep. When the deadline passes with no newer
+ * ack — the server is silent, the way back is cut, or the server's database no longer confirms the
+ * session — every task of the session is aborted at once, the stream ends, and the worker connects
+ * again: the server may already have given those leases to another worker. A lease that arrives after
+ * the deadline is never started.
  *
  * Each lease is run by the Worker's runner; a finished task returns its credit so the server may
  * send the next lease. Messages about a task carry its lease token.
@@ -35,6 +44,8 @@ export interface StreamSessionHooks {
   run(lease: Lease, session: StreamSession): Promise<void>;
   /** A lease of this session was canceled by the server. */
   cancel(leaseToken: string, reason: "interrupted" | "timed_out" | "shutdown"): void;
+  /** The session's leases lapsed: abort every task it runs, now. */
+  lapsed(): void;
   /** Something worth telling the operator (rejections, protocol notes). */
   note(message: string, detail?: Record<string, unknown>): void;
   /** The server welcomed the session. */
@@ -56,6 +67,9 @@ interface Outgoing {
   bytes: number;
 }
 
+/** The heartbeat interval when the server's welcome does not say. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
+
 const CANCEL_REASONS: Record<number, "interrupted" | "timed_out" | "shutdown"> = {
   [CancelReason.INTERRUPTED]: "interrupted",
   [CancelReason.TIMED_OUT]: "timed_out",
@@ -70,6 +84,14 @@ export class StreamSession {
   private draining = false;
   private creditsToReturn = 0;
   private heartbeat: NodeJS.Timeout | null = null;
+  /** The last heartbeat seq sent (0: the hello), and when each unanswered one was sent (performance.now()). */
+  private heartbeatSeq = 0n;
+  private readonly heartbeatSentAt = new Map<bigint, number>();
+  /** Until when the session's leases are valid (performance.now()); null while the server has not said. */
+  private validUntil: number | null = null;
+  private lapseTimer: NodeJS.Timeout | null = null;
+  /** Ends the stream from this side (the leases lapsed). */
+  private readonly ending = new AbortController();
 
   constructor(
     private readonly transport: Transport,
@@ -100,13 +122,49 @@ export class StreamSession {
         acceptsBatches: true,
       },
     });
+    this.heartbeatSentAt.set(0n, performance.now());
     this.send({ case: "credits", value: { count: this.hello.concurrency } });
+    const both = AbortSignal.any([signal, this.ending.signal]);
     try {
-      for await (const m of client.connect(this.outgoing(), { signal })) this.receive(m.message, false);
+      for await (const m of client.connect(this.outgoing(), { signal: both })) this.receive(m.message, false);
+      if (this.ending.signal.aborted) throw this.ending.signal.reason;
+    } catch (err) {
+      throw this.ending.signal.aborted ? this.ending.signal.reason : err;
     } finally {
       if (this.heartbeat) clearInterval(this.heartbeat);
+      if (this.lapseTimer) clearTimeout(this.lapseTimer);
       this.outbox.close();
     }
+  }
+
+  /** The server promised the leases until `validForMs` after the heartbeat `seq` (0: the hello) was sent. */
+  private extend(seq: bigint, validForMs: number): void {
+    const sentAt = this.heartbeatSentAt.get(seq);
+    if (sentAt === undefined) return;
+    for (const s of this.heartbeatSentAt.keys()) if (s <= seq) this.heartbeatSentAt.delete(s);
+    const until = sentAt + validForMs;
+    if (this.validUntil !== null && until <= this.validUntil) return;
+    this.validUntil = until;
+    if (this.lapseTimer) clearTimeout(this.lapseTimer);
+    this.lapseTimer = setTimeout(() => this.checkValidity(), Math.max(0, until - performance.now()) + 1);
+  }
+
+  /** True while the leases are valid; once they lapsed, aborts every task and ends the stream. */
+  private checkValidity(): boolean {
+    if (this.validUntil === null || performance.now() < this.validUntil) return true;
+    if (!this.ending.signal.aborted) {
+      const late = Math.round(performance.now() - this.validUntil);
+      this.hooks.lapsed();
+      this.ending.abort(new Error(`the session's leases lapsed ${late} ms ago: no heartbeat ack from the server in time`));
+    }
+    return false;
+  }
+
+  private sendHeartbeat(): void {
+    if (!this.checkValidity()) return;
+    const seq = ++this.heartbeatSeq;
+    this.heartbeatSentAt.set(seq, performance.now());
+    this.send({ case: "heartbeat", value: { seq } });
   }
 
   /** The outbox as the stream's messages: one at a time until the server has said it takes batches. */
@@ -128,17 +186,23 @@ export class StreamSession {
   private receive(msg: ServerMessage["message"], inBatch: boolean): void {
     switch (msg.case) {
       case "welcome": {
-        const every = msg.value.heartbeatInterval ? durationMs(msg.value.heartbeatInterval) : 10_000;
-        this.heartbeat = setInterval(() => this.send({ case: "heartbeat", value: {} }), every);
+        const every = msg.value.heartbeatInterval ? durationMs(msg.value.heartbeatInterval) : DEFAULT_HEARTBEAT_INTERVAL_MS;
+        this.heartbeat = setInterval(() => this.sendHeartbeat(), every);
         this.batching = msg.value.acceptsBatches;
+        if (msg.value.leaseValidity) this.extend(0n, durationMs(msg.value.leaseValidity));
         this.hooks.opened(msg.value.sessionId);
         break;
       }
+      case "heartbeatAck":
+        if (msg.value.leaseValidity) this.extend(msg.value.seq, durationMs(msg.value.leaseValidity));
+        break;
       case "batch":
         if (!inBatch) for (const m of msg.value.messages) this.receive(m.message, true);
         break;
       case "lease":
-        this.start(msg.value);
+        // A lease that comes after the deadline (held back by the network, or read late by this process)
+        // may already run elsewhere: never start it.
+        if (this.checkValidity()) this.start(msg.value);
         break;
       case "cancel":
         this.hooks.cancel(msg.value.leaseToken, CANCEL_REASONS[msg.value.reason] ?? "interrupted");

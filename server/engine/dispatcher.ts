@@ -15,8 +15,9 @@
  * Once a locked claim leaves credits unfilled with no such news meanwhile, the limited queues have
  * nothing claimable, and claims skip them (and the locks) until news comes.
  *
- * Credits are taken at delivery. A lease whose session left while the claim was in flight goes back
- * to the queue with its attempt uncounted.
+ * Credits are taken at delivery. A lease whose session left while the claim was in flight, or whose
+ * session's leases lapsed meanwhile (this replica stalled), goes back to the queue with its attempt
+ * uncounted: it never reached a worker.
  */
 import type pg from "pg";
 import type { Logger } from "pino";
@@ -43,7 +44,8 @@ export interface SessionSlot {
   credits: number;
   /** When the session last got a lease, by the dispatcher's count of deliveries (0: never). */
   servedAt: number;
-  deliver(lease: LeasedTask): void;
+  /** Hands the lease to the worker; false when the session can no longer take it (closed, or its leases lapsed). */
+  deliver(lease: LeasedTask): boolean;
 }
 
 const RETRY_AFTER_ERROR_MS = 1_000;
@@ -139,10 +141,9 @@ export class LeaseDispatcher {
     const orphans: LeasedTask[] = [];
     for (const lease of leases) {
       const slot = this.slots.get(lease.sessionId);
-      if (slot && slot.credits > 0) {
+      if (slot && slot.credits > 0 && slot.deliver(lease)) {
         slot.credits -= 1;
         slot.servedAt = ++this.deliveries;
-        slot.deliver(lease);
       } else orphans.push(lease);
     }
     if (orphans.length > 0) {

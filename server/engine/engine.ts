@@ -118,6 +118,8 @@ export class Engine {
   private readonly systemWorker: SystemWorker;
   private readonly meter: Meter;
   private heartbeatTimer: NodeJS.Timeout | null = null;
+  /** A heartbeat statement is in flight (a slow database must not pile them up). */
+  private heartbeating = false;
   private stopping = false;
 
   constructor(opts: EngineOptions) {
@@ -176,9 +178,14 @@ export class Engine {
     this.notifier.on(CHANNEL_SCHEDULE, () => void this.scheduler.fire());
   }
 
-  /** How often workers are asked to send a heartbeat when they have nothing else to say. */
+  /** How often workers are asked to send a heartbeat. */
   get heartbeatIntervalMs(): number {
     return this.timings.heartbeatIntervalMs;
+  }
+
+  /** How long a worker may say nothing before its session ends. */
+  get silenceLimitMs(): number {
+    return this.timings.silentAfterMs;
   }
 
   async start(): Promise<void> {
@@ -226,24 +233,35 @@ export class Engine {
   }
 
   /**
-   * Marks this replica's sessions alive. A session whose worker has gone silent is ended; one whose row
-   * another replica's reaper removed (this replica stalled past the stale limit) writes it again; its
-   * old leases were recovered and its worker's finishes for them will be refused.
+   * Marks this replica's open sessions alive, and extends their leases' validity by what the database
+   * confirmed. A session whose row another replica's reaper removed (this replica stalled past the stale
+   * limit) ends: its leases were recovered and may run elsewhere already. So does a session whose worker
+   * went silent or stopped reading, and one whose leases lapsed because the database has not confirmed
+   * it in time (a stalled link: its worker is moved along, to a replica that can reach the database).
    */
   private async heartbeat(): Promise<void> {
     this.systemWorker.keepAlive();
-    try {
-      const alive = await sessionHeartbeat(this.pool, this.replicaId);
-      for (const session of [...this.sessions.values()]) {
-        if (session.silentForMs > this.timings.silentAfterMs) {
-          session.end(`no message from the worker for ${Math.round(session.silentForMs)} ms`);
-        } else if (!alive.has(session.id)) {
-          this.log.warn({ session: session.id }, "session row was reaped while the session was alive; restoring it");
-          await session.restore();
+    const open = [...this.sessions.values()].filter((s) => s.isOpen);
+    if (!this.heartbeating && open.length > 0) {
+      this.heartbeating = true;
+      const sentAt = performance.now();
+      try {
+        const alive = await sessionHeartbeat(this.pool, open.map((s) => s.id));
+        for (const session of open) {
+          if (alive.has(session.id)) session.confirmed(sentAt);
+          else session.end("the session's row was reaped while it lived: its leases were recovered");
         }
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, "session heartbeat failed");
+      } finally {
+        this.heartbeating = false;
       }
-    } catch (err) {
-      this.log.warn({ err: (err as Error).message }, "session heartbeat failed");
+    }
+    const { silentAfterMs } = this.timings;
+    for (const session of [...this.sessions.values()]) {
+      if (session.silentForMs > silentAfterMs) session.end(`no message from the worker for ${Math.round(session.silentForMs)} ms`);
+      else if (session.stalledForMs > silentAfterMs) session.end(`the worker has read nothing for ${Math.round(session.stalledForMs)} ms`);
+      else if (session.isOpen && session.validForMs === 0) session.end("the session's leases lapsed: the database has not confirmed it in time");
     }
   }
 
@@ -388,6 +406,8 @@ export class Engine {
         finisher: this.finisher,
         wakeOnFree: this.wakeOnFree,
         meter: this.meter,
+        leaseValidityMs: this.timings.leaseValidityMs,
+        closeRetryMs: this.timings.staleAfterMs,
         onLease: (lease) => this.reaper.expect(lease.deadlineAt),
         onClose: (s) => this.sessions.delete(s.id),
       },

@@ -2,14 +2,24 @@
  * One worker's session, as the engine sees it. The RPC layer owns the stream; this owns the session's
  * database row, its credits, and the leases it holds.
  *
- * States: open (row written, slot registered with the dispatcher) → closed (slot removed, every lease
- * still held released to the queue, row deleted). Messages after close are refused. A lease is held
- * from delivery until a finish for it is accepted or refused; refused updates change nothing. A lease
- * the reaper ended meanwhile (timeout, grace period) is still "held" here until the worker finishes
- * it, but its token no longer matches the row, so that finish is refused by the database.
+ * States (`mode`):
+ *   opening → the row is being written; the replica's heartbeat leaves the session alone
+ *   open    → row written, slot registered with the dispatcher, heartbeated with the replica's others
+ *   closed  → slot removed, every lease still held released to the queue, row deleted. Messages after
+ *             close are refused. Closing is final: a session that lost its row or its leases ends,
+ *             and its worker connects again as a new session.
  *
- * Liveness: the engine heartbeats the row while the session is open and ends the session (through the
- * sink) when the worker has been silent too long; a row reaped while the session lived is restored.
+ * A lease is held from delivery until a finish for it is accepted or refused; refused updates change
+ * nothing. A lease the reaper ended meanwhile (timeout, grace period) is still "held" here until the
+ * worker finishes it, but its token no longer matches the row, so that finish is refused by the database.
+ *
+ * Lease validity: the session's leases are good until `validUntil` (real time), which is the moment the
+ * replica sent the last heartbeat the database confirmed, plus the lease validity (settings.ts). Past it,
+ * another replica's reaper may be about to recover them, so no lease is delivered any more and the
+ * session ends; its worker, told the same deadline through its heartbeat acks, has already stopped.
+ *
+ * Liveness: the engine ends the session (end(): the sink is told, and the session closes) when the
+ * worker has been silent too long, reads nothing for too long, or its row or validity is gone.
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "pino";
@@ -18,6 +28,7 @@ import type { LeaseDispatcher, SessionSlot } from "./dispatcher.js";
 import type { Meter } from "./meter.js";
 import type { FinishBatcher } from "./finisher.js";
 import type { Db } from "./sql/db.js";
+import { retryWhileUnreachable } from "./errors.js";
 import { taskLeaseRelease, type WakeOnFree } from "./sql/lease.js";
 import { sessionDelete, sessionUpsert, type SessionRow } from "./sql/sessions.js";
 import { taskLogAppend, taskStatusValueSet } from "./sql/updates.js";
@@ -27,8 +38,10 @@ import type { CancelReason, FinishResult, JsonObject, JsonValue, LeasedTask, Out
 export interface SessionSink {
   lease(task: LeasedTask): void;
   cancel(taskId: string, leaseToken: string, reason: CancelReason): void;
-  /** The engine gave up on the worker (it went silent): end the stream; the session closes with it. */
+  /** The engine ended the session (the worker went silent, the session's leases lapsed): end the stream. */
   end(reason: string): void;
+  /** How long the worker has left the replies waiting unread (0 while it keeps up). */
+  stalledForMs(): number;
 }
 
 export interface SessionDeps {
@@ -41,6 +54,10 @@ export interface SessionDeps {
   /** Queues whose freed slots wake the dispatchers (see WakeOnFree). */
   wakeOnFree: WakeOnFree;
   meter: Meter;
+  /** How long leases stay valid after a heartbeat the database confirmed (settings.ts). */
+  leaseValidityMs: number;
+  /** How long a failed close keeps trying to return the leases before leaving them to the reapers. */
+  closeRetryMs: number;
   /** A lease was handed to the worker (the reaper wants its deadline). */
   onLease(lease: LeasedTask): void;
   onClose(session: WorkerSession): void;
@@ -55,7 +72,9 @@ export class WorkerSession {
   private readonly leases = new Map<string, { token: string; deliveredAt: number }>();
   private readonly slot: SessionSlot;
   private readonly row: SessionRow;
-  private closed = false;
+  private mode: "opening" | "open" | "closed" = "opening";
+  /** Until when (performance.now()) the session's leases are valid; see the header. */
+  private validUntil = 0;
   private lastHeardAt = performance.now();
   private idleWaiters: (() => void)[] = [];
 
@@ -84,13 +103,27 @@ export class WorkerSession {
   }
 
   async open(): Promise<void> {
+    const sentAt = performance.now();
     await sessionUpsert(this.deps.db, this.row);
+    if (this.mode !== "opening") return;
+    this.mode = "open";
+    this.confirmed(sentAt);
     this.deps.dispatcher.add(this.slot);
   }
 
-  /** Writes the session's row again after a reaper removed it while the session was alive. */
-  async restore(): Promise<void> {
-    if (!this.closed) await sessionUpsert(this.deps.db, this.row);
+  /** The database confirmed the session's row in a statement sent at `sentAt` (performance.now()). */
+  confirmed(sentAt: number): void {
+    this.validUntil = Math.max(this.validUntil, sentAt + this.deps.leaseValidityMs);
+  }
+
+  /** How much longer the session's leases stay valid, in whole real milliseconds (0 once they lapsed). */
+  get validForMs(): number {
+    return this.mode === "open" ? Math.max(0, Math.floor(this.validUntil - performance.now())) : 0;
+  }
+
+  /** True once the row is written and until the session closes: the replica heartbeats it. */
+  get isOpen(): boolean {
+    return this.mode === "open";
   }
 
   /** The worker said something (any message counts as a sign of life). */
@@ -104,7 +137,12 @@ export class WorkerSession {
   }
 
   get isClosed(): boolean {
-    return this.closed;
+    return this.mode === "closed";
+  }
+
+  /** How long the worker has left the replies waiting unread, in real milliseconds. */
+  get stalledForMs(): number {
+    return this.sink.stalledForMs();
   }
 
   get heldLeases(): number {
@@ -112,20 +150,28 @@ export class WorkerSession {
   }
 
   addCredits(count: number): void {
-    if (this.closed) return;
+    if (this.mode === "closed") return;
     this.slot.credits = Math.min(MAX_CREDITS, this.slot.credits + count);
     this.deps.dispatcher.wake();
   }
 
-  private deliver(lease: LeasedTask): void {
+  private deliver(lease: LeasedTask): boolean {
+    if (this.mode !== "open") return false;
+    if (this.validForMs === 0) {
+      // This replica stalled past the session's validity (a pause, a slow database link): its leases may
+      // be recovered elsewhere already, and this one must not reach a handler late.
+      this.end("the session's leases lapsed: the database has not confirmed it in time");
+      return false;
+    }
     this.leases.set(lease.id, { token: lease.leaseToken, deliveredAt: performance.now() });
     this.deps.meter.leased(this.deps.clock.now().getTime() - lease.dueAt.getTime());
     this.deps.onLease(lease);
     this.sink.lease(lease);
+    return true;
   }
 
   private holds(taskId: string, leaseToken: string): boolean {
-    return !this.closed && this.leases.get(taskId)?.token === leaseToken;
+    return this.mode !== "closed" && this.leases.get(taskId)?.token === leaseToken;
   }
 
   /** Appends a log step; false when this session does not hold that lease (nothing changes). */
@@ -159,7 +205,7 @@ export class WorkerSession {
 
   /** Resolves when the session holds no lease (at once if it holds none). */
   whenIdle(): Promise<void> {
-    if (this.leases.size === 0 || this.closed) return Promise.resolve();
+    if (this.leases.size === 0 || this.mode === "closed") return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -168,37 +214,54 @@ export class WorkerSession {
     for (const [taskId, { token }] of this.leases) this.sink.cancel(taskId, token, reason);
   }
 
-  /** Asks the RPC layer to end the stream (which then closes the session). */
+  /**
+   * Ends the session from the engine's side: the sink ends the stream, and the session closes now,
+   * whatever state the stream is in (a stream stuck writing to a worker that reads nothing never ends
+   * by itself).
+   */
   end(reason: string): void {
-    if (this.closed) return;
+    if (this.mode === "closed") return;
     this.deps.log.warn({ session: this.id, reason }, "ending worker session");
     this.sink.end(reason);
+    void this.close(reason);
   }
 
   /**
    * Ends the session: the leases it still holds go back to the queue (or end STUCK/CANCELED). With
    * `uncount` (the server is shutting down, not the worker's fault) their attempts are given back.
+   * While the database cannot be reached this keeps trying for `closeRetryMs`; after that, the row,
+   * no longer heartbeated, goes stale and a reaper recovers the leases.
    */
   async close(reason: string, opts: { uncount?: boolean } = {}): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.mode === "closed") return;
+    this.mode = "closed";
     const { db, clock, dispatcher, log } = this.deps;
     dispatcher.remove(this.id);
     this.deps.onClose(this);
     const held = [...this.leases].map(([id, { token }]) => ({ id, leaseToken: token }));
     this.leases.clear();
     this.idleWaiters.splice(0).forEach((resolve) => resolve());
-    try {
+    const giveUpAt = performance.now() + this.deps.closeRetryMs;
+    const release = async () => {
       if (held.length > 0) {
         const wakeOnFree = this.deps.wakeOnFree;
         const released = await taskLeaseRelease(db, held, { uncount: opts.uncount ?? false, error: reason, wakeOnFree }, clock.now());
+        held.length = 0; // written: a retry of the row's delete must not release again
         for (const to of released.values()) this.deps.meter.attemptEnded(to, opts.uncount ? "shutdown" : "lost", null);
         log.info({ session: this.id, released: released.size }, "worker session closed; leases released");
       }
       await sessionDelete(db, this.id);
+    };
+    try {
+      await retryWhileUnreachable(release, {
+        minMs: 50,
+        maxMs: 1_000,
+        giveUp: () => performance.now() >= giveUpAt,
+        onRetry: (err, retryInMs) => log.warn({ session: this.id, err: err.message, retryInMs }, "closing worker session: database unreachable; trying again"),
+      });
     } catch (err) {
-      // The row stays; the reaper recovers its leases once its heartbeat goes stale.
-      log.error({ err, session: this.id }, "closing worker session failed");
+      // The row stays, no longer heartbeated; a reaper recovers its leases once it goes stale.
+      log.error({ err, session: this.id }, "closing worker session failed; its leases are left to the reapers");
     }
   }
 }

@@ -24,14 +24,23 @@ export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
  * The timings that follow from the stale-check interval S. A replica heartbeats its sessions every S/6
  * and a session is stale after S/2 without one (three missed heartbeats); reapers sweep every S/4. So a
  * replica that dies is noticed at most S/6 + S/2 + S/4 < S after its last heartbeat. A worker that says
- * nothing (not even its heartbeat, asked for every S/6) for S/2 has its stream closed.
+ * nothing (not even its heartbeat, asked for every S/6) for S/2 has its stream closed, and so does one
+ * that reads nothing the server sends for S/2.
+ *
+ * Leases: a session's leases are valid for 4/5 of S/2 after the replica last sent a heartbeat that the
+ * database confirmed. Reapers judge by the heartbeat's time in the database, which is no earlier than
+ * its sending, and only S/2 after it; so a session whose replica stalls stops (its leases are no longer
+ * delivered, its worker aborts their handlers) before any reaper may recover its leases, with S/10 to
+ * spare for the handlers to stop.
  */
 export function livenessTimings(staleCheckMs: number) {
+  const staleAfterMs = Math.max(1, Math.floor(staleCheckMs / 2));
   return {
     heartbeatIntervalMs: Math.max(1, Math.floor(staleCheckMs / 6)),
-    staleAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
+    staleAfterMs,
     sweepIntervalMs: Math.max(1, Math.floor(staleCheckMs / 4)),
-    silentAfterMs: Math.max(1, Math.floor(staleCheckMs / 2)),
+    silentAfterMs: staleAfterMs,
+    leaseValidityMs: Math.max(1, Math.floor((staleAfterMs * 4) / 5)),
   };
 }
 

@@ -43,9 +43,27 @@ export class SystemWorker {
     this.session = await open(this.hello, {
       lease: (task) => void this.run(task),
       cancel: (_taskId, leaseToken) => this.running.get(leaseToken)?.abort(new Error("canceled")),
-      end: () => {}, // the engine keeps this session alive (see keepAlive)
+      // The engine ended the session (its leases lapsed while the database was out of reach): stop what
+      // runs, as any worker would, and open a new session.
+      end: (reason) => {
+        for (const abort of this.running.values()) abort.abort(new Error(reason));
+        void this.reopen(open);
+      },
+      stalledForMs: () => 0,
     });
     this.session.addCredits(1);
+  }
+
+  private async reopen(open: (hello: WorkerHello, sink: SessionSink) => Promise<WorkerSession>): Promise<void> {
+    for (let delay = 100; ; delay = Math.min(delay * 2, 5_000)) {
+      await new Promise((resolve) => setTimeout(resolve, delay).unref());
+      try {
+        return await this.start(open);
+      } catch (err) {
+        if ((err as { kind?: string }).kind === "unavailable" && /shutting down/.test((err as Error).message)) return;
+        this.log.warn({ err: (err as Error).message }, "reopening the server's own worker session failed; trying again");
+      }
+    }
   }
 
   /** Marks the in-process session as heard from, so the engine never takes it for a silent worker. */

@@ -4,8 +4,15 @@
  * States of a stream:
  *   awaiting hello → the first message must be a valid hello, else the stream ends with an error
  *   open           → welcome sent; credits, log steps, status values, heartbeats, finishes accepted
- *   closed         → the worker hung up, the connection broke, or the server stopped: the engine
- *                    session closes and every lease it still holds goes back to the queue
+ *   closed         → the worker hung up, the connection broke, the engine ended the session, or the
+ *                    server stopped: the engine session closes and every lease it still holds goes
+ *                    back to the queue. This does not wait for the response to finish: a response
+ *                    stuck writing to a worker that reads nothing may never finish.
+ *
+ * Liveness, both ways: a Heartbeat with a seq is answered by a HeartbeatAck carrying how long the
+ * session's leases stay valid (only while the database confirms the session; see engine/session.ts).
+ * The engine ends a session whose worker says nothing for the silence limit, or leaves the replies
+ * unread (the response blocked writing) for as long.
  *
  * Messages about one task are handled in the order they came (a log step sent before a finish is
  * written before it); messages about different tasks run concurrently, so finishes that arrive
@@ -83,7 +90,9 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
       }
       const hello = helloFromPb(first.value.message.value);
       const outbox: Outbox = new AsyncQueue();
-      // When the engine gives up on the worker, stop waiting for its messages as well.
+      // Since when a reply has waited for the worker to read it (the response is blocked writing).
+      let writingSince: number | null = null;
+      // When the engine gives up on the worker, or the stream goes away, stop waiting for its messages.
       let closeReason = "worker disconnected";
       let hangUp!: () => void;
       const hungUp = new Promise<IteratorResult<WorkerMessage>>((resolve) => (hangUp = () => resolve({ done: true, value: undefined })));
@@ -98,17 +107,30 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
             outbox.fail(new ConnectError(reason, Code.Unavailable));
             hangUp();
           },
+          stalledForMs: () => (writingSince === null ? 0 : performance.now() - writingSince),
         });
       } catch (err) {
         throw toConnectError(err, log);
       }
       const slog = log.child({ session: session.id, worker: hello.workerName });
       slog.info({ types: [...hello.taskTypes.keys()] }, "worker connected");
-      ctx.signal.addEventListener("abort", () => outbox.close());
-      const reading = readMessages({ next: () => Promise.race([incoming.next(), hungUp]) }, session, outbox, slog);
+      // The session ends when the stream does, whatever the response is doing: a response stuck writing
+      // to a worker that reads nothing (its event loop blocked, the connection half-open) may never return.
+      const ended = async () => {
+        if (session.isClosed) return;
+        await session.close(closeReason);
+        slog.info({ reason: closeReason }, "worker session ended");
+      };
+      ctx.signal.addEventListener("abort", () => {
+        hangUp();
+        outbox.close();
+      });
+      const reading = readMessages({ next: () => Promise.race([incoming.next(), hungUp]) }, session, outbox, slog).finally(ended);
       // Replies queued together go as one batch to a worker that understands batches.
       const limits = first.value.message.value.acceptsBatches ? BATCH_LIMITS : { count: 1, bytes: 0 };
+      const yielded = () => (writingSince = null);
       try {
+        writingSince = performance.now();
         yield create(ServerMessageSchema, {
           message: {
             case: "welcome",
@@ -117,18 +139,22 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
               serverId: engine.replicaId,
               heartbeatInterval: durationFromMs(engine.heartbeatIntervalMs),
               acceptsBatches: true,
+              leaseValidity: durationFromMs(session.validForMs),
+              silenceLimit: durationFromMs(engine.silenceLimitMs),
             },
           },
         });
+        yielded();
         for await (const batch of outbox.batches((o) => o.bytes, limits)) {
           if (ctx.signal.aborted) break;
+          writingSince = performance.now();
           yield batch.length === 1 ? batch[0].message : batchOf(batch);
+          yielded();
         }
       } finally {
         outbox.close();
+        hangUp();
         await reading.catch(() => {});
-        await session.close(closeReason);
-        slog.info({ reason: closeReason }, "worker session ended");
       }
     },
   };
@@ -175,6 +201,11 @@ async function readMessages(
         session.addCredits(m.value.count);
         break;
       case "heartbeat":
+        // Answered only while the database confirms the session: an ack promises the leases' validity.
+        if (m.value.seq > 0n && session.validForMs > 0) {
+          const ack = { seq: m.value.seq, leaseValidity: durationFromMs(session.validForMs) };
+          outbox.push(reply({ case: "heartbeatAck", value: ack }));
+        }
         break;
       case "logStep": {
         const { taskId, leaseToken } = m.value;

@@ -17,7 +17,7 @@ export interface SessionRow {
   connectedAt: Date;
 }
 
-/** Writes a session's row, or marks it alive again if it exists (a session restoring a reaped row). */
+/** Writes a session's row (marking it alive again if it exists). */
 export async function sessionUpsert(db: Db, s: SessionRow): Promise<void> {
   await db.query({
     name: "sessionUpsert",
@@ -33,12 +33,16 @@ export async function sessionDelete(db: Db, id: string): Promise<void> {
   await db.query("delete from taskq.worker_sessions where id = $1", [id]);
 }
 
-/** Marks every session of a replica alive; returns the ids it found (a missing one was reaped). */
-export async function sessionHeartbeat(db: Db, replicaId: string): Promise<Set<string>> {
+/**
+ * Marks these sessions alive; returns the ids it found (a missing one was reaped). A replica names the
+ * sessions it holds open, never "all of mine": a session whose close failed (the database was away)
+ * must go stale, so that a reaper recovers its leases.
+ */
+export async function sessionHeartbeat(db: Db, ids: string[]): Promise<Set<string>> {
   const { rows } = await db.query<{ id: string }>({
     name: "sessionHeartbeat",
-    text: "update taskq.worker_sessions set heartbeat_at = now() where replica_id = $1 returning id::text",
-    values: [replicaId],
+    text: "update taskq.worker_sessions set heartbeat_at = now() where id = any($1::uuid[]) returning id::text",
+    values: [ids],
   });
   return new Set(rows.map((r) => r.id));
 }

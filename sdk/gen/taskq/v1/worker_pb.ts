@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/worker.proto.
  */
 export const file_taskq_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChV0YXNrcS92MS93b3JrZXIucHJvdG8SCHRhc2txLnYxIrECCg1Xb3JrZXJNZXNzYWdlEiAKBWhlbGxvGAEgASgLMg8udGFza3EudjEuSGVsbG9IABIkCgdjcmVkaXRzGAIgASgLMhEudGFza3EudjEuQ3JlZGl0c0gAEiUKCGxvZ19zdGVwGAMgASgLMhEudGFza3EudjEuTG9nU3RlcEgAEjAKDHN0YXR1c192YWx1ZRgEIAEoCzIYLnRhc2txLnYxLlNldFN0YXR1c1ZhbHVlSAASKAoJaGVhcnRiZWF0GAUgASgLMhMudGFza3EudjEuSGVhcnRiZWF0SAASIgoGZmluaXNoGAYgASgLMhAudGFza3EudjEuRmluaXNoSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5Xb3JrZXJCYXRjaEgAQgkKB21lc3NhZ2UiOAoLV29ya2VyQmF0Y2gSKQoIbWVzc2FnZXMYASADKAsyFy50YXNrcS52MS5Xb3JrZXJNZXNzYWdlIoIBCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRImCgp0YXNrX3R5cGVzGAIgAygLMhIudGFza3EudjEuVGFza1R5cGUSDgoGcXVldWVzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgNEhcKD2FjY2VwdHNfYmF0Y2hlcxgFIAEoCCJpCghUYXNrVHlwZRIMCgRuYW1lGAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIc2NoZWR1bGUYAyABKAkSEQoJdGltZV96b25lGAQgASgJIhgKB0NyZWRpdHMSDQoFY291bnQYASABKA0iQAoHTG9nU3RlcBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoOU2V0U3RhdHVzVmFsdWUSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRILCgNrZXkYAyABKAkSJQoFdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiCwoJSGVhcnRiZWF0IqcBCgZGaW5pc2gSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIkCgdzdWNjZXNzGAMgASgLMhEudGFza3EudjEuU3VjY2Vzc0gAEiQKB2ZhaWx1cmUYBCABKAsyES50YXNrcS52MS5GYWlsdXJlSAASIAoFcmV0cnkYBSABKAsyDy50YXNrcS52MS5SZXRyeUgAQgkKB291dGNvbWUiMQoHU3VjY2VzcxImCgZyZXN1bHQYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoHRmFpbHVyZRINCgVlcnJvchgBIAEoCSJACgVSZXRyeRINCgVlcnJvchgBIAEoCRIoCgVkZWxheRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiLDAgoNU2VydmVyTWVzc2FnZRIkCgd3ZWxjb21lGAEgASgLMhEudGFza3EudjEuV2VsY29tZUgAEiAKBWxlYXNlGAIgASgLMg8udGFza3EudjEuTGVhc2VIABIiCgZjYW5jZWwYAyABKAsyEC50YXNrcS52MS5DYW5jZWxIABIpCgpmaW5pc2hfYWNrGAQgASgLMhMudGFza3EudjEuRmluaXNoQWNrSAASMwoPZmluaXNoX3JlamVjdGVkGAUgASgLMhgudGFza3EudjEuRmluaXNoUmVqZWN0ZWRIABIzCg91cGRhdGVfcmVqZWN0ZWQYBiABKAsyGC50YXNrcS52MS5VcGRhdGVSZWplY3RlZEgAEiYKBWJhdGNoGAcgASgLMhUudGFza3EudjEuU2VydmVyQmF0Y2hIAEIJCgdtZXNzYWdlIjgKC1NlcnZlckJhdGNoEikKCG1lc3NhZ2VzGAEgAygLMhcudGFza3EudjEuU2VydmVyTWVzc2FnZSKAAQoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhEKCXNlcnZlcl9pZBgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPYWNjZXB0c19iYXRjaGVzGAQgASgIIp4CCgVMZWFzZRIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEgwKBHR5cGUYAyABKAkSDQoFcXVldWUYBCABKAkSJwoGcGFyYW1zGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdhdHRlbXB0GAYgASgNEhQKDG1heF9hdHRlbXB0cxgHIAEoDRIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBXRpdGxlGAkgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgKIAEoCRIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJWCgZDYW5jZWwSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRImCgZyZWFzb24YAyABKA4yFi50YXNrcS52MS5DYW5jZWxSZWFzb24iVwoJRmluaXNoQWNrEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoGc3RhdHVzGAMgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyJGCg5GaW5pc2hSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJGCg5VcGRhdGVSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCSqFAQoMQ2FuY2VsUmVhc29uEh0KGUNBTkNFTF9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlDQU5DRUxfUkVBU09OX0lOVEVSUlVQVEVEEAESGwoXQ0FOQ0VMX1JFQVNPTl9USU1FRF9PVVQQAhIaChZDQU5DRUxfUkVBU09OX1NIVVRET1dOEAMyUAoNV29ya2VyU2VydmljZRI/CgdDb25uZWN0EhcudGFza3EudjEuV29ya2VyTWVzc2FnZRoXLnRhc2txLnYxLlNlcnZlck1lc3NhZ2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("ChV0YXNrcS92MS93b3JrZXIucHJvdG8SCHRhc2txLnYxIrECCg1Xb3JrZXJNZXNzYWdlEiAKBWhlbGxvGAEgASgLMg8udGFza3EudjEuSGVsbG9IABIkCgdjcmVkaXRzGAIgASgLMhEudGFza3EudjEuQ3JlZGl0c0gAEiUKCGxvZ19zdGVwGAMgASgLMhEudGFza3EudjEuTG9nU3RlcEgAEjAKDHN0YXR1c192YWx1ZRgEIAEoCzIYLnRhc2txLnYxLlNldFN0YXR1c1ZhbHVlSAASKAoJaGVhcnRiZWF0GAUgASgLMhMudGFza3EudjEuSGVhcnRiZWF0SAASIgoGZmluaXNoGAYgASgLMhAudGFza3EudjEuRmluaXNoSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5Xb3JrZXJCYXRjaEgAQgkKB21lc3NhZ2UiOAoLV29ya2VyQmF0Y2gSKQoIbWVzc2FnZXMYASADKAsyFy50YXNrcS52MS5Xb3JrZXJNZXNzYWdlIoIBCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRImCgp0YXNrX3R5cGVzGAIgAygLMhIudGFza3EudjEuVGFza1R5cGUSDgoGcXVldWVzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgNEhcKD2FjY2VwdHNfYmF0Y2hlcxgFIAEoCCJpCghUYXNrVHlwZRIMCgRuYW1lGAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIc2NoZWR1bGUYAyABKAkSEQoJdGltZV96b25lGAQgASgJIhgKB0NyZWRpdHMSDQoFY291bnQYASABKA0iQAoHTG9nU3RlcBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoOU2V0U3RhdHVzVmFsdWUSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRILCgNrZXkYAyABKAkSJQoFdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoJSGVhcnRiZWF0EgsKA3NlcRgBIAEoBCKnAQoGRmluaXNoEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoHc3VjY2VzcxgDIAEoCzIRLnRhc2txLnYxLlN1Y2Nlc3NIABIkCgdmYWlsdXJlGAQgASgLMhEudGFza3EudjEuRmFpbHVyZUgAEiAKBXJldHJ5GAUgASgLMg8udGFza3EudjEuUmV0cnlIAEIJCgdvdXRjb21lIjEKB1N1Y2Nlc3MSJgoGcmVzdWx0GAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIhgKB0ZhaWx1cmUSDQoFZXJyb3IYASABKAkiQAoFUmV0cnkSDQoFZXJyb3IYASABKAkSKAoFZGVsYXkYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i9AIKDVNlcnZlck1lc3NhZ2USJAoHd2VsY29tZRgBIAEoCzIRLnRhc2txLnYxLldlbGNvbWVIABIgCgVsZWFzZRgCIAEoCzIPLnRhc2txLnYxLkxlYXNlSAASIgoGY2FuY2VsGAMgASgLMhAudGFza3EudjEuQ2FuY2VsSAASKQoKZmluaXNoX2FjaxgEIAEoCzITLnRhc2txLnYxLkZpbmlzaEFja0gAEjMKD2ZpbmlzaF9yZWplY3RlZBgFIAEoCzIYLnRhc2txLnYxLkZpbmlzaFJlamVjdGVkSAASMwoPdXBkYXRlX3JlamVjdGVkGAYgASgLMhgudGFza3EudjEuVXBkYXRlUmVqZWN0ZWRIABImCgViYXRjaBgHIAEoCzIVLnRhc2txLnYxLlNlcnZlckJhdGNoSAASLwoNaGVhcnRiZWF0X2FjaxgIIAEoCzIWLnRhc2txLnYxLkhlYXJ0YmVhdEFja0gAQgkKB21lc3NhZ2UiOAoLU2VydmVyQmF0Y2gSKQoIbWVzc2FnZXMYASADKAsyFy50YXNrcS52MS5TZXJ2ZXJNZXNzYWdlIuUBCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSEQoJc2VydmVyX2lkGAIgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9hY2NlcHRzX2JhdGNoZXMYBCABKAgSMQoObGVhc2VfdmFsaWRpdHkYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoNc2lsZW5jZV9saW1pdBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKeAgoFTGVhc2USDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIMCgR0eXBlGAMgASgJEg0KBXF1ZXVlGAQgASgJEicKBnBhcmFtcxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHYXR0ZW1wdBgGIAEoDRIUCgxtYXhfYXR0ZW1wdHMYByABKA0SKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgV0aXRsZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVgoGQ2FuY2VsEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJgoGcmVhc29uGAMgASgOMhYudGFza3EudjEuQ2FuY2VsUmVhc29uIk4KDEhlYXJ0YmVhdEFjaxILCgNzZXEYASABKAQSMQoObGVhc2VfdmFsaWRpdHkYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVwoJRmluaXNoQWNrEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoGc3RhdHVzGAMgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyJGCg5GaW5pc2hSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJGCg5VcGRhdGVSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCSqFAQoMQ2FuY2VsUmVhc29uEh0KGUNBTkNFTF9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlDQU5DRUxfUkVBU09OX0lOVEVSUlVQVEVEEAESGwoXQ0FOQ0VMX1JFQVNPTl9USU1FRF9PVVQQAhIaChZDQU5DRUxfUkVBU09OX1NIVVRET1dOEAMyUAoNV29ya2VyU2VydmljZRI/CgdDb25uZWN0EhcudGFza3EudjEuV29ya2VyTWVzc2FnZRoXLnRhc2txLnYxLlNlcnZlck1lc3NhZ2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * WorkerMessage is one message from a worker to the server.
@@ -305,11 +305,19 @@ export const SetStatusValueSchema: GenMessage<SetStatusValue> = /*@__PURE__*/
   messageDesc(file_taskq_v1_worker, 6);
 
 /**
- * Heartbeat shows the worker is alive.
+ * Heartbeat shows the worker is alive. A worker sends one every Welcome.heartbeat_interval whether or
+ * not it has anything else to say; one with a seq is answered by a HeartbeatAck.
  *
  * @generated from message taskq.v1.Heartbeat
  */
 export type Heartbeat = Message<"taskq.v1.Heartbeat"> & {
+  /**
+   * A number the worker chooses, larger than the last; non-zero asks the server for a HeartbeatAck,
+   * whose lease_validity counts from the moment the worker sent this heartbeat.
+   *
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
 };
 
 /**
@@ -515,6 +523,14 @@ export type ServerMessage = Message<"taskq.v1.ServerMessage"> & {
      */
     value: ServerBatch;
     case: "batch";
+  } | {
+    /**
+     * The answer to a Heartbeat with a seq: the server is alive and the session's leases stay valid.
+     *
+     * @generated from field: taskq.v1.HeartbeatAck heartbeat_ack = 8;
+     */
+    value: HeartbeatAck;
+    case: "heartbeatAck";
   } | { case: undefined; value?: undefined };
 };
 
@@ -580,6 +596,21 @@ export type Welcome = Message<"taskq.v1.Welcome"> & {
    * @generated from field: bool accepts_batches = 4;
    */
   acceptsBatches: boolean;
+
+  /**
+   * How long the session's leases stay valid, counted from the moment the worker sent its hello, unless
+   * a HeartbeatAck extends them; a worker must stop every task of the session once they lapse.
+   *
+   * @generated from field: google.protobuf.Duration lease_validity = 5;
+   */
+  leaseValidity?: Duration | undefined;
+
+  /**
+   * The server ends a session from which it hears nothing (no message at all) for this long.
+   *
+   * @generated from field: google.protobuf.Duration silence_limit = 6;
+   */
+  silenceLimit?: Duration | undefined;
 };
 
 /**
@@ -716,6 +747,39 @@ export const CancelSchema: GenMessage<Cancel> = /*@__PURE__*/
   messageDesc(file_taskq_v1_worker, 16);
 
 /**
+ * HeartbeatAck answers a Heartbeat that carried a seq. The session's leases stay valid until
+ * lease_validity after the moment the worker sent that heartbeat (by the worker's own clock: the server
+ * answered after it was sent, so the worker's deadline is never later than the server's). A worker that
+ * reaches that moment with no newer ack must abort every task of the session and end the stream: the
+ * server may already have given those leases to another worker. The server answers only while its
+ * database confirms the session; when it cannot, the acks stop or carry a shorter validity.
+ *
+ * @generated from message taskq.v1.HeartbeatAck
+ */
+export type HeartbeatAck = Message<"taskq.v1.HeartbeatAck"> & {
+  /**
+   * The seq of the heartbeat answered.
+   *
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+
+  /**
+   * How long after that heartbeat was sent the session's leases stay valid.
+   *
+   * @generated from field: google.protobuf.Duration lease_validity = 2;
+   */
+  leaseValidity?: Duration | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.HeartbeatAck.
+ * Use `create(HeartbeatAckSchema)` to create a new message.
+ */
+export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_worker, 17);
+
+/**
  * FinishAck confirms that a finish was recorded.
  *
  * @generated from message taskq.v1.FinishAck
@@ -748,7 +812,7 @@ export type FinishAck = Message<"taskq.v1.FinishAck"> & {
  * Use `create(FinishAckSchema)` to create a new message.
  */
 export const FinishAckSchema: GenMessage<FinishAck> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 17);
+  messageDesc(file_taskq_v1_worker, 18);
 
 /**
  * FinishRejected says a finish changed nothing, because the lease was no longer held.
@@ -783,7 +847,7 @@ export type FinishRejected = Message<"taskq.v1.FinishRejected"> & {
  * Use `create(FinishRejectedSchema)` to create a new message.
  */
 export const FinishRejectedSchema: GenMessage<FinishRejected> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 18);
+  messageDesc(file_taskq_v1_worker, 19);
 
 /**
  * UpdateRejected says a log step or status value changed nothing.
@@ -818,7 +882,7 @@ export type UpdateRejected = Message<"taskq.v1.UpdateRejected"> & {
  * Use `create(UpdateRejectedSchema)` to create a new message.
  */
 export const UpdateRejectedSchema: GenMessage<UpdateRejected> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 19);
+  messageDesc(file_taskq_v1_worker, 20);
 
 /**
  * CancelReason says why a worker must stop a task.

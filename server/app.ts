@@ -4,7 +4,7 @@
  */
 import pg from "pg";
 import type { Logger } from "pino";
-import type { Clock } from "./engine/clock.js";
+import { CLOCK_OFFSET_WORTH_LOGGING_MS, DatabaseClock, type Clock } from "./engine/clock.js";
 import { Engine } from "./engine/engine.js";
 import { retryWhileUnreachable } from "./engine/errors.js";
 import { migrate } from "./engine/migrate.js";
@@ -21,8 +21,80 @@ import type { ServerConfig } from "./config.js";
  */
 export const SESSION_OPTIONS = "-c jit=off";
 
-/** How long the health probe waits for the database; a new LISTEN connection, too. */
-export const DATABASE_CONNECT_TIMEOUT_MS = 3_000;
+/** How long the health probe waits for the database. */
+export const HEALTH_PROBE_TIMEOUT_MS = 3_000;
+
+/** The bounds on waiting for the database (config.ts has the defaults and why). */
+interface DatabaseTimeouts {
+  queryMs: number;
+  connectMs: number;
+}
+
+/**
+ * A pool's connection class with the two bounds node-postgres leaves to its caller.
+ *
+ * Connecting: `connectionTimeoutMillis` given to pg.Pool would also bound the wait for a free
+ * connection, and a burst of calls queued behind a busy pool must not fail for that. Given to each
+ * client instead, it bounds only the TCP connect, TLS and the startup exchange.
+ *
+ * A statement past `query_timeout` ("Query read timeout"): node-postgres answers the caller but leaves
+ * the connection as it was, with the statement still in flight. Whatever is sent on it next waits behind
+ * that statement; over a stalled link, for the rest of the stall. pool.query discards a connection whose
+ * statement failed, but a client checked out for a transaction is handed back after its rollback, which
+ * would first wait out a whole timeout of its own. So the client closes itself at once: later
+ * statements on it fail at once ("Client was closed"), the pool drops it when it comes back (pg-pool
+ * discards a released client that is ending), and Postgres rolls back its open transaction.
+ */
+function boundedClient(connectMs: number): typeof pg.Client {
+  return class BoundedClient extends pg.Client {
+    private closedByTimeout = false;
+
+    constructor(config: pg.ClientConfig) {
+      super({ ...config, connectionTimeoutMillis: connectMs });
+    }
+
+    // Every form of query(): with a callback last (as pg-pool calls it), or returning a promise. (Typed
+    // `never` to stand for each of pg.Client's overloads; callers see those.)
+    override query(...args: unknown[]): never {
+      const run = pg.Client.prototype.query as (...a: unknown[]) => unknown;
+      const last = args.length - 1;
+      const callback = args[last];
+      if (typeof callback === "function") {
+        args[last] = (err: Error | null, res: unknown) => {
+          if (err) this.closeIfTimedOut(err);
+          callback(err, res);
+        };
+        return run.apply(this, args) as never;
+      }
+      const result = run.apply(this, args);
+      if (!(result instanceof Promise)) return result as never;
+      return result.catch((err: Error) => {
+        this.closeIfTimedOut(err);
+        throw err;
+      }) as never;
+    }
+
+    private closeIfTimedOut(err: Error): void {
+      if (err.message !== "Query read timeout" || this.closedByTimeout) return;
+      this.closedByTimeout = true;
+      // With a statement in flight, end() destroys the socket rather than wait for a goodbye that the
+      // stalled link would never carry; and an ending client raises no 'error' event when it closes.
+      this.end().catch(() => {});
+    }
+  };
+}
+
+/** The replica's pool: every statement and every new connection bounded in time. */
+function databasePool(url: string, timeouts: DatabaseTimeouts, max: number): pg.Pool {
+  return new pg.Pool({
+    connectionString: url,
+    max,
+    application_name: "taskq",
+    options: SESSION_OPTIONS,
+    query_timeout: timeouts.queryMs,
+    Client: boundedClient(timeouts.connectMs),
+  });
+}
 
 /** Runs `fn`; while the database cannot be reached, waits and tries again (a replica may start before its database). */
 function whenDatabaseAnswers<T>(fn: () => Promise<T>, log: Logger): Promise<T> {
@@ -49,23 +121,67 @@ export interface Replica {
   stop(opts?: { graceMs?: number }): Promise<void>;
 }
 
+/**
+ * Applies the migrations on a connection of their own, with no bound on a statement: building an index
+ * on a large table, or waiting for another replica's migration (an advisory lock), takes as long as it
+ * takes, and a replica that is not serving yet keeps no caller waiting.
+ */
+async function migrateDatabase(config: ServerConfig & { databaseUrl: string }, log: Logger): Promise<void> {
+  const pool = new pg.Pool({
+    connectionString: config.databaseUrl,
+    max: 1,
+    application_name: "taskq-migrate",
+    options: SESSION_OPTIONS,
+    Client: boundedClient(config.databaseConnectTimeoutMs),
+  });
+  pool.on("error", (err) => log.warn({ err: err.message }, "idle database connection failed"));
+  try {
+    const applied = await whenDatabaseAnswers(() => migrate(pool), log);
+    if (applied.length > 0) log.info({ applied }, "database migrated");
+  } finally {
+    await pool.end();
+  }
+}
+
+/**
+ * The clock of task times when none is injected: the database's, so that replicas whose own clocks
+ * disagree still agree on every due time, deadline and retry time (see engine/clock.ts).
+ */
+async function databaseClock(pool: pg.Pool, log: Logger, local?: () => number): Promise<DatabaseClock> {
+  const clock = new DatabaseClock(pool, { log, local });
+  const { offsetMs, roundTripMs } = await whenDatabaseAnswers(() => clock.sync(), log);
+  if (Math.abs(offsetMs) > CLOCK_OFFSET_WORTH_LOGGING_MS) {
+    log.info({ offsetMs: Math.round(offsetMs), roundTripMs }, "this machine's clock differs from the database's; task times follow the database");
+  }
+  return clock;
+}
+
 export async function startReplica(
   config: ServerConfig & { databaseUrl: string },
   log: Logger,
-  opts: { clock?: Clock } = {},
+  opts: {
+    /** The clock of task times; default: the database's (a DatabaseClock). Tests pass a ManualClock. */
+    clock?: Clock;
+    /** The local time a DatabaseClock is measured against; tests pass a skewed one. */
+    localTime?: () => number;
+  } = {},
 ): Promise<Replica> {
-  // No connectionTimeoutMillis here: in node-postgres it also bounds the wait for a free connection, and
-  // a burst of calls queued behind a busy pool must not fail for that. A stopped database refuses
-  // connections at once, so calls still fail fast (UNAVAILABLE); the health probe bounds its own wait.
-  const pool = new pg.Pool({ connectionString: config.databaseUrl, max: 20, application_name: "taskq", options: SESSION_OPTIONS });
+  const timeouts = { queryMs: config.databaseQueryTimeoutMs, connectMs: config.databaseConnectTimeoutMs };
+  const pool = databasePool(config.databaseUrl, timeouts, 20);
   pool.on("error", (err) => log.warn({ err: err.message }, "idle database connection failed"));
-  const applied = await whenDatabaseAnswers(() => migrate(pool), log);
-  if (applied.length > 0) log.info({ applied }, "database migrated");
+  await migrateDatabase(config, log);
+  const ownClock = opts.clock ? null : await databaseClock(pool, log, opts.localTime);
   const metrics = new Metrics();
   const newEngine = () => new Engine({
     meter: metrics,
     pool,
-    listenConnection: { connectionString: config.databaseUrl, application_name: "taskq-listen", connectionTimeoutMillis: DATABASE_CONNECT_TIMEOUT_MS, options: SESSION_OPTIONS },
+    listenConnection: {
+      connectionString: config.databaseUrl,
+      application_name: "taskq-listen",
+      options: SESSION_OPTIONS,
+      connectionTimeoutMillis: timeouts.connectMs,
+      query_timeout: timeouts.queryMs,
+    },
     log,
     queues: config.queues,
     taskTypes: config.taskTypes,
@@ -73,7 +189,7 @@ export async function startReplica(
     schedules: config.schedules,
     historyRetentionDays: config.historyRetentionDays,
     builtinSchedules: config.builtinSchedules,
-    clock: opts.clock,
+    clock: opts.clock ?? ownClock!,
     pollIntervalMs: config.pollIntervalMs,
     staleCheckMs: config.staleCheckMs,
     cancelGraceMs: config.cancelGraceMs,
@@ -90,7 +206,8 @@ export async function startReplica(
       throw err;
     }
   }, log);
-  const databaseAnswers = () => answersWithin(pool, DATABASE_CONNECT_TIMEOUT_MS);
+  ownClock?.start();
+  const databaseAnswers = () => answersWithin(pool, HEALTH_PROBE_TIMEOUT_MS);
   const probe = () => (engine.draining ? Promise.resolve(false) : databaseAnswers());
   const server = await listen(engine, log, {
     host: config.host,
@@ -109,6 +226,7 @@ export async function startReplica(
     pool,
     async stop(opts = {}) {
       await engine.stop(opts);
+      ownClock?.stop();
       await server.close();
       await pool.end();
     },

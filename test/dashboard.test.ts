@@ -143,8 +143,8 @@ test("a task's page shows log lines as they arrive; Interrupt ends it Canceled, 
   const client = h.client();
   const task = await client.dispatch("dash.steps", {}, { title: "Long report" });
   const page = await open(`/#/task/${task.id}`);
-  await page.locator("ol.timeline li", { hasText: "step 1" }).waitFor();
-  await page.locator("ol.timeline li", { hasText: "step 3" }).waitFor(); // arrived live, after the snapshot
+  await page.locator("ol.timeline li", { hasText: /step 1$/ }).waitFor();
+  await page.locator("ol.timeline li", { hasText: /step 3$/ }).waitFor(); // arrived live, after the snapshot
   await page.locator('[data-key="progress"] [role="progressbar"]').waitFor();
   assert.equal(await page.locator("[data-status]").first().innerText(), "Running");
   await page.screenshot({ path: `${ARTIFACTS}/task-running.png`, fullPage: true });
@@ -179,7 +179,7 @@ test("a finished task's page shows its result", async () => {
   const client = h.client();
   const task = await client.dispatch("dash.steps", {}, { title: "Short report" });
   const page = await open(`/#/task/${task.id}`);
-  await page.locator("ol.timeline li", { hasText: "step 1" }).waitFor();
+  await page.locator("ol.timeline li", { hasText: /step 1$/ }).waitFor();
   release();
   await page.locator('[data-status="Completed"]').waitFor();
   const shown = JSON.parse(await page.locator("[data-result]").innerText()) as { steps: number };

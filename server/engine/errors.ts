@@ -27,8 +27,14 @@ export const unavailable = (message: string) => new EngineError("unavailable", m
 
 /** Errors from node-postgres and the network that mean "the database cannot be reached right now". */
 const UNREACHABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "57P01", "57P02", "57P03", "08000", "08001", "08003", "08006"]);
-/** node-postgres raises these without a code. */
-const UNREACHABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable)/;
+/**
+ * node-postgres raises these without a code. "Query read timeout": no answer within the pool's
+ * query_timeout; "timeout expired": a new connection did not finish its startup within its
+ * connectionTimeoutMillis. Over a stalled link both mean what a refused connection means: this replica
+ * cannot reach the database now (see the pool in app.ts).
+ */
+const UNREACHABLE_MESSAGES =
+  /^(Connection terminated|timeout exceeded when trying to connect|timeout expired|Query read timeout|Client has encountered a connection error|Client was closed and is not queryable)/;
 
 export function isDatabaseUnreachable(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown } | null;

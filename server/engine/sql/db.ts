@@ -28,6 +28,18 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
   }
 }
 
+/**
+ * The database's clock, in milliseconds since the epoch (with the microseconds as a fraction).
+ * clock_timestamp() is the time of the call; now() would be the start of the transaction.
+ */
+export async function clockTimestampRead(db: Db): Promise<number> {
+  const { rows } = await db.query<{ ms: number }>({
+    name: "clockTimestampRead",
+    text: "select extract(epoch from clock_timestamp())::float8 * 1000 as ms",
+  });
+  return rows[0].ms;
+}
+
 /** Channels of LISTEN/NOTIFY. */
 export const CHANNEL_DISPATCH = "taskq_dispatch"; // payload ignored: pending work may be available
 export const CHANNEL_TASK = "taskq_task"; // payload: comma-separated ids of tasks that changed

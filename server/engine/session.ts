@@ -75,6 +75,8 @@ export class WorkerSession {
   private mode: "opening" | "open" | "closed" = "opening";
   /** Until when (performance.now()) the session's leases are valid; see the header. */
   private validUntil = 0;
+  /** The latest deadline the worker was told (performance.now()): it may run its tasks until then. */
+  private promisedUntil = 0;
   private lastHeardAt = performance.now();
   private idleWaiters: (() => void)[] = [];
 
@@ -119,6 +121,16 @@ export class WorkerSession {
   /** How much longer the session's leases stay valid, in whole real milliseconds (0 once they lapsed). */
   get validForMs(): number {
     return this.mode === "open" ? Math.max(0, Math.floor(this.validUntil - performance.now())) : 0;
+  }
+
+  /**
+   * The validity to tell the worker (in a welcome or a heartbeat ack), remembered as promised: a
+   * session the engine ends keeps its leases until the worker's deadline has passed.
+   */
+  promiseValidity(): number {
+    const ms = this.validForMs;
+    this.promisedUntil = Math.max(this.promisedUntil, performance.now() + ms);
+    return ms;
   }
 
   /** True once the row is written and until the session closes: the replica heartbeats it. */
@@ -223,7 +235,7 @@ export class WorkerSession {
     if (this.mode === "closed") return;
     this.deps.log.warn({ session: this.id, reason }, "ending worker session");
     this.sink.end(reason);
-    void this.close(reason);
+    void this.close(reason, { afterPromises: true });
   }
 
   /**
@@ -231,8 +243,13 @@ export class WorkerSession {
    * `uncount` (the server is shutting down, not the worker's fault) their attempts are given back.
    * While the database cannot be reached this keeps trying for `closeRetryMs`; after that, the row,
    * no longer heartbeated, goes stale and a reaper recovers the leases.
+   *
+   * `afterPromises`: the engine ended the session, and the worker may not know (a half-open connection,
+   * a worker that stopped reading): its leases go back only once the deadline it was told has passed,
+   * when its handlers have been aborted. A stream that ended (the worker hung up, its process died,
+   * the connection was reset) reached the worker's side too, and returns its leases at once.
    */
-  async close(reason: string, opts: { uncount?: boolean } = {}): Promise<void> {
+  async close(reason: string, opts: { uncount?: boolean; afterPromises?: boolean } = {}): Promise<void> {
     if (this.mode === "closed") return;
     this.mode = "closed";
     const { db, clock, dispatcher, log } = this.deps;
@@ -241,6 +258,10 @@ export class WorkerSession {
     const held = [...this.leases].map(([id, { token }]) => ({ id, leaseToken: token }));
     this.leases.clear();
     this.idleWaiters.splice(0).forEach((resolve) => resolve());
+    const untilPromiseEnds = this.promisedUntil - performance.now();
+    if (opts.afterPromises && held.length > 0 && untilPromiseEnds > 0) {
+      await new Promise((resolve) => setTimeout(resolve, untilPromiseEnds + 1));
+    }
     const giveUpAt = performance.now() + this.deps.closeRetryMs;
     const release = async () => {
       if (held.length > 0) {

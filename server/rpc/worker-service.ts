@@ -139,7 +139,7 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
               serverId: engine.replicaId,
               heartbeatInterval: durationFromMs(engine.heartbeatIntervalMs),
               acceptsBatches: true,
-              leaseValidity: durationFromMs(session.validForMs),
+              leaseValidity: durationFromMs(session.promiseValidity()),
               silenceLimit: durationFromMs(engine.silenceLimitMs),
             },
           },
@@ -203,7 +203,7 @@ async function readMessages(
       case "heartbeat":
         // Answered only while the database confirms the session: an ack promises the leases' validity.
         if (m.value.seq > 0n && session.validForMs > 0) {
-          const ack = { seq: m.value.seq, leaseValidity: durationFromMs(session.validForMs) };
+          const ack = { seq: m.value.seq, leaseValidity: durationFromMs(session.promiseValidity()) };
           outbox.push(reply({ case: "heartbeatAck", value: ack }));
         }
         break;

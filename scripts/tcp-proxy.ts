@@ -20,6 +20,8 @@ export type Direction = "up" | "down" | "both";
 interface Pair {
   client: net.Socket;
   target: net.Socket;
+  /** The target's side was reset alone (resetTargetSide): the client's side stays open and silent. */
+  orphaned?: boolean;
 }
 
 export class TcpProxy {
@@ -66,10 +68,24 @@ export class TcpProxy {
   /** Ends every open connection with a TCP reset; new connections are forwarded as before. */
   reset(): void {
     for (const p of this.pairs) {
+      p.orphaned = false;
       p.client.resetAndDestroy();
       p.target.resetAndDestroy();
     }
     this.pairs.clear();
+  }
+
+  /**
+   * Resets the open connections on the target's side only: the target sees them reset, while the
+   * client sees nothing at all (what it sends waits unread), as after a reset by a middlebox that only
+   * one end received. New connections are forwarded as before.
+   */
+  resetTargetSide(): void {
+    for (const p of this.pairs) {
+      p.client.pause();
+      p.orphaned = true;
+      p.target.resetAndDestroy();
+    }
   }
 
   /** The target looks down: open connections are reset, and so is every new one until accept(). */
@@ -96,12 +112,13 @@ export class TcpProxy {
       return;
     }
     const upstream = net.connect({ host: target.host ?? "127.0.0.1", port: target.port });
-    const pair = { client, target: upstream };
+    const pair: Pair = { client, target: upstream };
     this.pairs.add(pair);
     this.forward(client, upstream, () => this.heldUp);
     this.forward(upstream, client, () => this.heldDown);
     this.apply(pair);
     const end = () => {
+      if (pair.orphaned) return; // the client's side is left hanging on purpose; reset() or close() ends it
       if (!this.pairs.delete(pair)) return;
       client.destroy();
       upstream.destroy();

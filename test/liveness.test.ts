@@ -154,6 +154,44 @@ describe("a half-open connection between a worker and its replica", () => {
   }
 });
 
+describe("a stream that broke on the replica's side only", () => {
+  let h: Harness;
+  before(async () => {
+    h = await Harness.create();
+    await h.replica({ staleCheckMs: STALE_CHECK_MS });
+  });
+  after(() => h.close());
+
+  test("its leases go back only once the worker's deadline passed: the next attempt starts after the first was aborted", async () => {
+    const type = "onesided.reset";
+    const url = new URL(h.replicas[0].server.url);
+    const proxy = await TcpProxy.start({ port: Number(url.port) });
+    try {
+      const events: string[] = [];
+      const cut = h.worker({ url: `http://127.0.0.1:${proxy.port}` });
+      cut.register(type, async (ctx) => {
+        await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
+        events.push("first aborted");
+        throw ctx.signal.reason;
+      });
+      await cut.start();
+      const handle = await h.client().dispatch(type, {}, { timeoutMs: 60_000 });
+      await waitFor("the first attempt", async () => (await handle.status()).status === "running");
+      const healthy = h.worker({});
+      healthy.register(type, () => (events.push("second started"), "second"));
+      await healthy.start();
+      // The replica sees its stream reset; the worker sees nothing and runs on until its deadline.
+      proxy.resetTargetSide();
+      assert.equal(await handle.result(), "second");
+      assert.deepEqual(events, ["first aborted", "second started"]);
+      await healthy.stop();
+      await cut.stop({ graceMs: 100 });
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe("a replica whose database link stalls", () => {
   let h: Harness;
   let proxy: TcpProxy;

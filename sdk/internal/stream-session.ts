@@ -146,11 +146,13 @@ export class StreamSession {
     if (this.validUntil !== null && until <= this.validUntil) return;
     this.validUntil = until;
     if (this.lapseTimer) clearTimeout(this.lapseTimer);
-    this.lapseTimer = setTimeout(() => this.checkValidity(), Math.max(0, until - performance.now()) + 1);
+    // Timers run before the socket is read: after a busy spell, an ack already waiting is read first
+    // (setImmediate), which is sound because deadlines count from when the heartbeat was sent.
+    this.lapseTimer = setTimeout(() => setImmediate(() => this.lapseIfPast()), Math.max(0, until - performance.now()) + 1);
   }
 
   /** True while the leases are valid; once they lapsed, aborts every task and ends the stream. */
-  private checkValidity(): boolean {
+  private lapseIfPast(): boolean {
     if (this.validUntil === null || performance.now() < this.validUntil) return true;
     if (!this.ending.signal.aborted) {
       const late = Math.round(performance.now() - this.validUntil);
@@ -161,7 +163,9 @@ export class StreamSession {
   }
 
   private sendHeartbeat(): void {
-    if (!this.checkValidity()) return;
+    if (!this.lapseIfPast()) return;
+    // A server that promises no validity (an older one) does not answer: ask nothing of it.
+    if (this.validUntil === null) return void this.send({ case: "heartbeat", value: {} });
     const seq = ++this.heartbeatSeq;
     this.heartbeatSentAt.set(seq, performance.now());
     this.send({ case: "heartbeat", value: { seq } });
@@ -202,7 +206,7 @@ export class StreamSession {
       case "lease":
         // A lease that comes after the deadline (held back by the network, or read late by this process)
         // may already run elsewhere: never start it.
-        if (this.checkValidity()) this.start(msg.value);
+        if (this.lapseIfPast()) this.start(msg.value);
         break;
       case "cancel":
         this.hooks.cancel(msg.value.leaseToken, CANCEL_REASONS[msg.value.reason] ?? "interrupted");

@@ -33,6 +33,7 @@ import {
 } from "./sql/lease.js";
 import { queueLimitLocksTake } from "./sql/queues.js";
 import { withTransaction } from "./sql/db.js";
+import { retryWhileUnreachable } from "./errors.js";
 import type { Meter } from "./meter.js";
 import type { LeasedTask } from "./types.js";
 
@@ -147,8 +148,15 @@ export class LeaseDispatcher {
       } else orphans.push(lease);
     }
     if (orphans.length > 0) {
+      // Undelivered: they must go back, or they would sit on a session that never saw them until their
+      // timeout. Through a database blip too (the reapers recover them if the database stays away).
       const wakeOnFree = this.opts.wakeOnFree;
-      await taskLeaseRelease(this.db, orphans, { uncount: true, error: "", wakeOnFree }, this.clock.now());
+      await retryWhileUnreachable(() => taskLeaseRelease(this.db, orphans, { uncount: true, error: "", wakeOnFree }, this.clock.now()), {
+        minMs: 50,
+        maxMs: 1_000,
+        giveUp: () => this.stopped,
+        onRetry: (err, retryInMs) => this.log.warn({ err: err.message, retryInMs }, "returning undelivered leases: database unreachable; trying again"),
+      });
     }
     return leases.length;
   }

@@ -108,13 +108,17 @@ export class WorkerSession {
     const sentAt = performance.now();
     await sessionUpsert(this.deps.db, this.row);
     if (this.mode !== "opening") return;
+    this.validUntil = sentAt + this.deps.leaseValidityMs;
     this.mode = "open";
-    this.confirmed(sentAt);
     this.deps.dispatcher.add(this.slot);
   }
 
-  /** The database confirmed the session's row in a statement sent at `sentAt` (performance.now()). */
+  /**
+   * The database confirmed the session's row in a statement sent at `sentAt` (performance.now()). Once
+   * the leases lapsed they stay lapsed: the worker has let them go, and a reaper may be taking them.
+   */
   confirmed(sentAt: number): void {
+    if (this.mode === "open" && performance.now() >= this.validUntil) return;
     this.validUntil = Math.max(this.validUntil, sentAt + this.deps.leaseValidityMs);
   }
 
@@ -244,10 +248,10 @@ export class WorkerSession {
    * While the database cannot be reached this keeps trying for `closeRetryMs`; after that, the row,
    * no longer heartbeated, goes stale and a reaper recovers the leases.
    *
-   * `afterPromises`: the engine ended the session, and the worker may not know (a half-open connection,
-   * a worker that stopped reading): its leases go back only once the deadline it was told has passed,
-   * when its handlers have been aborted. A stream that ended (the worker hung up, its process died,
-   * the connection was reset) reached the worker's side too, and returns its leases at once.
+   * `afterPromises`: the worker may not know the session ended (the engine ended it, or the stream
+   * broke in a way only this side saw: a reset by something in between, a half-open connection, a
+   * worker that stopped reading): its leases go back only once the deadline it was told has passed, when
+   * its handlers have been aborted. Only a stream the worker closed itself returns them at once.
    */
   async close(reason: string, opts: { uncount?: boolean; afterPromises?: boolean } = {}): Promise<void> {
     if (this.mode === "closed") return;
@@ -260,7 +264,8 @@ export class WorkerSession {
     this.idleWaiters.splice(0).forEach((resolve) => resolve());
     const untilPromiseEnds = this.promisedUntil - performance.now();
     if (opts.afterPromises && held.length > 0 && untilPromiseEnds > 0) {
-      await new Promise((resolve) => setTimeout(resolve, untilPromiseEnds + 1));
+      // Not keeping the process alive for it: a replica that exits first leaves the leases to the reapers.
+      await new Promise((resolve) => setTimeout(resolve, untilPromiseEnds + 1).unref());
     }
     const giveUpAt = performance.now() + this.deps.closeRetryMs;
     const release = async () => {

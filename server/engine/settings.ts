@@ -21,26 +21,31 @@ export const DEFAULT_CANCEL_GRACE_MS = 30_000;
 export const DEFAULT_SHUTDOWN_GRACE_MS = 30_000;
 
 /**
- * The timings that follow from the stale-check interval S. A replica heartbeats its sessions every S/6
- * and a session is stale after S/2 without one (three missed heartbeats); reapers sweep every S/4. So a
- * replica that dies is noticed at most S/6 + S/2 + S/4 < S after its last heartbeat. A worker that says
- * nothing (not even its heartbeat, asked for every S/6) for S/2 has its stream closed, and so does one
- * that reads nothing the server sends for S/2.
+ * The timings that follow from the stale-check interval S. A session is stale after S/2 without a
+ * heartbeat; reapers sweep every S/4. A worker that says nothing for S/2 has its stream closed, and so
+ * does one that reads nothing the server sends for S/2.
  *
- * Leases: a session's leases are valid for 4/5 of S/2 after the replica last sent a heartbeat that the
- * database confirmed. Reapers judge by the heartbeat's time in the database, which is no earlier than
- * its sending, and only S/2 after it; so a session whose replica stalls stops (its leases are no longer
- * delivered, its worker aborts their handlers) before any reaper may recover its leases, with S/10 to
- * spare for the handlers to stop.
+ * Leases: a session's leases are valid for V = 4/5 of S/2 after the replica last sent a heartbeat that
+ * the database confirmed. Reapers judge by the heartbeat's time in the database, which is no earlier
+ * than its sending, and only S/2 after it; so a session whose replica stalls stops (its leases are no
+ * longer delivered, its worker aborts their handlers) before any reaper may recover its leases, with
+ * S/10 to spare for the handlers to stop.
+ *
+ * Heartbeats, of the replica's sessions and of each worker, come every V/4 = S/10. A worker's deadline
+ * is renewed by an ack that promises at least V minus one replica heartbeat interval (and the
+ * database's latency), and the next ack is due one worker heartbeat interval later: half of V is left
+ * as slack for slow statements, round trips and busy event loops before a healthy session lapses. A
+ * replica that dies is noticed at most S/10 + S/2 + S/4 < S after its last heartbeat.
  */
 export function livenessTimings(staleCheckMs: number) {
   const staleAfterMs = Math.max(1, Math.floor(staleCheckMs / 2));
+  const leaseValidityMs = Math.max(1, Math.floor((staleAfterMs * 4) / 5));
   return {
-    heartbeatIntervalMs: Math.max(1, Math.floor(staleCheckMs / 6)),
+    heartbeatIntervalMs: Math.max(1, Math.floor(leaseValidityMs / 4)),
     staleAfterMs,
     sweepIntervalMs: Math.max(1, Math.floor(staleCheckMs / 4)),
     silentAfterMs: staleAfterMs,
-    leaseValidityMs: Math.max(1, Math.floor((staleAfterMs * 4) / 5)),
+    leaseValidityMs,
   };
 }
 

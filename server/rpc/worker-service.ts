@@ -116,16 +116,20 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
       slog.info({ types: [...hello.taskTypes.keys()] }, "worker connected");
       // The session ends when the stream does, whatever the response is doing: a response stuck writing
       // to a worker that reads nothing (its event loop blocked, the connection half-open) may never return.
+      // Only a worker that closed its side itself surely knows the session is over; after any other end
+      // its leases wait for the deadline it was told (see WorkerSession.close).
+      let workerClosed = false;
       const ended = async () => {
         if (session.isClosed) return;
-        await session.close(closeReason);
+        await session.close(closeReason, { afterPromises: !workerClosed });
         slog.info({ reason: closeReason }, "worker session ended");
       };
       ctx.signal.addEventListener("abort", () => {
         hangUp();
         outbox.close();
       });
-      const reading = readMessages({ next: () => Promise.race([incoming.next(), hungUp]) }, session, outbox, slog).finally(ended);
+      const fromWorker = () => incoming.next().then((r) => ((workerClosed = r.done === true), r));
+      const reading = readMessages({ next: () => Promise.race([fromWorker(), hungUp]) }, session, outbox, slog).finally(ended);
       // Replies queued together go as one batch to a worker that understands batches.
       const limits = first.value.message.value.acceptsBatches ? BATCH_LIMITS : { count: 1, bytes: 0 };
       const yielded = () => (writingSince = null);

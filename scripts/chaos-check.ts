@@ -5,6 +5,7 @@
  *   lost       dispatched but missing, still pending, or not in its expected final status; or
  *              completed without the side effect of the attempt that completed it
  *   duplicate  an outcome recorded twice (a task both active and finished), or one attempt run twice
+ *              (two executions in chaos_runs, or two side effects, of one task and attempt number)
  *   stuck      left RUNNING or CANCELLING, or ended STUCK
  */
 import type pg from "pg";
@@ -47,48 +48,51 @@ export async function verify(db: pg.Pool, dispatched: Map<string, Kind>): Promis
     const done = finishedById.get(id);
     if (live && done) {
       duplicate++;
-      problems.push(`task ${id} is both ${live} and finished as ${done.status}`);
+      problems.push(`duplicate: task ${id} is both ${live} and finished as ${done.status}`);
       continue;
     }
     if (live) {
       statuses[live] = (statuses[live] ?? 0) + 1;
       if (live === "pending") {
         lost++;
-        problems.push(`task ${id} (${kind}) is still pending`);
+        problems.push(`lost: task ${id} (${kind}) is still pending`);
       } else {
         stuck++;
-        problems.push(`task ${id} (${kind}) is left ${live}`);
+        problems.push(`stuck: task ${id} (${kind}) is left ${live}`);
       }
       continue;
     }
     if (!done) {
       lost++;
-      problems.push(`task ${id} (${kind}) was dispatched but does not exist`);
+      problems.push(`lost: task ${id} (${kind}) was dispatched but does not exist`);
       continue;
     }
     statuses[done.status] = (statuses[done.status] ?? 0) + 1;
     if (done.status === "stuck") {
       stuck++;
-      problems.push(`task ${id} (${kind}) ended STUCK after ${done.attempts} attempts`);
+      problems.push(`stuck: task ${id} (${kind}) ended STUCK after ${done.attempts} attempts`);
     } else if (done.status !== EXPECTED[kind]) {
       lost++;
-      problems.push(`task ${id} (${kind}) ended ${done.status}, expected ${EXPECTED[kind]}`);
+      problems.push(`lost: task ${id} (${kind}) ended ${done.status}, expected ${EXPECTED[kind]}`);
     } else if (done.status === "completed") {
       const e = done.result?.effect ? effectById.get(done.result.effect) : undefined;
       if (!e || e.task_id !== id || e.attempt !== done.result?.attempt || done.attempts !== e.attempt) {
         lost++;
-        problems.push(`task ${id} completed without the side effect of its completing attempt (${JSON.stringify(done.result)})`);
+        problems.push(`lost: task ${id} completed without the side effect of its completing attempt (${JSON.stringify(done.result)})`);
       }
     }
   }
-  // One attempt run twice (two effects with the same task and attempt number) would be a duplicate.
-  const perAttempt = new Map<string, number>();
-  for (const e of effects.rows) perAttempt.set(`${e.task_id}:${e.attempt}`, (perAttempt.get(`${e.task_id}:${e.attempt}`) ?? 0) + 1);
-  for (const [key, n] of perAttempt) {
-    if (n > 1) {
-      duplicate++;
-      problems.push(`attempt ${key} ran ${n} times`);
-    }
+  // One attempt (task and attempt number) run twice, by its executions or by its side effects, is a duplicate.
+  const twice = await db.query<{ task_id: string; attempt: number; n: number }>(
+    `select task_id::text, attempt, max(n)::int4 as n from (
+       select task_id, attempt, count(*) as n from chaos_runs group by 1, 2
+       union all
+       select task_id, attempt, count(*) from chaos_effects group by 1, 2
+     ) x where n > 1 group by 1, 2`,
+  );
+  for (const t of twice.rows) {
+    duplicate++;
+    problems.push(`duplicate: task ${t.task_id} attempt ${t.attempt} ran ${t.n} times`);
   }
   const perTask = new Map<string, number>();
   for (const e of effects.rows) perTask.set(e.task_id, (perTask.get(e.task_id) ?? 0) + 1);

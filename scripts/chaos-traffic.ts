@@ -1,0 +1,113 @@
+/**
+ * The chaos run's load (scripts/chaos.ts): batches of 20 tasks dispatched under idempotency keys to a
+ * random replica, and an interrupt for every long task a moment after it was dispatched. A call that a
+ * replica does not answer (it is down, paused, or cut off from Postgres) is tried on another one; a
+ * batch retried after an ambiguous failure queues nothing twice.
+ *
+ * Mix: 84 % quick tasks, 4 % slow ones (1–2 s, with log steps and progress), 5 % that fail twice with a
+ * retryable error and complete on attempt 3, 3 % that fail for good, 4 % long ones that get interrupted.
+ */
+import { Code, TaskClient, TaskqError } from "../sdk/index.js";
+import type { Kind } from "./chaos-check.js";
+import { pick, sleep } from "./chaos-procs.js";
+
+const KIND_MIX: [Kind, number][] = [
+  ["chaos.quick", 0.84],
+  ["chaos.slow", 0.04],
+  ["chaos.retry", 0.05],
+  ["chaos.fail", 0.03],
+  ["chaos.interrupted", 0.04],
+];
+/** A call to a replica that does not answer within this (it may be paused) is tried on another. */
+const CALL_TIMEOUT_MS = 3_000;
+
+export class Traffic {
+  /** Every task dispatched, by id. */
+  readonly dispatched = new Map<string, Kind>();
+  private readonly interrupts: string[] = [];
+  private readonly clients: TaskClient[];
+  private stopping = false;
+
+  constructor(urls: string[]) {
+    this.clients = urls.map((url) => new TaskClient({ url }));
+  }
+
+  /**
+   * Dispatches until `until` (performance.now()), and after that until at least `minTasks` were
+   * dispatched (but not past `graceUntil`), or until `failed()` says the run failed.
+   */
+  async dispatch(until: number, minTasks: number, graceUntil: number, failed: () => boolean): Promise<void> {
+    let n = 0;
+    const goOn = () => performance.now() < until || (this.dispatched.size < minTasks && performance.now() < graceUntil);
+    while (goOn() && !failed()) {
+      const batch = Array.from({ length: 20 }, () => ({ key: `chaos-${n++}`, kind: randomKind() }));
+      const handles = await this.anyReplica((c) =>
+        c.dispatchBatch(
+          batch.map(({ key, kind }) => ({
+            type: kind,
+            idempotencyKey: key,
+            maxAttempts: 100, // a lost worker costs an attempt; a failing handler fails at once whatever this says
+            retryDelayMs: 100,
+            title: key,
+          })),
+        ),
+      );
+      handles.forEach((h, i) => {
+        this.dispatched.set(h.id, batch[i].kind);
+        if (batch[i].kind === "chaos.interrupted") this.interrupts.push(h.id);
+      });
+      await sleep(40);
+    }
+  }
+
+  /** Interrupts every long task 0–300 ms after it was dispatched, until `stop()` and none is left. */
+  async interrupt(): Promise<void> {
+    while (!this.stopping || this.interrupts.length > 0) {
+      const id = this.interrupts.shift();
+      if (!id) {
+        await sleep(100);
+        continue;
+      }
+      await sleep(Math.random() * 300);
+      await this.anyReplica((c) => c.interrupt(id, "chaos")).catch((err: unknown) => {
+        if (!(err instanceof TaskqError && err.code === Code.FailedPrecondition)) throw err; // already finished is fine
+      });
+    }
+  }
+
+  stop(): void {
+    this.stopping = true;
+  }
+
+  close(): void {
+    this.stopping = true;
+    for (const c of this.clients) c.close();
+  }
+
+  /** Calls `fn` against replicas in turn until one answers. */
+  private async anyReplica<T>(fn: (c: TaskClient) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await within(fn(pick(this.clients)), CALL_TIMEOUT_MS);
+      } catch (err) {
+        const answered = err instanceof TaskqError && [Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition].includes(err.code);
+        if (answered || attempt > 2_000) throw err;
+        await sleep(Math.min(50 * (attempt + 1), 500));
+      }
+    }
+  }
+}
+
+function randomKind(): Kind {
+  const r = Math.random();
+  let acc = 0;
+  return KIND_MIX.find(([, share]) => (acc += share) >= r)?.[0] ?? "chaos.quick";
+}
+
+/** `p`, or a rejection once `ms` passed without an answer (a late failure of `p` is ignored). */
+function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  p.catch(() => {});
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}

@@ -28,7 +28,18 @@ export const HEALTH_PROBE_TIMEOUT_MS = 3_000;
 interface DatabaseTimeouts {
   queryMs: number;
   connectMs: number;
+  /** Postgres ends a session idle inside a transaction for this long (see idleInTransactionMs). */
+  idleInTransactionMs: number;
 }
+
+/**
+ * A transaction of the replica left idle this long is rolled back by Postgres (its connection ends):
+ * S/4. taskq's transactions are a few statements sent back to back (a claim under the queue-limit
+ * locks, a schedule firing), so one left idle means its replica stopped (a pause, a cut link) in the
+ * middle. Until it resumed, the rows it claimed would stay locked and invisible to every reaper, and its
+ * advisory limit locks would hold up every other replica's claims in limited queues.
+ */
+export const idleInTransactionMs = (staleCheckMs: number) => Math.max(100, Math.floor(staleCheckMs / 4));
 
 /**
  * A pool's connection class with the two bounds node-postgres leaves to its caller.
@@ -90,7 +101,7 @@ function databasePool(url: string, timeouts: DatabaseTimeouts, max: number): pg.
     connectionString: url,
     max,
     application_name: "taskq",
-    options: SESSION_OPTIONS,
+    options: `${SESSION_OPTIONS} -c idle_in_transaction_session_timeout=${timeouts.idleInTransactionMs}`,
     query_timeout: timeouts.queryMs,
     Client: boundedClient(timeouts.connectMs),
   });
@@ -166,7 +177,11 @@ export async function startReplica(
     localTime?: () => number;
   } = {},
 ): Promise<Replica> {
-  const timeouts = { queryMs: config.databaseQueryTimeoutMs, connectMs: config.databaseConnectTimeoutMs };
+  const timeouts = {
+    queryMs: config.databaseQueryTimeoutMs,
+    connectMs: config.databaseConnectTimeoutMs,
+    idleInTransactionMs: idleInTransactionMs(config.staleCheckMs),
+  };
   const pool = databasePool(config.databaseUrl, timeouts, 20);
   pool.on("error", (err) => log.warn({ err: err.message }, "idle database connection failed"));
   await migrateDatabase(config, log);

@@ -238,6 +238,27 @@ describe("a replica whose database link stalls", () => {
     }
   });
 
+  test("a transaction its replica left idle (paused mid-claim) is rolled back, and its locks freed, after S/4", async () => {
+    const replica = h.replicas[0];
+    const handle = await h.client(replica).dispatch("stall.idle-in-transaction", {}, { delayMs: 60_000 });
+    // As a claim under the limit locks does: begin, lock, (the replica stops here), never commit.
+    const paused = await replica.pool.connect();
+    paused.on("error", () => {});
+    await paused.query("begin");
+    await paused.query("select id from taskq.tasks where id = $1 for update", [handle.id]);
+    const other = await h.pool.connect();
+    try {
+      await other.query("set lock_timeout = '50ms'");
+      const locked = () => other.query("select id from taskq.tasks where id = $1 for update", [handle.id]).then(() => false, () => true);
+      assert.ok(await locked(), "the row is locked while the transaction is open");
+      await waitFor("Postgres to end the idle transaction", async () => !(await locked()), 10_000);
+      await assert.rejects(paused.query("select 1"), "the idle connection was ended");
+    } finally {
+      other.release();
+      paused.release(true);
+    }
+  });
+
   test("a worker lost while its replica's database was away has its leases back as soon as the database answers", async () => {
     const replica = await replicaThrough(h, proxy);
     const type = "stall.lost";

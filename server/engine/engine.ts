@@ -1,6 +1,6 @@
 /**
  * The queue engine of one server replica: dispatch, read, watch, interrupt, and worker sessions.
- * It owns the replica's notifier, lease dispatcher, finish batcher, reaper and session heartbeat; it
+ * It owns the replica's notifier, lease dispatcher, finish batcher, reaper and session keeper; it
  * knows nothing of gRPC. Every input reaching it is already well-formed (the RPC layer validates fields);
  * the engine checks what needs its own state, such as whether a queue exists.
  */
@@ -24,7 +24,7 @@ import { scheduleList, type ScheduleDef, type ScheduleRow } from "./sql/schedule
 import { SCHEDULER_INITIATOR, Scheduler, type FiredTick } from "./scheduler.js";
 import { BUILTIN_SCHEDULES, DEFAULT_HISTORY_RETENTION_DAYS, maintenanceHandlers } from "./maintenance.js";
 import { SystemWorker } from "./system-worker.js";
-import { sessionHeartbeat } from "./sql/sessions.js";
+import { SessionKeeper } from "./session-keeper.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
 import type { CancelReason, DispatchResult, JsonObject, NewTask, RetryBackoff, TaskDetail, WorkerHello } from "./types.js";
@@ -117,9 +117,7 @@ export class Engine {
   private readonly configSchedules: ScheduleDef[];
   private readonly systemWorker: SystemWorker;
   private readonly meter: Meter;
-  private heartbeatTimer: NodeJS.Timeout | null = null;
-  /** A heartbeat statement is in flight (a slow database must not pile them up). */
-  private heartbeating = false;
+  private readonly keeper: SessionKeeper;
   private stopping = false;
 
   constructor(opts: EngineOptions) {
@@ -164,6 +162,12 @@ export class Engine {
     ];
     const retentionDays = opts.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS;
     this.systemWorker = new SystemWorker(maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays }), this.log);
+    this.keeper = new SessionKeeper(this.pool, this.log, {
+      heartbeatIntervalMs: this.timings.heartbeatIntervalMs,
+      silentAfterMs: this.timings.silentAfterMs,
+      sessions: () => this.sessions.values(),
+      onTick: () => this.systemWorker.keepAlive(),
+    });
     this.events = new TaskEvents(this.notifier);
     this.notifier.on(CHANNEL_DISPATCH, (queues) => this.dispatcher.workArrived(queues));
     this.notifier.on("reconnected", () => {
@@ -171,7 +175,7 @@ export class Engine {
       // the same before any lease is judged orphaned.
       this.meter.databaseReconnected();
       this.reaper.holdOff();
-      void this.heartbeat();
+      void this.keeper.tick();
       this.dispatcher.workArrived(""); // notifications sent while the connection was down are lost
     });
     this.notifier.on(CHANNEL_CANCEL, (payload) => this.routeCancel(payload));
@@ -190,7 +194,7 @@ export class Engine {
 
   async start(): Promise<void> {
     await this.notifier.start();
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.timings.heartbeatIntervalMs);
+    this.keeper.start();
     this.reaper.start();
     for (const def of this.configSchedules) this.queueSettings(def.queue, `schedules.${def.name}.queue`);
     for (const source of ["config", "builtin"] as const) {
@@ -227,42 +231,9 @@ export class Engine {
       if (held > 0) this.log.warn({ held }, "shutdown grace period over; returning unfinished tasks to the queue");
       for (const s of sessions) s.cancelAll("shutdown");
     }
-    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.keeper.stop();
     await Promise.all([...this.sessions.values()].map((s) => s.close("server shutting down", { uncount: true })));
     await this.notifier.stop();
-  }
-
-  /**
-   * Marks this replica's open sessions alive, and extends their leases' validity by what the database
-   * confirmed. A session whose row another replica's reaper removed (this replica stalled past the stale
-   * limit) ends: its leases were recovered and may run elsewhere already. So does a session whose worker
-   * went silent or stopped reading, and one whose leases lapsed because the database has not confirmed
-   * it in time (a stalled link: its worker is moved along, to a replica that can reach the database).
-   */
-  private async heartbeat(): Promise<void> {
-    this.systemWorker.keepAlive();
-    const open = [...this.sessions.values()].filter((s) => s.isOpen);
-    if (!this.heartbeating && open.length > 0) {
-      this.heartbeating = true;
-      const sentAt = performance.now();
-      try {
-        const alive = await sessionHeartbeat(this.pool, open.map((s) => s.id));
-        for (const session of open) {
-          if (alive.has(session.id)) session.confirmed(sentAt);
-          else session.end("the session's row was reaped while it lived: its leases were recovered");
-        }
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message }, "session heartbeat failed");
-      } finally {
-        this.heartbeating = false;
-      }
-    }
-    const { silentAfterMs } = this.timings;
-    for (const session of [...this.sessions.values()]) {
-      if (session.silentForMs > silentAfterMs) session.end(`no message from the worker for ${Math.round(session.silentForMs)} ms`);
-      else if (session.stalledForMs > silentAfterMs) session.end(`the worker has read nothing for ${Math.round(session.stalledForMs)} ms`);
-      else if (session.isOpen && session.validForMs === 0) session.end("the session's leases lapsed: the database has not confirmed it in time");
-    }
   }
 
   /**

@@ -378,7 +378,7 @@ export class Engine {
         wakeOnFree: this.wakeOnFree,
         meter: this.meter,
         leaseValidityMs: this.timings.leaseValidityMs,
-        closeRetryMs: this.timings.staleAfterMs,
+        stopping: () => this.stopping,
         onLease: (lease) => this.reaper.expect(lease.deadlineAt),
         onClose: (s) => this.sessions.delete(s.id),
       },

@@ -56,8 +56,8 @@ export interface SessionDeps {
   meter: Meter;
   /** How long leases stay valid after a heartbeat the database confirmed (settings.ts). */
   leaseValidityMs: number;
-  /** How long a failed close keeps trying to return the leases before leaving them to the reapers. */
-  closeRetryMs: number;
+  /** The engine is stopping: a close that cannot reach the database leaves the leases to the reapers. */
+  stopping(): boolean;
   /** A lease was handed to the worker (the reaper wants its deadline). */
   onLease(lease: LeasedTask): void;
   onClose(session: WorkerSession): void;
@@ -245,8 +245,9 @@ export class WorkerSession {
   /**
    * Ends the session: the leases it still holds go back to the queue (or end STUCK/CANCELED). With
    * `uncount` (the server is shutting down, not the worker's fault) their attempts are given back.
-   * While the database cannot be reached this keeps trying for `closeRetryMs`; after that, the row,
-   * no longer heartbeated, goes stale and a reaper recovers the leases.
+   * While the database cannot be reached this keeps trying (its leases go back as soon as it answers,
+   * before any reaper, which holds off after an outage, would take them) until the engine stops; then
+   * the row, no longer heartbeated, goes stale and a reaper recovers the leases.
    *
    * `afterPromises`: the worker may not know the session ended (the engine ended it, or the stream
    * broke in a way only this side saw: a reset by something in between, a half-open connection, a
@@ -267,7 +268,6 @@ export class WorkerSession {
       // Not keeping the process alive for it: a replica that exits first leaves the leases to the reapers.
       await new Promise((resolve) => setTimeout(resolve, untilPromiseEnds + 1).unref());
     }
-    const giveUpAt = performance.now() + this.deps.closeRetryMs;
     const release = async () => {
       if (held.length > 0) {
         const wakeOnFree = this.deps.wakeOnFree;
@@ -282,7 +282,7 @@ export class WorkerSession {
       await retryWhileUnreachable(release, {
         minMs: 50,
         maxMs: 1_000,
-        giveUp: () => performance.now() >= giveUpAt,
+        giveUp: () => this.deps.stopping(),
         onRetry: (err, retryInMs) => log.warn({ session: this.id, err: err.message, retryInMs }, "closing worker session: database unreachable; trying again"),
       });
     } catch (err) {

@@ -107,3 +107,21 @@ test("SIGTERM: `npm start` drains before it exits, and a worker process finishes
     server.proc.kill("SIGKILL");
   }
 });
+
+test("health Watch says NOT_SERVING as soon as the drain begins, even a drain that ends at once", async () => {
+  const stopping = await h.replica();
+  const conn = connect({ url: stopping.server.url });
+  try {
+    const seen: HealthCheckResponse_ServingStatus[] = [];
+    const watched = (async () => {
+      for await (const r of createClient(Health, conn.transport).watch({})) seen.push(r.status);
+    })().catch(() => {}); // the stream ends with the server
+    await waitFor("the first status", () => seen.length === 1);
+    assert.deepEqual(seen, [HealthCheckResponse_ServingStatus.SERVING]);
+    await h.stopReplica(stopping); // nothing runs: the drain is over within milliseconds
+    await watched;
+    assert.deepEqual(seen, [HealthCheckResponse_ServingStatus.SERVING, HealthCheckResponse_ServingStatus.NOT_SERVING]);
+  } finally {
+    conn.close();
+  }
+});

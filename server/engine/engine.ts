@@ -119,6 +119,7 @@ export class Engine {
   private readonly meter: Meter;
   private readonly keeper: SessionKeeper;
   private stopping = false;
+  private readonly drain = new AbortController();
 
   constructor(opts: EngineOptions) {
     this.pool = opts.pool;
@@ -209,6 +210,11 @@ export class Engine {
     return this.stopping;
   }
 
+  /** Aborts when stop() begins, for those who must hear of the drain at once (health watchers). */
+  get drainSignal(): AbortSignal {
+    return this.drain.signal;
+  }
+
   /**
    * Graceful shutdown. No new leases or sessions from now on; running tasks have `graceMs` to finish
    * (their finishes, logs and status values are still taken, and sessions stay heartbeated); then the
@@ -217,6 +223,7 @@ export class Engine {
    */
   async stop(opts: { graceMs?: number } = {}): Promise<void> {
     this.stopping = true;
+    this.drain.abort();
     this.dispatcher.stop();
     await this.reaper.stop();
     await this.scheduler.stop();

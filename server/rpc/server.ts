@@ -56,7 +56,7 @@ export function routes(engine: Engine, log: Logger, opts: Pick<ServerOptions, "p
   return (router: ConnectRouter) => {
     router.service(TaskQueue, taskQueueService(engine, log));
     router.service(WorkerService, workerService(engine, log));
-    router.service(Health, healthService([TaskQueue.typeName, WorkerService.typeName], opts.probe));
+    router.service(Health, healthService([TaskQueue.typeName, WorkerService.typeName], opts.probe, engine.drainSignal));
     router.service(
       ServerReflection,
       reflectionService([file_taskq_v1_task_queue, file_taskq_v1_worker, file_grpc_health_v1_health], served),

@@ -1,10 +1,12 @@
 /**
  * WatchTask: a snapshot, then every change, from whichever replica the worker is on, ending after the
  * final status. Resuming from the last log sequence misses nothing and repeats nothing; many watchers
- * share one LISTEN connection per replica; the SDK's watch survives a replica restart.
+ * share one LISTEN connection per replica; the SDK's watch survives a replica restart. Every status
+ * change arrives, in its place among the log steps, however late the watcher reads.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import type { Replica } from "../server/app.js";
 import type { TaskContext, WatchEvent } from "../sdk/index.js";
 import { Harness, waitFor } from "./helpers.js";
@@ -175,4 +177,66 @@ test("the SDK's watch resumes on its own when the watched replica restarts", asy
   assert.deepEqual(statuses.slice(-1), ["completed"]);
   assert.equal(statuses.filter((s) => s === "completed").length, 1);
   await worker.stop();
+});
+
+test("a watcher that reads only after two attempts ended still reports each status change, in order with the log, with its own error", async () => {
+  const handle = await h.client(watcherSide).dispatch("twice", {}, { maxAttempts: 3, retryDelayMs: 0 });
+  const abort = new AbortController();
+  // The engine's watch is a generator: after the snapshot it reads nothing until asked for more.
+  const watch = watcherSide.engine.watch(handle.id, 0, abort.signal);
+  const snapshot = (await watch.next()).value;
+  assert.ok(snapshot?.kind === "snapshot" && snapshot.task.status === "pending");
+
+  const raw = h.rawWorker(workerSide);
+  raw.hello(["twice"], 2);
+  for (const [i, outcome] of [
+    [1, { case: "retry", value: { error: "boom", delay: durationFromMs(0) } }],
+    [2, { case: "success", value: { result: { kind: { case: "stringValue", value: "ok" } } } }],
+  ] as const) {
+    const lease = await raw.next("lease");
+    assert.equal(lease.attempt, i);
+    raw.send({ case: "logStep", value: { taskId: lease.taskId, leaseToken: lease.leaseToken, message: `in attempt ${i}` } });
+    raw.send({ case: "finish", value: { taskId: lease.taskId, leaseToken: lease.leaseToken, outcome } });
+    await raw.next("finishAck");
+  }
+
+  const seen: string[] = [];
+  for (let e = await watch.next(); !e.done; e = await watch.next()) {
+    const ev = e.value;
+    if (ev.kind === "log") seen.push(`log ${ev.entry.message}`);
+    if (ev.kind === "status") {
+      const c = ev.change;
+      seen.push(`${c.status} ${c.attempts} worker=${c.worker} error=${c.error}${c.status === "completed" ? ` result=${ev.task.result}` : ""}`);
+    }
+  }
+  assert.deepEqual(seen, [
+    "running 1 worker=raw error=",
+    "log in attempt 1",
+    "pending 1 worker= error=boom",
+    "running 2 worker=raw error=",
+    "log in attempt 2",
+    "completed 2 worker=raw error= result=ok",
+  ]);
+  assert.equal((await h.client(watcherSide).status(handle.id)).error, "", "a completed task's error is empty, whatever an earlier attempt left");
+});
+
+test("a lease reaches watchers at once, before the handler writes anything", async () => {
+  const handle = await h.client(watcherSide).dispatch("quiet");
+  const client = h.client(watcherSide);
+  const events: WatchEvent[] = [];
+  const watching = (async () => {
+    for await (const e of client.watch(handle.id)) events.push(e);
+  })();
+  await waitFor("the watcher to subscribe", () => watcherSide.engine.watcherCount === 1);
+  const raw = h.rawWorker(workerSide);
+  raw.hello(["quiet"], 1);
+  const lease = await raw.next("lease");
+  // Nothing else changes the task until RUNNING arrives.
+  await waitFor("RUNNING to reach the watcher", () => events.some((e) => e.type === "status" && e.status === "running"));
+  raw.send({ case: "finish", value: { taskId: lease.taskId, leaseToken: lease.leaseToken, outcome: { case: "failure", value: { error: "no" } } } });
+  await watching;
+  assert.deepEqual(
+    events.flatMap((e) => (e.type === "status" ? [`${e.status} ${e.error}`] : [])),
+    ["running ", "failed no"],
+  );
 });

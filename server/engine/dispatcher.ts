@@ -6,7 +6,8 @@
  * A wake-up while claiming sets `again`, so the claim loop runs once more instead of running twice in
  * parallel. Wake-ups come from NOTIFY (new tasks, tasks back in the queue), from sessions granting
  * credits, and from one timer: the next delayed task's due time, capped by the poll interval as a
- * safety net. No per-task timers, no tight polling.
+ * safety net. A retry's due time arrives by NOTIFY ("@<ms>") and moves the timer sooner, so a short
+ * retry delay is honoured to the millisecond, not at the next poll. No per-task timers, no tight polling.
  *
  * Queue limits: a claim that can reach a queue with a worker limit runs in a transaction holding the
  * limit locks (four round trips instead of one). It is needed only while such a queue may have
@@ -61,6 +62,10 @@ export class LeaseDispatcher {
   private again = false;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
+  /** When the timer fires (Date.now() ms). */
+  private timerAt = 0;
+  /** The earliest due time announced while a claim ran (epoch ms), for the timer it sets after. */
+  private dueDuringClaim = Infinity;
   /** Bumped on every sign that a limited queue may have claimable work. */
   private limitedNews = 1;
   /** The news a locked claim had seen when it found nothing more to claim in limited queues. */
@@ -89,12 +94,37 @@ export class LeaseDispatcher {
 
   /**
    * A dispatch notification: `queues` lists the queues that got tasks ("" when the sender does not
-   * say, such as a task back in the queue or a freed slot).
+   * say, such as a task back in the queue or a freed slot), or "@<epoch ms>" when a task becomes due.
    */
   workArrived(queues: string): void {
+    if (queues.startsWith("@")) return this.dueAt(Number(queues.slice(1)));
     const limited = this.opts.limits.global !== null ? null : this.opts.limits.queues;
     if (limited === null || queues === "" || queues.split(",").some((q) => q in limited)) this.limitedNews++;
     this.wake();
+  }
+
+  /**
+   * A task becomes due at `atMs` (epoch ms, the database's clock, which the engine's clock follows):
+   * claim then. Without free credits nothing waits for it; the claim that credits start arms the timer.
+   */
+  private dueAt(atMs: number): void {
+    if (this.stopped || !Number.isFinite(atMs)) return;
+    const inMs = atMs - this.clock.now().getTime();
+    if (inMs <= 0) return this.workArrived("");
+    if (this.claiming) this.dueDuringClaim = Math.min(this.dueDuringClaim, atMs);
+    else if (this.hasCredits()) this.armTimer(inMs);
+  }
+
+  /** Claims in `inMs`, unless the timer already fires sooner. */
+  private armTimer(inMs: number): void {
+    const at = Date.now() + inMs;
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.workArrived("");
+    }, inMs);
+    this.timerAt = at;
   }
 
   /** Something may be claimable: claim now, or right after the claim in flight. */
@@ -119,15 +149,20 @@ export class LeaseDispatcher {
         if (leased > 0) this.again = true; // more may be waiting; stop when a claim comes back empty
       } while (this.again && !this.stopped && this.hasCredits());
       if (!this.stopped && this.hasCredits()) retryInMs = await this.untilNextDue();
+      // A due time announced while claiming may postdate the database read above.
+      if (retryInMs !== null && this.dueDuringClaim < Infinity) {
+        retryInMs = Math.max(1, Math.min(retryInMs, this.dueDuringClaim - this.clock.now().getTime()));
+      }
     } catch (err) {
       this.log.error({ err }, "claiming tasks failed; retrying");
       retryInMs = RETRY_AFTER_ERROR_MS;
     } finally {
       this.claiming = false;
+      this.dueDuringClaim = Infinity;
     }
     if (this.stopped) return;
     if (this.again && this.hasCredits()) return this.wake();
-    if (retryInMs !== null) this.timer = setTimeout(() => this.workArrived(""), retryInMs);
+    if (retryInMs !== null) this.armTimer(retryInMs);
   }
 
   private hasCredits(): boolean {

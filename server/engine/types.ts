@@ -74,6 +74,22 @@ export interface TaskRecord {
   logSeq: number;
   result: JsonValue | undefined;
   error: string;
+  /** Every status change since the task was created, oldest first. */
+  statusChanges: StatusChange[];
+}
+
+/** One change of a task's status, recorded by the statement that made it. */
+export interface StatusChange {
+  status: TaskStatus;
+  /** The attempt count after the change. */
+  attempts: number;
+  /** The worker holding the task (running, cancelling) or that held it last (a final status); "" when pending. */
+  worker: string;
+  /** The error that came with the change (a failed attempt, an interrupt's reason); "" for none. */
+  error: string;
+  at: Date;
+  /** The task's log sequence at the change: the log steps up to it came before it. */
+  logSeq: number;
 }
 
 /** One task with its whole log, as Status returns it. */

@@ -3,18 +3,23 @@
  * watchers by task id. A watcher treats a notification only as "something changed": it re-reads the
  * task and the log after the last sequence it sent. So a missed or merged notification loses nothing,
  * a reconnecting watcher resumes by sequence, and nothing is sent twice.
+ *
+ * Status changes come from the task's own record of them (status_changes), not from comparing two
+ * reads: a watcher that reads a task only after it was leased and finished still reports RUNNING,
+ * then COMPLETED, each in its place among the log steps.
  */
 import type { Notifier } from "./notifier.js";
 import { CHANNEL_TASK, type Db } from "./sql/db.js";
 import { taskGetWithLog } from "./sql/read.js";
 import { notFound } from "./errors.js";
-import { isFinal, type JsonValue, type LogEntry, type TaskRecord } from "./types.js";
+import { isFinal, type JsonValue, type LogEntry, type StatusChange, type TaskRecord } from "./types.js";
 
 export type WatchEvent =
   | { kind: "snapshot"; task: TaskRecord; log: LogEntry[] }
   | { kind: "log"; entry: LogEntry }
   | { kind: "status_value"; key: string; value: JsonValue }
-  | { kind: "status"; task: TaskRecord };
+  /** `task` is the task as read with the change; its result belongs to a COMPLETED change. */
+  | { kind: "status"; change: StatusChange; task: TaskRecord };
 
 export class TaskEvents {
   private readonly watchers = new Map<string, Set<() => void>>();
@@ -68,15 +73,22 @@ export class TaskEvents {
         // Task and new log steps in one snapshot: a final status comes with every step written before it.
         const read = await taskGetWithLog(db, id, lastSeq);
         if (!read) return;
-        const { task: next, log: entries } = read;
-        for (const entry of entries) {
-          lastSeq = entry.seq;
-          yield { kind: "log", entry };
+        const next = read.task;
+        const events = changesAmongLog(next.statusChanges.slice(task.statusChanges.length), read.log);
+        const last = isFinal(next.status) ? events.at(-1) : undefined;
+        // The final change goes last, after the status values; a task finished before its changes were
+        // recorded (an older schema) gets one made from the task itself.
+        const final = last?.kind === "change" ? (events.pop(), last.change) : isFinal(next.status) ? changeOf(next) : undefined;
+        for (const e of events) {
+          if (e.kind === "log") {
+            lastSeq = e.entry.seq;
+            yield e;
+          } else yield { kind: "status", change: e.change, task: next };
         }
         for (const [key, value] of Object.entries(next.statusValues)) {
           if (JSON.stringify(task.statusValues[key]) !== JSON.stringify(value)) yield { kind: "status_value", key, value };
         }
-        if (statusMoved(task, next)) yield { kind: "status", task: next };
+        if (final) yield { kind: "status", change: final, task: next };
         task = next;
       }
     } finally {
@@ -86,4 +98,23 @@ export class TaskEvents {
   }
 }
 
-const statusMoved = (a: TaskRecord, b: TaskRecord) => a.status !== b.status || a.attempts !== b.attempts;
+const changeOf = (t: TaskRecord): StatusChange => ({
+  status: t.status,
+  attempts: t.attempts,
+  worker: "",
+  error: t.error,
+  at: t.finishedAt ?? t.createdAt,
+  logSeq: t.logSeq,
+});
+
+/** Log steps and status changes in the order they happened: a change follows the steps up to its logSeq. */
+function changesAmongLog(changes: StatusChange[], log: LogEntry[]) {
+  const events: ({ kind: "log"; entry: LogEntry } | { kind: "change"; change: StatusChange })[] = [];
+  let i = 0;
+  for (const change of changes) {
+    for (; i < log.length && log[i].seq <= change.logSeq; i++) events.push({ kind: "log", entry: log[i] });
+    events.push({ kind: "change", change });
+  }
+  for (; i < log.length; i++) events.push({ kind: "log", entry: log[i] });
+  return events;
+}

@@ -178,17 +178,18 @@ function watchEventToPb(event: WatchEvent): WatchTaskResponse {
         event: { case: "statusValue", value: { key: event.key, value: valueToPb(event.value) } },
       });
     case "status": {
-      const t = event.task;
+      const { change, task } = event;
+      const result = change.status === "completed" && task.result !== undefined ? valueToPb(task.result) : undefined;
       return create(WatchTaskResponseSchema, {
         event: {
           case: "statusChange",
           value: {
-            status: STATUS_TO_PB[t.status],
-            attempts: t.attempts,
-            worker: t.worker,
-            result: t.result === undefined ? undefined : valueToPb(t.result),
-            error: t.error,
-            time: timestampFromDate(t.finishedAt ?? t.startedAt ?? t.createdAt),
+            status: STATUS_TO_PB[change.status],
+            attempts: change.attempts,
+            worker: change.worker,
+            result,
+            error: change.error,
+            time: timestampFromDate(change.at),
           },
         },
       });

@@ -4,6 +4,8 @@
  * in the same statement, so a task is never in both tables, nor in neither.
  */
 
+import { changeAppendSql } from "./changes.js";
+
 /**
  * A CTE pair that deletes the rows of `tasks` named by `source` (a CTE with columns id, final_status,
  * result, final_error, where final_status is a final status) and archives them. `nowParam` is the
@@ -14,17 +16,20 @@ export function archiveCtes(source: string, nowParam: string): string {
     archived_rows as (
       delete from taskq.tasks t using ${source} s
       where t.id = s.id and s.final_status in ('completed', 'failed', 'canceled', 'stuck')
-      returning t.*, s.final_status, s.result as final_result, s.final_error
+      returning t.*, s.final_status, s.result as final_result,
+        -- A completed task's error is empty, whatever an earlier attempt left.
+        case when s.final_status = 'completed' then '' else coalesce(s.final_error, t.error) end as final_error
     ),
     archived as (
       insert into taskq.history (id, type, queue, status, priority, params, title, origin, initiator, node_id,
         idempotency_key, attempts, max_attempts, retry_delay_ms, retry_backoff, timeout_ms, created_at,
-        started_at, finished_at, worker, status_values, log_seq, result, error)
+        started_at, finished_at, worker, status_values, log_seq, result, error, status_changes)
       select id, type, queue, final_status, priority, params, title, origin, initiator, node_id,
         idempotency_key, attempts, max_attempts, retry_delay_ms, retry_backoff, timeout_ms, created_at,
         started_at, ${nowParam}, worker, status_values, log_seq,
         case when final_status = 'completed' then final_result end,
-        coalesce(final_error, error)
+        final_error,
+        ${changeAppendSql("status_changes", { status: "final_status", attempts: "attempts", worker: "worker", error: "final_error", at: nowParam, seq: "log_seq" })}
       from archived_rows
       returning id
     )`;

@@ -41,10 +41,32 @@ export async function clockTimestampRead(db: Db): Promise<number> {
 }
 
 /** Channels of LISTEN/NOTIFY. */
-export const CHANNEL_DISPATCH = "taskq_dispatch"; // payload ignored: pending work may be available
+/**
+ * Pending work may be claimable. Payload: "" (anything), "q1,q2" (new tasks in these queues), or
+ * "@<epoch ms>" (a task becomes due then, by the database's clock: a retry's delay).
+ */
+export const CHANNEL_DISPATCH = "taskq_dispatch";
 export const CHANNEL_TASK = "taskq_task"; // payload: comma-separated ids of tasks that changed
 export const CHANNEL_CANCEL = "taskq_cancel"; // payload: "<session id>:<task id>:<lease token>:<reason>"
 export const CHANNEL_SCHEDULE = "taskq_schedule"; // payload ignored: schedules were declared or changed
 
 /** Finish batches stay under this so a NOTIFY payload of their ids fits in 8000 bytes. */
 export const MAX_IDS_PER_NOTIFY = 256;
+
+/**
+ * A select-list expression that sends CHANNEL_TASK naming every id of `cte`, at most MAX_IDS_PER_NOTIFY
+ * ids per notification, so a payload stays under Postgres's 8000 bytes however many rows there are.
+ */
+export const tasksChangedNotifySql = (cte: string) => `(
+  select count(pg_notify('${CHANNEL_TASK}', n.ids)) from (
+    select string_agg(c.id::text, ',') as ids
+    from (select id, (row_number() over ()) / ${MAX_IDS_PER_NOTIFY} as chunk from ${cte}) c
+    group by c.chunk) n)`;
+
+/**
+ * A select-list expression that sends CHANNEL_DISPATCH "@<epoch ms>" for the earliest next_try_at of
+ * `cte` (tasks sent back to wait), so every dispatcher claims when it comes, not at its next poll.
+ */
+export const dueNotifySql = (cte: string) => `(
+  select pg_notify('${CHANNEL_DISPATCH}', '@' || ceil(extract(epoch from m.at) * 1000)::int8)
+  from (select min(next_try_at) as at from ${cte}) m where m.at is not null)`;

@@ -1,6 +1,7 @@
 /** The statement that interrupts a task. */
 import type { TaskStatus } from "../types.js";
 import { archiveCtes } from "./archive.js";
+import { changeAppendSql } from "./changes.js";
 import { CHANNEL_CANCEL, CHANNEL_TASK, type Db } from "./db.js";
 
 /**
@@ -27,6 +28,7 @@ export async function taskInterrupt(
       flagged as (
         update taskq.tasks t
         set status = 'cancelling', error = $2,
+            status_changes = ${changeAppendSql("t.status_changes", { status: "'cancelling'::text", attempts: "t.attempts", worker: "t.worker", error: "$2", at: "$3", seq: "t.log_seq" })},
             deadline_at = least(t.deadline_at, $3::timestamptz + make_interval(secs => $4 / 1000.0))
         from source s where t.id = s.id and s.was = 'running'
         returning t.id, t.session_id, t.lease_token, t.deadline_at

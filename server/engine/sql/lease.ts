@@ -1,7 +1,8 @@
 /** Statements that lease tasks to worker sessions and end those leases. */
 import type { FinalStatus, LeasedTask, Outcome } from "../types.js";
 import { archiveCtes } from "./archive.js";
-import { CHANNEL_DISPATCH, CHANNEL_TASK, type Db } from "./db.js";
+import { changeAppendSql } from "./changes.js";
+import { CHANNEL_DISPATCH, CHANNEL_TASK, dueNotifySql, tasksChangedNotifySql, type Db } from "./db.js";
 import { retryDelayMsSql } from "./retry.js";
 
 /** Sessions that accept the same task types from the same queues, and their free credits. */
@@ -108,16 +109,21 @@ export async function taskLeaseAvailable(
         from picked p
         join taskq.tasks t on t.id = p.id
         join taskq.worker_sessions ws on ws.id = p.session_id
+      ),
+      updated as (
+        update taskq.tasks t
+        set status = 'running', attempts = t.attempts + 1, started_at = $2, lease_token = gen_random_uuid(),
+            session_id = l.session_id, worker = l.worker_name,
+            deadline_at = $2 + make_interval(secs => l.effective_timeout_ms / 1000.0),
+            status_changes = ${changeAppendSql("t.status_changes", { status: "'running'::text", attempts: "t.attempts + 1", worker: "l.worker_name", at: "$2", seq: "t.log_seq" })}
+        from leased l
+        where t.id = l.id
+        returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params::text as params_json, t.attempts,
+                  t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, t.deadline_at, t.title,
+                  t.idempotency_key, t.created_at, t.priority, t.next_try_at
       )
-      update taskq.tasks t
-      set status = 'running', attempts = t.attempts + 1, started_at = $2, lease_token = gen_random_uuid(),
-          session_id = l.session_id, worker = l.worker_name,
-          deadline_at = $2 + make_interval(secs => l.effective_timeout_ms / 1000.0)
-      from leased l
-      where t.id = l.id
-      returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params::text as params_json, t.attempts,
-                t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, t.deadline_at, t.title,
-                t.idempotency_key, t.created_at, t.priority, t.next_try_at`,
+      select u.*, ${tasksChangedNotifySql("updated")} as notified
+      from updated u`,
     values: [
       JSON.stringify(groups.map((g, ord) => ({ ord, ...g }))),
       now,
@@ -256,13 +262,15 @@ export async function taskFinishMany(
       retried as (
         update taskq.tasks t
         set status = 'pending', next_try_at = $7::timestamptz + make_interval(secs => s.delay_ms / 1000.0),
-            lease_token = null, session_id = null, deadline_at = null, error = coalesce(s.final_error, '')
+            lease_token = null, session_id = null, deadline_at = null, error = coalesce(s.final_error, ''),
+            status_changes = ${changeAppendSql("t.status_changes", { status: "'pending'::text", attempts: "t.attempts", error: "coalesce(s.final_error, '')", at: "$7", seq: "t.log_seq" })}
         from source s where t.id = s.id and s.final_status = 'pending'
-        returning t.id
+        returning t.id, t.next_try_at
       ),
       ${archiveCtes("source", "$7")}
       select s.id::text, s.final_status,
              (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified,
+             ${dueNotifySql("retried")} as due,
              ${wakeOnFreeSql("$8")} as woke
       from source s`,
     values: [
@@ -328,7 +336,14 @@ export async function taskLeaseRelease(
         set status = 'pending', next_try_at = $5, lease_token = null, session_id = null, deadline_at = null,
             attempts = case when $3 then t.attempts - 1 else t.attempts end,
             started_at = case when $3 then null else t.started_at end,
-            error = case when $3 then t.error else $4 end
+            error = case when $3 then t.error else $4 end,
+            status_changes = ${changeAppendSql("t.status_changes", {
+              status: "'pending'::text",
+              attempts: "case when $3 then t.attempts - 1 else t.attempts end",
+              error: "case when $3 then '' else $4 end",
+              at: "$5",
+              seq: "t.log_seq",
+            })}
         from source s where t.id = s.id and s.final_status = 'pending'
         returning t.id
       ),

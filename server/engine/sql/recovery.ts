@@ -5,7 +5,8 @@
  */
 import type { FinalStatus } from "../types.js";
 import { archiveCtes } from "./archive.js";
-import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_TASK, type Db } from "./db.js";
+import { changeAppendSql } from "./changes.js";
+import { CHANNEL_CANCEL, CHANNEL_TASK, dueNotifySql, type Db } from "./db.js";
 import { wakeOnFreeSql, type WakeOnFree } from "./lease.js";
 import { retryDelayMsSql } from "./retry.js";
 
@@ -47,14 +48,15 @@ export async function taskDeadlineExpire(db: Db, now: Date, wakeOnFree: WakeOnFr
       retried as (
         update taskq.tasks t
         set status = 'pending', next_try_at = $1::timestamptz + make_interval(secs => s.delay_ms / 1000.0),
-            lease_token = null, session_id = null, deadline_at = null, error = s.final_error
+            lease_token = null, session_id = null, deadline_at = null, error = s.final_error,
+            status_changes = ${changeAppendSql("t.status_changes", { status: "'pending'::text", attempts: "t.attempts", error: "s.final_error", at: "$1", seq: "t.log_seq" })}
         from source s where t.id = s.id and s.final_status = 'pending'
-        returning t.id
+        returning t.id, t.next_try_at
       ),
       ${archiveCtes("source", "$1")}
       select s.id::text, s.final_status,
              (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified,
-             (select pg_notify('${CHANNEL_DISPATCH}', '') from retried limit 1) as woke,
+             ${dueNotifySql("retried")} as due,
              ${wakeOnFreeSql("$2")} as woke_freed,
              case when s.was = 'running'
                   then pg_notify('${CHANNEL_CANCEL}', concat_ws(':', s.session_id, s.id, s.lease_token, 'timed_out'))

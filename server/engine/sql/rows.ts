@@ -1,10 +1,11 @@
 /** Row ⇄ engine type conversion shared by the SQL modules. */
-import type { JsonObject, JsonValue, LogEntry, TaskRecord, TaskStatus } from "../types.js";
+import type { JsonObject, JsonValue, LogEntry, StatusChange, TaskRecord, TaskStatus } from "../types.js";
 
 /** The columns of tasks and history that a TaskRecord needs, in a form both tables can produce. */
 export const TASK_COLUMNS = `id::text, type, queue, status, priority, params, title, origin, initiator, node_id,
   idempotency_key, attempts, max_attempts, retry_delay_ms::float8 as retry_delay_ms, retry_backoff,
-  timeout_ms::float8 as timeout_ms, created_at, started_at, worker, status_values, log_seq::float8 as log_seq, error`;
+  timeout_ms::float8 as timeout_ms, created_at, started_at, worker, status_values, log_seq::float8 as log_seq, error,
+  status_changes`;
 
 /** A TaskRow from taskq.tasks. */
 export const ACTIVE_COLUMNS = `${TASK_COLUMNS}, next_try_at, deadline_at, null::timestamptz as finished_at, null::jsonb as result`;
@@ -39,6 +40,7 @@ export interface TaskRow {
   log_seq: number;
   result: JsonValue | null;
   error: string;
+  status_changes: { s: TaskStatus; a: number; w: string; e: string; at: string; q: number }[];
 }
 
 export function taskFromRow(r: TaskRow): TaskRecord {
@@ -69,8 +71,18 @@ export function taskFromRow(r: TaskRow): TaskRecord {
     logSeq: r.log_seq,
     result: r.status === "completed" ? r.result : undefined,
     error: r.error,
+    statusChanges: r.status_changes.map(changeFromJson),
   };
 }
+
+const changeFromJson = (c: TaskRow["status_changes"][number]): StatusChange => ({
+  status: c.s,
+  attempts: c.a,
+  worker: c.w,
+  error: c.e,
+  at: new Date(c.at),
+  logSeq: Number(c.q),
+});
 
 export interface LogRow {
   seq: number;

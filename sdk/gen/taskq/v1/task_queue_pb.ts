@@ -349,7 +349,7 @@ export type TaskStatusChange = Message<"taskq.v1.TaskStatusChange"> & {
   attempts: number;
 
   /**
-   * The worker holding the task, when running.
+   * The worker holding the task when RUNNING or CANCELLING, the one that held it last at a final status, empty when PENDING.
    *
    * @generated from field: string worker = 3;
    */
@@ -363,7 +363,8 @@ export type TaskStatusChange = Message<"taskq.v1.TaskStatusChange"> & {
   result?: Value | undefined;
 
   /**
-   * The error, when FAILED or STUCK, or pending after a failed attempt.
+   * The error that came with this change: a failed attempt's (PENDING after it, FAILED, STUCK) or an interrupt's reason
+   * (CANCELLING, CANCELED); empty for RUNNING and COMPLETED.
    *
    * @generated from field: string error = 5;
    */
@@ -1115,8 +1116,9 @@ export const TaskQueue: GenService<{
     output: typeof StatusResponseSchema;
   },
   /**
-   * WatchTask streams a snapshot of one task, then every change, and ends after its final status; every log
-   * step arrives once and in order, while status values set within a few milliseconds may arrive as the latest.
+   * WatchTask streams a snapshot of one task, then every change, and ends after its final status; every status
+   * change and log step arrives once and in the order they happened, while status values set within a few
+   * milliseconds may arrive as the latest.
    *
    * @generated from rpc taskq.v1.TaskQueue.WatchTask
    */

@@ -1,0 +1,22 @@
+/**
+ * Status changes as SQL: every statement that changes a task's status appends one entry to its
+ * status_changes array (migration 008), in the same UPDATE or archive INSERT, so the record can never
+ * disagree with the status.
+ */
+
+/** The fields of one change; each is an SQL expression. `worker` and `error` may be omitted. */
+export interface ChangeSql {
+  status: string;
+  attempts: string;
+  at: string;
+  /** The task's log_seq when the change happened. */
+  seq: string;
+  worker?: string;
+  error?: string;
+}
+
+/** An expression for the array `changes` with one change appended. */
+export function changeAppendSql(changes: string, c: ChangeSql): string {
+  return `${changes} || jsonb_build_object('s', ${c.status}, 'a', ${c.attempts}, 'w', ${c.worker ?? "''"},
+    'e', ${c.error ?? "''"}, 'at', (${c.at})::timestamptz, 'q', ${c.seq})`;
+}

@@ -230,3 +230,39 @@ describe("built-in maintenance", () => {
     await worker.stop();
   });
 });
+
+describe("the built-in temp-cleanup schedule", () => {
+  let h: Harness;
+  const clock = new ManualClock(new Date("2026-04-01T12:30:00Z"));
+  before(async () => {
+    h = await Harness.create();
+    await h.replica({ builtinSchedules: true }, { clock });
+  });
+  after(() => h.close());
+
+  test("skips its ticks while no connected worker runs it, so workers in other languages never find it waiting", async () => {
+    const engine = h.replicas[0].engine;
+    const other = h.rawWorker(); // a worker that does not run taskq.temp-cleanup, as one in another language
+    other.hello(["report"], 1);
+    const sessionsOf = async (type: string) =>
+      (await h.pool.query("select 1 from taskq.worker_sessions where $1 = any(task_types)", [type])).rowCount;
+    await waitFor("the worker's session", async () => (await sessionsOf("report")) === 1);
+    clock.set(new Date("2026-04-01T13:00:00Z"));
+    assert.deepEqual(await firedBy(engine, "taskq.temp-cleanup"), [
+      { schedule: "taskq.temp-cleanup", tick: new Date("2026-04-01T13:00:00Z"), taskId: null, skipped: "no connected worker runs it" },
+    ]);
+    assert.equal((await h.client().listActive({ type: "taskq.temp-cleanup" })).tasks.length, 0);
+
+    const sdk = h.worker(); // SDK workers run it
+    sdk.register("report", () => null);
+    await sdk.start();
+    await waitFor("the SDK worker's session", async () => (await sessionsOf("taskq.temp-cleanup")) === 1);
+    clock.set(new Date("2026-04-01T14:00:00Z"));
+    const [fired] = await firedBy(engine, "taskq.temp-cleanup");
+    assert.ok(fired?.taskId, "with a worker that runs it connected, the tick fires");
+    const run = h.client().handle(fired.taskId);
+    await run.result();
+    assert.equal((await run.status()).status, "completed");
+    await sdk.stop();
+  });
+});

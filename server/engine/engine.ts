@@ -149,7 +149,11 @@ export class Engine {
     this.finisher = new FinishBatcher(this.pool, this.clock, this.wakeOnFree);
     this.inserter = new DispatchBatcher(this.pool, this.clock);
     this.tableStats = new TableStats(this.pool, this.log);
+    const systemHandlers = maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays: opts.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS });
     this.scheduler = new Scheduler(this.pool, this.clock, this.log, {
+      // A built-in schedule the server does not run itself (taskq.temp-cleanup, for SDK workers) waits
+      // for a worker that runs it: workers in other languages never lease it.
+      needsWorker: (def) => def.source === "builtin" && !(def.type in systemHandlers),
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
       taskFor: (def) =>
         this.withDefaults(
@@ -161,8 +165,7 @@ export class Engine {
       ...(opts.schedules ?? []).map((s) => scheduleDef(s, "config")),
       ...(opts.builtinSchedules === false ? [] : BUILTIN_SCHEDULES).map((s) => scheduleDef(s, "builtin")),
     ];
-    const retentionDays = opts.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS;
-    this.systemWorker = new SystemWorker(maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays }), this.log);
+    this.systemWorker = new SystemWorker(systemHandlers, this.log);
     this.keeper = new SessionKeeper(this.pool, this.log, {
       heartbeatIntervalMs: this.timings.heartbeatIntervalMs,
       silentAfterMs: this.timings.silentAfterMs,

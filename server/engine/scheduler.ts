@@ -5,7 +5,9 @@
  * unique key (schedule, tick), so each tick fires once whichever replicas try.
  *
  * Rules: a tick fires only if the previous run of that schedule has finished (debounce); otherwise the
- * tick is skipped. After a tick, next_run_at is the first tick after now, so ticks missed while every
+ * tick is skipped. A schedule that `needsWorker` says only workers can run (a built-in one for a type
+ * the server does not run itself) also skips ticks while no connected worker declares its type, so it
+ * never leaves a task that nothing will lease. After a tick, next_run_at is the first tick after now, so ticks missed while every
  * server was down fire once, not once per missed tick.
  *
  * States: idle (a timer is set for the earliest next_run_at, capped by the poll interval) → firing →
@@ -34,14 +36,18 @@ export const SCHEDULER_INITIATOR = "Scheduler";
 export interface FiredTick {
   schedule: string;
   tick: Date;
-  /** The task the tick created, or null when the previous run was still active (debounced). */
+  /** The task the tick created, or null when it was skipped. */
   taskId: string | null;
+  /** Why the tick was skipped (previous run still active, no worker for it); null when it fired. */
+  skipped: string | null;
 }
 
 export interface SchedulerOptions {
   pollIntervalMs: number;
   /** Applies the engine's defaults (queue settings) to a scheduled task. */
   taskFor(def: ScheduleDef): NewTask;
+  /** Whether only a worker can run this schedule's tasks, so a tick with no worker connected is skipped. */
+  needsWorker(def: ScheduleDef): boolean;
 }
 
 const RETRY_AFTER_ERROR_MS = 1_000;
@@ -130,13 +136,14 @@ export class Scheduler {
       if (!due) return null;
       const nextRunAt = cronParse(due.cron, due.timeZone).nextAfter(now) ?? farFuture();
       let taskId: string | null = null;
-      if (!due.previousActive) {
+      const skipped = due.previousActive ? "previous run still active" : this.opts.needsWorker(due) && !due.workerConnected ? "no connected worker runs it" : null;
+      if (!skipped) {
         const [inserted] = await taskInsertMany(client, [this.opts.taskFor(due)], now);
         taskId = inserted!.id;
       }
       // A tick that already has a run (it cannot, under the row lock, but the key says so) rolls back.
       if (!(await scheduleTickRecord(client, { name, tick: due.tick, taskId, nextRunAt }))) throw new TickTaken();
-      return { schedule: name, tick: due.tick, taskId };
+      return { schedule: name, tick: due.tick, taskId, skipped };
     }).catch((err) => {
       if (err instanceof TickTaken) return null;
       throw err;
@@ -144,7 +151,7 @@ export class Scheduler {
     if (fired) {
       this.log.info(
         { schedule: name, tick: fired.tick, task: fired.taskId },
-        fired.taskId ? "schedule fired" : "schedule tick skipped: previous run still active",
+        fired.taskId ? "schedule fired" : `schedule tick skipped: ${fired.skipped}`,
       );
     }
     return fired;

@@ -92,6 +92,8 @@ export interface DueSchedule extends ScheduleDef {
   tick: Date;
   /** Whether the run of the last fired tick is still pending or running. */
   previousActive: boolean;
+  /** Whether a connected worker session (on any replica) declared the schedule's task type. */
+  workerConnected: boolean;
 }
 
 /**
@@ -99,15 +101,16 @@ export interface DueSchedule extends ScheduleDef {
  * Call inside a transaction; finish with scheduleTickRecord.
  */
 export async function scheduleLockDue(db: Db, name: string, now: Date): Promise<DueSchedule | null> {
-  const { rows } = await db.query<ScheduleDbRow & { previous_active: boolean }>({
+  const { rows } = await db.query<ScheduleDbRow & { previous_active: boolean; worker_connected: boolean }>({
     name: "scheduleLockDue",
-    text: `select s.*, exists (select 1 from taskq.tasks t where t.id = s.last_task_id) as previous_active
+    text: `select s.*, exists (select 1 from taskq.tasks t where t.id = s.last_task_id) as previous_active,
+                  exists (select 1 from taskq.worker_sessions w where s.type = any(w.task_types)) as worker_connected
            from taskq.schedules s where s.name = $1 and s.next_run_at <= $2
            for update of s skip locked`,
     values: [name, now],
   });
   const r = rows[0];
-  return r ? { ...scheduleDefFromRow(r), tick: r.next_run_at, previousActive: r.previous_active } : null;
+  return r ? { ...scheduleDefFromRow(r), tick: r.next_run_at, previousActive: r.previous_active, workerConnected: r.worker_connected } : null;
 }
 
 /** A row of taskq.schedules as pg returns it. */

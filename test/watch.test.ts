@@ -240,3 +240,19 @@ test("a lease reaches watchers at once, before the handler writes anything", asy
     ["running ", "failed no"],
   );
 });
+
+test("a status value sent with no value holds JSON null, in Status and for watchers", async () => {
+  const handle = await h.client(watcherSide).dispatch("unset");
+  const raw = h.rawWorker(workerSide);
+  raw.hello(["unset"], 1);
+  const lease = await raw.next("lease");
+  raw.send({ case: "statusValue", value: { taskId: lease.taskId, leaseToken: lease.leaseToken, key: "phase", value: { kind: { case: "stringValue", value: "a" } } } });
+  raw.send({ case: "statusValue", value: { taskId: lease.taskId, leaseToken: lease.leaseToken, key: "phase" } });
+  raw.send({ case: "logStep", value: { taskId: lease.taskId, leaseToken: lease.leaseToken, message: "after both" } });
+  await waitFor("the log step after both values", async () => (await handle.status()).log.length === 1);
+  assert.deepEqual((await handle.status()).statusValues, { phase: null });
+  raw.send({ case: "finish", value: { taskId: lease.taskId, leaseToken: lease.leaseToken, outcome: { case: "success", value: {} } } });
+  const events: WatchEvent[] = [];
+  for await (const e of h.client(watcherSide).watch(handle.id)) events.push(e);
+  assert.ok(events[0].type === "snapshot" && events[0].task.statusValues.phase === null);
+});

@@ -290,7 +290,8 @@ export type SetStatusValue = Message<"taskq.v1.SetStatusValue"> & {
   key: string;
 
   /**
-   * The value; any JSON value.
+   * The value; any JSON value. Unset is JSON null, like null_value: the key stays, holding null (a status value
+   * is never removed, so watchers and lists always see the last value set).
    *
    * @generated from field: google.protobuf.Value value = 4;
    */

@@ -224,17 +224,27 @@ export async function startReplica(
   ownClock?.start();
   const databaseAnswers = () => answersWithin(pool, HEALTH_PROBE_TIMEOUT_MS);
   const probe = () => (engine.draining ? Promise.resolve(false) : databaseAnswers());
-  const server = await listen(engine, log, {
-    host: config.host,
-    port: config.port,
-    probe,
-    authTokens: config.authTokens,
-    tls: config.tls,
-    pages: {
-      "/metrics": async () => ({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: await metrics.render(engine, databaseAnswers) }),
-    },
-    publicFiles: await dashboardFiles(log),
-  });
+  let server: RunningServer;
+  try {
+    server = await listen(engine, log, {
+      host: config.host,
+      port: config.port,
+      probe,
+      authTokens: config.authTokens,
+      tls: config.tls,
+      pages: {
+        "/metrics": async () => ({ contentType: "text/plain; version=0.0.4; charset=utf-8", body: await metrics.render(engine, databaseAnswers) }),
+      },
+      publicFiles: await dashboardFiles(log),
+    });
+  } catch (err) {
+    // The port was taken after main.ts checked it: undo the start (the engine's session and connections)
+    // before the caller reports it and stops the database.
+    await engine.stop();
+    ownClock?.stop();
+    await pool.end();
+    throw err;
+  }
   return {
     engine,
     server,

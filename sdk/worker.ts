@@ -1,9 +1,9 @@
 /**
  * Worker: register handlers by task type, start, and the worker holds one stream to the server,
- * running up to `concurrency` tasks at once. A handler's return value is the task's result; a thrown
- * RetryableError asks for another attempt; any other thrown error fails the task. An interrupt or
- * timeout reaches the handler as its AbortSignal. The stream reconnects with backoff when it breaks;
- * stop() finishes running handlers first.
+ * running up to `concurrency` tasks at once. A handler's return value is the task's result (one over
+ * 1 MiB as JSON fails the attempt, like a RetryableError); a thrown RetryableError asks for another
+ * attempt; any other thrown error fails the task. An interrupt or timeout reaches the handler as its
+ * AbortSignal. The stream reconnects with backoff when it breaks; stop() finishes running handlers first.
  */
 import { fromJson, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
@@ -93,6 +93,8 @@ type State = "idle" | "running" | "stopping" | "stopped";
 /** The built-in hourly task the server schedules; every SDK worker handles it for its own storage root. */
 export const TEMP_CLEANUP_TYPE = "taskq.temp-cleanup";
 const TEMP_CLEANUP_INTERVAL_MS = 3_600_000;
+/** The largest result a server keeps, as JSON (its LIMITS.resultBytes); a larger one fails the attempt. */
+export const MAX_RESULT_BYTES = 1024 * 1024;
 
 export class Worker {
   private readonly handlers = new Map<string, { fn: Handler; opts: HandlerOptions }>();
@@ -260,6 +262,13 @@ export class Worker {
       const handler = this.handlers.get(lease.type);
       if (!handler) throw new Error(`no handler registered for task type ${lease.type}`);
       const result = toValue(await handler.fn(ctx));
+      // Too large for the server to keep: the attempt fails (as the server would fail it) and the task's
+      // retry policy applies. Sent anyway, a result past the server's message limit (4 MiB) would end
+      // the whole stream, taking this worker's other tasks with it.
+      const resultBytes = Buffer.byteLength(result.text);
+      if (resultBytes > MAX_RESULT_BYTES) {
+        throw new RetryableError(`result: ${resultBytes} bytes, larger than the limit of ${MAX_RESULT_BYTES}`);
+      }
       outcome = { case: "success", value: { result: result.value } };
       bytes = bytesBound(result.length, 0);
     } catch (err) {
@@ -322,15 +331,26 @@ export class Worker {
   }
 }
 
-/** A handler's return value as a protobuf Value, with the length of its JSON text: undefined becomes null; non-JSON values fail loudly. */
+/** A handler's return value as a protobuf Value, with its JSON text and that text's length: undefined becomes null; non-JSON values fail loudly. */
 function toValue(result: unknown) {
   const text = result === undefined ? "null" : JSON.stringify(result);
-  return { value: fromJson(ValueSchema, JSON.parse(text) as JsonValue), length: text.length };
+  return { value: fromJson(ValueSchema, JSON.parse(text) as JsonValue), text, length: text.length };
 }
 
+/**
+ * Resolves after `ms`, or at once when `signal` aborts. The abort listener goes when the timer fires:
+ * the worker's stop signal lives as long as the worker, and a listener left on it per reconnect would
+ * pile up (MaxListenersExceededWarning after ten).
+ */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
   });
 

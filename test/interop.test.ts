@@ -1,14 +1,19 @@
 /**
  * Interop: a plain @grpc/grpc-js client that loads the .proto files at run time, as a client in any
  * other language would, dispatches a task, reads its status, drives a worker stream by hand, watches a
- * task live, interrupts it, sees a timeout, and reads the Active and History lists.
+ * task live, interrupts it, sees a timeout, and reads the Active and History lists. Error messages reach
+ * it, and clients of the other protocols, as the server wrote them.
  */
 import assert from "node:assert/strict";
+import http from "node:http";
 import http2 from "node:http2";
 import { gzipSync } from "node:zlib";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Http2SessionManager, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
@@ -105,6 +110,55 @@ test("grpc-js: an unknown task is NOT_FOUND, a bad id INVALID_ARGUMENT", async (
   await assert.rejects(unary(queue, "Status", { task_id: "abc" }), { code: grpc.status.INVALID_ARGUMENT });
 });
 
+test("grpc-js reads an error message verbatim: ':' and spaces, '%', quotes, non-ASCII", async () => {
+  const queue = new pkg.v1.TaskQueue(address, grpc.credentials.createInsecure());
+  clients.push(queue);
+  const id = "é: 100% sûr, #1/2 ✓";
+  const expected = `task_id: "${id}" is not a task id (a positive decimal integer)`;
+  const details = (call: Promise<unknown>) =>
+    call.then(
+      () => assert.fail("the call succeeded"),
+      (err: grpc.ServiceError) => (assert.equal(err.code, grpc.status.INVALID_ARGUMENT), err.details),
+    );
+  assert.equal(await details(unary(queue, "Status", { task_id: id })), expected);
+  // A server stream whose error comes before any message, and one (WatchTask) as grpc-js reads it.
+  const watch = queue.WatchTask({ task_id: id });
+  watch.on("data", () => {});
+  assert.equal(await details(new Promise((resolve, reject) => (watch.on("error", reject), watch.on("end", resolve)))), expected);
+});
+
+test("Connect, gRPC-Web and connect-es gRPC clients read the same message verbatim", async () => {
+  const id = "é: 100% sûr, #1/2 ✓";
+  const expected = `task_id: "${id}" is not a task id (a positive decimal integer)`;
+  const baseUrl = `http://${address}`;
+  const agent = new http.Agent({ keepAlive: false });
+  const h2 = new Http2SessionManager(baseUrl);
+  const transports = {
+    "Connect over HTTP/1.1": createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { agent } }),
+    "gRPC-Web over HTTP/1.1": createGrpcWebTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { agent } }),
+    "Connect over HTTP/2": createConnectTransport({ baseUrl, httpVersion: "2", sessionManager: h2 }),
+    "gRPC-Web over HTTP/2": createGrpcWebTransport({ baseUrl, httpVersion: "2", sessionManager: h2 }),
+    gRPC: createGrpcTransport({ baseUrl, sessionManager: h2 }),
+  };
+  try {
+    for (const [name, transport] of Object.entries(transports)) {
+      const client = createClient(TaskQueue, transport);
+      await assert.rejects(client.status({ taskId: id }), (err: ConnectError) => {
+        assert.equal(err.code, Code.InvalidArgument, name);
+        assert.equal(err.rawMessage, expected, name);
+        return true;
+      });
+      const stream = client.watchTask({ taskId: id });
+      await assert.rejects(async () => {
+        for await (const _ of stream) void _;
+      }, (err: ConnectError) => (assert.equal(err.rawMessage, expected, `${name}, server stream`), true));
+    }
+  } finally {
+    h2.abort();
+    agent.destroy();
+  }
+});
+
 test("grpc-js: watch a task live, interrupt it while it runs, time another out, and find both in the lists", async () => {
   const queue = new pkg.v1.TaskQueue(address, grpc.credentials.createInsecure());
   const workers = new pkg.v1.WorkerService(address, grpc.credentials.createInsecure());
@@ -158,7 +212,7 @@ test("grpc-js: watch a task live, interrupt it while it runs, time another out, 
   const history = await unary<{ tasks: any[] }>(queue, "ListHistory", { origin: "ORIGIN_USER" }); // eslint-disable-line @typescript-eslint/no-explicit-any
   const byId = new Map(history.tasks.map((t) => [t.id, t]));
   assert.equal(byId.get(id).status, "TASK_STATUS_CANCELED");
-  assert.equal(byId.get(id).display_initiator, "Scheduler");
+  assert.equal(byId.get(id).display_initiator, "API", "a USER task dispatched without an initiator");
   assert.equal(byId.get(id).error, "interrupted: from grpc-js");
   assert.equal(byId.get(slowId).status, "TASK_STATUS_STUCK");
   assert.equal(byId.get(slowId).display_title, "Interop slow");

@@ -24,7 +24,7 @@ before(async () => {
 after(() => h.close());
 
 test("a worker's messages past the limits are refused in-band; the stream and the task go on", async () => {
-  const { id } = await h.client().dispatch("limits.a");
+  const { id } = await h.client().dispatch("limits.a", {}, { maxAttempts: 1 });
   const w = h.rawWorker();
   w.hello(["limits.a"], 1);
   const lease = await w.next("lease");
@@ -50,7 +50,8 @@ test("a worker's messages past the limits are refused in-band; the stream and th
   assert.equal(task.statusValues.key7, 700);
   assert.equal(task.statusValues["one-too-many"], undefined);
 
-  // A result too large to keep fails the attempt with the reason instead of leaving the task running.
+  // A result too large to keep fails the attempt with the reason instead of leaving the task running
+  // (this task has one attempt, so it ends FAILED; rpc-result-size.test.ts retries one with more).
   w.send({ case: "finish", value: { ...fence, outcome: { case: "success", value: { result: { kind: { case: "stringValue", value: "r".repeat(LIMITS.resultBytes) } } } } } });
   assert.equal((await w.next("finishAck")).status, 5 /* FAILED */);
   const failed = await h.client().status(id);

@@ -1,5 +1,10 @@
-/** The SDK worker's lifecycle: graceful stop, reconnect after the server comes back; and server reflection. */
+/**
+ * The SDK worker's lifecycle: graceful stop, reconnect after the server comes back, no listener left
+ * behind per reconnect; and server reflection.
+ */
 import assert from "node:assert/strict";
+import { getEventListeners } from "node:events";
+import net, { type AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import { AsyncQueue } from "../sdk/internal/async-queue.js";
@@ -7,7 +12,8 @@ import { connect } from "../sdk/transport.js";
 import { ServerReflection, type ServerReflectionRequest } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
 import { create } from "@bufbuild/protobuf";
 import { ServerReflectionRequestSchema } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
-import { Code, TaskqError, Worker } from "../sdk/index.js";
+import { Code, TaskqError, Worker, type TaskInfo, type WatchEvent } from "../sdk/index.js";
+import { resumingWatch } from "../sdk/internal/resuming-watch.js";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
@@ -75,12 +81,20 @@ test("server reflection lists the services and serves their descriptors", async 
 test("result() and watch() of an unknown task reject at once with NOT_FOUND instead of retrying", async () => {
   const replica = h.replicas[0] ?? (await h.replica());
   const client = h.client(replica);
-  const started = Date.now();
-  await assert.rejects(client.handle("424242424").result(), (err: TaskqError) => err instanceof TaskqError && err.code === Code.NotFound);
-  await assert.rejects(async () => {
-    for await (const _ of client.watch("424242424")) void _;
-  }, (err: TaskqError) => err.code === Code.NotFound);
-  assert.ok(Date.now() - started < 2_000, "not retried");
+  // Count the watches the server is asked for: a retrying SDK would ask again.
+  const engine = replica.engine;
+  const watch = engine.watch.bind(engine);
+  let watches = 0;
+  engine.watch = (...args) => (watches++, watch(...args));
+  try {
+    await assert.rejects(client.handle("424242424").result(), (err: TaskqError) => err instanceof TaskqError && err.code === Code.NotFound);
+    await assert.rejects(async () => {
+      for await (const _ of client.watch("424242424")) void _;
+    }, (err: TaskqError) => err.code === Code.NotFound);
+    assert.equal(watches, 2, "one watch each, not retried");
+  } finally {
+    engine.watch = watch;
+  }
 });
 
 test("workers sharing one connection each get tasks, and one stopping leaves the other running", async () => {
@@ -106,4 +120,98 @@ test("workers sharing one connection each get tasks, and one stopping leaves the
   assert.deepEqual(events.filter((e) => e.startsWith("b ")), ["b connected"], "b's stream was never cut");
   await b.stop();
   connection.close();
+});
+
+/** A TCP proxy to a replica whose connections the test can cut, as a network failure or a restart would. */
+async function cuttableProxy(port: number) {
+  const pairs = new Set<net.Socket>();
+  let accepted = 0;
+  const server = net.createServer((client) => {
+    accepted++;
+    const upstream = net.connect(port, "127.0.0.1");
+    for (const s of [client, upstream]) {
+      pairs.add(s);
+      s.on("error", () => {});
+      s.on("close", () => pairs.delete(s));
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get accepted() {
+      return accepted;
+    },
+    cut: () => pairs.forEach((s) => s.resetAndDestroy()),
+    close: () => new Promise<void>((resolve) => (pairs.forEach((s) => s.destroy()), server.close(() => resolve()))),
+  };
+}
+
+/** Collects the process's warnings of one kind while `fn` runs (they are emitted on a later tick). */
+async function warningsDuring(name: string, fn: () => Promise<void>): Promise<string[]> {
+  const seen: string[] = [];
+  const onWarning = (w: Error) => void (w.name === name && seen.push(w.message));
+  process.on("warning", onWarning);
+  try {
+    await fn();
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => process.nextTick(resolve));
+  } finally {
+    process.off("warning", onWarning);
+  }
+  return seen;
+}
+
+test("a worker that reconnects many times adds no abort listener per reconnect", async () => {
+  const replica = h.replicas[0] ?? (await h.replica());
+  const proxy = await cuttableProxy(replica.server.port);
+  const events: string[] = [];
+  const connected = () => events.filter((e) => e === "connected").length;
+  const worker = h.worker({ url: proxy.url, concurrency: 1, onEvent: (e) => void events.push(e) }, replica);
+  worker.register("reconnects.noop", () => "still working");
+  const listeners = () => getEventListeners((worker as unknown as { stopSignal: AbortController }).stopSignal.signal, "abort").length;
+  try {
+    const warnings = await warningsDuring("MaxListenersExceededWarning", async () => {
+      await worker.start();
+      const base = listeners();
+      for (let i = 1; i <= 15; i++) {
+        proxy.cut();
+        await waitFor(`reconnect ${i}`, () => connected() > i);
+      }
+      // (A reconnect's backoff may be under way: it holds one listener while it waits.)
+      assert.ok(listeners() <= base + 1, `${listeners()} abort listeners on the worker's stop signal after 15 reconnects (${base} at start)`);
+    });
+    assert.deepEqual(warnings, []);
+    assert.equal(await (await h.client(replica).dispatch("reconnects.noop")).result(), "still working");
+  } finally {
+    await worker.stop({ graceMs: 1_000 });
+    await proxy.close();
+  }
+});
+
+test("a watch that resumes many times leaves no abort listener on the caller's signal", async () => {
+  const snapshot = (status: TaskInfo["status"]): WatchEvent => ({
+    type: "snapshot",
+    task: { id: "1", status, attempts: 1, worker: "", result: undefined, error: "", statusValues: {}, log: [] } as unknown as TaskInfo,
+  });
+  let opened = 0;
+  // Each stream sends a snapshot and breaks, 20 times; the 21st says the task completed.
+  const source = {
+    async *open() {
+      if (++opened > 20) return void (yield snapshot("completed"));
+      yield snapshot("running");
+      throw new TaskqError("connection reset", Code.Unavailable);
+    },
+  };
+  const stop = new AbortController();
+  const warnings = await warningsDuring("MaxListenersExceededWarning", async () => {
+    const seen: string[] = [];
+    for await (const e of resumingWatch(source, { signal: stop.signal, backoff: { initialMs: 1, maxMs: 1 } })) {
+      if (e.type === "status") seen.push(e.status);
+    }
+    assert.deepEqual(seen, ["completed"]);
+  });
+  assert.equal(opened, 21);
+  assert.equal(getEventListeners(stop.signal, "abort").length, 0);
+  assert.deepEqual(warnings, []);
 });

@@ -80,8 +80,15 @@ function follow(known: TaskInfo, e: WatchEvent): void {
   if (e.type === "status") Object.assign(known, { status: e.status, attempts: e.attempts, worker: e.worker, result: e.result, error: e.error });
 }
 
+/** Resolves after `ms`, or at once when `signal` aborts; the caller's signal keeps no listener after. */
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
   });

@@ -89,7 +89,10 @@ export async function listen(engine: Engine, log: Logger, opts: ServerOptions): 
       return void res.end(file.body);
     }
     const page = req.method === "GET" ? pages[path] : undefined;
-    if (!page) return void rpc(req, res);
+    if (!page) {
+      if (isGrpc(req)) specEncodeGrpcMessage(res);
+      return void rpc(req, res);
+    }
     const reply = (status: number, contentType: string, body: string) => {
       res.writeHead(status, { "content-type": contentType, "cache-control": "no-store" });
       res.end(body);
@@ -155,6 +158,50 @@ export async function listen(engine: Engine, log: Logger, opts: ServerOptions): 
         }, 1_000).unref();
       }),
   };
+}
+
+/** gRPC proper (application/grpc, application/grpc+proto, …), not gRPC-Web nor Connect. */
+const isGrpc = (req: http.IncomingMessage | http2.Http2ServerRequest) => /^application\/grpc(\+|;|$)/i.test(req.headers["content-type"] ?? "");
+
+/**
+ * Sends grpc-message percent-encoded as the gRPC spec says: only bytes outside 0x20–0x7E, and "%",
+ * are escaped. connect-es escapes with encodeURIComponent (":" as %3A, "," as %2C, …), which grpc-go
+ * and grpc-java decode but @grpc/grpc-js does not: it decodes with decodeURI, which leaves the escapes
+ * of reserved characters as they are, so its users read "type%3A required". connect-es clients
+ * (decodeURIComponent) read either form. The message arrives in the trailers, or in the headers of a
+ * trailers-only response; gRPC-Web carries its trailers in the body and is left as connect-es wrote it.
+ */
+function specEncodeGrpcMessage(res: http.ServerResponse | http2.Http2ServerResponse): void {
+  const fix = (headers: unknown) => {
+    const h = headers as Record<string, unknown> | undefined;
+    if (h && typeof h === "object" && typeof h["grpc-message"] === "string") h["grpc-message"] = grpcMessageEncode(h["grpc-message"]);
+  };
+  const target = res as unknown as { writeHead(...args: unknown[]): unknown; addTrailers(headers: unknown): void };
+  const writeHead = target.writeHead;
+  const addTrailers = target.addTrailers;
+  target.writeHead = function (this: unknown, ...args: unknown[]) {
+    fix(args[args.length - 1]);
+    return writeHead.apply(this, args);
+  };
+  target.addTrailers = function (this: unknown, headers: unknown) {
+    fix(headers);
+    return addTrailers.call(this, headers);
+  };
+}
+
+/** A grpc-message value as connect-es encodes it (encodeURIComponent), re-encoded by the spec's rule. */
+function grpcMessageEncode(uriComponent: string): string {
+  let text: string;
+  try {
+    text = decodeURIComponent(uriComponent);
+  } catch {
+    return uriComponent; // not what connect-es writes: leave it
+  }
+  let out = "";
+  for (const byte of Buffer.from(text, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`;
+  }
+  return out;
 }
 
 const HTTP2_PREFACE = Buffer.from("PRI ");

@@ -124,10 +124,13 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
         await session.close(closeReason, { afterPromises: !workerClosed });
         slog.info({ reason: closeReason }, "worker session ended");
       };
-      ctx.signal.addEventListener("abort", () => {
+      const onAbort = () => {
         hangUp();
         outbox.close();
-      });
+      };
+      // The stream may have ended while the session was opening: then the listener would never fire.
+      if (ctx.signal.aborted) onAbort();
+      else ctx.signal.addEventListener("abort", onAbort, { once: true });
       const fromWorker = () => incoming.next().then((r) => ((workerClosed = r.done === true), r));
       const reading = readMessages({ next: () => Promise.race([fromWorker(), hungUp]) }, session, outbox, slog).finally(ended);
       // Replies queued together go as one batch to a worker that understands batches.
@@ -283,10 +286,11 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): 
     case "success": {
       const result = valueFromPb(f.outcome.value.result);
       const bytes = Buffer.byteLength(JSON.stringify(result ?? null));
-      // Too large to keep: the attempt fails with the reason, rather than leaving the task running.
+      // Too large to keep: the attempt fails with the reason, rather than leaving the task running, and
+      // the task's retry policy applies (another attempt while attempts remain, else FAILED).
       outcome =
         bytes > v.LIMITS.resultBytes
-          ? { kind: "failure", error: `result: ${bytes} bytes, larger than the limit of ${v.LIMITS.resultBytes}` }
+          ? { kind: "retry", error: `result: ${bytes} bytes, larger than the limit of ${v.LIMITS.resultBytes}`, delayMs: null }
           : { kind: "success", result };
       break;
     }

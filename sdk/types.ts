@@ -45,7 +45,7 @@ export interface TaskInfo {
   priorityBand: "low" | "medium" | "high";
   origin: "user" | "system";
   initiator: string;
-  /** The initiator to show: the initiator, else "Scheduler". */
+  /** The initiator to show: the initiator, else "Scheduler" for a system task and "API" for a user task. */
   displayInitiator: string;
   nodeId: string;
   params: JsonObject;

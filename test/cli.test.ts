@@ -95,7 +95,7 @@ test("interrupt, history, queues (with pause and resume) and schedules", async (
 
   const historyTable = (await taskq("history", "--origin", "user", "--status", "canceled")).stdout.split("\n");
   assert.match(historyTable[0], /^STATUS\s+CREATED\s+TITLE\s+INITIATOR\s+ID$/);
-  assert.match(historyTable[1], new RegExp(`^Canceled\\s+\\S+ \\S+\\s+Render\\s+Scheduler\\s+${id}$`));
+  assert.match(historyTable[1], new RegExp(`^Canceled\\s+\\S+ \\S+\\s+Render\\s+API\\s+${id}$`));
 
   const schedules = (await taskq("schedules")).stdout;
   assert.match(schedules, /^nightly\s+0 3 \* \* \*\s+Europe\/Berlin\s+cli\.job\s+scheduled\s+\S+ \S+\s+-\s+-\s+config$/m);

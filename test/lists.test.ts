@@ -203,7 +203,7 @@ describe("ListHistory and task details", () => {
   const historyIds = async (req: Parameters<TaskClient["listHistory"]>[0]) =>
     (await client.listHistory({ type: "", ...req })).tasks.filter((t) => Object.values(made).some((m) => m.id === t.id)).map((t) => t.id);
 
-  test("rows show status, created, a title made from the type, and Scheduler for no initiator; newest first", async () => {
+  test("rows show status, created, a title made from the type, and Scheduler (system) or API (user) for no initiator; newest first", async () => {
     const { tasks } = await client.listHistory({ pageSize: 500 });
     const rows = tasks.filter((t) => Object.values(made).some((m) => m.id === t.id));
     assert.deepEqual(
@@ -216,6 +216,7 @@ describe("ListHistory and task details", () => {
     assert.equal(byId.get(made.systemDone.id)!.displayTitle, "Nightly backup");
     assert.equal(byId.get(made.userDone.id)!.displayInitiator, "alice");
     assert.equal(byId.get(made.systemDone.id)!.displayInitiator, "Scheduler");
+    assert.equal((await client.status(made.pending.id)).displayInitiator, "API", "a user task without an initiator is not the Scheduler's");
     assert.equal(byId.get(made.canceled.id)!.status, "canceled");
     assert.equal(byId.get(made.userDone.id)!.createdAt.getTime(), made.userDone.createdAt.getTime());
   });

@@ -75,7 +75,9 @@ export function logEntryToPb(e: LogEntry): PbLogEntry {
 export type UntitledAs = "untitled" | "from_type";
 
 export const UNTITLED = "Untitled";
+/** What a task dispatched without an initiator shows: "Scheduler" for SYSTEM tasks, "API" for USER ones. */
 export const SCHEDULER_INITIATOR = "Scheduler";
+export const API_INITIATOR = "API";
 
 /** A readable title from a task type: "ExecuteScript" → "Execute script", "send_email" → "Send email". */
 export function titleFromType(type: string): string {
@@ -105,7 +107,7 @@ export function taskToPb(t: TaskRecord, opts: TaskToPbOptions): Task {
     status: STATUS_TO_PB[t.status],
     title: t.title,
     displayTitle: t.title || (opts.untitled === "untitled" ? UNTITLED : titleFromType(t.type)),
-    displayInitiator: t.initiator || SCHEDULER_INITIATOR,
+    displayInitiator: t.initiator || (t.origin === "system" ? SCHEDULER_INITIATOR : API_INITIATOR),
     deadline: t.deadlineAt ? timestampFromDate(t.deadlineAt) : undefined,
     priority: t.priority,
     priorityBand: priorityBand(t.priority),

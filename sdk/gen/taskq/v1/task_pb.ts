@@ -252,7 +252,7 @@ export type Task = Message<"taskq.v1.Task"> & {
   displayTitle: string;
 
   /**
-   * The initiator to show: the initiator, else "Scheduler".
+   * The initiator to show: the initiator, else "Scheduler" for a SYSTEM task and "API" for a USER task.
    *
    * @generated from field: string display_initiator = 28;
    */

@@ -62,6 +62,8 @@ export class LeaseDispatcher {
   private again = false;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
+  /** The time the last claim used as "now": tasks due after it were not claimable then. */
+  private claimedAt: Date | null = null;
   /** When the timer fires (Date.now() ms). */
   private timerAt = 0;
   /** The earliest due time announced while a claim ran (epoch ms), for the timer it sets after. */
@@ -204,15 +206,16 @@ export class LeaseDispatcher {
     const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits };
     const locks = limitLocks(groups, this.opts.limits);
     this.opts.meter.claimed(locks !== null && !("queues" in locks && this.limitedSettledAt === this.limitedNews));
-    if (!locks) return taskLeaseAvailable(this.db, groups, opts, this.clock.now());
+    const now = (this.claimedAt = this.clock.now());
+    if (!locks) return taskLeaseAvailable(this.db, groups, opts, now);
     if ("queues" in locks && this.limitedSettledAt === this.limitedNews) {
       const excludeQueues = Object.keys(this.opts.limits.queues);
-      return taskLeaseAvailable(this.db, groups, { ...opts, excludeQueues }, this.clock.now());
+      return taskLeaseAvailable(this.db, groups, { ...opts, excludeQueues }, now);
     }
     const news = this.limitedNews;
     const leases = await withTransaction(this.db, async (client) => {
       await queueLimitLocksTake(client, locks);
-      return taskLeaseAvailable(client, groups, opts, this.clock.now());
+      return taskLeaseAvailable(client, groups, opts, now);
     });
     if (nothingMoreClaimable(groups, leases)) this.limitedSettledAt = news;
     return leases;
@@ -243,8 +246,10 @@ export class LeaseDispatcher {
 
   private async untilNextDue(): Promise<number> {
     const types = [...new Set([...this.slots.values()].flatMap((s) => (s.credits > 0 ? s.types : [])))];
+    // Tasks due after the last claim's "now", not after this moment's: one that came due in between was
+    // not claimed, and waits 1 ms, not a poll interval.
     const now = this.clock.now();
-    const due = await taskNextDueAt(this.db, types, now);
+    const due = await taskNextDueAt(this.db, types, this.claimedAt ?? now);
     const wait = due ? due.getTime() - now.getTime() : this.opts.pollIntervalMs;
     return Math.max(1, Math.min(wait, this.opts.pollIntervalMs));
   }

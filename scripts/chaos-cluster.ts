@@ -73,7 +73,7 @@ export class Cluster {
     this.dir = await mkdtemp(path.join(tmpdir(), "taskq-chaos-"));
     await chmod(this.dir, 0o755); // as root, the embedded Postgres runs as an unprivileged user that must reach it
     this.pgPort = await freePort();
-    this.db = await startEmbeddedPostgres({ dataDir: path.join(this.dir, "data"), port: this.pgPort, ownSignals: true });
+    this.db = await startEmbeddedPostgres({ dataDir: path.join(this.dir, "data"), port: this.pgPort });
     const databaseUrl = this.db.url;
     this.admin = new pg.Pool({ connectionString: databaseUrl, max: 4 });
     this.admin.on("error", () => {});
@@ -134,7 +134,7 @@ export class Cluster {
     await this.db!.stop();
     this.db = null;
     await sleep(1_000);
-    this.db = await startEmbeddedPostgres({ dataDir: path.join(this.dir!, "data"), port: this.pgPort, ownSignals: true });
+    this.db = await startEmbeddedPostgres({ dataDir: path.join(this.dir!, "data"), port: this.pgPort });
   }
 
   /** Kills every process (resumed first), closes the proxies and the pool, stops Postgres, removes the folder. */

@@ -21,7 +21,8 @@
  * belongs to it alone. The scheduler deals the faults from a shuffled deck: it starts the first one in
  * the deck whose group is free, waits 0.5–1.5 s, and so on; a fault is never skipped, only delayed, so
  * every class comes once in each deck whatever the timing. If some class has not come by the end of
- * the run (a slow machine), faults go on until it has, for a bounded time.
+ * the run (a slow machine), faults go on until it has: they wait for it, not for a time, and give up
+ * only if no fault at all could be dealt for a long while (a process that never comes back).
  */
 import type pg from "pg";
 import type { TcpProxy, Direction } from "./tcp-proxy.js";
@@ -117,22 +118,32 @@ export class Faults {
   }
 
   /**
-   * Deals faults while `goOn()`, and after that until every class has come at least once (but not past
-   * `graceUntil`, performance.now()); restarts Postgres once at `postgresAt`. Resolves when every fault
-   * it started is over and every process is back; rejects with the first fault that failed.
+   * Deals faults while `goOn()`, and after that until every class has come at least once; restarts
+   * Postgres once at `postgresAt` (performance.now()). Past `goOn()`, it gives up on the classes still
+   * missing once no fault could be dealt for `stallMs` (every group busy or down all that time). Resolves
+   * when every fault it started is over and every process is back; rejects with the first fault that
+   * failed.
    */
-  async run(goOn: () => boolean, graceUntil: number, postgresAt: number): Promise<void> {
+  async run(goOn: () => boolean, stallMs: number, postgresAt: number): Promise<void> {
     let deck: FaultClass[] = [];
+    let dealtAt = performance.now();
     const covered = () => FAULT_CLASSES.every((c) => this.log.some((f) => f.cls === c));
-    while (!this.failure && (goOn() || (!covered() && performance.now() < graceUntil))) {
+    while (!this.failure && (goOn() || !covered())) {
+      if (!goOn() && performance.now() - dealtAt > stallMs) {
+        const missing = FAULT_CLASSES.filter((c) => !this.log.some((f) => f.cls === c));
+        say(`faults: gave up on ${missing.join(", ")}: no fault could be dealt for ${stallMs / 1000} s`);
+        break;
+      }
       await sleep(between(500, 1_500));
       if (performance.now() >= postgresAt && !this.log.some((f) => f.cls === "postgres-restart")) {
         await this.postgresRestart();
+        dealtAt = performance.now();
         continue;
       }
       if (deck.length === 0) deck = shuffled(DECK);
       const at = deck.findIndex((cls) => this.freeGroup(cls) !== null);
       if (at < 0) continue;
+      dealtAt = performance.now();
       const cls = deck.splice(at, 1)[0];
       const group = this.freeGroup(cls)!;
       this.busy.add(group);

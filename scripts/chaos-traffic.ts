@@ -2,14 +2,17 @@
  * The chaos run's load (scripts/chaos.ts): batches of 20 tasks dispatched under idempotency keys to a
  * random replica, and an interrupt for every long task a moment after it was dispatched. A call that a
  * replica does not answer (it is down, paused, or cut off from Postgres) is tried on another one; a
- * batch retried after an ambiguous failure queues nothing twice.
+ * batch retried after an ambiguous failure queues nothing twice. How long a call may take before it is
+ * tried elsewhere follows the machine: 3 s, twice as long after each call that took longer (on a slow
+ * or busy machine every replica answers late, and a call that is always abandoned never lands), back
+ * down by half after each answer.
  *
  * Mix: 84 % quick tasks, 4 % slow ones (1–2 s, with log steps and progress), 5 % that fail twice with a
  * retryable error and complete on attempt 3, 3 % that fail for good, 4 % long ones that get interrupted.
  */
 import { Code, TaskClient, TaskqError } from "../sdk/index.js";
 import type { Kind } from "./chaos-check.js";
-import { pick, sleep } from "./chaos-procs.js";
+import { pick, say, sleep } from "./chaos-procs.js";
 
 const KIND_MIX: [Kind, number][] = [
   ["chaos.quick", 0.84],
@@ -18,8 +21,13 @@ const KIND_MIX: [Kind, number][] = [
   ["chaos.fail", 0.03],
   ["chaos.interrupted", 0.04],
 ];
-/** A call to a replica that does not answer within this (it may be paused) is tried on another. */
+/** A call to a replica that does not answer within this (it may be paused) is tried on another... */
 const CALL_TIMEOUT_MS = 3_000;
+/** ...unless calls keep taking longer: then the wait doubles, up to this. */
+const MAX_CALL_TIMEOUT_MS = 60_000;
+
+/** No replica accepted a batch for the time dispatch() was given. */
+class DispatchStalled extends Error {}
 
 export class Traffic {
   /** Every task dispatched, by id. */
@@ -27,6 +35,9 @@ export class Traffic {
   private readonly interrupts: string[] = [];
   private readonly clients: TaskClient[];
   private stopping = false;
+  private callTimeoutMs = CALL_TIMEOUT_MS;
+  /** Set when dispatching gave up, saying why: the cluster accepted no work for a long while. */
+  stalled: string | null = null;
 
   constructor(urls: string[]) {
     this.clients = urls.map((url) => new TaskClient({ url }));
@@ -34,14 +45,16 @@ export class Traffic {
 
   /**
    * Dispatches until `until` (performance.now()), and after that until at least `minTasks` were
-   * dispatched (but not past `graceUntil`), or until `failed()` says the run failed.
+   * dispatched (it waits for the tasks, not for a time), or until `failed()` says the run failed. It
+   * gives up (`stalled` is then set) only when no replica accepted a batch for `stallMs`.
    */
-  async dispatch(until: number, minTasks: number, graceUntil: number, failed: () => boolean): Promise<void> {
+  async dispatch(until: number, minTasks: number, stallMs: number, failed: () => boolean): Promise<void> {
     let n = 0;
-    const goOn = () => performance.now() < until || (this.dispatched.size < minTasks && performance.now() < graceUntil);
-    while (goOn() && !failed()) {
+    let acceptedAt = performance.now();
+    const stalled = () => performance.now() - acceptedAt > stallMs;
+    while ((performance.now() < until || this.dispatched.size < minTasks) && !failed()) {
       const batch = Array.from({ length: 20 }, () => ({ key: `chaos-${n++}`, kind: randomKind() }));
-      const handles = await this.anyReplica((c) =>
+      const call = (c: TaskClient) =>
         c.dispatchBatch(
           batch.map(({ key, kind }) => ({
             type: kind,
@@ -50,8 +63,15 @@ export class Traffic {
             retryDelayMs: 100,
             title: key,
           })),
-        ),
-      );
+        );
+      const handles = await this.anyReplica(call, stalled).catch((err: unknown) => {
+        if (!(err instanceof DispatchStalled)) throw err;
+        this.stalled = `no replica accepted a batch for ${stallMs / 1000} s; dispatching gave up after ${this.dispatched.size} tasks`;
+        say(`problem: ${this.stalled}`);
+        return null;
+      });
+      if (!handles) return;
+      acceptedAt = performance.now();
       handles.forEach((h, i) => {
         this.dispatched.set(h.id, batch[i].kind);
         if (batch[i].kind === "chaos.interrupted") this.interrupts.push(h.id);
@@ -84,14 +104,18 @@ export class Traffic {
     for (const c of this.clients) c.close();
   }
 
-  /** Calls `fn` against replicas in turn until one answers. */
-  private async anyReplica<T>(fn: (c: TaskClient) => Promise<T>): Promise<T> {
+  /** Calls `fn` against replicas in turn until one answers, or until `giveUp()` (then throws DispatchStalled). */
+  private async anyReplica<T>(fn: (c: TaskClient) => Promise<T>, giveUp: () => boolean = () => false): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await within(fn(pick(this.clients)), CALL_TIMEOUT_MS);
+        const answer = await within(fn(pick(this.clients)), this.callTimeoutMs);
+        this.callTimeoutMs = Math.max(CALL_TIMEOUT_MS, this.callTimeoutMs / 2);
+        return answer;
       } catch (err) {
         const answered = err instanceof TaskqError && [Code.InvalidArgument, Code.NotFound, Code.FailedPrecondition].includes(err.code);
         if (answered || attempt > 2_000) throw err;
+        if (err instanceof NoAnswer) this.callTimeoutMs = Math.min(MAX_CALL_TIMEOUT_MS, this.callTimeoutMs * 2);
+        if (giveUp()) throw new DispatchStalled();
         await sleep(Math.min(50 * (attempt + 1), 500));
       }
     }
@@ -104,10 +128,13 @@ function randomKind(): Kind {
   return KIND_MIX.find(([, share]) => (acc += share) >= r)?.[0] ?? "chaos.quick";
 }
 
-/** `p`, or a rejection once `ms` passed without an answer (a late failure of `p` is ignored). */
+/** A call was not answered in time. */
+class NoAnswer extends Error {}
+
+/** `p`, or a rejection (NoAnswer) once `ms` passed without an answer (a late failure of `p` is ignored). */
 function within<T>(p: Promise<T>, ms: number): Promise<T> {
   p.catch(() => {});
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)));
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new NoAnswer(`no answer within ${ms} ms`)), ms)));
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -17,11 +17,14 @@
  *
  * It also reports overlapping executions and how long each lost process's leases took to be recovered.
  * The last line is exactly `chaos: N tasks, K kills, L lost, D duplicate, S stuck, A runs after final,
- * B runs on taken-back leases`; the exit code is 0 only when L, D, S, A and B are all 0 and no process
- * crashed. CHAOS_JSON names a file for the figures as JSON; CHAOS_DUMP a folder for the chaos tables
- * (executions, lease events, side effects, finished tasks) as JSON lines, to look into problems.
- * CHAOS_MIN_TASKS (default 0): dispatching goes on past its time until that many were dispatched (for
- * at most a minute more), so that a slow machine still gets the load a test asks for.
+ * B runs on taken-back leases`; the exit code is 0 only when L, D, S, A and B are all 0, no process
+ * crashed and dispatching never stalled (below). CHAOS_JSON names a file for the figures as JSON;
+ * CHAOS_DUMP a folder for the chaos tables (executions, lease events, side effects, finished tasks) as
+ * JSON lines, to look into problems.
+ * CHAOS_MIN_TASKS (default 0): dispatching goes on past its time until that many were dispatched, and
+ * faults go on with it, so that a slow machine still gets the load a test asks for: the run waits for
+ * the tasks, not for a time. Dispatching gives up only when no replica accepted a batch for a minute
+ * (STALL_MS), and the run then exits 1 whatever its counts: the cluster took no work all that time.
  */
 import { writeFile } from "node:fs/promises";
 import { verify } from "./chaos-check.js";
@@ -38,8 +41,12 @@ const SECONDS = Number(process.env.CHAOS_SECONDS ?? 300);
 const DISPATCH_SHARE = 0.8;
 const SETTLE_TIMEOUT_MS = 120_000;
 const STALE_CHECK_MS = 2_000;
-/** Past their time, dispatches go on until CHAOS_MIN_TASKS were dispatched, and faults until every class has come once, for at most this long. */
-const GRACE_MS = 60_000;
+/**
+ * Past their time, dispatches go on until CHAOS_MIN_TASKS were dispatched and faults until every class
+ * has come once, however long that takes; each gives up only after this long without progress (no batch
+ * accepted by any replica; no fault could be dealt).
+ */
+const STALL_MS = 60_000;
 const MIN_TASKS = Number(process.env.CHAOS_MIN_TASKS ?? 0);
 
 if (!Number.isFinite(SECONDS) || SECONDS < 10) {
@@ -76,7 +83,7 @@ async function main(): Promise<number> {
     const [dispatchUntil, endAt] = [runStart + SECONDS * 1000 * DISPATCH_SHARE, runStart + SECONDS * 1000];
     let dispatchDone = false;
     const dispatching = t
-      .dispatch(dispatchUntil, MIN_TASKS, dispatchUntil + GRACE_MS, () => failure !== null)
+      .dispatch(dispatchUntil, MIN_TASKS, STALL_MS, () => failure !== null)
       .catch(fail)
       .finally(() => (dispatchDone = true));
     const interrupting = t.interrupt().catch(fail);
@@ -85,7 +92,7 @@ async function main(): Promise<number> {
     const watching = watchCrashes(c, crashes, () => faulting, fail);
     // Faults go on until the end of the run, and as long as dispatching goes on past its time.
     const faultsUntil = () => performance.now() < endAt || !dispatchDone;
-    const dealing = faults.run(faultsUntil, endAt + GRACE_MS, runStart + SECONDS * 500).catch(fail);
+    const dealing = faults.run(faultsUntil, STALL_MS, runStart + SECONDS * 500).catch(fail);
     await dispatching;
     say(`dispatched ${t.dispatched.size} tasks; faults go on until the end`);
     await dealing;
@@ -116,7 +123,8 @@ async function main(): Promise<number> {
         `${f.runsAfterFinal} runs after final, ${f.runsOnTakenBackLeases} runs on taken-back leases`,
     );
     const counts = [f.lost, f.duplicate, f.stuck, f.runsAfterFinal, f.runsOnTakenBackLeases];
-    return counts.every((n) => n === 0) && f.crashes === 0 ? 0 : 1;
+    if (t.stalled) say(`problem: ${t.stalled}`);
+    return counts.every((n) => n === 0) && f.crashes === 0 && !t.stalled ? 0 : 1;
   } finally {
     traffic?.close();
     await c.close();

@@ -46,11 +46,6 @@ export interface EmbeddedOptions {
   onLog?: (line: string) => void;
   /** Start-up steps worth a line in the server's log (initialising the data folder, removing leftovers). */
   log?: { info(detail: object, message: string): void };
-  /**
-   * @deprecated No effect: Postgres runs in a session of its own and never sees the caller's signals,
-   * and the caller stops it (or the watchdog does, when the caller's process ends).
-   */
-  ownSignals?: boolean;
 }
 
 /** Why the embedded Postgres cannot start: which option is in the way, what is wrong, what to set it to instead. */

@@ -2,8 +2,14 @@
  * The chaos run, bounded: `npm run chaos` for CHAOS_TEST_SECONDS (default 45) seconds — three replicas
  * and four worker processes killed, paused and cut off (from Postgres, from each other) at random, a
  * worker killed during its replica's database outage, Postgres restarted once, two replicas' clocks five
- * minutes off — must end with thousands of tasks, every fault class dealt at least once, no task lost,
- * none duplicated, none stuck, no execution started after its task ended or after its lease ended.
+ * minutes off — must end with no task lost, none duplicated, none stuck, no execution started after its
+ * task ended or after its lease ended.
+ *
+ * What the run went through is a floor it waits for, never a rate: at least MIN_TASKS tasks and every
+ * fault class at least once. A machine too slow or too busy to reach them in CHAOS_TEST_SECONDS makes
+ * the run longer (dispatching and faults go on until they are reached), not the test fail. The run
+ * gives up on them only when no replica accepted a batch for a minute (or no fault could be dealt),
+ * which is a failure of the cluster, not of speed; the timeout below only bounds a run that hangs.
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -14,11 +20,16 @@ import { test } from "node:test";
 import { FAULT_CLASSES, type FaultClass } from "../scripts/chaos-faults.js";
 
 const SECONDS = Number(process.env.CHAOS_TEST_SECONDS ?? 45);
-/** The run dispatches at least this many (past its time if it must: its load does not depend on the machine's speed). */
+/** The run dispatches at least this many: past its time if it must (scripts/chaos.ts waits for them). */
 const MIN_TASKS = 1_000;
+/**
+ * A bound for a run that hangs, not for a slow one: dispatching at 1 task/s, the run still ends well
+ * within it (a 2-core machine does about 70/s idle, and 8/s with six busy loops beside the run).
+ */
+const TIMEOUT_MS = (SECONDS + 1_800) * 1000;
 const SUMMARY = /^chaos: (\d+) tasks, (\d+) kills, (\d+) lost, (\d+) duplicate, (\d+) stuck, (\d+) runs after final, (\d+) runs on taken-back leases$/;
 
-test(`chaos: ${SECONDS} s of faults lose nothing and run nothing on a lease it no longer holds`, { timeout: (SECONDS + 360) * 1000 }, async (t) => {
+test(`chaos: ${SECONDS} s of faults lose nothing and run nothing on a lease it no longer holds`, { timeout: TIMEOUT_MS }, async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), "taskq-chaos-test-"));
   const json = path.join(dir, "chaos.json");
   const child = spawn(process.execPath, ["--import", "tsx", "scripts/chaos.ts"], {
@@ -43,7 +54,7 @@ test(`chaos: ${SECONDS} s of faults lose nothing and run nothing on a lease it n
 
   const missing = FAULT_CLASSES.filter((c) => !(figures.faults[c] >= 1));
   assert.deepEqual(missing, [], `fault classes never dealt: ${missing.join(", ")}\n${tail}`);
-  assert.ok(tasks >= MIN_TASKS, `only ${tasks} tasks`);
+  assert.ok(tasks >= MIN_TASKS, `only ${tasks} tasks: dispatching stalled (no replica accepted a batch for a minute)\n${tail}`);
   assert.ok(kills >= 2, `only ${kills} kills`);
   assert.deepEqual(
     { lost, duplicate, stuck, afterFinal, takenBack },

@@ -59,6 +59,24 @@ after(async () => {
   await h?.close();
 });
 
+/**
+ * Text on the page is matched whole, never as a substring: "step 1" must not also find "step 10" (a
+ * strict-mode violation once both are there), nor "Page 1" a "Page 10".
+ */
+const exactly = (text: string) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
+
+/** The timeline entry whose message is exactly `message` (an entry is time, attempt, message). */
+const logLine = (page: Page, message: string) => page.locator("ol.timeline li").filter({ has: page.getByText(message, { exact: true }) });
+
+/** The pager's label for page `n` (Active tasks adds " · refreshed <time>" to it). */
+const pageLabel = (page: Page, n: number) => page.locator(".pager .origin", { hasText: new RegExp(`^Page ${n}( · refreshed .*)?$`) });
+
+/** A button by its whole label. */
+const button = (page: Page, label: string) => page.getByRole("button", { name: label, exact: true });
+
+/** A sortable column header by its whole label. */
+const header = (page: Page, label: string) => page.locator("th.sortable", { hasText: exactly(label) });
+
 async function open(path = "/"): Promise<Page> {
   const page = await browser.newPage();
   page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
@@ -82,7 +100,8 @@ test("Active tasks lists dispatched tasks with their columns, searchable by titl
   assert.equal(cells[5], "—"); // not started
   assert.equal(cells[7], "High");
   assert.equal(cells[8], "dash.unclaimed");
-  assert.match(await page.locator("tr", { hasText: "Thumbnail batch" }).locator(".badge.medium").innerText(), /Medium/);
+  const thumbnails = page.locator("tbody tr[data-task]").filter({ has: page.getByRole("cell", { name: "Thumbnail batch", exact: true }) });
+  assert.match(await thumbnails.locator(".badge.medium").innerText(), /Medium/);
 
   const titles = () => page.locator("tbody tr[data-task] td:nth-child(4)").allInnerTexts();
   await page.fill('input[name="title"]', "thumbnail");
@@ -96,7 +115,7 @@ test("Active tasks lists dispatched tasks with their columns, searchable by titl
   await waitFor("the id search", async () => (await titles()).join() === "Nightly export");
   await page.fill('input[name="id"]', "");
   await page.fill('input[name="after"]', "2099-01-01T00:00");
-  await page.locator("td.empty", { hasText: "No active tasks." }).waitFor();
+  await page.locator("td.empty", { hasText: exactly("No active tasks.") }).waitFor();
   await page.fill('input[name="after"]', "");
   await page.fill('input[name="before"]', "2099-01-01T00:00");
   await waitFor("the created-before filter", async () => (await titles()).length === 3);
@@ -113,11 +132,11 @@ test("Active tasks lists dispatched tasks with their columns, searchable by titl
   await waitFor("all three again", async () => (await titles()).length === 3);
   const bands = () => page.locator("tbody tr[data-task] td:nth-child(8)").allInnerTexts();
   // (Created at, newest first, the default order, happens to be Low, Medium, High too: wait for the header.)
-  await page.click("th:has-text('Priority')");
-  await page.locator("th.sorted:not(.desc)", { hasText: "Priority" }).waitFor();
+  await header(page, "Priority").click();
+  await page.locator("th.sorted:not(.desc)", { hasText: exactly("Priority") }).waitFor();
   await waitFor("ascending priority", async () => (await bands()).join() === "Low,Medium,High");
-  await page.click("th:has-text('Priority')");
-  await page.locator("th.sorted.desc", { hasText: "Priority" }).waitFor();
+  await header(page, "Priority").click();
+  await page.locator("th.sorted.desc", { hasText: exactly("Priority") }).waitFor();
   await waitFor("descending priority", async () => (await bands()).join() === "High,Medium,Low");
   await page.screenshot({ path: `${ARTIFACTS}/active.png`, fullPage: true });
   await page.close();
@@ -129,11 +148,11 @@ test("Active tasks pages through more tasks than fit one page", async () => {
   await page.fill('input[name="type"]', "dash.many");
   const count = () => page.locator("tbody tr[data-task]").count();
   await waitFor("a full first page", async () => (await count()) === 50);
-  await page.click("button:has-text('Next')");
-  await page.locator(".pager", { hasText: "Page 2" }).waitFor();
+  await button(page, "Next").click();
+  await pageLabel(page, 2).waitFor();
   await waitFor("the other 5", async () => (await count()) === 5);
-  await page.click("button:has-text('Previous')");
-  await page.locator(".pager", { hasText: "Page 1" }).waitFor();
+  await button(page, "Previous").click();
+  await pageLabel(page, 1).waitFor();
   await waitFor("the first page again", async () => (await count()) === 50);
   await page.close();
   for (const t of many) await t.interrupt(); // out of the way of the other tests
@@ -143,8 +162,11 @@ test("a task's page shows log lines as they arrive; Interrupt ends it Canceled, 
   const client = h.client();
   const task = await client.dispatch("dash.steps", {}, { title: "Long report" });
   const page = await open(`/#/task/${task.id}`);
-  await page.locator("ol.timeline li", { hasText: /step 1$/ }).waitFor();
-  await page.locator("ol.timeline li", { hasText: /step 3$/ }).waitFor(); // arrived live, after the snapshot
+  await logLine(page, "step 1").waitFor();
+  // A line that arrives live, after the snapshot: one past the last the page showed at first (the
+  // handler logs a step every 150 ms until interrupted; a page that loaded late shows several).
+  const shown = await page.locator("ol.timeline li").count();
+  await logLine(page, `step ${shown + 1}`).waitFor();
   await page.locator('[data-key="progress"] [role="progressbar"]').waitFor();
   assert.equal(await page.locator("[data-status]").first().innerText(), "Running");
   await page.screenshot({ path: `${ARTIFACTS}/task-running.png`, fullPage: true });
@@ -165,13 +187,13 @@ test("a task's page shows log lines as they arrive; Interrupt ends it Canceled, 
 
 test("a task page for no such task says so and stops asking", async () => {
   const page = await open("/#/task/999999");
-  await page.locator(".notice", { hasText: "task 999999 not found" }).waitFor();
+  await page.locator(".notice", { hasText: exactly("task 999999 not found") }).waitFor();
   const requests: string[] = [];
   page.on("request", (r) => void requests.push(r.url()));
   await new Promise((r) => setTimeout(r, 2_500)); // longer than the reconnect pause
   assert.deepEqual(requests.filter((u) => u.includes("WatchTask")), []);
   await page.goto(`${url}/#/task/not-a-number`);
-  await page.locator(".notice", { hasText: "not a task id" }).waitFor();
+  await page.locator(".notice", { hasText: exactly('task_id: "not-a-number" is not a task id (a positive decimal integer)') }).waitFor();
   await page.close();
 });
 
@@ -179,7 +201,7 @@ test("a finished task's page shows its result", async () => {
   const client = h.client();
   const task = await client.dispatch("dash.steps", {}, { title: "Short report" });
   const page = await open(`/#/task/${task.id}`);
-  await page.locator("ol.timeline li", { hasText: /step 1$/ }).waitFor();
+  await logLine(page, "step 1").waitFor();
   release();
   await page.locator('[data-status="Completed"]').waitFor();
   const shown = JSON.parse(await page.locator("[data-result]").innerText()) as { steps: number };
@@ -219,13 +241,13 @@ test("Task history pages through more tasks than fit one page", async () => {
   const ids = () => page.locator("tbody tr[data-task]").evaluateAll((rows) => rows.map((r) => r.getAttribute("data-task")));
   const first = await ids();
   assert.equal(first.length, 50);
-  await page.click("button:has-text('Next')");
-  await page.locator(".pager", { hasText: "Page 2" }).waitFor();
+  await button(page, "Next").click();
+  await pageLabel(page, 2).waitFor();
   const second = await ids();
   assert.ok(second.length > 0 && second.every((id) => !first.includes(id)), "page 2 holds other tasks");
   assert.ok(second.includes(tasks[0].id), "the oldest of the 60 is on page 2");
-  await page.click("button:has-text('Previous')");
-  await page.locator(".pager", { hasText: "Page 1" }).waitFor();
+  await button(page, "Previous").click();
+  await pageLabel(page, 1).waitFor();
   await page.close();
 });
 
@@ -254,7 +276,7 @@ test("with auth on, the page asks for a token, refuses a wrong one, and works wi
   await page.locator(".login").waitFor();
   await page.fill('input[name="token"]', "wrong");
   await page.click('button[type="submit"]');
-  await page.locator(".login", { hasText: "did not accept" }).waitFor();
+  await page.locator(".login p", { hasText: exactly("The server did not accept that token. Enter another.") }).waitFor();
   await page.fill('input[name="token"]', "s3cret-dashboard-token");
   await page.click('button[type="submit"]');
   await page.locator('section[data-view="active"] table').waitFor();

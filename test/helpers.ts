@@ -1,9 +1,17 @@
 /**
  * Test helpers: a fresh database per test file (created on TASKQ_TEST_DATABASE_URL, dropped after),
  * server replicas on loopback port 0, SDK clients and workers, and a hand-driven worker stream.
- * `harness.close()` stops everything it started and fails if a worker stream is still open.
+ *
+ * `harness.close()` stops everything it started and fails if anything leaked (as connect-es's
+ * useNodeServer teardown does, packages/connect-node/src/use-node-server-helper.spec.ts): once the
+ * test's clients and workers are closed, and before its replicas stop, each replica must have no worker
+ * session left but its own maintenance worker's, no watch stream, and no open connection. Connections
+ * are counted from the server's side: every socket a server in this process accepts is published on the
+ * `net.server.socket` diagnostics channel, and is open until it emits "close".
  */
 import { randomBytes } from "node:crypto";
+import diagnostics from "node:diagnostics_channel";
+import type net from "node:net";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import pg from "pg";
@@ -48,6 +56,68 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
       await c.end();
     },
   };
+}
+
+/** Server-side sockets accepted in this process and not closed yet, with the port they were accepted on. */
+const serverSockets = new Map<net.Socket, number>();
+diagnostics.subscribe("net.server.socket", (message) => {
+  const { socket } = message as { socket: net.Socket };
+  if (socket.destroyed || socket.localPort === undefined) return;
+  serverSockets.set(socket, socket.localPort);
+  socket.once("close", () => serverSockets.delete(socket));
+});
+
+/** The connections a server listening on `port` in this process has open (server side), as "client host:port". */
+export function openConnections(port: number): string[] {
+  return [...serverSockets].filter(([, p]) => p === port).map(([s]) => `${s.remoteAddress}:${s.remotePort}`);
+}
+
+/**
+ * Every replica runs its own maintenance worker through an ordinary session (server/engine/system-worker.ts).
+ * While that session reopens (after a database outage) the replica has none, and one leaked session
+ * would go unseen then: the engine counts sessions but does not say whose they are.
+ */
+const OWN_SESSIONS = 1;
+/**
+ * How long teardown lets closed clients' connections and streams end on the server before it calls them
+ * leaked: a client's close reaches the server as a few loopback packets, so this only has to outlast a
+ * busy machine's scheduling. A leaked stream or HTTP/2 connection stays open forever. An idle HTTP/1.1
+ * connection that fetch() keeps for its next request is the one thing the server ends by itself (after
+ * its 5-s keep-alive timeout): teardown then waits for that instead of failing, which is why tests that
+ * use fetch ask for "connection: close".
+ */
+export const LEAK_CHECK_MS = 10_000;
+
+/**
+ * What a replica still has open that a test's clients and workers opened: worker sessions (past its own
+ * maintenance worker's), watch streams, and connections. Empty when nothing is left.
+ */
+export function leftOpen(replica: Replica): string[] {
+  const left: string[] = [];
+  const sessions = replica.engine.sessionCount - OWN_SESSIONS;
+  if (sessions > 0) left.push(`${sessions} worker session(s)`);
+  if (replica.engine.watcherCount > 0) left.push(`${replica.engine.watcherCount} watch stream(s)`);
+  const conns = openConnections(replica.server.port);
+  if (conns.length > 0) left.push(`${conns.length} connection(s) (from ${conns.join(", ")})`);
+  return left;
+}
+
+/** Waits until no replica has anything left open (see leftOpen); throws naming what leaked after `timeoutMs`. */
+export async function assertNothingLeaked(replicas: Replica[], timeoutMs = LEAK_CHECK_MS): Promise<void> {
+  const leaks = () =>
+    replicas.flatMap((r) => {
+      const left = leftOpen(r);
+      return left.length > 0 ? [`${r.server.url}: ${left.join(", ")}`] : [];
+    });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = leaks();
+    if (found.length === 0) return;
+    if (Date.now() > deadline) {
+      throw new Error(`leaked: still open ${timeoutMs} ms after the test's clients and workers were closed:\n  ${found.join("\n  ")}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** Polls `check` until it returns a truthy value, failing after `timeoutMs`. */
@@ -126,11 +196,22 @@ export class Harness {
     return rows[0].n;
   }
 
-  async close(): Promise<void> {
-    for (const close of this.closers.reverse()) await close();
+  /**
+   * Closes the test's clients and workers, fails if a replica still has a worker session, a watch
+   * stream or a connection open (see leftOpen), and stops everything either way.
+   */
+  async close(opts: { leakCheckMs?: number } = {}): Promise<void> {
+    let leak: unknown = null;
+    try {
+      for (const close of this.closers.splice(0).reverse()) await close();
+      await assertNothingLeaked(this.replicas, opts.leakCheckMs);
+    } catch (err) {
+      leak = err;
+    }
     for (const r of this.replicas) await r.stop();
     await this.pool.end();
     await this.dropDb?.();
+    if (leak) throw leak;
   }
 }
 
@@ -200,7 +281,9 @@ export class RawWorker {
 
   async close(): Promise<void> {
     this.outbox.close();
-    await Promise.race([this.done, new Promise((r) => setTimeout(r, 2_000))]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.done, new Promise((r) => (timer = setTimeout(r, 2_000)))]);
+    clearTimeout(timer);
     this.conn.close();
   }
 }

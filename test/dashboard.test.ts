@@ -43,8 +43,9 @@ before(async () => {
       await ctx.progress(Math.min(100, i * 10));
       if (released && i >= 3) return { steps: i };
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, 150);
-        ctx.signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+        const wake = () => (clearTimeout(t), ctx.signal.removeEventListener("abort", wake), resolve());
+        const t = setTimeout(wake, 150);
+        ctx.signal.addEventListener("abort", wake, { once: true });
       });
       if (ctx.signal.aborted) return null;
     }

@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { setMaxListeners } from "node:events";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { Replica } from "../server/app.js";
@@ -75,6 +76,7 @@ test("one connection may hold at most 100 watch streams; another connection may 
   const conn = connect({ url: replica.server.url });
   const rpc = createClient(TaskQueue, conn.transport);
   const abort = new AbortController();
+  setMaxListeners(LIMITS.watchersPerConnection, abort.signal); // one signal ends all 100 streams
   const streams = Array.from({ length: LIMITS.watchersPerConnection }, () => rpc.watchTask({ taskId: id }, { signal: abort.signal })[Symbol.asyncIterator]());
   for (const s of streams) assert.equal((await s.next()).value?.event.case, "snapshot");
   assert.equal(replica.engine.watcherCount, LIMITS.watchersPerConnection);

@@ -4,8 +4,6 @@
  * in the same statement, so a task is never in both tables, nor in neither.
  */
 
-import { changeAppendSql } from "./changes.js";
-
 /**
  * A CTE pair that deletes the rows of `tasks` named by `source` (a CTE with columns id, final_status,
  * result, final_error, where final_status is a final status) and archives them. `nowParam` is the
@@ -28,8 +26,7 @@ export function archiveCtes(source: string, nowParam: string): string {
         idempotency_key, attempts, max_attempts, retry_delay_ms, retry_backoff, timeout_ms, created_at,
         started_at, ${nowParam}, worker, status_values, log_seq,
         case when final_status = 'completed' then final_result end,
-        final_error,
-        ${changeAppendSql("status_changes", { status: "final_status", attempts: "attempts", worker: "worker", error: "final_error", at: nowParam, seq: "log_seq" })}
+        final_error, status_changes
       from archived_rows
       returning id
     )`;

@@ -4,7 +4,10 @@
  * disagree with the status.
  */
 
-/** The fields of one change; each is an SQL expression. `worker` and `error` may be omitted. */
+/**
+ * The fields of one change; each is an SQL expression. `worker` and `error` may be omitted. The time is
+ * kept as epoch ms: a number costs Postgres less to write than a timestamp's text, on every lease.
+ */
 export interface ChangeSql {
   status: string;
   attempts: string;
@@ -18,5 +21,5 @@ export interface ChangeSql {
 /** An expression for the array `changes` with one change appended. */
 export function changeAppendSql(changes: string, c: ChangeSql): string {
   return `${changes} || jsonb_build_object('s', ${c.status}, 'a', ${c.attempts}, 'w', ${c.worker ?? "''"},
-    'e', ${c.error ?? "''"}, 'at', (${c.at})::timestamptz, 'q', ${c.seq})`;
+    'e', ${c.error ?? "''"}, 'at', date_part('epoch', (${c.at})::timestamptz) * 1000, 'q', ${c.seq})`;
 }

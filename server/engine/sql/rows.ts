@@ -40,7 +40,8 @@ export interface TaskRow {
   log_seq: number;
   result: JsonValue | null;
   error: string;
-  status_changes: { s: TaskStatus; a: number; w: string; e: string; at: string; q: number }[];
+  /** "at" is in epoch ms. */
+  status_changes: { s: TaskStatus; a: number; w: string; e: string; at: number; q: number }[];
 }
 
 export function taskFromRow(r: TaskRow): TaskRecord {
@@ -71,8 +72,20 @@ export function taskFromRow(r: TaskRow): TaskRecord {
     logSeq: r.log_seq,
     result: r.status === "completed" ? r.result : undefined,
     error: r.error,
-    statusChanges: r.status_changes.map(changeFromJson),
+    statusChanges: statusChangesOf(r),
   };
+}
+
+/**
+ * A task's status changes: those its row recorded, then, for a finished task, the final one, which the
+ * history row holds in its own columns (so archiving a task writes no change of its own).
+ */
+function statusChangesOf(r: TaskRow): StatusChange[] {
+  const changes = r.status_changes.map(changeFromJson);
+  if (r.finished_at) {
+    changes.push({ status: r.status, attempts: r.attempts, worker: r.worker, error: r.error, at: r.finished_at, logSeq: Number(r.log_seq) });
+  }
+  return changes;
 }
 
 const changeFromJson = (c: TaskRow["status_changes"][number]): StatusChange => ({

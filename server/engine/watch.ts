@@ -75,10 +75,10 @@ export class TaskEvents {
         if (!read) return;
         const next = read.task;
         const events = changesAmongLog(next.statusChanges.slice(task.statusChanges.length), read.log);
-        const last = isFinal(next.status) ? events.at(-1) : undefined;
-        // The final change goes last, after the status values; a task finished before its changes were
-        // recorded (an older schema) gets one made from the task itself.
-        const final = last?.kind === "change" ? (events.pop(), last.change) : isFinal(next.status) ? changeOf(next) : undefined;
+        // A finished task's last change is its final status (read from the history row, after every log
+        // step): it goes last, after the status values.
+        const last = events.at(-1);
+        const final = isFinal(next.status) && last?.kind === "change" ? (events.pop(), last.change) : undefined;
         for (const e of events) {
           if (e.kind === "log") {
             lastSeq = e.entry.seq;
@@ -97,15 +97,6 @@ export class TaskEvents {
     }
   }
 }
-
-const changeOf = (t: TaskRecord): StatusChange => ({
-  status: t.status,
-  attempts: t.attempts,
-  worker: "",
-  error: t.error,
-  at: t.finishedAt ?? t.createdAt,
-  logSeq: t.logSeq,
-});
 
 /** Log steps and status changes in the order they happened: a change follows the steps up to its logSeq. */
 function changesAmongLog(changes: StatusChange[], log: LogEntry[]) {

@@ -21,7 +21,7 @@ import { Socket } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
+import { startEmbeddedPostgres, type EmbeddedDatabase } from "@taskq/server";
 import { cpuMs, freePort, median, percentile, postgresCpuMs, rssMiB, start, type Child } from "./lib.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -98,7 +98,7 @@ const workerNodeArgs = process.env.BENCH_WORKER_NODE_ARGS?.split(" ").filter(Boo
 async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Promise<T>): Promise<T> {
   const database = await freshDatabase();
   const port = await freePort();
-  const server = start("server/main.ts", {
+  const server = start("packages/server/src/main.ts", {
     DATABASE_URL: database.url,
     TASKQ_PORT: String(port),
     TASKQ_LOG_LEVEL: "warn",

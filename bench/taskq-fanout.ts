@@ -8,7 +8,7 @@
  *                  as many connections as the per-connection limit needs; prints "watching" once all
  *                  N streams have their snapshot
  */
-import { TaskClient, Worker, connect } from "../sdk/index.js";
+import { TaskClient, Worker, connect } from "@taskq/sdk";
 
 const url = process.env.BENCH_URL!;
 const [mode, nRaw] = process.argv.slice(2);

@@ -8,7 +8,7 @@
  *
  * Prints "start <wall ms>" before the first call and "done <wall ms>" after the last.
  */
-import { TaskClient, type TaskHandle } from "../sdk/index.js";
+import { TaskClient, type TaskHandle } from "@taskq/sdk";
 import { sleep, wallMs } from "./lib.js";
 
 const client = new TaskClient({ url: process.env.BENCH_URL! });

@@ -2,7 +2,7 @@
  * A benchmark worker process: an SDK Worker whose handler does nothing but report when it started and
  * returned (wall-clock ms), in its result. BENCH_URL, BENCH_CONCURRENCY.
  */
-import { Worker } from "../sdk/index.js";
+import { Worker } from "@taskq/sdk";
 import { wallMs } from "./lib.js";
 
 const worker = new Worker({ url: process.env.BENCH_URL!, concurrency: Number(process.env.BENCH_CONCURRENCY ?? 100), name: `bench-${process.pid}` });

@@ -3,7 +3,7 @@
  * prints its log live as the worker writes it, prints the result, then runs a task that fails twice
  * before it succeeds.
  */
-import { TaskClient } from "../sdk/index.js";
+import { TaskClient } from "@taskq/sdk";
 
 const url = process.env.TASKQ_URL ?? "http://127.0.0.1:50051";
 const client = new TaskClient({ url });

@@ -21,7 +21,7 @@ import { access, chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
-import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
+import { startEmbeddedPostgres, type EmbeddedDatabase } from "../packages/server/src/embedded.js";
 import { chaosTablesCreate, clockAgrees, clockRead, leaseTriggerInstall } from "./chaos-db.js";
 import { Proc, sleep, stopEverything } from "./chaos-procs.js";
 import { freePort } from "./free-port.js";
@@ -87,7 +87,7 @@ export class Cluster {
     for (const [i, port] of ports.entries()) {
       const url = i === 0 ? databaseUrl.replace(`:${this.pgPort}/`, `:${this.dbProxy.port}/`) : databaseUrl;
       this.replicas.push(
-        new Proc(`replica-${i}`, "server/main.ts", {
+        new Proc(`replica-${i}`, "packages/server/src/main.ts", {
           DATABASE_URL: `${url}?application_name=${this.replicaApp(i)}`,
           TASKQ_PORT: String(port),
           TASKQ_STALE_CHECK_MS: String(this.staleCheckMs),

@@ -83,7 +83,7 @@ export class Proc {
     this.mode = "starting";
     this.output = "";
     this.crash = null;
-    const child = spawn(process.execPath, ["--import", "tsx", this.script], { env: { ...process.env, ...this.env }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(process.execPath, ["--conditions=@taskq/source", "--import", "tsx", this.script], { env: { ...process.env, ...this.env }, stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     const life: ProcessLife = { name: this.name, pid: child.pid ?? -1, startedAt: Date.now(), diedAt: null, pauses: [] };
     this.lives.push(life);

@@ -10,7 +10,7 @@
  * Mix: 84 % quick tasks, 4 % slow ones (1–2 s, with log steps and progress), 5 % that fail twice with a
  * retryable error and complete on attempt 3, 3 % that fail for good, 4 % long ones that get interrupted.
  */
-import { Code, TaskClient, TaskqError } from "../sdk/index.js";
+import { Code, TaskClient, TaskqError } from "@taskq/sdk";
 import type { Kind } from "./chaos-check.js";
 import { pick, say, sleep } from "./chaos-procs.js";
 

@@ -14,7 +14,7 @@
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { RetryableError, TaskAbortedError, Worker, type TaskContext } from "../sdk/index.js";
+import { RetryableError, TaskAbortedError, Worker, type TaskContext } from "@taskq/sdk";
 import { clockAgrees, clockRead } from "./chaos-db.js";
 
 const NAME = process.env.CHAOS_NAME ?? "chaos-worker";

@@ -10,7 +10,7 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { freePort } from "./free-port.js";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
+import { startEmbeddedPostgres, type EmbeddedDatabase } from "../packages/server/src/embedded.js";
 
 const files = readdirSync("test")
   .filter((f) => f.endsWith(".test.ts"))
@@ -34,7 +34,7 @@ if (!env.TASKQ_TEST_DATABASE_URL) {
   console.log(`tests use TASKQ_TEST_DATABASE_URL (${new URL(env.TASKQ_TEST_DATABASE_URL).host})`);
 }
 
-const child = spawn(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...files], {
+const child = spawn(process.execPath, ["--conditions=@taskq/source", "--import", "tsx", "--test", "--test-concurrency=1", ...files], {
   stdio: "inherit",
   env,
 });

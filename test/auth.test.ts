@@ -9,12 +9,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { tokenDigest, type AuthToken } from "../server/rpc/auth.js";
-import type { Replica } from "../server/app.js";
-import { TaskClient, TaskqError, Worker, type ConnectionOptions } from "../sdk/index.js";
-import { connect } from "../sdk/transport.js";
-import { Health, HealthCheckResponse_ServingStatus } from "../sdk/gen/grpc/health/v1/health_pb.js";
-import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
+import { tokenDigest, type AuthToken } from "../packages/server/src/rpc/auth.js";
+import type { Replica } from "../packages/server/src/app.js";
+import { TaskClient, TaskqError, Worker, type ConnectionOptions } from "@taskq/sdk";
+import { connect } from "@taskq/sdk";
+import { Health, HealthCheckResponse_ServingStatus } from "@taskq/protocol/grpc";
+import { TaskQueue } from "@taskq/protocol";
 import { Harness, RawWorker } from "./helpers.js";
 
 const TOKENS = { client: "client-token-0123456789", worker: "worker-token-0123456789", admin: "admin-token-0123456789" };

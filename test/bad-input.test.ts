@@ -4,9 +4,9 @@ import { after, before, describe, test } from "node:test";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { HelloSchema } from "../sdk/gen/taskq/v1/worker_pb.js";
-import { Origin, RetryBackoff, TaskStatus } from "../sdk/gen/taskq/v1/task_pb.js";
-import type { ActiveSortField, TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
+import type { HelloSchema } from "@taskq/protocol";
+import { Origin, RetryBackoff, TaskStatus } from "@taskq/protocol";
+import type { ActiveSortField, TaskQueue } from "@taskq/protocol";
 import { Harness } from "./helpers.js";
 
 let h: Harness;

@@ -11,9 +11,9 @@ import { create, fromJson, toBinary } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { AsyncQueue } from "../sdk/internal/async-queue.js";
-import { BATCH_BYTES, MAX_BATCH_MESSAGES } from "../sdk/internal/batching.js";
-import { TaskStatus } from "../sdk/gen/taskq/v1/task_pb.js";
+import { AsyncQueue } from "@taskq/protocol";
+import { BATCH_BYTES, MAX_BATCH_MESSAGES } from "@taskq/protocol";
+import { TaskStatus } from "@taskq/protocol";
 import {
   ServerMessageSchema,
   WorkerMessageSchema,
@@ -21,8 +21,8 @@ import {
   type Lease,
   type ServerMessage,
   type WorkerMessage,
-} from "../sdk/gen/taskq/v1/worker_pb.js";
-import { Worker } from "../sdk/index.js";
+} from "@taskq/protocol";
+import { Worker } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;

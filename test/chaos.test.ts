@@ -32,7 +32,7 @@ const SUMMARY = /^chaos: (\d+) tasks, (\d+) kills, (\d+) lost, (\d+) duplicate, 
 test(`chaos: ${SECONDS} s of faults lose nothing and run nothing on a lease it no longer holds`, { timeout: TIMEOUT_MS }, async (t) => {
   const dir = await mkdtemp(path.join(tmpdir(), "taskq-chaos-test-"));
   const json = path.join(dir, "chaos.json");
-  const child = spawn(process.execPath, ["--import", "tsx", "scripts/chaos.ts"], {
+  const child = spawn(process.execPath, ["--conditions=@taskq/source", "--import", "tsx", "scripts/chaos.ts"], {
     env: { ...process.env, CHAOS_SECONDS: String(SECONDS), CHAOS_MIN_TASKS: String(MIN_TASKS), CHAOS_JSON: json },
     stdio: ["ignore", "pipe", "pipe"],
   });

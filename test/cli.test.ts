@@ -21,7 +21,7 @@ after(() => h.close());
 
 function taskq(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ["cli/taskq.mjs", ...args], { env: { ...process.env, TASKQ_URL: url } }, (err, stdout, stderr) =>
+    execFile(process.execPath, ["--conditions=@taskq/source", "--import", "tsx", "packages/cli/src/main.ts", ...args], { env: { ...process.env, TASKQ_URL: url } }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });

@@ -4,9 +4,9 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { ConfigError, loadConfig } from "../server/config.js";
-import { tokenDigest } from "../server/rpc/auth.js";
-import { DEFAULT_CANCEL_GRACE_MS, DEFAULT_STALE_CHECK_MS, DEFAULT_TIMEOUT_MS } from "../server/engine/engine.js";
+import { ConfigError, loadConfig } from "../packages/server/src/config.js";
+import { tokenDigest } from "../packages/server/src/rpc/auth.js";
+import { DEFAULT_CANCEL_GRACE_MS, DEFAULT_STALE_CHECK_MS, DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/engine.js";
 
 let dir: string;
 before(async () => (dir = await mkdtemp(path.join(tmpdir(), "taskq-config-"))));

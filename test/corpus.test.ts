@@ -10,17 +10,17 @@ import { after, before, describe, test } from "node:test";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
-import type { Replica } from "../server/app.js";
-import { Origin, RetryBackoff, TaskStatus } from "../sdk/gen/taskq/v1/task_pb.js";
+import type { Replica } from "../packages/server/src/app.js";
+import { Origin, RetryBackoff, TaskStatus } from "@taskq/protocol";
 import {
   DispatchRequestSchema,
   ListActiveRequestSchema,
   ListHistoryRequestSchema,
   TaskQueue,
   type ActiveSortField,
-} from "../sdk/gen/taskq/v1/task_queue_pb.js";
-import { HelloSchema, WorkerMessageSchema, WorkerService } from "../sdk/gen/taskq/v1/worker_pb.js";
-import { Health } from "../sdk/gen/grpc/health/v1/health_pb.js";
+} from "@taskq/protocol";
+import { HelloSchema, WorkerMessageSchema, WorkerService } from "@taskq/protocol";
+import { Health } from "@taskq/protocol/grpc";
 import { Harness, type RawWorker } from "./helpers.js";
 
 let h: Harness;

@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import type { Replica } from "../server/app.js";
-import { RetryableError } from "../sdk/index.js";
-import { CancelReason } from "../sdk/gen/taskq/v1/worker_pb.js";
+import type { Replica } from "../packages/server/src/app.js";
+import { RetryableError } from "@taskq/sdk";
+import { CancelReason } from "@taskq/protocol";
 import { Harness } from "./helpers.js";
 
 const DELAY_MS = 300;

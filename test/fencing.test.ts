@@ -1,8 +1,8 @@
 /** Fencing: a message carrying a stale lease token is refused and changes nothing. */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { taskFinishMany } from "../server/engine/sql/lease.js";
-import { TaskStatus } from "../sdk/gen/taskq/v1/task_pb.js";
+import { taskFinishMany } from "../packages/server/src/engine/sql/lease.js";
+import { TaskStatus } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;

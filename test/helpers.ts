@@ -16,14 +16,14 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { createClient, type Client } from "@connectrpc/connect";
 import pg from "pg";
 import { pino } from "pino";
-import { startReplica, type Replica } from "../server/app.js";
-import { loadConfig, withBuiltinQueues, type ServerConfig } from "../server/config.js";
-import type { Clock } from "../server/engine/clock.js";
-import { TaskClient, Worker, type WorkerOptions } from "../sdk/index.js";
-import { connect, type Connection, type ConnectionOptions } from "../sdk/transport.js";
-import { AsyncQueue } from "../sdk/internal/async-queue.js";
-import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
-import { WorkerMessageSchema, WorkerService, type ServerMessage, type WorkerMessage } from "../sdk/gen/taskq/v1/worker_pb.js";
+import { startReplica, type Replica } from "../packages/server/src/app.js";
+import { loadConfig, withBuiltinQueues, type ServerConfig } from "../packages/server/src/config.js";
+import type { Clock } from "../packages/server/src/engine/clock.js";
+import { TaskClient, Worker, type WorkerOptions } from "@taskq/sdk";
+import { connect, type Connection, type ConnectionOptions } from "@taskq/sdk";
+import { AsyncQueue } from "@taskq/protocol";
+import { TaskQueue } from "@taskq/protocol";
+import { WorkerMessageSchema, WorkerService, type ServerMessage, type WorkerMessage } from "@taskq/protocol";
 
 const ADMIN_URL = process.env.TASKQ_TEST_DATABASE_URL;
 

@@ -13,7 +13,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
+import { TaskQueue } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
@@ -26,7 +26,7 @@ before(async () => {
   const replica = await h.replica();
   address = `127.0.0.1:${replica.server.port}`;
   const definition = protoLoader.loadSync(["taskq/v1/task_queue.proto", "taskq/v1/worker.proto"], {
-    includeDirs: ["proto"],
+    includeDirs: ["packages/protocol/proto"],
     keepCase: true,
     longs: String,
     enums: String,

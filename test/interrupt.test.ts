@@ -5,9 +5,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { Code, TaskAbortedError, TaskFailedError, TaskqError, type WatchEvent } from "../sdk/index.js";
-import { TaskStatus } from "../sdk/gen/taskq/v1/task_pb.js";
-import { CancelReason } from "../sdk/gen/taskq/v1/worker_pb.js";
+import { Code, TaskAbortedError, TaskFailedError, TaskqError, type WatchEvent } from "@taskq/sdk";
+import { TaskStatus } from "@taskq/protocol";
+import { CancelReason } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";
 
 const GRACE_MS = 400;

@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { createClient } from "@connectrpc/connect";
-import { connect } from "../sdk/transport.js";
-import { Health } from "../sdk/gen/grpc/health/v1/health_pb.js";
+import { connect } from "@taskq/sdk";
+import { Health } from "@taskq/protocol/grpc";
 import { Harness, RawWorker, leftOpen, openConnections, waitFor } from "./helpers.js";
 
 /**

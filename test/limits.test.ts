@@ -8,12 +8,12 @@ import { after, before, test } from "node:test";
 import { setMaxListeners } from "node:events";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import type { Replica } from "../server/app.js";
-import { LIMITS } from "../server/rpc/validate.js";
-import { connect } from "../sdk/transport.js";
-import { AsyncQueue } from "../sdk/internal/async-queue.js";
-import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
-import { WorkerMessageSchema, WorkerService, type WorkerMessage } from "../sdk/gen/taskq/v1/worker_pb.js";
+import type { Replica } from "../packages/server/src/app.js";
+import { LIMITS } from "../packages/server/src/rpc/validate.js";
+import { connect } from "@taskq/sdk";
+import { AsyncQueue } from "@taskq/protocol";
+import { TaskQueue } from "@taskq/protocol";
+import { WorkerMessageSchema, WorkerService, type WorkerMessage } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;

@@ -4,10 +4,10 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ManualClock } from "../server/engine/clock.js";
-import { ActiveSortField } from "../sdk/gen/taskq/v1/task_queue_pb.js";
-import { Origin, TaskStatus } from "../sdk/gen/taskq/v1/task_pb.js";
-import type { TaskClient, TaskInfo } from "../sdk/index.js";
+import { ManualClock } from "../packages/server/src/engine/clock.js";
+import { ActiveSortField } from "@taskq/protocol";
+import { Origin, TaskStatus } from "@taskq/protocol";
+import type { TaskClient, TaskInfo } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 
 const clock = new ManualClock(new Date("2026-07-01T10:00:00Z"));

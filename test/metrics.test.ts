@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { RetryableError } from "../sdk/index.js";
-import type { Replica } from "../server/app.js";
+import { RetryableError } from "@taskq/sdk";
+import type { Replica } from "../packages/server/src/app.js";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;

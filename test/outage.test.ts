@@ -16,12 +16,12 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import pg from "pg";
-import { startReplica, type Replica } from "../server/app.js";
-import { loadConfig } from "../server/config.js";
-import { startEmbeddedPostgres, type EmbeddedDatabase } from "../server/embedded.js";
-import { Code, TaskClient, TaskqError, Worker } from "../sdk/index.js";
-import { connect } from "../sdk/transport.js";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "../sdk/gen/grpc/health/v1/health_pb.js";
+import { startReplica, type Replica } from "../packages/server/src/app.js";
+import { loadConfig } from "../packages/server/src/config.js";
+import { startEmbeddedPostgres, type EmbeddedDatabase } from "../packages/server/src/embedded.js";
+import { Code, TaskClient, TaskqError, Worker } from "@taskq/sdk";
+import { connect } from "@taskq/sdk";
+import { Health, HealthCheckResponse_ServingStatus as Serving } from "@taskq/protocol/grpc";
 import { freePort } from "./processes.js";
 import { silentLog, waitFor } from "./helpers.js";
 

@@ -7,11 +7,11 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import type pg from "pg";
-import { taskInsertMany } from "../server/engine/sql/dispatch.js";
-import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../server/engine/sql/lease.js";
-import { sessionUpsert } from "../server/engine/sql/sessions.js";
-import type { Db } from "../server/engine/sql/db.js";
-import { MIN_INSERTS } from "../server/engine/table-stats.js";
+import { taskInsertMany } from "../packages/server/src/engine/sql/dispatch.js";
+import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../packages/server/src/engine/sql/lease.js";
+import { sessionUpsert } from "../packages/server/src/engine/sql/sessions.js";
+import type { Db } from "../packages/server/src/engine/sql/db.js";
+import { MIN_INSERTS } from "../packages/server/src/engine/table-stats.js";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;

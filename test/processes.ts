@@ -21,7 +21,7 @@ export interface StartOptions {
 }
 
 export function startTs(script: string, env: NodeJS.ProcessEnv, opts: StartOptions = {}): Child {
-  const proc = spawn(process.execPath, ["--import", "tsx", script], {
+  const proc = spawn(process.execPath, ["--conditions=@taskq/source", "--import", "tsx", script], {
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: opts.group ?? false,

@@ -1,8 +1,8 @@
 /** Queue semantics end to end: claim order, no double lease, retries, idempotency. */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ManualClock } from "../server/engine/clock.js";
-import { RetryableError, TaskFailedError } from "../sdk/index.js";
+import { ManualClock } from "../packages/server/src/engine/clock.js";
+import { RetryableError, TaskFailedError } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 
 describe("claim order", () => {

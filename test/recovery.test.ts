@@ -5,11 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { DEFAULT_TIMEOUT_MS } from "../server/engine/engine.js";
-import { LOST_WORKER_ERROR } from "../server/engine/reaper.js";
-import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../server/engine/sql/lease.js";
-import { taskLeaseFindOrphaned } from "../server/engine/sql/recovery.js";
-import { sessionUpsert } from "../server/engine/sql/sessions.js";
+import { DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/engine.js";
+import { LOST_WORKER_ERROR } from "../packages/server/src/engine/reaper.js";
+import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../packages/server/src/engine/sql/lease.js";
+import { taskLeaseFindOrphaned } from "../packages/server/src/engine/sql/recovery.js";
+import { sessionUpsert } from "../packages/server/src/engine/sql/sessions.js";
 import { Harness, waitFor } from "./helpers.js";
 import { freePort, startTs } from "./processes.js";
 
@@ -157,7 +157,7 @@ describe("a replica killed without a goodbye", () => {
   test("kill -9 of a replica holding leases: another replica recovers its tasks within the stale-check interval", async (t) => {
     const survivor = await h.replica({ staleCheckMs: STALE_CHECK_MS });
     const port = await freePort();
-    const doomed = startTs("server/main.ts", {
+    const doomed = startTs("packages/server/src/main.ts", {
       DATABASE_URL: h.databaseUrl,
       TASKQ_PORT: String(port),
       TASKQ_STALE_CHECK_MS: String(STALE_CHECK_MS),

@@ -11,10 +11,10 @@ import { fromBinary, type DescService } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema, type FileDescriptorProto } from "@bufbuild/protobuf/wkt";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { Health } from "../sdk/gen/grpc/health/v1/health_pb.js";
-import { ServerReflection } from "../sdk/gen/grpc/reflection/v1/reflection_pb.js";
-import { TaskQueue } from "../sdk/gen/taskq/v1/task_queue_pb.js";
-import { WorkerService } from "../sdk/gen/taskq/v1/worker_pb.js";
+import { Health } from "@taskq/protocol/grpc";
+import { ServerReflection } from "@taskq/protocol/grpc";
+import { TaskQueue } from "@taskq/protocol";
+import { WorkerService } from "@taskq/protocol";
 import { Harness } from "./helpers.js";
 
 const SERVICES: DescService[] = [Health, ServerReflection, TaskQueue, WorkerService];
@@ -63,7 +63,7 @@ interface ReflectionResponse {
 }
 
 test("grpc-js: every listed service resolves to a file that defines it, with the files it imports", async () => {
-  const definition = protoLoader.loadSync("grpc/reflection/v1/reflection.proto", { includeDirs: ["proto"], keepCase: true, oneofs: true });
+  const definition = protoLoader.loadSync("grpc/reflection/v1/reflection.proto", { includeDirs: ["packages/protocol/proto"], keepCase: true, oneofs: true });
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a run-time loaded package has no static type
   const pkg = grpc.loadPackageDefinition(definition).grpc as any;
   const client = new pkg.reflection.v1.ServerReflection(url.replace("http://", ""), grpc.credentials.createInsecure()) as grpc.Client;

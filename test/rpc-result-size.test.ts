@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { LIMITS } from "../server/rpc/validate.js";
-import type { TaskHandle } from "../sdk/index.js";
-import { TaskStatus } from "../sdk/gen/taskq/v1/task_pb.js";
+import { LIMITS } from "../packages/server/src/rpc/validate.js";
+import type { TaskHandle } from "@taskq/sdk";
+import { TaskStatus } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;

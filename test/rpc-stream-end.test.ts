@@ -12,10 +12,10 @@ import { after, before, test } from "node:test";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { pino } from "pino";
-import { startReplica, type Replica } from "../server/app.js";
-import { loadConfig, withBuiltinQueues } from "../server/config.js";
-import { peerGone, toConnectError } from "../server/rpc/errors.js";
-import { WorkerMessageSchema } from "../sdk/gen/taskq/v1/worker_pb.js";
+import { startReplica, type Replica } from "../packages/server/src/app.js";
+import { loadConfig, withBuiltinQueues } from "../packages/server/src/config.js";
+import { peerGone, toConnectError } from "../packages/server/src/rpc/errors.js";
+import { WorkerMessageSchema } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";
 
 interface LogLine {

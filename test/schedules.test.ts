@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { ManualClock } from "../server/engine/clock.js";
-import type { Engine, ScheduleConfig } from "../server/engine/engine.js";
-import { Code, TaskqError } from "../sdk/index.js";
+import { ManualClock } from "../packages/server/src/engine/clock.js";
+import type { Engine, ScheduleConfig } from "../packages/server/src/engine/engine.js";
+import { Code, TaskqError } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 
 const EVERY_MINUTE: ScheduleConfig = { name: "every-minute", cron: "* * * * *", type: "tick", params: { from: "config" } };

@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { createClient } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus } from "../sdk/gen/grpc/health/v1/health_pb.js";
-import { Code, TaskAbortedError, TaskqError } from "../sdk/index.js";
-import { connect } from "../sdk/transport.js";
+import { Health, HealthCheckResponse_ServingStatus } from "@taskq/protocol/grpc";
+import { Code, TaskAbortedError, TaskqError } from "@taskq/sdk";
+import { connect } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 import { freePort, startTs } from "./processes.js";
 
@@ -82,7 +82,7 @@ test("after the grace period the worker is told to stop, and its task goes back 
 
 test("SIGTERM: `npm start` drains before it exits, and a worker process finishes its handler before it closes", async () => {
   const port = await freePort();
-  const server = startTs("server/main.ts", {
+  const server = startTs("packages/server/src/main.ts", {
     DATABASE_URL: h.databaseUrl,
     TASKQ_PORT: String(port),
     TASKQ_SHUTDOWN_GRACE_MS: "20000",

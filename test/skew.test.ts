@@ -11,10 +11,10 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import pg from "pg";
 import { pino } from "pino";
-import { startReplica, type Replica } from "../server/app.js";
-import { loadConfig, withBuiltinQueues } from "../server/config.js";
-import { DatabaseClock } from "../server/engine/clock.js";
-import { clockTimestampRead } from "../server/engine/sql/db.js";
+import { startReplica, type Replica } from "../packages/server/src/app.js";
+import { loadConfig, withBuiltinQueues } from "../packages/server/src/config.js";
+import { DatabaseClock } from "../packages/server/src/engine/clock.js";
+import { clockTimestampRead } from "../packages/server/src/engine/sql/db.js";
 import { Harness, silentLog, waitFor } from "./helpers.js";
 
 const SKEW_MS = 5 * 60_000;

@@ -7,7 +7,7 @@
  */
 import http2 from "node:http2";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { WorkerMessageSchema } from "../sdk/gen/taskq/v1/worker_pb.js";
+import { WorkerMessageSchema } from "@taskq/protocol";
 
 const frame = (message: MessageInitShape<typeof WorkerMessageSchema>["message"]) => {
   const body = toBinary(WorkerMessageSchema, create(WorkerMessageSchema, { message }));

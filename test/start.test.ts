@@ -17,9 +17,9 @@ import path from "node:path";
 import { test } from "node:test";
 import { createClient } from "@connectrpc/connect";
 import pg from "pg";
-import { Health, HealthCheckResponse_ServingStatus } from "../sdk/gen/grpc/health/v1/health_pb.js";
-import { TaskClient, Worker } from "../sdk/index.js";
-import { connect } from "../sdk/transport.js";
+import { Health, HealthCheckResponse_ServingStatus } from "@taskq/protocol/grpc";
+import { TaskClient, Worker } from "@taskq/sdk";
+import { connect } from "@taskq/sdk";
 import { createTestDatabase, waitFor } from "./helpers.js";
 import { freePort, startTs, type Child, type StartOptions } from "./processes.js";
 
@@ -45,7 +45,7 @@ async function settingsIn(dir: string): Promise<Settings> {
 
 function startServer(s: Settings, env: NodeJS.ProcessEnv = {}, opts: StartOptions = {}): Child {
   return startTs(
-    "server/main.ts",
+    "packages/server/src/main.ts",
     { DATABASE_URL: "", TASKQ_PORT: String(s.port), TASKQ_EMBEDDED_PORT: String(s.pgPort), TASKQ_DATA_DIR: s.dataDir, ...env },
     opts,
   );

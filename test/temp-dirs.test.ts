@@ -9,8 +9,8 @@ import { mkdir, mkdtemp, readFile, rm, utimes, writeFile } from "node:fs/promise
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { ManualClock } from "../server/engine/clock.js";
-import type { JsonObject } from "../sdk/index.js";
+import { ManualClock } from "../packages/server/src/engine/clock.js";
+import type { JsonObject } from "@taskq/sdk";
 import { Harness } from "./helpers.js";
 
 let h: Harness;

@@ -6,10 +6,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { durationMs } from "@bufbuild/protobuf/wkt";
-import { ManualClock } from "../server/engine/clock.js";
-import { DEFAULT_TIMEOUT_MS } from "../server/engine/engine.js";
-import { TaskAbortedError, TaskFailedError } from "../sdk/index.js";
-import { CancelReason } from "../sdk/gen/taskq/v1/worker_pb.js";
+import { ManualClock } from "../packages/server/src/engine/clock.js";
+import { DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/engine.js";
+import { TaskAbortedError, TaskFailedError } from "@taskq/sdk";
+import { CancelReason } from "@taskq/protocol";
 import { Harness, waitFor, type RawWorker } from "./helpers.js";
 
 describe("with an injected clock", () => {

@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
-import type { Replica } from "../server/app.js";
-import type { TaskContext, WatchEvent } from "../sdk/index.js";
+import type { Replica } from "../packages/server/src/app.js";
+import type { TaskContext, WatchEvent } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 import { freePort } from "./processes.js";
 

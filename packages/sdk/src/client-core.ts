@@ -1,0 +1,207 @@
+/**
+ * TaskClient: dispatch tasks and follow them. `dispatch` returns a TaskHandle whose `result()` waits
+ * for the outcome, `watch()` streams every change, and `interrupt()` stops the task.
+ *
+ * This is the client on any connect Transport, with nothing from Node: the entry for browsers and
+ * other runtimes ("@taskq/sdk/client"). The Node entry's TaskClient (client.ts) adds connecting by URL.
+ */
+import { create, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { Origin, RetryBackoff } from "@taskq/protocol";
+import {
+  DispatchRequestSchema,
+  TaskQueue,
+  type ListActiveRequestSchema,
+  type ListHistoryRequestSchema,
+} from "@taskq/protocol";
+import { TaskFailedError, call } from "./errors.js";
+import { resumingWatch, type ResumeOptions } from "./internal/resuming-watch.js";
+import {
+  isFinalStatus,
+  queueFromPb,
+  scheduleFromPb,
+  statusName,
+  taskFromPb,
+  watchEventFromPb,
+  type JsonValue,
+  type QueueInfo,
+  type ScheduleInfo,
+  type TaskInfo,
+  type WatchEvent,
+} from "./types.js";
+
+export interface DispatchOptions {
+  queue?: string;
+  title?: string;
+  priority?: number;
+  origin?: "user" | "system";
+  initiator?: string;
+  nodeId?: string;
+  timeoutMs?: number;
+  maxAttempts?: number;
+  retryDelayMs?: number;
+  backoff?: "fixed" | "exponential";
+  /** Run no sooner than this long after dispatch. */
+  delayMs?: number;
+  /** Run no sooner than this time. */
+  runAt?: Date;
+  /** Dispatching the same key again returns the first task instead of queuing another. */
+  idempotencyKey?: string;
+}
+
+export type WatchOptions = Pick<ResumeOptions, "afterSeq" | "signal">;
+
+export interface DispatchItem extends DispatchOptions {
+  type: string;
+  params?: JsonObject;
+}
+
+export class TaskClient {
+  readonly rpc: Client<typeof TaskQueue>;
+
+  constructor(opts: { transport: Transport }) {
+    this.rpc = createClient(TaskQueue, opts.transport);
+  }
+
+  async dispatch(type: string, params: JsonObject = {}, opts: DispatchOptions = {}): Promise<TaskHandle> {
+    const res = await call(() => this.rpc.dispatch(dispatchRequest({ ...opts, type, params })));
+    return new TaskHandle(this, res.taskId, res.created);
+  }
+
+  /** Queues many tasks in one round trip; all or none. Handles come back in the same order. */
+  async dispatchBatch(items: DispatchItem[]): Promise<TaskHandle[]> {
+    const res = await call(() => this.rpc.dispatchBatch({ tasks: items.map(dispatchRequest) }));
+    return res.results.map((r) => new TaskHandle(this, r.taskId, r.created));
+  }
+
+  /** A handle for a task dispatched earlier. */
+  handle(id: string): TaskHandle {
+    return new TaskHandle(this, id, false);
+  }
+
+  async status(id: string): Promise<TaskInfo> {
+    const res = await call(() => this.rpc.status({ taskId: id }));
+    return taskFromPb(res.task!);
+  }
+
+  /**
+   * A snapshot, then every change (log steps, status values, statuses) until the task's final status.
+   * A broken connection is resumed from the last log step seen, so nothing is missed or repeated.
+   * `afterSeq` starts after a log step seen before; `signal` stops watching (the iterator just ends).
+   */
+  watch(id: string, opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    const rpc = this.rpc;
+    return resumingWatch(
+      {
+        async *open(afterSeq, signal) {
+          for await (const res of rpc.watchTask({ taskId: id, afterSeq: BigInt(afterSeq) }, { signal })) {
+            const event = watchEventFromPb(res);
+            if (event) yield event;
+          }
+        },
+      },
+      opts,
+    );
+  }
+
+  async interrupt(id: string, reason = ""): Promise<"canceled" | "cancelling"> {
+    const res = await call(() => this.rpc.interrupt({ taskId: id, reason }));
+    return statusName(res.status) === "canceled" ? "canceled" : "cancelling";
+  }
+
+  async listActive(req: MessageInitShape<typeof ListActiveRequestSchema> = {}) {
+    const res = await call(() => this.rpc.listActive(req));
+    return { tasks: res.tasks.map(taskFromPb), nextPageToken: res.nextPageToken };
+  }
+
+  async listHistory(req: MessageInitShape<typeof ListHistoryRequestSchema> = {}) {
+    const res = await call(() => this.rpc.listHistory(req));
+    return { tasks: res.tasks.map(taskFromPb), nextPageToken: res.nextPageToken };
+  }
+
+  /** Every queue with its limit, waiting and running tasks, and whether it is paused; and the global limit. */
+  async listQueues(): Promise<{ queues: QueueInfo[]; globalMaxWorkers: number | null; running: number }> {
+    const res = await call(() => this.rpc.listQueues({}));
+    return { queues: res.queues.map(queueFromPb), globalMaxWorkers: res.globalMaxWorkers ?? null, running: res.running };
+  }
+
+  /** Stops leasing the queue's tasks on every server replica; running tasks go on. */
+  async pauseQueue(queue: string): Promise<QueueInfo> {
+    return queueFromPb((await call(() => this.rpc.pauseQueue({ queue }))).queue!);
+  }
+
+  async resumeQueue(queue: string): Promise<QueueInfo> {
+    return queueFromPb((await call(() => this.rpc.resumeQueue({ queue }))).queue!);
+  }
+
+  /** Every cron schedule with its next and last run. */
+  async listSchedules(): Promise<ScheduleInfo[]> {
+    return (await call(() => this.rpc.listSchedules({}))).schedules.map(scheduleFromPb);
+  }
+
+  /** Ends what the client opened itself; a transport passed in stays the caller's to end. */
+  close(): void {}
+}
+
+export class TaskHandle {
+  constructor(
+    private readonly client: TaskClient,
+    readonly id: string,
+    /** false when an idempotency key matched a task dispatched before. */
+    readonly created: boolean,
+  ) {}
+
+  status(): Promise<TaskInfo> {
+    return this.client.status(this.id);
+  }
+
+  /** A snapshot, then every change until the final status; see TaskClient.watch. */
+  watch(opts: WatchOptions = {}): AsyncGenerator<WatchEvent> {
+    return this.client.watch(this.id, opts);
+  }
+
+  /**
+   * Waits for the final status: resolves with the result when the task COMPLETED, rejects with
+   * TaskFailedError (carrying the status and the task) when it ended FAILED, CANCELED or STUCK, and
+   * with TaskqError when the task cannot be watched (NOT_FOUND, or the server stayed unreachable).
+   */
+  async result<T extends JsonValue = JsonValue>(opts: { signal?: AbortSignal } = {}): Promise<T> {
+    // Only the final status matters: start after the log (there is no log sequence beyond this).
+    for await (const event of this.watch({ signal: opts.signal, afterSeq: Number.MAX_SAFE_INTEGER })) {
+      const status = event.type === "snapshot" ? event.task.status : event.type === "status" ? event.status : null;
+      if (status && isFinalStatus(status)) {
+        const task = await this.status();
+        if (task.status === "completed") return task.result as T;
+        throw new TaskFailedError(task);
+      }
+    }
+    opts.signal?.throwIfAborted();
+    throw new Error(`watching task ${this.id} ended before its final status`);
+  }
+
+  interrupt(reason?: string): Promise<"canceled" | "cancelling"> {
+    return this.client.interrupt(this.id, reason);
+  }
+}
+
+function dispatchRequest(item: DispatchItem) {
+  return create(DispatchRequestSchema, {
+    type: item.type,
+    queue: item.queue,
+    params: item.params,
+    title: item.title,
+    priority: item.priority,
+    origin: item.origin === "system" ? Origin.SYSTEM : item.origin === "user" ? Origin.USER : Origin.UNSPECIFIED,
+    initiator: item.initiator,
+    nodeId: item.nodeId,
+    timeout: item.timeoutMs === undefined ? undefined : durationFromMs(item.timeoutMs),
+    maxAttempts: item.maxAttempts,
+    retryDelay: item.retryDelayMs === undefined ? undefined : durationFromMs(item.retryDelayMs),
+    retryBackoff:
+      item.backoff === "exponential" ? RetryBackoff.EXPONENTIAL : item.backoff === "fixed" ? RetryBackoff.FIXED : RetryBackoff.UNSPECIFIED,
+    delay: item.delayMs === undefined ? undefined : durationFromMs(item.delayMs),
+    runAt: item.runAt ? timestampFromDate(item.runAt) : undefined,
+    idempotencyKey: item.idempotencyKey,
+  });
+}

@@ -1,0 +1,191 @@
+/** Plain TypeScript shapes of tasks and watch events, converted from the wire types. */
+import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema, timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
+import { Origin, PriorityBand, TaskStatus, type LogEntry as PbLogEntry, type Task } from "@taskq/protocol";
+import type { Queue, Schedule, WatchTaskResponse } from "@taskq/protocol";
+
+export type { JsonObject, JsonValue };
+
+export type TaskStatusName = "pending" | "running" | "cancelling" | "completed" | "failed" | "canceled" | "stuck";
+
+export const FINAL_STATUSES: readonly TaskStatusName[] = ["completed", "failed", "canceled", "stuck"];
+export const isFinalStatus = (s: TaskStatusName) => FINAL_STATUSES.includes(s);
+
+const STATUS_NAME: Record<TaskStatus, TaskStatusName | undefined> = {
+  [TaskStatus.UNSPECIFIED]: undefined,
+  [TaskStatus.PENDING]: "pending",
+  [TaskStatus.RUNNING]: "running",
+  [TaskStatus.CANCELLING]: "cancelling",
+  [TaskStatus.COMPLETED]: "completed",
+  [TaskStatus.FAILED]: "failed",
+  [TaskStatus.CANCELED]: "canceled",
+  [TaskStatus.STUCK]: "stuck",
+};
+
+export const statusName = (s: TaskStatus): TaskStatusName => STATUS_NAME[s] ?? "pending";
+export const statusFromName = (name: TaskStatusName): TaskStatus =>
+  Number(Object.entries(STATUS_NAME).find(([, n]) => n === name)![0]) as TaskStatus;
+
+export interface LogStep {
+  seq: number;
+  time: Date;
+  message: string;
+  attempt: number;
+}
+
+export interface TaskInfo {
+  id: string;
+  type: string;
+  queue: string;
+  status: TaskStatusName;
+  title: string;
+  /** The title to show: the title, else "Untitled" (Active list) or one made from the type. */
+  displayTitle: string;
+  priority: number;
+  priorityBand: "low" | "medium" | "high";
+  origin: "user" | "system";
+  initiator: string;
+  /** The initiator to show: the initiator, else "Scheduler" for a system task and "API" for a user task. */
+  displayInitiator: string;
+  nodeId: string;
+  params: JsonObject;
+  attempts: number;
+  maxAttempts: number;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  nextTryAt: Date | null;
+  /** When the running attempt times out, or a cancelling task's grace period ends. */
+  deadline: Date | null;
+  worker: string;
+  statusValues: JsonObject;
+  log: LogStep[];
+  result: JsonValue | undefined;
+  error: string;
+  timeoutMs: number | null;
+  retryDelayMs: number;
+  idempotencyKey: string;
+}
+
+export interface QueueInfo {
+  name: string;
+  /** null: no limit. */
+  maxWorkers: number | null;
+  pending: number;
+  running: number;
+  paused: boolean;
+  timeoutMs: number | null;
+  retryDelayMs: number | null;
+  maxAttempts: number | null;
+}
+
+export function queueFromPb(q: Queue): QueueInfo {
+  return {
+    name: q.name,
+    maxWorkers: q.maxWorkers ?? null,
+    pending: q.pending,
+    running: q.running,
+    paused: q.paused,
+    timeoutMs: q.timeout ? durationMs(q.timeout) : null,
+    retryDelayMs: q.retryDelay ? durationMs(q.retryDelay) : null,
+    maxAttempts: q.maxAttempts ?? null,
+  };
+}
+
+export interface ScheduleInfo {
+  name: string;
+  cron: string;
+  timeZone: string;
+  type: string;
+  queue: string;
+  source: string;
+  nextRunAt: Date;
+  lastRunAt: Date | null;
+  lastTaskId: string;
+  lastStatus: TaskStatusName | null;
+}
+
+export function scheduleFromPb(s: Schedule): ScheduleInfo {
+  return {
+    name: s.name,
+    cron: s.cron,
+    timeZone: s.timeZone,
+    type: s.type,
+    queue: s.queue,
+    source: s.source,
+    nextRunAt: s.nextRunAt ? timestampDate(s.nextRunAt) : new Date(0),
+    lastRunAt: s.lastRunAt ? timestampDate(s.lastRunAt) : null,
+    lastTaskId: s.lastTaskId,
+    lastStatus: s.lastStatus === TaskStatus.UNSPECIFIED ? null : statusName(s.lastStatus),
+  };
+}
+
+export type WatchEvent =
+  | { type: "snapshot"; task: TaskInfo }
+  | { type: "log"; step: LogStep }
+  | { type: "status_value"; key: string; value: JsonValue }
+  | { type: "status"; status: TaskStatusName; attempts: number; worker: string; result: JsonValue | undefined; error: string };
+
+export const logStepFromPb = (e: PbLogEntry): LogStep => ({
+  seq: Number(e.seq),
+  time: e.time ? timestampDate(e.time) : new Date(0),
+  message: e.message,
+  attempt: e.attempt,
+});
+
+export function taskFromPb(t: Task): TaskInfo {
+  const date = (ts: Task["createdAt"]) => (ts ? timestampDate(ts) : null);
+  return {
+    id: t.id,
+    type: t.type,
+    queue: t.queue,
+    status: statusName(t.status),
+    title: t.title,
+    displayTitle: t.displayTitle,
+    priority: t.priority,
+    priorityBand: t.priorityBand === PriorityBand.HIGH ? "high" : t.priorityBand === PriorityBand.MEDIUM ? "medium" : "low",
+    origin: t.origin === Origin.SYSTEM ? "system" : "user",
+    initiator: t.initiator,
+    displayInitiator: t.displayInitiator,
+    nodeId: t.nodeId,
+    params: t.params ?? {},
+    attempts: t.attempts,
+    maxAttempts: t.maxAttempts,
+    createdAt: date(t.createdAt) ?? new Date(0),
+    startedAt: date(t.startedAt),
+    finishedAt: date(t.finishedAt),
+    nextTryAt: date(t.nextTryAt),
+    deadline: date(t.deadline),
+    worker: t.worker,
+    statusValues: t.statusValues ?? {},
+    log: t.log.map(logStepFromPb),
+    result: t.result ? (toJson(ValueSchema, t.result) as JsonValue) : undefined,
+    error: t.error,
+    timeoutMs: t.timeout ? durationMs(t.timeout) : null,
+    retryDelayMs: t.retryDelay ? durationMs(t.retryDelay) : 0,
+    idempotencyKey: t.idempotencyKey,
+  };
+}
+
+export function watchEventFromPb(r: WatchTaskResponse): WatchEvent | null {
+  const e = r.event;
+  switch (e.case) {
+    case "snapshot":
+      return { type: "snapshot", task: taskFromPb(e.value) };
+    case "logEntry":
+      return { type: "log", step: logStepFromPb(e.value) };
+    case "statusValue":
+      return { type: "status_value", key: e.value.key, value: e.value.value ? (toJson(ValueSchema, e.value.value) as JsonValue) : null };
+    case "statusChange":
+      return {
+        type: "status",
+        status: statusName(e.value.status),
+        attempts: e.value.attempts,
+        worker: e.value.worker,
+        result: e.value.result ? (toJson(ValueSchema, e.value.result) as JsonValue) : undefined,
+        error: e.value.error,
+      };
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,356 @@
+/**
+ * Worker: register handlers by task type, start, and the worker holds one stream to the server,
+ * running up to `concurrency` tasks at once. A handler's return value is the task's result (one over
+ * 1 MiB as JSON fails the attempt, like a RetryableError); a thrown RetryableError asks for another
+ * attempt; any other thrown error fails the task. An interrupt or timeout reaches the handler as its
+ * AbortSignal. The stream reconnects with backoff when it breaks; stop() finishes running handlers first.
+ */
+import { fromJson, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
+import { hostname, tmpdir } from "node:os";
+import path from "node:path";
+import type { FinishSchema, Lease } from "@taskq/protocol";
+import { TempDirs } from "./internal/temp-dirs.js";
+import { RetryableError, TaskAbortedError, type AbortReason } from "./errors.js";
+import { bytesBound } from "@taskq/protocol";
+import { StreamSession } from "./internal/stream-session.js";
+import { connect, type Connection, type ConnectionOptions } from "./transport.js";
+
+export interface TaskContext {
+  readonly id: string;
+  readonly type: string;
+  readonly queue: string;
+  readonly params: JsonObject;
+  readonly title: string;
+  /** This attempt's number, from 1. */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  /** The key given at dispatch; with `attempt`, what a handler needs to avoid repeating side effects. */
+  readonly idempotencyKey: string;
+  /**
+   * Aborts when the task is interrupted, times out, or the worker loses its lease or stops; its reason
+   * is a TaskAbortedError saying which. Whatever the handler returns after that, the task does not
+   * complete: an interrupted task ends CANCELED, a timed-out attempt counts as failed.
+   */
+  readonly signal: AbortSignal;
+  /** Appends a step to the task's log. */
+  log(message: string): void;
+  /** Sets a status value, such as ("progress", 40). */
+  setStatus(key: string, value: JsonValue): void;
+  /** Shorthand for setStatus("progress", percent). */
+  progress(percent: number): void;
+  /**
+   * A directory for this task's files, under the worker's storage root (created on first call). It is
+   * deleted an hour after the task finishes, or as setTempExpiration says.
+   */
+  tempDir(): Promise<string>;
+  /** Keep the temp directory this many seconds after the task finishes; call after tempDir(). */
+  setTempExpiration(seconds: number): Promise<void>;
+}
+
+export type Handler = (ctx: TaskContext) => unknown | Promise<unknown>;
+
+export interface ImmediateOptions {
+  /** Where log steps and status values go, one line each; default console.log. */
+  report?: (line: string) => void;
+  /** Aborts the handler's signal (the CLI wires Ctrl-C to it). */
+  signal?: AbortSignal;
+}
+
+export interface HandlerOptions {
+  /** Default timeout for tasks of this type dispatched without one. */
+  timeoutMs?: number;
+  /** A 5-field cron expression: the server runs this type on that schedule (origin SYSTEM, initiator "Scheduler"). */
+  schedule?: string;
+  /** The IANA time zone of the schedule; default UTC. */
+  timeZone?: string;
+}
+
+/**
+ * How a worker reaches its server: its own connection (ConnectionOptions), or `connection`, one made
+ * with `connect()` and shared with other workers of the process (one HTTP/2 connection carrying each
+ * worker's stream). A shared connection stays open when a worker stops; close it when all are done.
+ */
+export type WorkerOptions = WorkerSettings & (ConnectionOptions | { connection: Connection });
+
+export interface WorkerSettings {
+  /** Shown as the task's worker; defaults to host:pid. */
+  name?: string;
+  /** Tasks run at once; default 10. */
+  concurrency?: number;
+  /** Queues to take tasks from; default all. */
+  queues?: string[];
+  /** Reconnect backoff bounds; defaults 100 ms to 5 s. */
+  reconnect?: { initialMs?: number; maxMs?: number };
+  /** Where tasks' temp directories live; default <os tmpdir>/taskq-tasks. */
+  storageDir?: string;
+  /** Where the worker reports what happens to it; default silent. */
+  onEvent?: (event: string, detail?: Record<string, unknown>) => void;
+}
+
+type State = "idle" | "running" | "stopping" | "stopped";
+
+/** The built-in hourly task the server schedules; every SDK worker handles it for its own storage root. */
+export const TEMP_CLEANUP_TYPE = "taskq.temp-cleanup";
+const TEMP_CLEANUP_INTERVAL_MS = 3_600_000;
+/** The largest result a server keeps, as JSON (its LIMITS.resultBytes); a larger one fails the attempt. */
+export const MAX_RESULT_BYTES = 1024 * 1024;
+
+export class Worker {
+  private readonly handlers = new Map<string, { fn: Handler; opts: HandlerOptions }>();
+  /** The running attempts, by lease token (a task re-leased after a timeout may run twice here). */
+  private readonly aborts = new Map<string, { taskId: string; abort: AbortController }>();
+  private readonly temp: TempDirs;
+  private tempCleanupTimer: NodeJS.Timeout | null = null;
+  private immediateRuns = 0;
+  private readonly connection: Connection;
+  /** False when the connection was given and is shared: then stop() leaves it open. */
+  private readonly ownsConnection: boolean;
+  private readonly stopSignal = new AbortController();
+  private state: State = "idle";
+  private session: StreamSession | null = null;
+  private loop: Promise<void> | null = null;
+  private firstOpen: { promise: Promise<void>; resolve: () => void };
+
+  constructor(private readonly opts: WorkerOptions) {
+    this.ownsConnection = !("connection" in opts);
+    this.connection = "connection" in opts ? opts.connection : connect(opts);
+    this.temp = new TempDirs(opts.storageDir ?? path.join(tmpdir(), "taskq-tasks"));
+    let resolve!: () => void;
+    this.firstOpen = { promise: new Promise<void>((r) => (resolve = r)), resolve };
+  }
+
+  register(type: string, handler: Handler, opts: HandlerOptions = {}): this {
+    if (this.state !== "idle") throw new Error("register handlers before start()");
+    this.handlers.set(type, { fn: handler, opts });
+    return this;
+  }
+
+  /** Connects and starts taking tasks; resolves once the server has welcomed the worker. */
+  async start(): Promise<void> {
+    if (this.handlers.size === 0) throw new Error("register at least one handler before start()");
+    if (this.state !== "idle") throw new Error(`worker already ${this.state}`);
+    if (!this.handlers.has(TEMP_CLEANUP_TYPE)) {
+      this.handlers.set(TEMP_CLEANUP_TYPE, { fn: async () => ({ removed: (await this.removeExpiredTempDirs()).length }), opts: {} });
+    }
+    this.state = "running";
+    // Directories that expired while the worker was down go now; then hourly.
+    await this.removeExpiredTempDirs().catch((err) => this.emit("temp dir cleanup failed", { error: String(err) }));
+    this.tempCleanupTimer = setInterval(
+      () => void this.removeExpiredTempDirs().catch((err) => this.emit("temp dir cleanup failed", { error: String(err) })),
+      TEMP_CLEANUP_INTERVAL_MS,
+    );
+    this.tempCleanupTimer.unref();
+    this.loop = this.connectLoop();
+    await Promise.race([this.firstOpen.promise, this.loop]);
+  }
+
+  /** How many handlers are running now. */
+  get running(): number {
+    return this.aborts.size;
+  }
+
+  /**
+   * Stops taking tasks, lets running handlers finish (up to graceMs, then aborts them), and closes.
+   */
+  async stop(opts: { graceMs?: number } = {}): Promise<void> {
+    if (this.state === "stopped" || this.state === "idle") return;
+    this.state = "stopping";
+    const session = this.session;
+    const drained = session ? session.drain() : Promise.resolve();
+    const grace = setTimeout(() => {
+      this.abortAll("worker_stopping");
+    }, opts.graceMs ?? 30_000);
+    await drained;
+    clearTimeout(grace);
+    // The stream is half-closed; the server ends it once it has recorded the last finishes.
+    const ended = await Promise.race([this.loop?.then(() => true, () => true), sleep(5_000, this.stopSignal.signal).then(() => false)]);
+    this.stopSignal.abort();
+    if (!ended) await this.loop?.catch(() => {});
+    if (this.tempCleanupTimer) clearInterval(this.tempCleanupTimer);
+    if (this.ownsConnection) this.connection.close();
+    this.state = "stopped";
+  }
+
+  private abortAll(reason: AbortReason): void {
+    for (const a of this.aborts.values()) a.abort.abort(new TaskAbortedError(reason));
+  }
+
+  private emit(event: string, detail?: Record<string, unknown>) {
+    this.opts.onEvent?.(event, detail);
+  }
+
+  private async connectLoop(): Promise<void> {
+    const initial = this.opts.reconnect?.initialMs ?? 100;
+    const max = this.opts.reconnect?.maxMs ?? 5_000;
+    let delay = initial;
+    while (this.state === "running") {
+      const session = new StreamSession(this.connection.transport, this.helloInfo(), {
+        run: (lease, s) => this.runLease(lease, s),
+        cancel: (leaseToken, reason) => this.aborts.get(leaseToken)?.abort.abort(new TaskAbortedError(reason)),
+        lapsed: () => this.abortAll("lease_lost"),
+        note: (message, detail) => this.emit(message, detail),
+        opened: (sessionId) => {
+          delay = initial;
+          this.emit("connected", { sessionId });
+          this.firstOpen.resolve();
+        },
+      });
+      this.session = session;
+      try {
+        await session.run(this.stopSignal.signal);
+      } catch (err) {
+        if (this.state === "running") this.emit("disconnected", { error: (err as Error).message });
+      }
+      // The server returned this session's leases to the queue; stop the handlers still holding them.
+      this.abortAll("lease_lost");
+      if (this.state !== "running") break;
+      await sleep(delay, this.stopSignal.signal);
+      delay = Math.min(delay * 2, max);
+    }
+  }
+
+  private helloInfo() {
+    return {
+      workerName: this.opts.name ?? `${hostname()}:${process.pid}`,
+      taskTypes: [...this.handlers].map(([name, h]) => ({
+        name,
+        timeoutMs: h.opts.timeoutMs,
+        schedule: h.opts.schedule,
+        timeZone: h.opts.timeZone,
+      })),
+      queues: this.opts.queues ?? [],
+      concurrency: this.opts.concurrency ?? 10,
+    };
+  }
+
+  private async runLease(lease: Lease, session: StreamSession): Promise<void> {
+    const { taskId, leaseToken } = lease;
+    const abort = new AbortController();
+    this.aborts.set(leaseToken, { taskId, abort });
+    let open = true;
+    let usedTempDir = false;
+    const ctx: TaskContext = {
+      id: taskId,
+      type: lease.type,
+      queue: lease.queue,
+      params: lease.params ?? {},
+      title: lease.title,
+      attempt: lease.attempt,
+      maxAttempts: lease.maxAttempts,
+      idempotencyKey: lease.idempotencyKey,
+      signal: abort.signal,
+      log: (message) => {
+        const text = String(message);
+        if (open) session.send({ case: "logStep", value: { taskId, leaseToken, message: text } }, bytesBound(0, text.length));
+      },
+      setStatus: (key, value) => {
+        if (!open) return;
+        const bytes = bytesBound(JSON.stringify(value)?.length ?? 4, key.length);
+        session.send({ case: "statusValue", value: { taskId, leaseToken, key, value: fromJson(ValueSchema, value) } }, bytes);
+      },
+      progress: (percent) => ctx.setStatus("progress", percent),
+      tempDir: () => {
+        usedTempDir = true;
+        return this.temp.create(taskId);
+      },
+      setTempExpiration: (seconds) => this.temp.setTtl(taskId, seconds * 1000),
+    };
+    let outcome: MessageInitShape<typeof FinishSchema>["outcome"];
+    let bytes: number;
+    try {
+      const handler = this.handlers.get(lease.type);
+      if (!handler) throw new Error(`no handler registered for task type ${lease.type}`);
+      const result = toValue(await handler.fn(ctx));
+      // Too large for the server to keep: the attempt fails (as the server would fail it) and the task's
+      // retry policy applies. Sent anyway, a result past the server's message limit (4 MiB) would end
+      // the whole stream, taking this worker's other tasks with it.
+      const resultBytes = Buffer.byteLength(result.text);
+      if (resultBytes > MAX_RESULT_BYTES) {
+        throw new RetryableError(`result: ${resultBytes} bytes, larger than the limit of ${MAX_RESULT_BYTES}`);
+      }
+      outcome = { case: "success", value: { result: result.value } };
+      bytes = bytesBound(result.length, 0);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      bytes = bytesBound(0, message.length);
+      outcome =
+        err instanceof RetryableError
+          ? { case: "retry", value: { error: message, delay: err.delayMs === undefined ? undefined : durationFromMs(err.delayMs) } }
+          : { case: "failure", value: { error: message } };
+    } finally {
+      open = false;
+      this.aborts.delete(leaseToken);
+    }
+    // The temp directory's expiry starts now; a failure to mark it must not lose the outcome.
+    if (usedTempDir) await this.temp.finished(taskId).catch((err) => this.emit("temp dir", { task: taskId, error: String(err) }));
+    session.send({ case: "finish", value: { taskId, leaseToken, outcome } }, bytes);
+  }
+
+  /**
+   * Immediate mode: runs a registered handler here and now, with no server and no database (the
+   * seed's `rsx:task:run`). Log steps and status values go to `report` (the CLI prints them); no
+   * timeout applies; a temp directory works as usual. Resolves with the handler's result.
+   */
+  async run(type: string, params: JsonObject = {}, opts: ImmediateOptions = {}): Promise<unknown> {
+    const handler = this.handlers.get(type);
+    if (!handler) throw new Error(`no handler registered for task type ${type} (registered: ${[...this.handlers.keys()].join(", ")})`);
+    const id = `immediate-${process.pid}-${++this.immediateRuns}`;
+    const report = opts.report ?? ((line: string) => console.log(line));
+    let usedTempDir = false;
+    const ctx: TaskContext = {
+      id,
+      type,
+      queue: "",
+      params,
+      title: "",
+      attempt: 1,
+      maxAttempts: 1,
+      idempotencyKey: "",
+      signal: opts.signal ?? new AbortController().signal,
+      log: (message) => report(`[log] ${message}`),
+      setStatus: (key, value) => report(`[status] ${key} = ${JSON.stringify(value)}`),
+      progress: (percent) => ctx.setStatus("progress", percent),
+      tempDir: () => {
+        usedTempDir = true;
+        return this.temp.create(id);
+      },
+      setTempExpiration: (seconds) => this.temp.setTtl(id, seconds * 1000),
+    };
+    try {
+      return await handler.fn(ctx);
+    } finally {
+      if (usedTempDir) await this.temp.finished(id);
+    }
+  }
+
+  /** Deletes expired temp directories of tasks not running here; returns the paths deleted. */
+  async removeExpiredTempDirs(): Promise<string[]> {
+    const running = new Set([...this.aborts.values()].map((a) => a.taskId));
+    return this.temp.removeExpired(running);
+  }
+}
+
+/** A handler's return value as a protobuf Value, with its JSON text and that text's length: undefined becomes null; non-JSON values fail loudly. */
+function toValue(result: unknown) {
+  const text = result === undefined ? "null" : JSON.stringify(result);
+  return { value: fromJson(ValueSchema, JSON.parse(text) as JsonValue), text, length: text.length };
+}
+
+/**
+ * Resolves after `ms`, or at once when `signal` aborts. The abort listener goes when the timer fires:
+ * the worker's stop signal lives as long as the worker, and a listener left on it per reconnect would
+ * pile up (MaxListenersExceededWarning after ten).
+ */
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    if (signal.aborted) return resolve();
+    const done = () => {
+      clearTimeout(t);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
+

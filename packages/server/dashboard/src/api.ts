@@ -1,0 +1,33 @@
+/**
+ * The dashboard's one way to the server: the TaskQueue API itself, with the Connect protocol over
+ * fetch, on the origin that served the page. When auth is on, the token the operator entered is sent
+ * as a bearer token; it is kept in this browser's localStorage until a call says it is wrong.
+ */
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { TaskQueue } from "@taskq/protocol";
+
+const TOKEN_KEY = "taskq.token";
+
+export const token = {
+  get: (): string => localStorage.getItem(TOKEN_KEY) ?? "",
+  set: (value: string) => localStorage.setItem(TOKEN_KEY, value),
+  clear: () => localStorage.removeItem(TOKEN_KEY),
+};
+
+const withToken: Interceptor = (next) => (req) => {
+  const t = token.get();
+  if (t) req.header.set("authorization", `Bearer ${t}`);
+  return next(req);
+};
+
+export const api = createClient(
+  TaskQueue,
+  createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true, interceptors: [withToken] }),
+);
+
+/** True when the server refused the call for want of a (valid) token. */
+export const needsToken = (err: unknown): boolean =>
+  err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied);
+
+export const describe = (err: unknown): string => (err instanceof ConnectError ? err.rawMessage : String(err));

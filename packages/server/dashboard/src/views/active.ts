@@ -1,0 +1,126 @@
+/**
+ * Active tasks: the live queue (pending, running, cancelling), refreshed every 2 seconds. Search by
+ * id, title and type, a created-at range, sorting by any column (click a header), pages of 50.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ActiveSortField, type ListActiveRequestSchema } from "@taskq/protocol";
+import type { Task } from "@taskq/protocol";
+import { api, describe } from "../api.js";
+import { fill, h, originLabel, priorityBadge, statusBadge, table, when } from "../dom.js";
+import { every, type View } from "./view.js";
+
+const PAGE_SIZE = 50;
+const COLUMNS: [string, ActiveSortField][] = [
+  ["Origin", ActiveSortField.ORIGIN],
+  ["ID", ActiveSortField.ID],
+  ["Status", ActiveSortField.STATUS],
+  ["Task title", ActiveSortField.TITLE],
+  ["Created at", ActiveSortField.CREATED_AT],
+  ["Started at", ActiveSortField.STARTED_AT],
+  ["Retry attempts", ActiveSortField.ATTEMPTS],
+  ["Priority", ActiveSortField.PRIORITY],
+  ["Type", ActiveSortField.TYPE],
+];
+
+export function activeView(onAuth: (err: unknown) => boolean): View {
+  const query = { id: "", title: "", type: "", after: "", before: "", sortBy: ActiveSortField.CREATED_AT, descending: true };
+  /** Page tokens of the pages before the current one, and the current one's. */
+  const pages: string[] = [];
+  let pageToken = "";
+  let nextToken = "";
+
+  const input = (label: string, key: "id" | "title" | "type" | "after" | "before", type = "search") =>
+    h("label", {}, label, h("input", { type, name: key, oninput: (e: Event) => ((query[key] = (e.target as HTMLInputElement).value), restart()) }));
+  const notice = h("div");
+  const body = h("div");
+  const pager = h("div", { class: "pager" });
+  const el = h(
+    "section",
+    { "data-view": "active" },
+    h("h1", {}, "Active tasks"),
+    h(
+      "div",
+      { class: "filters" },
+      input("ID", "id"),
+      input("Task title", "title"),
+      input("Type", "type"),
+      input("Created after", "after", "datetime-local"),
+      input("Created before", "before", "datetime-local"),
+    ),
+    notice,
+    body,
+    pager,
+  );
+
+  const request = (): MessageInitShape<typeof ListActiveRequestSchema> => ({
+    id: query.id.trim(),
+    titleSearch: query.title.trim(),
+    type: query.type.trim(),
+    createdAfter: query.after ? timestampFromDate(new Date(query.after)) : undefined,
+    createdBefore: query.before ? timestampFromDate(new Date(query.before)) : undefined,
+    sortBy: query.sortBy,
+    descending: query.descending,
+    pageSize: PAGE_SIZE,
+    pageToken,
+  });
+
+  const header = ([label, field]: [string, ActiveSortField]) => {
+    const sorted = field === query.sortBy;
+    return h(
+      "th",
+      {
+        class: `sortable${sorted ? " sorted" : ""}${sorted && query.descending ? " desc" : ""}`,
+        onclick: () => {
+          query.descending = sorted ? !query.descending : false;
+          query.sortBy = field;
+          restart();
+        },
+      },
+      label,
+    );
+  };
+
+  const row = (t: Task) =>
+    h(
+      "tr",
+      { class: "link", "data-task": t.id, onclick: () => (location.hash = `#/task/${t.id}`) },
+      h("td", {}, h("span", { class: "origin" }, originLabel(t.origin))),
+      h("td", {}, t.id),
+      h("td", {}, statusBadge(t.status)),
+      h("td", { class: "wrap" }, t.displayTitle),
+      h("td", {}, when(t.createdAt)),
+      h("td", {}, when(t.startedAt)),
+      h("td", {}, t.attempts),
+      h("td", {}, priorityBadge(t.priorityBand, t.priority)),
+      h("td", {}, t.type),
+    );
+
+  const load = async () => {
+    try {
+      const res = await api.listActive(request());
+      nextToken = res.nextPageToken;
+      fill(notice);
+      fill(body, table(COLUMNS.map(header), res.tasks.map(row), "No active tasks."));
+      fill(
+        pager,
+        h("button", { disabled: pages.length === 0, onclick: () => restart(pages.pop()) }, "Previous"),
+        h("button", { disabled: !nextToken, onclick: () => (pages.push(pageToken), restart(nextToken)) }, "Next"),
+        h("span", { class: "origin" }, `Page ${pages.length + 1} · refreshed ${new Date().toLocaleTimeString()}`),
+      );
+    } catch (err) {
+      if (!onAuth(err)) fill(notice, h("div", { class: "notice" }, describe(err)));
+    }
+  };
+
+  let debounce: ReturnType<typeof setTimeout> | undefined;
+  /** Loads again shortly (typing settles first), from the first page unless `token` names another. */
+  const restart = (token = "") => {
+    if (token === "") pages.length = 0;
+    pageToken = token;
+    clearTimeout(debounce);
+    debounce = setTimeout(() => void refresher.now(), 200);
+  };
+  const refresher = every(2_000, load);
+  return { el, stop: () => (clearTimeout(debounce), refresher.stop()) };
+}

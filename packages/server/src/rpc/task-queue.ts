@@ -1,0 +1,198 @@
+/** The TaskQueue service: validate, call the engine, convert. */
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { Engine } from "../engine/engine.js";
+import { invalidArgument } from "../engine/errors.js";
+import type { ActiveSortColumn } from "../engine/sql/read.js";
+import type { ActiveStatus, TaskStatus as EngineStatus } from "../engine/types.js";
+import type { WatchEvent } from "../engine/watch.js";
+import { Origin, TaskStatus } from "@taskq/protocol";
+import {
+  ActiveSortField,
+  TaskQueue,
+  WatchTaskResponseSchema,
+  type WatchTaskResponse,
+} from "@taskq/protocol";
+import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, queueToPb, scheduleToPb, taskToPb, valueToPb } from "./convert.js";
+import { CONNECTION, PerConnection } from "./connection.js";
+import { mapErrors, toConnectError } from "./errors.js";
+import { decodePageToken, encodePageToken } from "./page-token.js";
+import * as v from "./validate.js";
+
+const SORT_COLUMN: Record<ActiveSortField, ActiveSortColumn> = {
+  [ActiveSortField.UNSPECIFIED]: "created_at",
+  [ActiveSortField.ID]: "id",
+  [ActiveSortField.STATUS]: "status",
+  [ActiveSortField.TITLE]: "title",
+  [ActiveSortField.CREATED_AT]: "created_at",
+  [ActiveSortField.STARTED_AT]: "started_at",
+  [ActiveSortField.ATTEMPTS]: "attempts",
+  [ActiveSortField.PRIORITY]: "priority",
+  [ActiveSortField.TYPE]: "type",
+  [ActiveSortField.ORIGIN]: "origin",
+};
+
+function statuses(field: string, values: TaskStatus[], allowed: EngineStatus[]): EngineStatus[] {
+  return values.map((s, i) => {
+    const status = STATUS_FROM_PB.get(s);
+    if (!status || !allowed.includes(status)) throw invalidArgument(`${field}[${i}]: ${TaskStatus[s] ?? s} is not allowed here`);
+    return status;
+  });
+}
+
+export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeof TaskQueue> {
+  const watchers = new PerConnection(v.LIMITS.watchersPerConnection);
+  return {
+    dispatch: mapErrors(log, async (req) => {
+      const [result] = await engine.dispatch([v.dispatchRequest(req)]);
+      return { taskId: result.id, created: result.created };
+    }),
+
+    dispatchBatch: mapErrors(log, async (req) => {
+      if (req.tasks.length === 0) throw invalidArgument("tasks: at least one task is required");
+      if (req.tasks.length > v.LIMITS.batchSize) throw invalidArgument(`tasks: at most ${v.LIMITS.batchSize} per batch`);
+      const inputs = req.tasks.map((t, i) => v.dispatchRequest(t, `tasks[${i}].`));
+      const results = await engine.dispatch(inputs);
+      return { results: results.map((r) => ({ taskId: r.id, created: r.created })) };
+    }),
+
+    status: mapErrors(log, async (req) => {
+      const task = await engine.status(v.taskId("task_id", req.taskId));
+      return { task: taskToPb(task, { log: task.log, untitled: "from_type" }) };
+    }),
+
+    async *watchTask(req, ctx) {
+      const conn = ctx.values.get(CONNECTION);
+      if (!watchers.take(conn)) {
+        throw new ConnectError(`at most ${v.LIMITS.watchersPerConnection} WatchTask streams per connection`, Code.ResourceExhausted);
+      }
+      try {
+        const id = v.taskId("task_id", req.taskId);
+        for await (const event of engine.watch(id, Number(req.afterSeq), ctx.signal)) yield watchEventToPb(event);
+      } catch (err) {
+        throw toConnectError(err, log);
+      } finally {
+        watchers.give(conn);
+      }
+    },
+
+    interrupt: mapErrors(log, async (req) => {
+      const id = v.taskId("task_id", req.taskId);
+      const reason = v.text("reason", req.reason, v.LIMITS.titleLength);
+      const status = await engine.interrupt(id, reason);
+      return { status: status === "canceled" ? TaskStatus.CANCELED : TaskStatus.CANCELLING };
+    }),
+
+    listActive: mapErrors(log, async (req) => {
+      const sortBy = SORT_COLUMN[v.enumValue("sort_by", req.sortBy, ActiveSortField)];
+      const limit = v.pageSize("page_size", req.pageSize);
+      const after = req.pageToken ? activeCursor(req.pageToken, sortBy, req.descending) : null;
+      const { tasks, sortValues } = await engine.listActive({
+        id: req.id ? v.taskId("id", req.id) : null,
+        titleSearch: v.text("title_search", req.titleSearch, v.LIMITS.titleLength) || null,
+        type: v.name("type", req.type, false) || null,
+        queue: v.name("queue", req.queue, false) || null,
+        statuses: statuses("statuses", req.statuses, ["pending", "running", "cancelling"]) as ActiveStatus[],
+        createdAfter: v.timestamp("created_after", req.createdAfter) ?? null,
+        createdBefore: v.timestamp("created_before", req.createdBefore) ?? null,
+        sortBy,
+        descending: req.descending,
+        limit,
+        after,
+      });
+      const last = tasks.length === limit ? { sort: cursorSort(sortBy, req.descending), value: sortValues.at(-1)!, id: tasks.at(-1)!.id } : null;
+      return { tasks: tasks.map((t) => taskToPb(t, { untitled: "untitled" })), nextPageToken: last ? encodePageToken(last) : "" };
+    }),
+
+    listQueues: mapErrors(log, async () => {
+      const { queues, globalMaxWorkers, running } = await engine.listQueues();
+      return { queues: queues.map(queueToPb), globalMaxWorkers: globalMaxWorkers ?? undefined, running };
+    }),
+
+    pauseQueue: mapErrors(log, async (req) => ({
+      queue: queueToPb(await engine.setQueuePaused(v.name("queue", req.queue, true), true)),
+    })),
+
+    resumeQueue: mapErrors(log, async (req) => ({
+      queue: queueToPb(await engine.setQueuePaused(v.name("queue", req.queue, true), false)),
+    })),
+
+    listSchedules: mapErrors(log, async () => ({ schedules: (await engine.listSchedules()).map(scheduleToPb) })),
+
+    listHistory: mapErrors(log, async (req) => {
+      const origin = v.enumValue("origin", req.origin, Origin);
+      const limit = v.pageSize("page_size", req.pageSize);
+      const after = req.pageToken ? historyCursor(req.pageToken) : null;
+      const tasks = await engine.listHistory({
+        origin: origin === Origin.USER ? "user" : origin === Origin.SYSTEM ? "system" : null,
+        statuses: statuses("statuses", req.statuses, ["running", "cancelling", "completed", "failed", "canceled", "stuck"]),
+        type: v.name("type", req.type, false) || null,
+        createdAfter: v.timestamp("created_after", req.createdAfter) ?? null,
+        createdBefore: v.timestamp("created_before", req.createdBefore) ?? null,
+        limit,
+        after,
+      });
+      const last = tasks.length === limit ? tasks.at(-1)! : null;
+      return {
+        tasks: tasks.map((t) => taskToPb(t, { untitled: "from_type" })),
+        nextPageToken: last ? encodePageToken({ createdAt: last.createdAt.toISOString(), id: last.id }) : "",
+      };
+    }),
+  };
+}
+
+/** A timestamptz as Postgres prints it in ISO DateStyle, or -infinity (a waiting task's start). */
+const PG_TIMESTAMP = /^(-infinity|\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2})?)$/;
+
+const cursorSort = (column: ActiveSortColumn, descending: boolean) => `${column}:${descending ? "desc" : "asc"}`;
+
+/** The position after which the next Active page starts; refused if made for another sort order. */
+function activeCursor(token: string, column: ActiveSortColumn, descending: boolean) {
+  const c = decodePageToken("page_token", token, ["sort", "value", "id"]);
+  if (c.sort !== cursorSort(column, descending)) throw invalidArgument("page_token: made for another sort order");
+  v.taskId("page_token", c.id);
+  const bad =
+    ((column === "created_at" || column === "started_at") && !PG_TIMESTAMP.test(c.value)) ||
+    ((column === "id" || column === "attempts" || column === "priority" || column === "status") && !/^-?\d{1,19}$/.test(c.value));
+  if (bad) throw invalidArgument("page_token: not a page token from this list");
+  return { value: c.value, id: c.id };
+}
+
+function historyCursor(token: string) {
+  const c = decodePageToken("page_token", token, ["createdAt", "id"]);
+  const createdAt = new Date(c.createdAt);
+  if (Number.isNaN(createdAt.getTime())) throw invalidArgument("page_token: not a page token from this list");
+  return { createdAt, id: v.taskId("page_token", c.id) };
+}
+
+function watchEventToPb(event: WatchEvent): WatchTaskResponse {
+  switch (event.kind) {
+    case "snapshot":
+      return create(WatchTaskResponseSchema, { event: { case: "snapshot", value: taskToPb(event.task, { log: event.log, untitled: "from_type" }) } });
+    case "log":
+      return create(WatchTaskResponseSchema, { event: { case: "logEntry", value: logEntryToPb(event.entry) } });
+    case "status_value":
+      return create(WatchTaskResponseSchema, {
+        event: { case: "statusValue", value: { key: event.key, value: valueToPb(event.value) } },
+      });
+    case "status": {
+      const { change, task } = event;
+      const result = change.status === "completed" && task.result !== undefined ? valueToPb(task.result) : undefined;
+      return create(WatchTaskResponseSchema, {
+        event: {
+          case: "statusChange",
+          value: {
+            status: STATUS_TO_PB[change.status],
+            attempts: change.attempts,
+            worker: change.worker,
+            result,
+            error: change.error,
+            time: timestampFromDate(change.at),
+          },
+        },
+      });
+    }
+  }
+}

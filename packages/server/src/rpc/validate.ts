@@ -1,0 +1,136 @@
+/**
+ * Request validation at the edge. Each function either returns engine input or throws an
+ * invalid_argument EngineError whose message starts with the offending field, so a bad request is
+ * refused before anything is written.
+ */
+import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { DEFAULT_TIME_ZONE, cronParse } from "../engine/cron.js";
+import { invalidArgument } from "../engine/errors.js";
+import type { DispatchInput } from "../engine/engine.js";
+import type { JsonObject } from "../engine/types.js";
+import { Origin, RetryBackoff } from "@taskq/protocol";
+import type { DispatchRequest } from "@taskq/protocol";
+
+export const LIMITS = {
+  nameLength: 200,
+  titleLength: 500,
+  paramsBytes: 1024 * 1024,
+  maxAttempts: 1000,
+  durationMs: 7 * 24 * 3600_000,
+  batchSize: 1000,
+  pageSize: 500,
+  logMessageLength: 64 * 1024,
+  resultBytes: 1024 * 1024,
+  statusValueKeys: 100,
+  statusValueKeyLength: 200,
+  statusValueBytes: 64 * 1024,
+  watchersPerConnection: 100,
+};
+
+const INT8_MAX = 9223372036854775807n;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Type and queue names: letters, digits and . _ : / - (what handler registries use). */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._:\/-]*$/;
+
+export function taskId(field: string, value: string): string {
+  if (!/^[1-9][0-9]{0,18}$/.test(value) || BigInt(value) > INT8_MAX) {
+    throw invalidArgument(`${field}: "${truncate(value)}" is not a task id (a positive decimal integer)`);
+  }
+  return value;
+}
+
+export function leaseToken(field: string, value: string): string {
+  if (!UUID.test(value)) throw invalidArgument(`${field}: "${truncate(value)}" is not a lease token`);
+  return value.toLowerCase();
+}
+
+export function name(field: string, value: string, required: boolean): string {
+  if (value === "") {
+    if (required) throw invalidArgument(`${field}: required`);
+    return value;
+  }
+  if (value.length > LIMITS.nameLength) throw invalidArgument(`${field}: longer than ${LIMITS.nameLength} characters`);
+  if (!NAME.test(value)) throw invalidArgument(`${field}: "${truncate(value)}" may hold only letters, digits and . _ : / -`);
+  return value;
+}
+
+export function text(field: string, value: string, max: number): string {
+  if (value.length > max) throw invalidArgument(`${field}: longer than ${max} characters`);
+  return value;
+}
+
+export function duration(field: string, d: Duration | undefined, opts: { min: number }): number | undefined {
+  if (!d) return undefined;
+  if (d.nanos < -999_999_999 || d.nanos > 999_999_999 || (d.seconds > 0n && d.nanos < 0) || (d.seconds < 0n && d.nanos > 0)) {
+    throw invalidArgument(`${field}: not a valid duration`);
+  }
+  const ms = durationMs(d);
+  if (!Number.isFinite(ms) || ms < opts.min || ms > LIMITS.durationMs) {
+    throw invalidArgument(`${field}: must be between ${opts.min} ms and ${LIMITS.durationMs / 86_400_000} days`);
+  }
+  return Math.round(ms);
+}
+
+export function timestamp(field: string, t: Timestamp | undefined): Date | undefined {
+  if (!t) return undefined;
+  const date = timestampDate(t);
+  if (t.nanos < 0 || t.nanos > 999_999_999 || Number.isNaN(date.getTime()) || date.getUTCFullYear() > 9999 || date.getUTCFullYear() < 1) {
+    throw invalidArgument(`${field}: not a valid timestamp`);
+  }
+  return date;
+}
+
+export function enumValue<E extends number>(field: string, value: E, allowed: Record<string, E | string>): E {
+  if (!Object.values(allowed).includes(value)) throw invalidArgument(`${field}: unknown value ${value}`);
+  return value;
+}
+
+/** A 5-field cron expression and its time zone (empty: UTC), both checked by parsing. */
+export function cron(field: string, expression: string, timeZone: string): { cron: string; timeZone: string } {
+  const zone = timeZone || DEFAULT_TIME_ZONE;
+  try {
+    cronParse(expression, zone);
+  } catch (err) {
+    throw invalidArgument(`${field}: ${(err as Error).message}`);
+  }
+  return { cron: expression.trim(), timeZone: zone };
+}
+
+export function pageSize(field: string, value: number): number {
+  if (value > LIMITS.pageSize) throw invalidArgument(`${field}: at most ${LIMITS.pageSize}`);
+  return value === 0 ? 50 : value;
+}
+
+export function dispatchRequest(r: DispatchRequest, prefix = ""): DispatchInput {
+  const f = (field: string) => prefix + field;
+  const params = (r.params ?? {}) as JsonObject;
+  if (Buffer.byteLength(JSON.stringify(params)) > LIMITS.paramsBytes) {
+    throw invalidArgument(`${f("params")}: larger than ${LIMITS.paramsBytes} bytes`);
+  }
+  const origin = enumValue(f("origin"), r.origin, Origin);
+  const backoff = enumValue(f("retry_backoff"), r.retryBackoff, RetryBackoff);
+  if (r.maxAttempts !== undefined && (r.maxAttempts < 1 || r.maxAttempts > LIMITS.maxAttempts)) {
+    throw invalidArgument(`${f("max_attempts")}: must be between 1 and ${LIMITS.maxAttempts}`);
+  }
+  if (r.delay && r.runAt) throw invalidArgument(`${f("run_at")}: set delay or run_at, not both`);
+  const delayMs = duration(f("delay"), r.delay, { min: 0 });
+  return {
+    type: name(f("type"), r.type, true),
+    queue: name(f("queue"), r.queue, false) || undefined,
+    params,
+    title: text(f("title"), r.title, LIMITS.titleLength),
+    priority: r.priority,
+    origin: origin === Origin.SYSTEM ? "system" : "user",
+    initiator: text(f("initiator"), r.initiator, LIMITS.nameLength),
+    nodeId: text(f("node_id"), r.nodeId, LIMITS.nameLength),
+    timeoutMs: duration(f("timeout"), r.timeout, { min: 1 }),
+    maxAttempts: r.maxAttempts,
+    retryDelayMs: duration(f("retry_delay"), r.retryDelay, { min: 0 }),
+    retryBackoff: backoff === RetryBackoff.EXPONENTIAL ? "exponential" : backoff === RetryBackoff.FIXED ? "fixed" : undefined,
+    runAt: timestamp(f("run_at"), r.runAt),
+    delayMs,
+    idempotencyKey: text(f("idempotency_key"), r.idempotencyKey, LIMITS.nameLength) || undefined,
+  };
+}
+
+const truncate = (s: string) => (String(s).length > 40 ? `${String(s).slice(0, 40)}…` : String(s));

@@ -1,0 +1,410 @@
+/**
+ * WorkerService.Connect: one bidirectional stream per worker.
+ *
+ * States of a stream:
+ *   awaiting hello → the first message must be a valid hello, else the stream ends with an error
+ *   open           → welcome sent; credits, log steps, status values, heartbeats, finishes accepted
+ *   closed         → the worker hung up, the connection broke, the engine ended the session, or the
+ *                    server stopped: the engine session closes and every lease it still holds goes
+ *                    back to the queue. This does not wait for the response to finish: a response
+ *                    stuck writing to a worker that reads nothing may never finish.
+ *
+ * Liveness, both ways: a Heartbeat with a seq is answered by a HeartbeatAck carrying how long the
+ * session's leases stay valid (only while the database confirms the session; see engine/session.ts).
+ * The engine ends a session whose worker says nothing for the silence limit, or leaves the replies
+ * unread (the response blocked writing) for as long.
+ *
+ * Messages about one task are handled in the order they came (a log step sent before a finish is
+ * written before it); messages about different tasks run concurrently, so finishes that arrive
+ * together are written together. A problem with one task is answered in-band (FinishRejected,
+ * UpdateRejected) and the stream goes on.
+ *
+ * While the database cannot be reached, the stream stays open: a message whose write fails for that
+ * reason is tried again (in order, with backoff) until the database answers or the stream ends, so a
+ * worker that finished a task during an outage does not lose its outcome.
+ *
+ * Batches: a WorkerMessage.batch is handled item by item, exactly as if its messages had come one after
+ * another. Replies queued together (the leases of one claim, the acks of finishes written together)
+ * go out as one ServerMessage.batch to a worker whose hello accepts batches, within the budget of
+ * @taskq/protocol (batching.ts); every other worker gets them one at a time.
+ *
+ * One worker cannot crowd out the others: once MAX_PENDING of its messages wait to be handled (a
+ * batch, read whole, may take that past by its own size, at most MAX_BATCH_MESSAGES), or MAX_OUTBOX
+ * replies wait for it to read them, the server stops reading its stream, and HTTP/2 flow control holds
+ * the worker back. Its log steps and status values take at most MAX_UPDATE_WRITES database
+ * connections at once.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { Logger } from "pino";
+import type { Engine } from "../engine/engine.js";
+import type { WorkerSession } from "../engine/session.js";
+import { retryWhileUnreachable } from "../engine/errors.js";
+import type { CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerHello } from "../engine/types.js";
+import { AsyncQueue } from "@taskq/protocol";
+import { BATCH_LIMITS, MAX_BATCH_MESSAGES, bytesBound } from "@taskq/protocol";
+import {
+  CancelReason,
+  ServerMessageSchema,
+  WorkerService,
+  type Finish,
+  type Hello,
+  type ServerMessage,
+  type WorkerMessage,
+} from "@taskq/protocol";
+import { STATUS_TO_PB, valueFromPb } from "./convert.js";
+import { toConnectError } from "./errors.js";
+import * as v from "./validate.js";
+
+/** Messages of one stream waiting to be handled before the server stops reading more. */
+export const MAX_PENDING = 1_000;
+/** Replies to one worker waiting for it to read them before the server stops reading its messages. */
+export const MAX_OUTBOX = 1_000;
+/** Log steps and status values of one worker written at once. */
+const MAX_UPDATE_WRITES = 4;
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 2_000;
+
+const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
+  interrupted: CancelReason.INTERRUPTED,
+  timed_out: CancelReason.TIMED_OUT,
+  shutdown: CancelReason.SHUTDOWN,
+};
+
+/** A reply waiting to be sent, with an upper bound of its encoded size (see batching.ts). */
+interface Outgoing {
+  message: ServerMessage;
+  bytes: number;
+}
+type Outbox = AsyncQueue<Outgoing>;
+
+export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof WorkerService> {
+  return {
+    async *connect(requests, ctx) {
+      const incoming = requests[Symbol.asyncIterator]();
+      const first = await incoming.next();
+      if (first.done) return;
+      if (first.value.message.case !== "hello") {
+        throw new ConnectError("the first message of a worker stream must be hello", Code.FailedPrecondition);
+      }
+      const hello = helloFromPb(first.value.message.value);
+      const outbox: Outbox = new AsyncQueue();
+      // Since when a reply has waited for the worker to read it (the response is blocked writing).
+      let writingSince: number | null = null;
+      // When the engine gives up on the worker, or the stream goes away, stop waiting for its messages.
+      let closeReason = "worker disconnected";
+      let hangUp!: () => void;
+      const hungUp = new Promise<IteratorResult<WorkerMessage>>((resolve) => (hangUp = () => resolve({ done: true, value: undefined })));
+      let session: WorkerSession;
+      try {
+        session = await engine.openSession(hello, {
+          lease: (task) => outbox.push(leaseToPb(task)),
+          cancel: (taskId, leaseToken, reason) =>
+            outbox.push(reply({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
+          end: (reason) => {
+            closeReason = reason;
+            outbox.fail(new ConnectError(reason, Code.Unavailable));
+            hangUp();
+          },
+          stalledForMs: () => (writingSince === null ? 0 : performance.now() - writingSince),
+        });
+      } catch (err) {
+        throw toConnectError(err, log);
+      }
+      const slog = log.child({ session: session.id, worker: hello.workerName });
+      slog.info({ types: [...hello.taskTypes.keys()] }, "worker connected");
+      // The session ends when the stream does, whatever the response is doing: a response stuck writing
+      // to a worker that reads nothing (its event loop blocked, the connection half-open) may never return.
+      // Only a worker that closed its side itself surely knows the session is over; after any other end
+      // its leases wait for the deadline it was told (see WorkerSession.close).
+      let workerClosed = false;
+      const ended = async () => {
+        if (session.isClosed) return;
+        await session.close(closeReason, { afterPromises: !workerClosed });
+        slog.info({ reason: closeReason }, "worker session ended");
+      };
+      const onAbort = () => {
+        hangUp();
+        outbox.close();
+      };
+      // The stream may have ended while the session was opening: then the listener would never fire.
+      if (ctx.signal.aborted) onAbort();
+      else ctx.signal.addEventListener("abort", onAbort, { once: true });
+      const fromWorker = () => incoming.next().then((r) => ((workerClosed = r.done === true), r));
+      const reading = readMessages({ next: () => Promise.race([fromWorker(), hungUp]) }, session, outbox, slog).finally(ended);
+      // Replies queued together go as one batch to a worker that understands batches.
+      const limits = first.value.message.value.acceptsBatches ? BATCH_LIMITS : { count: 1, bytes: 0 };
+      const yielded = () => (writingSince = null);
+      try {
+        writingSince = performance.now();
+        yield create(ServerMessageSchema, {
+          message: {
+            case: "welcome",
+            value: {
+              sessionId: session.id,
+              serverId: engine.replicaId,
+              heartbeatInterval: durationFromMs(engine.heartbeatIntervalMs),
+              acceptsBatches: true,
+              leaseValidity: durationFromMs(session.promiseValidity()),
+              silenceLimit: durationFromMs(engine.silenceLimitMs),
+            },
+          },
+        });
+        yielded();
+        for await (const batch of outbox.batches((o) => o.bytes, limits)) {
+          if (ctx.signal.aborted) break;
+          writingSince = performance.now();
+          yield batch.length === 1 ? batch[0].message : batchOf(batch);
+          yielded();
+        }
+      } finally {
+        outbox.close();
+        hangUp();
+        await reading.catch(() => {});
+      }
+    },
+  };
+}
+
+/** Reads the worker's messages until its stream ends, then closes the outbox (ending the response). */
+async function readMessages(
+  incoming: { next(): Promise<IteratorResult<WorkerMessage>> },
+  session: WorkerSession,
+  outbox: Outbox,
+  log: Logger,
+): Promise<void> {
+  const perTask = new Map<string, Promise<void>>();
+  const writes = new Semaphore(MAX_UPDATE_WRITES);
+  let pending = 0;
+  let roomFreed: (() => void) | null = null;
+  const inOrder = (taskId: string, work: () => Promise<void>) => {
+    pending++;
+    const run = (perTask.get(taskId) ?? Promise.resolve())
+      .then(() => whileDatabaseDown(work, () => session.isClosed, log))
+      .catch((err: unknown) => {
+        log.error({ err, task: taskId }, "handling a worker message failed");
+        outbox.fail(toConnectError(err, log));
+      });
+    perTask.set(taskId, run);
+    void run.then(() => {
+      if (perTask.get(taskId) === run) perTask.delete(taskId);
+      pending--;
+      roomFreed?.();
+    });
+  };
+  const handle = (m: WorkerMessage["message"], inBatch: boolean): void => {
+    switch (m.case) {
+      case "hello":
+        throw new ConnectError("hello may be sent only once", Code.FailedPrecondition);
+      case "batch":
+        if (inBatch) throw new ConnectError("batch: a batch may not hold a batch", Code.InvalidArgument);
+        if (m.value.messages.length > MAX_BATCH_MESSAGES) {
+          throw new ConnectError(`batch: more than ${MAX_BATCH_MESSAGES} messages`, Code.InvalidArgument);
+        }
+        for (const item of m.value.messages) handle(item.message, true);
+        break;
+      case "credits":
+        session.addCredits(m.value.count);
+        break;
+      case "heartbeat":
+        // Answered only while the database confirms the session: an ack promises the leases' validity.
+        if (m.value.seq > 0n && session.validForMs > 0) {
+          const ack = { seq: m.value.seq, leaseValidity: durationFromMs(session.promiseValidity()) };
+          outbox.push(reply({ case: "heartbeatAck", value: ack }));
+        }
+        break;
+      case "logStep": {
+        const { taskId, leaseToken } = m.value;
+        const text = m.value.message;
+        inOrder(taskId, async () => {
+          const problem = fenceProblem(taskId, leaseToken) ?? lengthProblem(text);
+          const ok = problem === null && (await writes.run(() => session.log(taskId, leaseToken, text)));
+          if (!ok) outbox.push(updateRejected(taskId, leaseToken, problem ?? "this session does not hold that lease"));
+        });
+        break;
+      }
+      case "statusValue": {
+        const { taskId, leaseToken, key, value } = m.value;
+        inOrder(taskId, async () => {
+          const json = valueFromPb(value);
+          const problem = fenceProblem(taskId, leaseToken) ?? statusValueProblem(key, json);
+          const done = problem === null ? await writes.run(() => session.setStatusValue(taskId, leaseToken, key, json, v.LIMITS.statusValueKeys)) : null;
+          if (done !== "set") {
+            const reason =
+              problem ??
+              (done === "full" ? `status values: a task may have at most ${v.LIMITS.statusValueKeys} keys` : "this session does not hold that lease");
+            outbox.push(updateRejected(taskId, leaseToken, reason));
+          }
+        });
+        break;
+      }
+      case "finish": {
+        const finish = m.value;
+        inOrder(finish.taskId, () => handleFinish(finish, session, outbox));
+        break;
+      }
+      default:
+        throw new ConnectError("empty or unknown worker message", Code.InvalidArgument);
+    }
+  };
+  try {
+    for (let r = await incoming.next(); !r.done; r = await incoming.next()) {
+      while (pending >= MAX_PENDING) await new Promise<void>((resolve) => (roomFreed = resolve));
+      roomFreed = null;
+      await outbox.whenShorterThan(MAX_OUTBOX);
+      session.touch();
+      handle(r.value.message, false);
+    }
+    await Promise.all(perTask.values());
+    outbox.close();
+  } catch (err) {
+    // Messages already received still count (a finish sent just before the stream broke is recorded)
+    // before the session closes and releases what it holds.
+    await Promise.allSettled(perTask.values());
+    outbox.fail(toConnectError(err, log));
+  }
+}
+
+/** Runs `work`; while it fails because the database cannot be reached, tries again with backoff until `gone()`. */
+function whileDatabaseDown(work: () => Promise<void>, gone: () => boolean, log: Logger): Promise<void> {
+  return retryWhileUnreachable(work, {
+    minMs: RETRY_MIN_MS,
+    maxMs: RETRY_MAX_MS,
+    giveUp: gone,
+    onRetry: (err, retryInMs) => log.warn({ err: err.message, retryInMs }, "database unreachable; will write the worker's message again"),
+  });
+}
+
+async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): Promise<void> {
+  const { taskId, leaseToken } = f;
+  const rejected = (reason: string) => outbox.push(reply({ case: "finishRejected", value: { taskId, leaseToken, reason } }, reason.length));
+  const problem = fenceProblem(taskId, leaseToken);
+  if (problem) return void rejected(problem);
+  let outcome: Outcome;
+  switch (f.outcome.case) {
+    case "success": {
+      const result = valueFromPb(f.outcome.value.result);
+      const bytes = Buffer.byteLength(JSON.stringify(result ?? null));
+      // Too large to keep: the attempt fails with the reason, rather than leaving the task running, and
+      // the task's retry policy applies (another attempt while attempts remain, else FAILED).
+      outcome =
+        bytes > v.LIMITS.resultBytes
+          ? { kind: "retry", error: `result: ${bytes} bytes, larger than the limit of ${v.LIMITS.resultBytes}`, delayMs: null }
+          : { kind: "success", result };
+      break;
+    }
+    case "failure":
+      outcome = { kind: "failure", error: f.outcome.value.error.slice(0, v.LIMITS.logMessageLength) };
+      break;
+    case "retry": {
+      let delayMs: number | undefined;
+      try {
+        delayMs = v.duration("retry.delay", f.outcome.value.delay, { min: 0 });
+      } catch (err) {
+        return void rejected((err as Error).message);
+      }
+      outcome = { kind: "retry", error: f.outcome.value.error.slice(0, v.LIMITS.logMessageLength), delayMs: delayMs ?? null };
+      break;
+    }
+    default:
+      return void rejected("outcome: required (success, failure or retry)");
+  }
+  const result = await session.finish(taskId, leaseToken, outcome);
+  if (!result.accepted) return void rejected(result.reason);
+  outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status] } }));
+}
+
+/** Why a task id and lease token cannot name a lease, or null when they are well-formed. */
+function fenceProblem(taskId: string, leaseToken: string): string | null {
+  try {
+    v.taskId("task_id", taskId);
+    v.leaseToken("lease_token", leaseToken);
+    return null;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+const lengthProblem = (text: string) =>
+  text.length > v.LIMITS.logMessageLength ? `message: longer than ${v.LIMITS.logMessageLength} characters` : null;
+
+function statusValueProblem(key: string, value: unknown): string | null {
+  if (key === "" || key.length > v.LIMITS.statusValueKeyLength) return `key: must be 1 to ${v.LIMITS.statusValueKeyLength} characters`;
+  const bytes = Buffer.byteLength(JSON.stringify(value ?? null));
+  if (bytes > v.LIMITS.statusValueBytes) return `value: ${bytes} bytes, larger than the limit of ${v.LIMITS.statusValueBytes}`;
+  return null;
+}
+
+/** At most `limit` of the functions given to run() are running at once; the rest wait their turn. */
+class Semaphore {
+  private running = 0;
+  private readonly waiting: (() => void)[] = [];
+  constructor(private readonly limit: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.running >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    else this.running++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.running--;
+    }
+  }
+}
+
+function helloFromPb(h: Hello): WorkerHello {
+  try {
+    const workerName = v.text("hello.worker_name", h.workerName, v.LIMITS.nameLength) || "worker";
+    if (h.taskTypes.length === 0) throw new Error("hello.task_types: at least one task type is required");
+    const taskTypes = new Map<string, number | null>();
+    const schedules: WorkerHello["schedules"] = [];
+    h.taskTypes.forEach((t, i) => {
+      const field = `hello.task_types[${i}]`;
+      const name = v.name(`${field}.name`, t.name, true);
+      if (taskTypes.has(name)) throw new Error(`${field}.name: "${name}" is declared twice`);
+      taskTypes.set(name, v.duration(`${field}.timeout`, t.timeout, { min: 1 }) ?? null);
+      if (t.schedule) schedules.push({ type: name, ...v.cron(`${field}.schedule`, t.schedule, t.timeZone) });
+      else if (t.timeZone) throw new Error(`${field}.time_zone: only meaningful with a schedule`);
+    });
+    const queues = h.queues.map((q, i) => v.name(`hello.queues[${i}]`, q, true));
+    return { workerName, taskTypes, queues, schedules };
+  } catch (err) {
+    throw new ConnectError((err as Error).message, Code.InvalidArgument);
+  }
+}
+
+function leaseToPb(t: LeasedTask): Outgoing {
+  const lease = reply({
+    case: "lease",
+    value: {
+      taskId: t.id,
+      leaseToken: t.leaseToken,
+      type: t.type,
+      queue: t.queue,
+      params: t.params,
+      attempt: t.attempt,
+      maxAttempts: t.maxAttempts,
+      timeout: t.timeoutMs === null ? undefined : durationFromMs(t.timeoutMs),
+      title: t.title,
+      idempotencyKey: t.idempotencyKey ?? "",
+      createdAt: timestampFromDate(t.createdAt),
+    },
+  });
+  const textLength = t.type.length + t.queue.length + t.title.length + (t.idempotencyKey?.length ?? 0);
+  return { message: lease.message, bytes: bytesBound(t.paramsJsonLength, textLength) };
+}
+
+const updateRejected = (taskId: string, leaseToken: string, reason: string) =>
+  reply({ case: "updateRejected", value: { taskId, leaseToken, reason } }, reason.length);
+
+/** A reply whose strings, besides task ids and lease tokens, add up to `textLength` characters. */
+const reply = (m: NonNullable<MessageInitShape<typeof ServerMessageSchema>["message"]>, textLength = 0): Outgoing => ({
+  message: create(ServerMessageSchema, { message: m }),
+  bytes: bytesBound(0, textLength),
+});
+
+const batchOf = (batch: Outgoing[]): ServerMessage =>
+  create(ServerMessageSchema, { message: { case: "batch", value: { messages: batch.map((o) => o.message) } } });

@@ -3,9 +3,9 @@
  * prints its log live as the worker writes it, prints the result, then runs a task that fails twice
  * before it succeeds.
  */
-import { TaskClient } from "@taskq/sdk";
+import { DEFAULT_URL, TaskClient } from "@taskq/sdk";
 
-const url = process.env.TASKQ_URL ?? "http://127.0.0.1:50051";
+const url = process.env.TASKQ_URL ?? DEFAULT_URL;
 const client = new TaskClient({ url });
 
 const report = await client.dispatch(

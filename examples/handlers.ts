@@ -6,9 +6,9 @@
  *   report.generate  logs each step and reports progress, then returns a summary
  *   flaky.fetch      fails with a retryable error on its first two attempts, succeeds on the third
  */
-import { RetryableError, Worker } from "@taskq/sdk";
+import { DEFAULT_URL, RetryableError, Worker } from "@taskq/sdk";
 
-export const url = process.env.TASKQ_URL ?? "http://127.0.0.1:50051";
+export const url = process.env.TASKQ_URL ?? DEFAULT_URL;
 
 export const worker = new Worker({
   url,

@@ -1,10 +1,18 @@
 /**
  * The operator CLI against a live server, as a person or a script would run it: every command, its
- * table or --json output, and its exit code; and immediate mode with no server at all.
+ * table or --json output, and its exit code; and immediate mode with no server at all. Most tests run
+ * the CLI's TypeScript source under tsx; those about loading (a TypeScript module without tsx) run the
+ * built CLI, as a user does, and need `npm run build` first.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { statSync } from "node:fs";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { after, before, test } from "node:test";
+import { DEFAULT_URL } from "@taskq/sdk";
 import { Harness } from "./helpers.js";
 
 let h: Harness;
@@ -19,12 +27,42 @@ before(async () => {
 });
 after(() => h.close());
 
-function taskq(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function node(args: string[], opts: { cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ["--conditions=@taskq/source", "--import", "tsx", "packages/cli/src/main.ts", ...args], { env: { ...process.env, TASKQ_URL: url } }, (err, stdout, stderr) =>
+    execFile(process.execPath, args, { env: { ...process.env, TASKQ_URL: url }, cwd: opts.cwd }, (err, stdout, stderr) =>
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     );
   });
+}
+
+/** The CLI from its source, under tsx; `imports` are more modules to load first (--import). */
+const taskq = (...args: string[]) => taskqWith([], ...args);
+const taskqWith = (imports: string[], ...args: string[]) =>
+  node(["--conditions=@taskq/source", "--import", "tsx", ...imports.flatMap((i) => ["--import", i]), "packages/cli/src/main.ts", ...args]);
+
+const CLI = path.resolve("packages/cli");
+
+/** The built CLI, as installed: plain JavaScript, no loader. Refuses to run one older than its source. */
+function builtTaskq(args: string[], opts: { cwd?: string } = {}): Promise<Run> {
+  for (const file of ["main", "immediate", "commands", "args"]) {
+    const built = statSync(path.join(CLI, "dist", `${file}.js`), { throwIfNoEntry: false });
+    const source = statSync(path.join(CLI, "src", `${file}.ts`));
+    assert.ok(built && built.mtimeMs >= source.mtimeMs, `packages/cli/dist/${file}.js is missing or older than its source: run npm run build first`);
+  }
+  return node([path.join(CLI, "bin", "taskq.js"), ...args], opts);
+}
+
+/** A directory of its own for files a test writes, removed after the test. */
+async function scratch(t: { after(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(path.join(tmpdir(), "taskq-cli-"));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 test("dispatch, status and active: human output, --json, and the idempotency key", async () => {
@@ -136,4 +174,54 @@ test("run: immediate mode runs a handler of a worker module with --key=value par
   const missing = await taskq("run", "examples/handlers.ts", "no.such.type");
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /no handler registered for task type no\.such\.type/);
+});
+
+test("--help and usage errors load neither the SDK nor connect nor protobuf", async (t) => {
+  // A resolve hook that refuses them: a CLI that imported any of them would fail here.
+  const dir = await scratch(t);
+  const hooks = path.join(dir, "hooks.mjs");
+  await writeFile(
+    hooks,
+    'export async function resolve(specifier, context, next) {\n' +
+      '  if (/^@(taskq\\/sdk|connectrpc\\/|bufbuild\\/)/.test(specifier)) throw new Error(`refused to load ${specifier}`);\n' +
+      "  return next(specifier, context);\n}\n",
+  );
+  const refuse = path.join(dir, "refuse.mjs");
+  await writeFile(refuse, `import { register } from "node:module";\nregister(${JSON.stringify(pathToFileURL(hooks).href)});\n`);
+  const refusing = [pathToFileURL(refuse).href];
+
+  const help = await taskqWith(refusing, "--help");
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(help.stdout, /^taskq: operate a taskq server/);
+  assert.ok(help.stdout.includes(`default ${DEFAULT_URL};`), "the usage names the SDK's DEFAULT_URL");
+  const unknown = await taskqWith(refusing, "frobnicate");
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "frobnicate"/);
+  // The control: a command that talks to a server does load the SDK, and the hook stops it.
+  const status = await taskqWith(refusing, "status", "1");
+  assert.notEqual(status.code, 0);
+  assert.match(status.stderr, /refused to load @taskq\/sdk/);
+});
+
+test("run: the built CLI runs a TypeScript module with tsx from its project, and without tsx says how to run it", async (t) => {
+  const ran = await builtTaskq(["run", "examples/handlers.ts", "report.generate", "--sections=1", "--json"]);
+  assert.equal(ran.code, 0, ran.stderr);
+  assert.deepEqual(JSON.parse(ran.stdout), { result: { sections: 1, pages: 4 } });
+
+  // A module outside any project with tsx, run from there: no loader to be had.
+  const dir = await scratch(t);
+  await writeFile(path.join(dir, "handlers.ts"), "export const answer: number = 42;\n");
+  const refused = await builtTaskq(["run", "handlers.ts", "any.type"], { cwd: dir });
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /^taskq: run: handlers\.ts is TypeScript, and tsx is not installed in its project or in .+: compile the module to JavaScript and run the \.js file, or install tsx there/);
+
+  // The same handlers as JavaScript need no loader; the Worker is found among the exports by its shape.
+  await writeFile(
+    path.join(dir, "handlers.mjs"),
+    `import { Worker } from ${JSON.stringify(pathToFileURL(path.resolve("packages/sdk/dist/index.js")).href)};\n` +
+      "export const worker = new Worker({}).register('add', (ctx) => ctx.params.a + ctx.params.b);\n",
+  );
+  const js = await builtTaskq(["run", "handlers.mjs", "add", "--a=2", "--b=3"], { cwd: dir });
+  assert.equal(js.code, 0, js.stderr);
+  assert.equal(js.stdout, "result: 5\n");
 });

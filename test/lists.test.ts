@@ -5,9 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ManualClock } from "../packages/server/src/engine/clock.js";
-import { ActiveSortField } from "@taskq/protocol";
-import { Origin, TaskStatus } from "@taskq/protocol";
-import type { TaskClient, TaskInfo } from "@taskq/sdk";
+import { Code, TaskqError, type ActiveSortKey, type ActiveStatusName, type TaskClient, type TaskInfo, type TaskOrigin } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 
 const clock = new ManualClock(new Date("2026-07-01T10:00:00Z"));
@@ -89,30 +87,29 @@ describe("ListActive", () => {
     }
   });
 
-  const sortKeys: Record<string, (t: TaskInfo) => number | string> = {
-    [ActiveSortField.ID]: (t) => Number(t.id),
-    [ActiveSortField.STATUS]: (t) => ["pending", "running", "cancelling"].indexOf(t.status),
-    [ActiveSortField.TITLE]: (t) => t.displayTitle,
-    [ActiveSortField.CREATED_AT]: (t) => t.createdAt.getTime(),
-    [ActiveSortField.STARTED_AT]: (t) => t.startedAt?.getTime() ?? -Infinity,
-    [ActiveSortField.ATTEMPTS]: (t) => t.attempts,
-    [ActiveSortField.PRIORITY]: (t) => t.priority,
-    [ActiveSortField.TYPE]: (t) => t.type,
-    [ActiveSortField.ORIGIN]: (t) => t.origin,
+  const sortKeys: Record<ActiveSortKey, (t: TaskInfo) => number | string> = {
+    id: (t) => Number(t.id),
+    status: (t) => ["pending", "running", "cancelling"].indexOf(t.status),
+    title: (t) => t.displayTitle,
+    created: (t) => t.createdAt.getTime(),
+    started: (t) => t.startedAt?.getTime() ?? -Infinity,
+    attempts: (t) => t.attempts,
+    priority: (t) => t.priority,
+    type: (t) => t.type,
+    origin: (t) => t.origin,
   };
 
   test("every column sorts both ways, and pages of 5 join up to the same order", async () => {
     const { tasks: all } = await client.listActive({ pageSize: 500 });
-    for (const [field, key] of Object.entries(sortKeys)) {
+    for (const [sort, key] of Object.entries(sortKeys) as [ActiveSortKey, (t: TaskInfo) => number | string][]) {
       for (const descending of [false, true]) {
         const ascending = [...all].sort((a, b) => {
           const [x, y] = [key(a), key(b)];
           return x < y ? -1 : x > y ? 1 : Number(a.id) - Number(b.id);
         });
         const expected = (descending ? ascending.reverse() : ascending).map((t) => t.id);
-        const sortBy = Number(field) as ActiveSortField;
-        const paged = await allPages((pageToken) => client.listActive({ sortBy, descending, pageSize: 5, pageToken }));
-        assert.deepEqual(paged.map((t) => t.id), expected, `${ActiveSortField[sortBy]} ${descending ? "desc" : "asc"}`);
+        const paged = await allPages((pageToken) => client.listActive({ sort, descending, pageSize: 5, pageToken }));
+        assert.deepEqual(paged.map((t) => t.id), expected, `${sort} ${descending ? "desc" : "asc"}`);
       }
     }
   });
@@ -122,12 +119,12 @@ describe("ListActive", () => {
     assert.deepEqual(await ids({ id: dispatched[4].id }), [dispatched[4].id]);
     assert.deepEqual(await ids({ titleSearch: "ALPH" }), [dispatched[2].id, dispatched[7].id], "title search ignores case");
     assert.deepEqual(await ids({ type: "report" }), [dispatched[2].id, dispatched[5].id, dispatched[9].id]);
-    assert.deepEqual(await ids({ statuses: [TaskStatus.CANCELLING] }), [dispatched[0].id]);
-    assert.deepEqual((await ids({ statuses: [TaskStatus.RUNNING, TaskStatus.CANCELLING] })).length, 3);
+    assert.deepEqual(await ids({ statuses: ["cancelling"] }), [dispatched[0].id]);
+    assert.deepEqual((await ids({ statuses: ["running", "cancelling"] })).length, 3);
     const from = dispatched[3].createdAt;
     const to = dispatched[6].createdAt;
     assert.deepEqual(
-      await ids({ createdAfter: { seconds: BigInt(from.getTime() / 1000), nanos: 0 }, createdBefore: { seconds: BigInt(to.getTime() / 1000), nanos: 0 } }),
+      await ids({ createdAfter: from, createdBefore: to }),
       [dispatched[3].id, dispatched[4].id, dispatched[5].id],
       "created_after is inclusive, created_before exclusive",
     );
@@ -137,17 +134,28 @@ describe("ListActive", () => {
     assert.deepEqual(await ids({ type: "build", titleSearch: "e" }), [dispatched[3].id, dispatched[6].id, dispatched[10].id], "filters combine");
   });
 
+  test("a name the wire has no value for is refused before the call; one the server refuses comes back as its error", async () => {
+    const invalid = (pattern: RegExp) => (err: unknown) => err instanceof TaskqError && err.code === Code.InvalidArgument && pattern.test(err.message);
+    await assert.rejects(client.listActive({ sort: "colour" as ActiveSortKey }), invalid(/^sort: "colour" is not one of id, status, /));
+    await assert.rejects(client.listActive({ sort: "toString" as ActiveSortKey }), invalid(/^sort: "toString"/));
+    await assert.rejects(client.listActive({ statuses: ["running", "done" as ActiveStatusName] }), invalid(/^statuses\[1\]: "done" is not a status$/));
+    await assert.rejects(client.listActive({ createdBefore: new Date(Number.NaN) }), invalid(/^createdBefore: not a valid date$/));
+    await assert.rejects(client.listHistory({ origin: "robot" as TaskOrigin }), invalid(/^origin: "robot" is not user or system$/));
+    // A status, but not an active one: the server's answer.
+    await assert.rejects(client.listActive({ statuses: ["completed" as ActiveStatusName] }), invalid(/^statuses\[0\]:/));
+  });
+
   test("paging stays correct while tasks are inserted", async () => {
     const originals = new Set<string>();
     for (let i = 0; i < 20; i++) originals.add((await dispatchAt("stream", { priority: i % 3 })).id);
-    for (const [sortBy, descending] of [
-      [ActiveSortField.CREATED_AT, false],
-      [ActiveSortField.PRIORITY, true],
-      [ActiveSortField.ID, true],
+    for (const [sort, descending] of [
+      ["created", false],
+      ["priority", true],
+      ["id", true],
     ] as const) {
       let inserted = 0;
       const paged = await allPages(
-        (pageToken) => client.listActive({ type: "stream", sortBy, descending, pageSize: 4, pageToken }),
+        (pageToken) => client.listActive({ type: "stream", sort, descending, pageSize: 4, pageToken }),
         async () => {
           // New tasks land before and after the page boundary.
           await dispatchAt("stream", { priority: 2 });
@@ -158,11 +166,11 @@ describe("ListActive", () => {
       const ids = paged.map((t) => t.id);
       assert.equal(new Set(ids).size, ids.length, "no task twice");
       for (const id of originals) assert.ok(ids.includes(id), `task ${id} was skipped`);
-      const key = sortKeys[sortBy];
+      const key = sortKeys[sort];
       for (let i = 1; i < paged.length; i++) {
         const [a, b] = [paged[i - 1], paged[i]];
         const order = key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : Number(a.id) - Number(b.id);
-        assert.ok(descending ? order > 0 : order < 0, `${ActiveSortField[sortBy]}: rows ${i - 1} and ${i} out of order`);
+        assert.ok(descending ? order > 0 : order < 0, `${sort}: rows ${i - 1} and ${i} out of order`);
       }
       assert.ok(inserted > 0);
       for (const t of paged) originals.add(t.id);
@@ -224,20 +232,19 @@ describe("ListHistory and task details", () => {
   test("the origin filter is symmetric: USER only user rows, SYSTEM only system rows, ALL both", async () => {
     const user = [made.canceled, made.userFailed, made.userDone].map((m) => m.id);
     const system = [made.running, made.systemFailed, made.systemDone].map((m) => m.id);
-    assert.deepEqual(await historyIds({ origin: Origin.USER, pageSize: 500 }), user);
-    assert.deepEqual(await historyIds({ origin: Origin.SYSTEM, pageSize: 500 }), system);
-    assert.equal((await historyIds({ origin: Origin.UNSPECIFIED, pageSize: 500 })).length, 6);
+    assert.deepEqual(await historyIds({ origin: "user", pageSize: 500 }), user);
+    assert.deepEqual(await historyIds({ origin: "system", pageSize: 500 }), system);
+    assert.equal((await historyIds({ origin: undefined, pageSize: 500 })).length, 6);
   });
 
   test("status filter and created range", async () => {
-    assert.deepEqual(await historyIds({ statuses: [TaskStatus.FAILED], pageSize: 500 }), [made.systemFailed.id, made.userFailed.id]);
-    assert.deepEqual(await historyIds({ statuses: [TaskStatus.RUNNING], pageSize: 500 }), [made.running.id]);
-    assert.deepEqual(await historyIds({ statuses: [TaskStatus.CANCELED, TaskStatus.COMPLETED], origin: Origin.USER, pageSize: 500 }), [
+    assert.deepEqual(await historyIds({ statuses: ["failed"], pageSize: 500 }), [made.systemFailed.id, made.userFailed.id]);
+    assert.deepEqual(await historyIds({ statuses: ["running"], pageSize: 500 }), [made.running.id]);
+    assert.deepEqual(await historyIds({ statuses: ["canceled", "completed"], origin: "user", pageSize: 500 }), [
       made.canceled.id,
       made.userDone.id,
     ]);
-    const ts = (d: Date) => ({ seconds: BigInt(d.getTime() / 1000), nanos: 0 });
-    assert.deepEqual(await historyIds({ createdAfter: ts(made.systemDone.createdAt), createdBefore: ts(made.canceled.createdAt), pageSize: 500 }), [
+    assert.deepEqual(await historyIds({ createdAfter: made.systemDone.createdAt, createdBefore: made.canceled.createdAt, pageSize: 500 }), [
       made.systemFailed.id,
       made.userFailed.id,
       made.systemDone.id,

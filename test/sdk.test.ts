@@ -12,7 +12,18 @@ import { connect } from "@taskq/sdk";
 import { ServerReflection, type ServerReflectionRequest } from "@taskq/protocol/grpc";
 import { create } from "@bufbuild/protobuf";
 import { ServerReflectionRequestSchema } from "@taskq/protocol/grpc";
-import { Code, TaskqError, Worker, type TaskInfo, type WatchEvent } from "@taskq/sdk";
+import {
+  Code,
+  DEFAULT_URL,
+  RetryableError,
+  TaskAbortedError,
+  TaskClient,
+  TaskFailedError,
+  TaskqError,
+  Worker,
+  type TaskInfo,
+  type WatchEvent,
+} from "@taskq/sdk";
 import { resumingWatch } from "../packages/sdk/src/internal/resuming-watch.js";
 import { Harness, waitFor } from "./helpers.js";
 
@@ -142,8 +153,14 @@ async function cuttableProxy(port: number) {
     get accepted() {
       return accepted;
     },
-    cut: () => pairs.forEach((s) => s.resetAndDestroy()),
-    close: () => new Promise<void>((resolve) => (pairs.forEach((s) => s.destroy()), server.close(() => resolve()))),
+    cut: () => {
+      for (const s of pairs) s.resetAndDestroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of pairs) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -214,4 +231,59 @@ test("a watch that resumes many times leaves no abort listener on the caller's s
   assert.equal(opened, 21);
   assert.equal(getEventListeners(stop.signal, "abort").length, 0);
   assert.deepEqual(warnings, []);
+});
+
+test("everything the SDK raises is a TaskqError with a code; the subclasses say more", async () => {
+  const replica = h.replicas[0] ?? (await h.replica());
+  const client = h.client(replica);
+  const isTaskqError = (code: Code) => (err: unknown) => err instanceof TaskqError && err.code === code;
+  let abortReason: unknown;
+  const worker = h.worker({}, replica);
+  worker.register("errors.fail", () => {
+    throw new Error("boom");
+  });
+  worker.register("errors.wait", async (ctx) => {
+    await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve, { once: true }));
+    abortReason = ctx.signal.reason;
+  });
+  await worker.start();
+
+  const failed = await client.dispatch("errors.fail", {}, { maxAttempts: 1 });
+  await assert.rejects(failed.result(), (err) => err instanceof TaskFailedError && isTaskqError(Code.Unknown)(err) && err.status === "failed" && /boom/.test(err.message));
+  const waiting = await client.dispatch("errors.wait");
+  await waitFor("the handler to start", async () => (await waiting.status()).status === "running");
+  await waiting.interrupt();
+  await assert.rejects(waiting.result(), (err) => err instanceof TaskFailedError && isTaskqError(Code.Canceled)(err) && err.status === "canceled");
+  assert.ok(abortReason instanceof TaskAbortedError && isTaskqError(Code.Canceled)(abortReason), String(abortReason));
+
+  assert.throws(() => worker.register("errors.late", () => null), isTaskqError(Code.FailedPrecondition));
+  await assert.rejects(worker.start(), isTaskqError(Code.FailedPrecondition));
+  await assert.rejects(worker.run("errors.none"), isTaskqError(Code.NotFound));
+  await worker.stop();
+  assert.throws(() => new TaskClient({ url: "not a url" }), isTaskqError(Code.InvalidArgument));
+  const retry = new RetryableError("again", { delayMs: 5, cause: new Error("upstream") });
+  assert.ok(isTaskqError(Code.Unavailable)(retry) && retry.delayMs === 5 && (retry.cause as Error).message === "upstream");
+  assert.equal(DEFAULT_URL, "http://127.0.0.1:50051");
+});
+
+test("a watch's status changes say when they happened: the final one when the task finished", async () => {
+  const replica = h.replicas[0] ?? (await h.replica());
+  const client = h.client(replica);
+  // The handler finishes only once the watch has its snapshot, so the final status comes as a change.
+  let seen!: () => void;
+  const snapshotSeen = new Promise<void>((resolve) => (seen = resolve));
+  const worker = h.worker({}, replica);
+  worker.register("times.ok", async () => (await snapshotSeen, "done"));
+  await worker.start();
+  const handle = await client.dispatch("times.ok");
+  const changes: Extract<WatchEvent, { type: "status" }>[] = [];
+  for await (const e of handle.watch()) {
+    if (e.type === "snapshot") seen();
+    if (e.type === "status") changes.push(e);
+  }
+  const task = await handle.status();
+  assert.equal(changes.at(-1)?.status, "completed");
+  for (const c of changes) assert.ok(c.time instanceof Date && !Number.isNaN(c.time.getTime()), `${c.status} at ${String(c.time)}`);
+  assert.equal(changes.at(-1)!.time!.getTime(), task.finishedAt!.getTime());
+  await worker.stop();
 });

@@ -1,22 +1,18 @@
 /**
  * TaskClient: dispatch tasks and follow them. `dispatch` returns a TaskHandle whose `result()` waits
- * for the outcome, `watch()` streams every change, and `interrupt()` stops the task.
+ * for the outcome, `watch()` streams every change, and `interrupt()` stops the task. Every method
+ * takes and returns the SDK's own types (types.ts, lists.ts) and rejects with a TaskqError.
  *
  * This is the client on any connect Transport, with nothing from Node: the entry for browsers and
  * other runtimes ("@taskq/sdk/client"). The Node entry's TaskClient (client.ts) adds connecting by URL.
  */
-import { create, type JsonObject, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type JsonObject } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
-import { Origin, RetryBackoff } from "@taskq/protocol";
-import {
-  DispatchRequestSchema,
-  TaskQueue,
-  type ListActiveRequestSchema,
-  type ListHistoryRequestSchema,
-} from "@taskq/protocol";
-import { TaskFailedError, call } from "./errors.js";
-import { resumingWatch, type ResumeOptions } from "./internal/resuming-watch.js";
+import { DispatchRequestSchema, Origin, RetryBackoff, TaskQueue } from "@taskq/protocol";
+import { Code, TaskFailedError, TaskqError, call } from "./errors.js";
+import { resumingWatch } from "./internal/resuming-watch.js";
+import { listActiveRequest, listHistoryRequest, type ListActiveOptions, type ListHistoryOptions, type TaskPage } from "./lists.js";
 import {
   isFinalStatus,
   queueFromPb,
@@ -26,8 +22,10 @@ import {
   watchEventFromPb,
   type JsonValue,
   type QueueInfo,
+  type QueueList,
   type ScheduleInfo,
   type TaskInfo,
+  type TaskOrigin,
   type WatchEvent,
 } from "./types.js";
 
@@ -35,7 +33,7 @@ export interface DispatchOptions {
   queue?: string;
   title?: string;
   priority?: number;
-  origin?: "user" | "system";
+  origin?: TaskOrigin;
   initiator?: string;
   nodeId?: string;
   timeoutMs?: number;
@@ -50,7 +48,12 @@ export interface DispatchOptions {
   idempotencyKey?: string;
 }
 
-export type WatchOptions = Pick<ResumeOptions, "afterSeq" | "signal">;
+export interface WatchOptions {
+  /** Start after this log step, one seen before (its seq); default 0: the snapshot carries the whole log. */
+  afterSeq?: number;
+  /** Stops watching: the iterator just ends. */
+  signal?: AbortSignal;
+}
 
 export interface DispatchItem extends DispatchOptions {
   type: string;
@@ -58,6 +61,11 @@ export interface DispatchItem extends DispatchOptions {
 }
 
 export class TaskClient {
+  /**
+   * The escape hatch: the raw TaskQueue client the methods above are made of, on the same transport,
+   * for a call or field the SDK does not wrap. It speaks the generated wire types of @taskq/protocol,
+   * which follow the .proto and are not part of the SDK's API; its errors are connect's ConnectError.
+   */
   readonly rpc: Client<typeof TaskQueue>;
 
   constructor(opts: { transport: Transport }) {
@@ -110,18 +118,22 @@ export class TaskClient {
     return statusName(res.status) === "canceled" ? "canceled" : "cancelling";
   }
 
-  async listActive(req: MessageInitShape<typeof ListActiveRequestSchema> = {}) {
+  /** One page of the Active list: tasks pending, running or cancelling, filtered and sorted. */
+  async listActive(opts: ListActiveOptions = {}): Promise<TaskPage> {
+    const req = listActiveRequest(opts);
     const res = await call(() => this.rpc.listActive(req));
     return { tasks: res.tasks.map(taskFromPb), nextPageToken: res.nextPageToken };
   }
 
-  async listHistory(req: MessageInitShape<typeof ListHistoryRequestSchema> = {}) {
+  /** One page of the Task history: running and finished tasks, newest first, filtered. */
+  async listHistory(opts: ListHistoryOptions = {}): Promise<TaskPage> {
+    const req = listHistoryRequest(opts);
     const res = await call(() => this.rpc.listHistory(req));
     return { tasks: res.tasks.map(taskFromPb), nextPageToken: res.nextPageToken };
   }
 
   /** Every queue with its limit, waiting and running tasks, and whether it is paused; and the global limit. */
-  async listQueues(): Promise<{ queues: QueueInfo[]; globalMaxWorkers: number | null; running: number }> {
+  async listQueues(): Promise<QueueList> {
     const res = await call(() => this.rpc.listQueues({}));
     return { queues: res.queues.map(queueFromPb), globalMaxWorkers: res.globalMaxWorkers ?? null, running: res.running };
   }
@@ -165,6 +177,7 @@ export class TaskHandle {
    * Waits for the final status: resolves with the result when the task COMPLETED, rejects with
    * TaskFailedError (carrying the status and the task) when it ended FAILED, CANCELED or STUCK, and
    * with TaskqError when the task cannot be watched (NOT_FOUND, or the server stayed unreachable).
+   * When `signal` aborts, rejects with the signal's reason.
    */
   async result<T extends JsonValue = JsonValue>(opts: { signal?: AbortSignal } = {}): Promise<T> {
     // Only the final status matters: start after the log (there is no log sequence beyond this).
@@ -177,7 +190,7 @@ export class TaskHandle {
       }
     }
     opts.signal?.throwIfAborted();
-    throw new Error(`watching task ${this.id} ended before its final status`);
+    throw new TaskqError(`watching task ${this.id} ended before its final status`, Code.Internal);
   }
 
   interrupt(reason?: string): Promise<"canceled" | "cancelling"> {

@@ -6,13 +6,13 @@ import type { Transport } from "@connectrpc/connect";
 import { TaskClient as TransportTaskClient } from "./client-core.js";
 import { connect, type Connection, type ConnectionOptions } from "./transport.js";
 
-/** A server to connect to, or a connect Transport made by the caller. */
+/** A server to connect to (default DEFAULT_URL), or a connect Transport made by the caller. */
 export type TaskClientOptions = ConnectionOptions | { transport: Transport };
 
 export class TaskClient extends TransportTaskClient {
   private readonly connection: Connection | null;
 
-  constructor(opts: TaskClientOptions) {
+  constructor(opts: TaskClientOptions = {}) {
     const connection = "transport" in opts ? null : connect(opts);
     super({ transport: connection?.transport ?? (opts as { transport: Transport }).transport });
     this.connection = connection;

@@ -1,7 +1,13 @@
 /**
- * The SDK's errors. Every error from a call is a TaskqError carrying the gRPC code and the original
- * error as its cause; a task that ended other than COMPLETED rejects result() with TaskFailedError.
- * Handlers throw RetryableError to ask for another attempt.
+ * The SDK's errors. Everything the SDK throws, and every error class it exports, is a TaskqError: a
+ * gRPC code (Code, re-exported from connect) and, where there is one, the original error as `cause`,
+ * so one `instanceof TaskqError` catches them all. The subclasses say more:
+ *
+ *   TaskFailedError   result() of a task that ended FAILED, CANCELED or STUCK; carries the task
+ *   TaskAbortedError  the reason of a handler's aborted signal: why the attempt must stop
+ *   RetryableError    thrown by a handler to ask for another attempt
+ *
+ * Errors from a call keep the server's code (NotFound, InvalidArgument, Unauthenticated, ...).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { TaskInfo, TaskStatusName } from "./types.js";
@@ -23,6 +29,7 @@ export class TaskqError extends Error {
     return Code[this.code];
   }
 
+  /** `err` itself when it is a TaskqError; else one with the code a call's error carries (Unknown for others), `err` as its cause. */
   static from(err: unknown): TaskqError {
     if (err instanceof TaskqError) return err;
     const ce = ConnectError.from(err);
@@ -30,11 +37,28 @@ export class TaskqError extends Error {
   }
 }
 
-/** A task ended FAILED, CANCELED or STUCK. */
-export class TaskFailedError extends Error {
+/** The code of each way a task can end other than COMPLETED. */
+const FAILED_CODES: Record<TaskStatusName, Code> = {
+  // The handler's error, as gRPC reports an error raised by application code.
+  failed: Code.Unknown,
+  canceled: Code.Canceled,
+  // Timed out, or lost its worker, on its last attempt.
+  stuck: Code.DeadlineExceeded,
+  // Not final: result() never rejects with these.
+  pending: Code.Unknown,
+  running: Code.Unknown,
+  cancelling: Code.Unknown,
+  completed: Code.Unknown,
+};
+
+/** A task ended FAILED, CANCELED or STUCK: `status` says which, `task` is the task as it ended. */
+export class TaskFailedError extends TaskqError {
   readonly status: TaskStatusName;
-  constructor(readonly task: TaskInfo) {
-    super(`task ${task.id} ended ${task.status}${task.error ? `: ${task.error}` : ""}`);
+  constructor(
+    readonly task: TaskInfo,
+    options?: { cause?: unknown },
+  ) {
+    super(`task ${task.id} ended ${task.status}${task.error ? `: ${task.error}` : ""}`, FAILED_CODES[task.status], options);
     this.name = "TaskFailedError";
     this.status = task.status;
   }
@@ -43,27 +67,34 @@ export class TaskFailedError extends Error {
 /** Why a handler's AbortSignal fired. */
 export type AbortReason = "interrupted" | "timed_out" | "shutdown" | "lease_lost" | "worker_stopping";
 
+const ABORTS: Record<AbortReason, { message: string; code: Code }> = {
+  interrupted: { message: "the task was interrupted", code: Code.Canceled },
+  timed_out: { message: "the attempt timed out", code: Code.DeadlineExceeded },
+  shutdown: { message: "the server is shutting down", code: Code.Unavailable },
+  // ABORTED, as the server answers a worker that acts on a lease it no longer holds.
+  lease_lost: { message: "the lease was lost: the connection to the server ended", code: Code.Aborted },
+  worker_stopping: { message: "the worker is stopping", code: Code.Unavailable },
+};
+
 /** The reason of a handler's aborted signal (`ctx.signal.reason`): the attempt must stop. */
-export class TaskAbortedError extends Error {
-  constructor(readonly reason: AbortReason) {
-    super(ABORT_MESSAGES[reason]);
+export class TaskAbortedError extends TaskqError {
+  constructor(
+    readonly reason: AbortReason,
+    options?: { cause?: unknown },
+  ) {
+    super(ABORTS[reason].message, ABORTS[reason].code, options);
     this.name = "TaskAbortedError";
   }
 }
 
-const ABORT_MESSAGES: Record<AbortReason, string> = {
-  interrupted: "the task was interrupted",
-  timed_out: "the attempt timed out",
-  shutdown: "the server is shutting down",
-  lease_lost: "the lease was lost: the connection to the server ended",
-  worker_stopping: "the worker is stopping",
-};
-
-/** Thrown by a handler: this attempt failed in a way that may pass; retry while attempts remain. */
-export class RetryableError extends Error {
+/**
+ * Thrown by a handler: this attempt failed in a way that may pass; retry while attempts remain, after
+ * `delayMs` when given (else the task's retry delay). Its code is Unavailable, gRPC's "try again".
+ */
+export class RetryableError extends TaskqError {
   readonly delayMs: number | undefined;
   constructor(message: string, options?: { delayMs?: number; cause?: unknown }) {
-    super(message, { cause: options?.cause });
+    super(message, Code.Unavailable, { cause: options?.cause });
     this.name = "RetryableError";
     this.delayMs = options?.delayMs;
   }

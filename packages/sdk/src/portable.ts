@@ -1,8 +1,26 @@
 /**
  * "@taskq/sdk/client": the TaskClient on any connect Transport, with nothing from Node, for browsers
  * (with @connectrpc/connect-web) and other runtimes. The Worker and connecting by URL are in the Node
- * entry, "@taskq/sdk".
+ * entry, "@taskq/sdk", which exports all of this too.
  */
 export { TaskClient, TaskHandle, type DispatchItem, type DispatchOptions, type WatchOptions } from "./client-core.js";
+export { ACTIVE_SORT_KEYS, type ActiveSortKey, type ListActiveOptions, type ListHistoryOptions, type TaskPage } from "./lists.js";
 export { Code, TaskFailedError, TaskqError } from "./errors.js";
-export type { JsonObject, JsonValue, LogStep, QueueInfo, ScheduleInfo, TaskInfo, TaskStatusName, WatchEvent } from "./types.js";
+export { DEFAULT_WATCH_RESUME } from "./defaults.js";
+export {
+  ACTIVE_STATUSES,
+  FINAL_STATUSES,
+  TASK_STATUSES,
+  isFinalStatus,
+  type ActiveStatusName,
+  type JsonObject,
+  type JsonValue,
+  type LogStep,
+  type QueueInfo,
+  type QueueList,
+  type ScheduleInfo,
+  type TaskInfo,
+  type TaskOrigin,
+  type TaskStatusName,
+  type WatchEvent,
+} from "./types.js";

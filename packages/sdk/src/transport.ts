@@ -6,11 +6,13 @@
  */
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
+import { DEFAULT_PING_INTERVAL_MS, DEFAULT_URL } from "./defaults.js";
+import { Code, TaskqError } from "./errors.js";
 
 /** How to reach a server: shared by TaskClient and Worker. */
 export interface ConnectionOptions {
-  /** The server, such as http://127.0.0.1:50051 or https://taskq.internal:50051. */
-  url: string;
+  /** The server, such as https://taskq.internal:50051; default DEFAULT_URL, a server on this machine. */
+  url?: string;
   /** Sent as `authorization: Bearer <token>` when the server has auth on. */
   token?: string;
   /** For https:// URLs: a CA to trust (PEM) and, for mutual TLS, this client's certificate and key. */
@@ -22,8 +24,15 @@ export interface Connection {
   close(): void;
 }
 
-export function connect(opts: ConnectionOptions, tuning: { pingIntervalMs?: number } = {}): Connection {
-  const sessionManager = new Http2SessionManager(opts.url, { pingIntervalMs: tuning.pingIntervalMs ?? 15_000 }, opts.tls);
+/** Opens a connection to a server (lazily: nothing is sent before the first call); `pingIntervalMs` defaults to DEFAULT_PING_INTERVAL_MS. */
+export function connect(opts: ConnectionOptions = {}, tuning: { pingIntervalMs?: number } = {}): Connection {
+  const url = opts.url ?? DEFAULT_URL;
+  let sessionManager: Http2SessionManager;
+  try {
+    sessionManager = new Http2SessionManager(url, { pingIntervalMs: tuning.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS }, opts.tls);
+  } catch (err) {
+    throw new TaskqError(`url: "${url}" is not a URL`, Code.InvalidArgument, { cause: err });
+  }
   const interceptors: Interceptor[] = [];
   const token = opts.token;
   if (token) {
@@ -32,6 +41,6 @@ export function connect(opts: ConnectionOptions, tuning: { pingIntervalMs?: numb
       return next(req);
     });
   }
-  const transport = createGrpcTransport({ baseUrl: opts.url, sessionManager, interceptors });
+  const transport = createGrpcTransport({ baseUrl: url, sessionManager, interceptors });
   return { transport, close: () => sessionManager.abort() };
 }

@@ -1,4 +1,8 @@
-/** Plain TypeScript shapes of tasks and watch events, converted from the wire types. */
+/**
+ * Plain TypeScript shapes of tasks, queues, schedules and watch events, converted from the wire types:
+ * statuses and origins as names, times as Dates, durations in ms, JSON as JSON. Nothing a caller
+ * handles needs @taskq/protocol.
+ */
 import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
 import { Origin, PriorityBand, TaskStatus, type LogEntry as PbLogEntry, type Task } from "@taskq/protocol";
@@ -6,10 +10,20 @@ import type { Queue, Schedule, WatchTaskResponse } from "@taskq/protocol";
 
 export type { JsonObject, JsonValue };
 
-export type TaskStatusName = "pending" | "running" | "cancelling" | "completed" | "failed" | "canceled" | "stuck";
+/** Every status, in the order a task goes through them: the active ones, then the final ones. */
+export const TASK_STATUSES = ["pending", "running", "cancelling", "completed", "failed", "canceled", "stuck"] as const;
+export type TaskStatusName = (typeof TASK_STATUSES)[number];
 
-export const FINAL_STATUSES: readonly TaskStatusName[] = ["completed", "failed", "canceled", "stuck"];
-export const isFinalStatus = (s: TaskStatusName) => FINAL_STATUSES.includes(s);
+/** The statuses of a task in the Active list (listActive): waiting, running, or told to stop. */
+export const ACTIVE_STATUSES = ["pending", "running", "cancelling"] as const satisfies readonly TaskStatusName[];
+export type ActiveStatusName = (typeof ACTIVE_STATUSES)[number];
+
+/** The statuses a task ends in; it changes no more after one. */
+export const FINAL_STATUSES = ["completed", "failed", "canceled", "stuck"] as const satisfies readonly TaskStatusName[];
+export const isFinalStatus = (s: TaskStatusName): boolean => (FINAL_STATUSES as readonly TaskStatusName[]).includes(s);
+
+/** Who created a task: a user (through the API) or the system (the scheduler). */
+export type TaskOrigin = "user" | "system";
 
 const STATUS_NAME: Record<TaskStatus, TaskStatusName | undefined> = {
   [TaskStatus.UNSPECIFIED]: undefined,
@@ -23,8 +37,11 @@ const STATUS_NAME: Record<TaskStatus, TaskStatusName | undefined> = {
 };
 
 export const statusName = (s: TaskStatus): TaskStatusName => STATUS_NAME[s] ?? "pending";
-export const statusFromName = (name: TaskStatusName): TaskStatus =>
-  Number(Object.entries(STATUS_NAME).find(([, n]) => n === name)![0]) as TaskStatus;
+
+const STATUS_VALUE = new Map<string, TaskStatus>();
+for (const [value, name] of Object.entries(STATUS_NAME)) if (name) STATUS_VALUE.set(name, Number(value) as TaskStatus);
+/** The wire value of a status name; undefined for a string that names none. */
+export const statusFromName = (name: string): TaskStatus | undefined => STATUS_VALUE.get(name);
 
 export interface LogStep {
   seq: number;
@@ -43,7 +60,7 @@ export interface TaskInfo {
   displayTitle: string;
   priority: number;
   priorityBand: "low" | "medium" | "high";
-  origin: "user" | "system";
+  origin: TaskOrigin;
   initiator: string;
   /** The initiator to show: the initiator, else "Scheduler" for a system task and "API" for a user task. */
   displayInitiator: string;
@@ -77,6 +94,14 @@ export interface QueueInfo {
   timeoutMs: number | null;
   retryDelayMs: number | null;
   maxAttempts: number | null;
+}
+
+/** What listQueues returns: every queue, the limit over all of them, and the tasks running in all of them. */
+export interface QueueList {
+  queues: QueueInfo[];
+  /** The most tasks running at once across every queue; null: no limit. */
+  globalMaxWorkers: number | null;
+  running: number;
 }
 
 export function queueFromPb(q: Queue): QueueInfo {
@@ -124,9 +149,18 @@ export type WatchEvent =
   | { type: "snapshot"; task: TaskInfo }
   | { type: "log"; step: LogStep }
   | { type: "status_value"; key: string; value: JsonValue }
-  | { type: "status"; status: TaskStatusName; attempts: number; worker: string; result: JsonValue | undefined; error: string };
+  | {
+      type: "status";
+      status: TaskStatusName;
+      attempts: number;
+      worker: string;
+      result: JsonValue | undefined;
+      error: string;
+      /** When the change happened; null when a resumed watch made it up from a snapshot and the task does not say. */
+      time: Date | null;
+    };
 
-export const logStepFromPb = (e: PbLogEntry): LogStep => ({
+const logStepFromPb = (e: PbLogEntry): LogStep => ({
   seq: Number(e.seq),
   time: e.time ? timestampDate(e.time) : new Date(0),
   message: e.message,
@@ -184,6 +218,7 @@ export function watchEventFromPb(r: WatchTaskResponse): WatchEvent | null {
         worker: e.value.worker,
         result: e.value.result ? (toJson(ValueSchema, e.value.result) as JsonValue) : undefined,
         error: e.value.error,
+        time: e.value.time ? timestampDate(e.value.time) : null,
       };
     default:
       return null;

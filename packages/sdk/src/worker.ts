@@ -10,10 +10,11 @@ import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import type { FinishSchema, Lease } from "@taskq/protocol";
-import { TempDirs } from "./internal/temp-dirs.js";
-import { RetryableError, TaskAbortedError, type AbortReason } from "./errors.js";
 import { bytesBound } from "@taskq/protocol";
+import { DEFAULT_CONCURRENCY, DEFAULT_RECONNECT, DEFAULT_STOP_GRACE_MS, MAX_RESULT_BYTES, TEMP_CLEANUP_TYPE } from "./defaults.js";
+import { Code, RetryableError, TaskAbortedError, TaskqError, type AbortReason } from "./errors.js";
 import { StreamSession } from "./internal/stream-session.js";
+import { TempDirs } from "./internal/temp-dirs.js";
 import { connect, type Connection, type ConnectionOptions } from "./transport.js";
 
 export interface TaskContext {
@@ -76,11 +77,11 @@ export type WorkerOptions = WorkerSettings & (ConnectionOptions | { connection: 
 export interface WorkerSettings {
   /** Shown as the task's worker; defaults to host:pid. */
   name?: string;
-  /** Tasks run at once; default 10. */
+  /** Tasks run at once; default DEFAULT_CONCURRENCY (10). */
   concurrency?: number;
   /** Queues to take tasks from; default all. */
   queues?: string[];
-  /** Reconnect backoff bounds; defaults 100 ms to 5 s. */
+  /** Reconnect backoff bounds; default DEFAULT_RECONNECT (100 ms, doubling up to 5 s). */
   reconnect?: { initialMs?: number; maxMs?: number };
   /** Where tasks' temp directories live; default <os tmpdir>/taskq-tasks. */
   storageDir?: string;
@@ -90,11 +91,10 @@ export interface WorkerSettings {
 
 type State = "idle" | "running" | "stopping" | "stopped";
 
-/** The built-in hourly task the server schedules; every SDK worker handles it for its own storage root. */
-export const TEMP_CLEANUP_TYPE = "taskq.temp-cleanup";
+/** How often the worker deletes expired temp directories by itself (besides at start and on TEMP_CLEANUP_TYPE tasks). */
 const TEMP_CLEANUP_INTERVAL_MS = 3_600_000;
-/** The largest result a server keeps, as JSON (its LIMITS.resultBytes); a larger one fails the attempt. */
-export const MAX_RESULT_BYTES = 1024 * 1024;
+/** How long stop() waits, once the handlers are done, for the server to end the half-closed stream. */
+const STREAM_END_WAIT_MS = 5_000;
 
 export class Worker {
   private readonly handlers = new Map<string, { fn: Handler; opts: HandlerOptions }>();
@@ -121,15 +121,15 @@ export class Worker {
   }
 
   register(type: string, handler: Handler, opts: HandlerOptions = {}): this {
-    if (this.state !== "idle") throw new Error("register handlers before start()");
+    if (this.state !== "idle") throw new TaskqError("register handlers before start()", Code.FailedPrecondition);
     this.handlers.set(type, { fn: handler, opts });
     return this;
   }
 
   /** Connects and starts taking tasks; resolves once the server has welcomed the worker. */
   async start(): Promise<void> {
-    if (this.handlers.size === 0) throw new Error("register at least one handler before start()");
-    if (this.state !== "idle") throw new Error(`worker already ${this.state}`);
+    if (this.handlers.size === 0) throw new TaskqError("register at least one handler before start()", Code.FailedPrecondition);
+    if (this.state !== "idle") throw new TaskqError(`worker already ${this.state}`, Code.FailedPrecondition);
     if (!this.handlers.has(TEMP_CLEANUP_TYPE)) {
       this.handlers.set(TEMP_CLEANUP_TYPE, { fn: async () => ({ removed: (await this.removeExpiredTempDirs()).length }), opts: {} });
     }
@@ -151,7 +151,8 @@ export class Worker {
   }
 
   /**
-   * Stops taking tasks, lets running handlers finish (up to graceMs, then aborts them), and closes.
+   * Stops taking tasks, lets running handlers finish (up to graceMs, default DEFAULT_STOP_GRACE_MS,
+   * then aborts them), and closes.
    */
   async stop(opts: { graceMs?: number } = {}): Promise<void> {
     if (this.state === "stopped" || this.state === "idle") return;
@@ -160,11 +161,11 @@ export class Worker {
     const drained = session ? session.drain() : Promise.resolve();
     const grace = setTimeout(() => {
       this.abortAll("worker_stopping");
-    }, opts.graceMs ?? 30_000);
+    }, opts.graceMs ?? DEFAULT_STOP_GRACE_MS);
     await drained;
     clearTimeout(grace);
     // The stream is half-closed; the server ends it once it has recorded the last finishes.
-    const ended = await Promise.race([this.loop?.then(() => true, () => true), sleep(5_000, this.stopSignal.signal).then(() => false)]);
+    const ended = await Promise.race([this.loop?.then(() => true, () => true), sleep(STREAM_END_WAIT_MS, this.stopSignal.signal).then(() => false)]);
     this.stopSignal.abort();
     if (!ended) await this.loop?.catch(() => {});
     if (this.tempCleanupTimer) clearInterval(this.tempCleanupTimer);
@@ -181,8 +182,8 @@ export class Worker {
   }
 
   private async connectLoop(): Promise<void> {
-    const initial = this.opts.reconnect?.initialMs ?? 100;
-    const max = this.opts.reconnect?.maxMs ?? 5_000;
+    const initial = this.opts.reconnect?.initialMs ?? DEFAULT_RECONNECT.initialMs;
+    const max = this.opts.reconnect?.maxMs ?? DEFAULT_RECONNECT.maxMs;
     let delay = initial;
     while (this.state === "running") {
       const session = new StreamSession(this.connection.transport, this.helloInfo(), {
@@ -220,7 +221,7 @@ export class Worker {
         timeZone: h.opts.timeZone,
       })),
       queues: this.opts.queues ?? [],
-      concurrency: this.opts.concurrency ?? 10,
+      concurrency: this.opts.concurrency ?? DEFAULT_CONCURRENCY,
     };
   }
 
@@ -247,7 +248,7 @@ export class Worker {
       setStatus: (key, value) => {
         if (!open) return;
         const bytes = bytesBound(JSON.stringify(value)?.length ?? 4, key.length);
-        session.send({ case: "statusValue", value: { taskId, leaseToken, key, value: fromJson(ValueSchema, value) } }, bytes);
+        session.send({ case: "statusValue", value: { taskId, leaseToken, key, value: jsonValue(`setStatus(${key})`, value) } }, bytes);
       },
       progress: (percent) => ctx.setStatus("progress", percent),
       tempDir: () => {
@@ -260,7 +261,7 @@ export class Worker {
     let bytes: number;
     try {
       const handler = this.handlers.get(lease.type);
-      if (!handler) throw new Error(`no handler registered for task type ${lease.type}`);
+      if (!handler) throw new TaskqError(`no handler registered for task type ${lease.type}`, Code.NotFound);
       const result = toValue(await handler.fn(ctx));
       // Too large for the server to keep: the attempt fails (as the server would fail it) and the task's
       // retry policy applies. Sent anyway, a result past the server's message limit (4 MiB) would end
@@ -294,7 +295,9 @@ export class Worker {
    */
   async run(type: string, params: JsonObject = {}, opts: ImmediateOptions = {}): Promise<unknown> {
     const handler = this.handlers.get(type);
-    if (!handler) throw new Error(`no handler registered for task type ${type} (registered: ${[...this.handlers.keys()].join(", ")})`);
+    if (!handler) {
+      throw new TaskqError(`no handler registered for task type ${type} (registered: ${[...this.handlers.keys()].join(", ")})`, Code.NotFound);
+    }
     const id = `immediate-${process.pid}-${++this.immediateRuns}`;
     const report = opts.report ?? ((line: string) => console.log(line));
     let usedTempDir = false;
@@ -335,6 +338,15 @@ export class Worker {
 function toValue(result: unknown) {
   const text = result === undefined ? "null" : JSON.stringify(result);
   return { value: fromJson(ValueSchema, JSON.parse(text) as JsonValue), text, length: text.length };
+}
+
+/** A value a handler gave as a protobuf Value; one JSON cannot hold (undefined, a function) is an INVALID_ARGUMENT. */
+function jsonValue(what: string, value: JsonValue) {
+  try {
+    return fromJson(ValueSchema, value);
+  } catch (err) {
+    throw new TaskqError(`${what}: not a JSON value`, Code.InvalidArgument, { cause: err });
+  }
 }
 
 /**

@@ -9,6 +9,7 @@
  * up after `maxAttempts` tries in a row without an event.
  */
 import { Code } from "@connectrpc/connect";
+import { DEFAULT_WATCH_RESUME } from "../defaults.js";
 import { TaskqError } from "../errors.js";
 import { isFinalStatus, type JsonObject, type TaskInfo, type WatchEvent } from "../types.js";
 
@@ -20,7 +21,7 @@ export interface WatchSource {
 export interface ResumeOptions {
   afterSeq?: number;
   signal?: AbortSignal;
-  /** Tries in a row without an event before giving up; default 8 (about 15 s with the default backoff). */
+  /** Tries in a row without an event before giving up; default DEFAULT_WATCH_RESUME.maxAttempts. */
   maxAttempts?: number;
   backoff?: { initialMs?: number; maxMs?: number };
 }
@@ -30,8 +31,10 @@ const RESUMABLE = new Set([Code.Unavailable, Code.Unknown, Code.Internal, Code.A
 
 export async function* resumingWatch(source: WatchSource, opts: ResumeOptions = {}): AsyncGenerator<WatchEvent> {
   const { signal } = opts;
-  const maxAttempts = opts.maxAttempts ?? 8;
-  let delay = opts.backoff?.initialMs ?? 100;
+  const maxAttempts = opts.maxAttempts ?? DEFAULT_WATCH_RESUME.maxAttempts;
+  const initialDelay = opts.backoff?.initialMs ?? DEFAULT_WATCH_RESUME.initialMs;
+  const maxDelay = opts.backoff?.maxMs ?? DEFAULT_WATCH_RESUME.maxMs;
+  let delay = initialDelay;
   let afterSeq = opts.afterSeq ?? 0;
   let known: TaskInfo | null = null;
   let failures = 0;
@@ -39,7 +42,7 @@ export async function* resumingWatch(source: WatchSource, opts: ResumeOptions = 
     try {
       for await (const event of source.open(afterSeq, signal)) {
         failures = 0;
-        delay = opts.backoff?.initialMs ?? 100;
+        delay = initialDelay;
         const missed: WatchEvent[] = event.type === "snapshot" && known ? catchUp(known, event.task) : [event];
         if (event.type === "snapshot") known = { ...event.task, statusValues: { ...event.task.statusValues }, log: [] };
         for (const e of missed) {
@@ -58,7 +61,7 @@ export async function* resumingWatch(source: WatchSource, opts: ResumeOptions = 
       if (!RESUMABLE.has(e.code) || ++failures >= maxAttempts) throw e;
     }
     await sleep(delay, signal);
-    delay = Math.min(delay * 2, opts.backoff?.maxMs ?? 2_000);
+    delay = Math.min(delay * 2, maxDelay);
   }
 }
 
@@ -69,7 +72,9 @@ function catchUp(known: TaskInfo, now: TaskInfo): WatchEvent[] {
     if (JSON.stringify(known.statusValues[key]) !== JSON.stringify(value)) events.push({ type: "status_value", key, value });
   }
   if (known.status !== now.status || known.attempts !== now.attempts) {
-    events.push({ type: "status", status: now.status, attempts: now.attempts, worker: now.worker, result: now.result, error: now.error });
+    // The snapshot does not say when the status changed; the task's start or finish time does, for those.
+    const time = isFinalStatus(now.status) ? now.finishedAt : now.status === "running" ? now.startedAt : null;
+    events.push({ type: "status", status: now.status, attempts: now.attempts, worker: now.worker, result: now.result, error: now.error, time });
   }
   return events;
 }

@@ -38,6 +38,8 @@ import {
 } from "@taskq/protocol";
 import { AsyncQueue } from "@taskq/protocol";
 import { BATCH_BYTES, MAX_BATCH_MESSAGES, bytesBound } from "@taskq/protocol";
+import { DEFAULT_HEARTBEAT_INTERVAL_MS } from "../defaults.js";
+import { Code, TaskqError } from "../errors.js";
 
 export interface StreamSessionHooks {
   /** Runs one lease; resolves when its finish has been sent. */
@@ -66,9 +68,6 @@ interface Outgoing {
   message: WorkerMessage;
   bytes: number;
 }
-
-/** The heartbeat interval when the server's welcome does not say. */
-export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 
 const CANCEL_REASONS: Record<number, "interrupted" | "timed_out" | "shutdown"> = {
   [CancelReason.INTERRUPTED]: "interrupted",
@@ -157,7 +156,8 @@ export class StreamSession {
     if (!this.ending.signal.aborted) {
       const late = Math.round(performance.now() - this.validUntil);
       this.hooks.lapsed();
-      this.ending.abort(new Error(`the session's leases lapsed ${late} ms ago: no heartbeat ack from the server in time`));
+      const message = `the session's leases lapsed ${late} ms ago: no heartbeat ack from the server in time`;
+      this.ending.abort(new TaskqError(message, Code.Aborted));
     }
     return false;
   }

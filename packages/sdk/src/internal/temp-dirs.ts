@@ -7,8 +7,9 @@
  */
 import { mkdir, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { DEFAULT_TEMP_TTL_MS } from "../defaults.js";
+import { Code, TaskqError, call } from "../errors.js";
 
-export const DEFAULT_TEMP_TTL_MS = 3_600_000;
 const MARKER = ".taskq-temp.json";
 
 interface Marker {
@@ -24,31 +25,41 @@ export class TempDirs {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** The task's directory, created (with its marker) on first use. */
-  async create(taskId: string): Promise<string> {
-    const dir = this.dirOf(taskId);
-    await mkdir(dir, { recursive: true });
-    if ((await this.read(dir)) === null) await this.write(dir, { ttlMs: DEFAULT_TEMP_TTL_MS, expiresAt: null });
-    return dir;
+  /** The task's directory, created (with its marker) on first use. File system errors come as TaskqError, as all below. */
+  create(taskId: string): Promise<string> {
+    return call(async () => {
+      const dir = this.dirOf(taskId);
+      await mkdir(dir, { recursive: true });
+      if ((await this.read(dir)) === null) await this.write(dir, { ttlMs: DEFAULT_TEMP_TTL_MS, expiresAt: null });
+      return dir;
+    });
   }
 
   /** Keep the task's directory this long after the task finishes (instead of an hour). */
-  async setTtl(taskId: string, ttlMs: number): Promise<void> {
-    const dir = this.dirOf(taskId);
-    const marker = await this.read(dir);
-    if (!marker) throw new Error("setTempExpiration: call tempDir() first");
-    await this.write(dir, { ...marker, ttlMs });
+  setTtl(taskId: string, ttlMs: number): Promise<void> {
+    return call(async () => {
+      const dir = this.dirOf(taskId);
+      const marker = await this.read(dir);
+      if (!marker) throw new TaskqError("setTempExpiration: call tempDir() first", Code.FailedPrecondition);
+      await this.write(dir, { ...marker, ttlMs });
+    });
   }
 
   /** The task finished here: its directory, if it has one, now expires after its keep-time. */
-  async finished(taskId: string): Promise<void> {
-    const dir = this.dirOf(taskId);
-    const marker = await this.read(dir);
-    if (marker) await this.write(dir, { ...marker, expiresAt: this.now() + marker.ttlMs });
+  finished(taskId: string): Promise<void> {
+    return call(async () => {
+      const dir = this.dirOf(taskId);
+      const marker = await this.read(dir);
+      if (marker) await this.write(dir, { ...marker, expiresAt: this.now() + marker.ttlMs });
+    });
   }
 
   /** Deletes expired directories, except those of `running` tasks; returns the paths deleted. */
-  async removeExpired(running: ReadonlySet<string> = new Set()): Promise<string[]> {
+  removeExpired(running: ReadonlySet<string> = new Set()): Promise<string[]> {
+    return call(() => this.removeExpiredNow(running));
+  }
+
+  private async removeExpiredNow(running: ReadonlySet<string>): Promise<string[]> {
     let names: string[];
     try {
       names = await readdir(this.root);
@@ -71,7 +82,7 @@ export class TempDirs {
   }
 
   private dirOf(taskId: string): string {
-    if (!/^[\w.-]+$/.test(taskId)) throw new Error(`not a task id: ${taskId}`);
+    if (!/^[\w.-]+$/.test(taskId)) throw new TaskqError(`not a task id: ${taskId}`, Code.InvalidArgument);
     return path.join(this.root, taskId);
   }
 

@@ -1,11 +1,12 @@
 /**
- * The dashboard's one way to the server: the TaskQueue API itself, with the Connect protocol over
- * fetch, on the origin that served the page. When auth is on, the token the operator entered is sent
- * as a bearer token; it is kept in this browser's localStorage until a call says it is wrong.
+ * The dashboard's one way to the server: the SDK's TaskClient ("@taskq/sdk/client"), with the Connect
+ * protocol over fetch, on the origin that served the page. When auth is on, the token the operator
+ * entered is sent as a bearer token; it is kept in this browser's localStorage until a call says it is
+ * wrong.
  */
-import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { TaskQueue } from "@taskq/protocol";
+import { Code, TaskClient, TaskqError } from "@taskq/sdk/client";
 
 const TOKEN_KEY = "taskq.token";
 
@@ -21,13 +22,15 @@ const withToken: Interceptor = (next) => (req) => {
   return next(req);
 };
 
-export const api = createClient(
-  TaskQueue,
-  createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true, interceptors: [withToken] }),
-);
+export const client = new TaskClient({
+  transport: createConnectTransport({ baseUrl: location.origin, useBinaryFormat: true, interceptors: [withToken] }),
+});
 
 /** True when the server refused the call for want of a (valid) token. */
 export const needsToken = (err: unknown): boolean =>
-  err instanceof ConnectError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied);
+  err instanceof TaskqError && (err.code === Code.Unauthenticated || err.code === Code.PermissionDenied);
 
-export const describe = (err: unknown): string => (err instanceof ConnectError ? err.rawMessage : String(err));
+/** An error that trying again cannot mend: no such task, or not a task id. */
+export const isFinal = (err: unknown): boolean => err instanceof TaskqError && (err.code === Code.NotFound || err.code === Code.InvalidArgument);
+
+export const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));

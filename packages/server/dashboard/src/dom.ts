@@ -1,6 +1,5 @@
 /** Small DOM helpers and the formats every view shares (times, statuses, priority badges). */
-import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { Origin, PriorityBand, TaskStatus } from "@taskq/protocol";
+import type { TaskInfo, TaskOrigin, TaskStatusName } from "@taskq/sdk/client";
 
 type Child = Node | string | number | null | undefined | false;
 type Attrs = Record<string, string | number | boolean | EventListener | undefined>;
@@ -18,37 +17,19 @@ export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = 
   return el;
 }
 
-export const STATUS_LABEL: Record<TaskStatus, string> = {
-  [TaskStatus.UNSPECIFIED]: "Unknown",
-  [TaskStatus.PENDING]: "Pending",
-  [TaskStatus.RUNNING]: "Running",
-  [TaskStatus.CANCELLING]: "Cancelling",
-  [TaskStatus.COMPLETED]: "Completed",
-  [TaskStatus.FAILED]: "Failed",
-  [TaskStatus.CANCELED]: "Canceled",
-  [TaskStatus.STUCK]: "Stuck",
-};
+/** "running" → "Running": how statuses, bands and origins are shown. */
+const label = (name: string) => name.charAt(0).toUpperCase() + name.slice(1);
 
-export const isActive = (s: TaskStatus) => s === TaskStatus.PENDING || s === TaskStatus.RUNNING || s === TaskStatus.CANCELLING;
+/** A status as a badge; its class is the status name (style.css colours it), its data-status the label. */
+export const statusBadge = (s: TaskStatusName) => h("span", { class: `badge ${s}`, "data-status": label(s) }, label(s));
 
-export const statusBadge = (s: TaskStatus) => h("span", { class: `badge ${STATUS_LABEL[s].toLowerCase()}`, "data-status": STATUS_LABEL[s] }, STATUS_LABEL[s]);
+export const priorityBadge = (band: TaskInfo["priorityBand"], priority: number) => h("span", { class: `badge ${band}`, title: `priority ${priority}` }, label(band));
 
-const BAND: Record<PriorityBand, [string, string]> = {
-  [PriorityBand.UNSPECIFIED]: ["", "—"],
-  [PriorityBand.LOW]: ["low", "Low"],
-  [PriorityBand.MEDIUM]: ["medium", "Medium"],
-  [PriorityBand.HIGH]: ["high", "High"],
-};
+export const originLabel = (o: TaskOrigin) => label(o);
 
-export const priorityBadge = (band: PriorityBand, priority: number) =>
-  h("span", { class: `badge ${BAND[band][0]}`, title: `priority ${priority}` }, BAND[band][1]);
-
-export const originLabel = (o: Origin) => (o === Origin.SYSTEM ? "System" : o === Origin.USER ? "User" : "—");
-
-/** A timestamp as local date and time to the second, or a dash. */
-export const when = (t: Timestamp | undefined): string => {
-  if (!t) return "—";
-  const d = timestampDate(t);
+/** A time as local date and time to the second, or a dash. */
+export const when = (d: Date | null | undefined): string => {
+  if (!d) return "—";
   const pad = (n: number) => String(n).padStart(2, "0");
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 };

@@ -2,36 +2,37 @@
  * Active tasks: the live queue (pending, running, cancelling), refreshed every 2 seconds. Search by
  * id, title and type, a created-at range, sorting by any column (click a header), pages of 50.
  */
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ActiveSortField, type ListActiveRequestSchema } from "@taskq/protocol";
-import type { Task } from "@taskq/protocol";
-import { api, describe } from "../api.js";
+import type { ActiveSortKey, ListActiveOptions, TaskInfo } from "@taskq/sdk/client";
+import { client, describe } from "../api.js";
 import { fill, h, originLabel, priorityBadge, statusBadge, table, when } from "../dom.js";
 import { every, type View } from "./view.js";
 
 const PAGE_SIZE = 50;
-const COLUMNS: [string, ActiveSortField][] = [
-  ["Origin", ActiveSortField.ORIGIN],
-  ["ID", ActiveSortField.ID],
-  ["Status", ActiveSortField.STATUS],
-  ["Task title", ActiveSortField.TITLE],
-  ["Created at", ActiveSortField.CREATED_AT],
-  ["Started at", ActiveSortField.STARTED_AT],
-  ["Retry attempts", ActiveSortField.ATTEMPTS],
-  ["Priority", ActiveSortField.PRIORITY],
-  ["Type", ActiveSortField.TYPE],
+const COLUMNS: [string, ActiveSortKey][] = [
+  ["Origin", "origin"],
+  ["ID", "id"],
+  ["Status", "status"],
+  ["Task title", "title"],
+  ["Created at", "created"],
+  ["Started at", "started"],
+  ["Retry attempts", "attempts"],
+  ["Priority", "priority"],
+  ["Type", "type"],
 ];
 
 export function activeView(onAuth: (err: unknown) => boolean): View {
-  const query = { id: "", title: "", type: "", after: "", before: "", sortBy: ActiveSortField.CREATED_AT, descending: true };
+  const query = { id: "", title: "", type: "", after: "", before: "", sort: "created" as ActiveSortKey, descending: true };
   /** Page tokens of the pages before the current one, and the current one's. */
   const pages: string[] = [];
   let pageToken = "";
   let nextToken = "";
 
   const input = (label: string, key: "id" | "title" | "type" | "after" | "before", type = "search") =>
-    h("label", {}, label, h("input", { type, name: key, oninput: (e: Event) => ((query[key] = (e.target as HTMLInputElement).value), restart()) }));
+    h("label", {}, label, h("input", { type, name: key, oninput: (e: Event) => changed(key, (e.target as HTMLInputElement).value) }));
+  const changed = (key: "id" | "title" | "type" | "after" | "before", value: string) => {
+    query[key] = value;
+    restart();
+  };
   const notice = h("div");
   const body = h("div");
   const pager = h("div", { class: "pager" });
@@ -53,27 +54,27 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
     pager,
   );
 
-  const request = (): MessageInitShape<typeof ListActiveRequestSchema> => ({
+  const options = (): ListActiveOptions => ({
     id: query.id.trim(),
     titleSearch: query.title.trim(),
     type: query.type.trim(),
-    createdAfter: query.after ? timestampFromDate(new Date(query.after)) : undefined,
-    createdBefore: query.before ? timestampFromDate(new Date(query.before)) : undefined,
-    sortBy: query.sortBy,
+    createdAfter: query.after ? new Date(query.after) : undefined,
+    createdBefore: query.before ? new Date(query.before) : undefined,
+    sort: query.sort,
     descending: query.descending,
     pageSize: PAGE_SIZE,
     pageToken,
   });
 
-  const header = ([label, field]: [string, ActiveSortField]) => {
-    const sorted = field === query.sortBy;
+  const header = ([label, sort]: [string, ActiveSortKey]) => {
+    const sorted = sort === query.sort;
     return h(
       "th",
       {
         class: `sortable${sorted ? " sorted" : ""}${sorted && query.descending ? " desc" : ""}`,
         onclick: () => {
           query.descending = sorted ? !query.descending : false;
-          query.sortBy = field;
+          query.sort = sort;
           restart();
         },
       },
@@ -81,7 +82,7 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
     );
   };
 
-  const row = (t: Task) =>
+  const row = (t: TaskInfo) =>
     h(
       "tr",
       { class: "link", "data-task": t.id, onclick: () => (location.hash = `#/task/${t.id}`) },
@@ -98,7 +99,7 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
 
   const load = async () => {
     try {
-      const res = await api.listActive(request());
+      const res = await client.listActive(options());
       nextToken = res.nextPageToken;
       fill(notice);
       fill(body, table(COLUMNS.map(header), res.tasks.map(row), "No active tasks."));

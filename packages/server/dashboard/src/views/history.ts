@@ -2,15 +2,16 @@
  * Task history: running and finished tasks, newest first, refreshed every 3 seconds. Filter by origin
  * (User, System, All); pages of 50.
  */
-import { Origin, type Task } from "@taskq/protocol";
-import { api, describe } from "../api.js";
+import type { TaskInfo, TaskOrigin } from "@taskq/sdk/client";
+import { client, describe } from "../api.js";
 import { fill, h, statusBadge, table, when } from "../dom.js";
 import { every, type View } from "./view.js";
 
 const PAGE_SIZE = 50;
 
 export function historyView(onAuth: (err: unknown) => boolean): View {
-  let origin = Origin.UNSPECIFIED;
+  /** undefined: All. */
+  let origin: TaskOrigin | undefined;
   const pages: string[] = [];
   let pageToken = "";
   let nextToken = "";
@@ -22,19 +23,19 @@ export function historyView(onAuth: (err: unknown) => boolean): View {
     {
       name: "origin",
       onchange: (e: Event) => {
-        origin = Number((e.target as HTMLSelectElement).value) as Origin;
+        origin = ((e.target as HTMLSelectElement).value || undefined) as TaskOrigin | undefined;
         pages.length = 0;
         pageToken = "";
         void refresher.now();
       },
     },
-    h("option", { value: Origin.UNSPECIFIED }, "All"),
-    h("option", { value: Origin.USER }, "User"),
-    h("option", { value: Origin.SYSTEM }, "System"),
+    h("option", { value: "" }, "All"),
+    h("option", { value: "user" }, "User"),
+    h("option", { value: "system" }, "System"),
   );
   const el = h("section", { "data-view": "history" }, h("h1", {}, "Task history"), h("div", { class: "filters" }, h("label", {}, "Origin", select)), notice, body, pager);
 
-  const row = (t: Task) =>
+  const row = (t: TaskInfo) =>
     h(
       "tr",
       { class: "link", "data-task": t.id, onclick: () => (location.hash = `#/task/${t.id}`) },
@@ -48,7 +49,7 @@ export function historyView(onAuth: (err: unknown) => boolean): View {
 
   const load = async () => {
     try {
-      const res = await api.listHistory({ origin, pageSize: PAGE_SIZE, pageToken });
+      const res = await client.listHistory({ origin, pageSize: PAGE_SIZE, pageToken });
       nextToken = res.nextPageToken;
       fill(notice);
       fill(body, table(["Status", "Created", "Title", "Initiator", "Type", "ID"], res.tasks.map(row), "No tasks yet."));

@@ -1,7 +1,6 @@
 /** Queues and schedules: depth, running against the limit, paused; each schedule's next and last run. Every 3 seconds. */
-import { TaskStatus } from "@taskq/protocol";
-import type { ListQueuesResponse, ListSchedulesResponse } from "@taskq/protocol";
-import { api, describe } from "../api.js";
+import type { QueueList, ScheduleInfo } from "@taskq/sdk/client";
+import { client, describe } from "../api.js";
 import { fill, h, statusBadge, table, when } from "../dom.js";
 import { every, type View } from "./view.js";
 
@@ -11,7 +10,7 @@ export function queuesView(onAuth: (err: unknown) => boolean): View {
   const schedules = h("div");
   const el = h("section", { "data-view": "queues" }, h("h1", {}, "Queues and schedules"), notice, queues, h("h2", {}, "Schedules"), schedules);
 
-  const queueTable = (res: ListQueuesResponse) =>
+  const queueTable = (res: QueueList) =>
     table(
       ["Queue", "Depth", "Running / limit", "State"],
       res.queues.map((q) =>
@@ -27,10 +26,10 @@ export function queuesView(onAuth: (err: unknown) => boolean): View {
       "No queues.",
     );
 
-  const scheduleTable = (res: ListSchedulesResponse) =>
+  const scheduleTable = (schedules: ScheduleInfo[]) =>
     table(
       ["Schedule", "Cron", "Time zone", "Type", "Queue", "Next run", "Last run", "Last status"],
-      res.schedules.map((s) =>
+      schedules.map((s) =>
         h(
           "tr",
           { "data-schedule": s.name, class: s.lastTaskId ? "link" : undefined, onclick: s.lastTaskId ? () => (location.hash = `#/task/${s.lastTaskId}`) : undefined },
@@ -41,7 +40,7 @@ export function queuesView(onAuth: (err: unknown) => boolean): View {
           h("td", {}, s.queue),
           h("td", {}, when(s.nextRunAt)),
           h("td", {}, when(s.lastRunAt)),
-          h("td", {}, s.lastStatus === TaskStatus.UNSPECIFIED ? "—" : statusBadge(s.lastStatus)),
+          h("td", {}, s.lastStatus === null ? "—" : statusBadge(s.lastStatus)),
         ),
       ),
       "No schedules.",
@@ -49,9 +48,9 @@ export function queuesView(onAuth: (err: unknown) => boolean): View {
 
   const load = async () => {
     try {
-      const [q, s] = await Promise.all([api.listQueues({}), api.listSchedules({})]);
+      const [q, s] = await Promise.all([client.listQueues(), client.listSchedules()]);
       fill(notice);
-      const global = q.globalMaxWorkers === undefined ? "" : ` · all queues: ${q.running} running of at most ${q.globalMaxWorkers}`;
+      const global = q.globalMaxWorkers === null ? "" : ` · all queues: ${q.running} running of at most ${q.globalMaxWorkers}`;
       fill(queues, queueTable(q), global && h("p", { class: "origin" }, global));
       fill(schedules, scheduleTable(s));
     } catch (err) {

@@ -1,24 +1,20 @@
 /**
  * Task details: who and what, a timeline of log steps arriving live, status values (a progress bar for
  * "progress"), the result or error, and Interrupt (after a confirmation) while the task is active.
- * Everything comes from one WatchTask stream: a snapshot, then each change; if the stream breaks, it
- * resumes after the last step shown.
+ * Everything comes from the client's watch: a snapshot, then each change. The client resumes a broken
+ * stream by itself; when it gives up, the page says so and watches again after the last step shown.
  */
-import { toJson, type JsonValue } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
-import { TaskStatus, type LogEntry, type Task } from "@taskq/protocol";
-import { api, describe } from "../api.js";
-import { fill, h, isActive, statusBadge, when } from "../dom.js";
+import { isFinalStatus, type LogStep, type TaskInfo, type WatchEvent } from "@taskq/sdk/client";
+import { client, describe, isFinal } from "../api.js";
+import { fill, h, statusBadge, when } from "../dom.js";
 import type { View } from "./view.js";
 
 const RESUME_AFTER_MS = 2_000;
 
 export function taskView(id: string, onAuth: (err: unknown) => boolean): View {
   const abort = new AbortController();
-  let task: Task | null = null;
-  let result: JsonValue | undefined;
-  const log: LogEntry[] = [];
+  let task: TaskInfo | null = null;
+  const log: LogStep[] = [];
   const notice = h("div");
   const facts = h("div", { class: "card" }, "Loading…");
   const values = h("div");
@@ -39,7 +35,7 @@ export function taskView(id: string, onAuth: (err: unknown) => boolean): View {
   const interrupt = async () => {
     if (!task || !confirm(`Interrupt task ${id} (${task.displayTitle})?`)) return;
     try {
-      await api.interrupt({ taskId: id, reason: "interrupted from the dashboard" });
+      await client.interrupt(id, "interrupted from the dashboard");
     } catch (err) {
       if (!onAuth(err)) fill(notice, h("div", { class: "notice" }, describe(err)));
     }
@@ -49,7 +45,7 @@ export function taskView(id: string, onAuth: (err: unknown) => boolean): View {
     if (!task) return;
     const t = task;
     const fact = (label: string, value: Node | string | number) => [h("dt", {}, label), h("dd", {}, value)];
-    const canInterrupt = t.status === TaskStatus.PENDING || t.status === TaskStatus.RUNNING;
+    const canInterrupt = t.status === "pending" || t.status === "running";
     fill(
       facts,
       h(
@@ -70,7 +66,7 @@ export function taskView(id: string, onAuth: (err: unknown) => boolean): View {
       ),
       canInterrupt && h("div", { class: "actions" }, h("button", { class: "danger", name: "interrupt", onclick: () => void interrupt() }, "Interrupt")),
     );
-    const entries = Object.entries(t.statusValues ?? {});
+    const entries = Object.entries(t.statusValues);
     fill(
       values,
       entries.length > 0 &&
@@ -83,41 +79,40 @@ export function taskView(id: string, onAuth: (err: unknown) => boolean): View {
     );
     fill(
       outcome,
-      t.status === TaskStatus.COMPLETED && h("div", { class: "card" }, h("h2", {}, "Result"), h("pre", { "data-result": "" }, JSON.stringify(result ?? null, null, 2))),
+      t.status === "completed" && h("div", { class: "card" }, h("h2", {}, "Result"), h("pre", { "data-result": "" }, JSON.stringify(t.result ?? null, null, 2))),
       t.error && h("div", { class: "card" }, h("h2", {}, "Error"), h("pre", { class: "error-text" }, t.error)),
     );
   };
 
-  const addLog = (entry: LogEntry) => {
+  const addLog = (entry: LogStep) => {
     log.push(entry);
     timeline.append(
       h("li", {}, h("time", {}, when(entry.time).slice(11)), h("span", { class: "attempt", title: "attempt" }, `#${entry.attempt}`), h("span", {}, entry.message)),
     );
   };
 
+  const apply = (e: WatchEvent) => {
+    if (e.type === "snapshot") {
+      task = e.task;
+      e.task.log.forEach(addLog);
+    } else if (e.type === "log") addLog(e.step);
+    else if (task && e.type === "status_value") task.statusValues = { ...task.statusValues, [e.key]: e.value };
+    else if (task && e.type === "status") {
+      Object.assign(task, { status: e.status, attempts: e.attempts, worker: e.worker, error: e.error, result: e.result });
+      if (isFinalStatus(e.status)) task.finishedAt = e.time;
+      if (e.status === "running" && e.time) task.startedAt = e.time;
+    }
+  };
+
   const follow = async () => {
     while (!abort.signal.aborted) {
       try {
-        const afterSeq = log.at(-1)?.seq ?? 0n;
-        for await (const res of api.watchTask({ taskId: id, afterSeq }, { signal: abort.signal })) {
-          const e = res.event;
-          if (e.case === "snapshot") {
-            task = e.value;
-            result = valueJson(e.value.result);
-            e.value.log.forEach(addLog);
-          } else if (e.case === "logEntry") addLog(e.value);
-          else if (task && e.case === "statusValue") task.statusValues = { ...task.statusValues, [e.value.key]: valueJson(e.value.value) ?? null };
-          else if (task && e.case === "statusChange") {
-            const c = e.value;
-            Object.assign(task, { status: c.status, attempts: c.attempts, worker: c.worker, error: c.error });
-            if (!isActive(c.status)) task.finishedAt = c.time;
-            if (c.status === TaskStatus.RUNNING && c.time) task.startedAt = c.time;
-            result = valueJson(c.result);
-          }
+        for await (const e of client.watch(id, { afterSeq: log.at(-1)?.seq ?? 0, signal: abort.signal })) {
+          apply(e);
           fill(notice);
           render();
         }
-        return; // the task reached a final status
+        return; // the task reached a final status, or the view was left
       } catch (err) {
         if (abort.signal.aborted || onAuth(err)) return;
         if (isFinal(err)) {
@@ -133,11 +128,6 @@ export function taskView(id: string, onAuth: (err: unknown) => boolean): View {
   document.title = `taskq · task ${id}`;
   return { el, stop: () => abort.abort() };
 }
-
-/** An error that trying again cannot mend: no such task, or not a task id. */
-const isFinal = (err: unknown) => err instanceof ConnectError && (err.code === Code.NotFound || err.code === Code.InvalidArgument);
-
-const valueJson = (v: Value | undefined): JsonValue | undefined => (v ? toJson(ValueSchema, v) : undefined);
 
 function statusValue(key: string, value: unknown): Node | string {
   if (key === "progress" && typeof value === "number") {

@@ -11,11 +11,19 @@ export interface View {
 export function every(ms: number, load: () => Promise<void>): { stop(): void; now(): Promise<void> } {
   let running: Promise<void> | null = null;
   let stopped = false;
-  const run = () => (running ??= load().finally(() => (running = null)));
+  const run = () => {
+    running ??= load().finally(() => {
+      running = null;
+    });
+    return running;
+  };
   const timer = setInterval(() => void (stopped || run()), ms);
   void run();
   return {
-    stop: () => ((stopped = true), clearInterval(timer)),
+    stop: () => {
+      stopped = true;
+      clearInterval(timer);
+    },
     now: async () => {
       await running;
       if (!stopped) await run();

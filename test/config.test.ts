@@ -6,7 +6,7 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { ConfigError, loadConfig } from "../packages/server/src/config.js";
 import { tokenDigest } from "../packages/server/src/rpc/auth.js";
-import { DEFAULT_CANCEL_GRACE_MS, DEFAULT_STALE_CHECK_MS, DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/engine.js";
+import { DEFAULT_CANCEL_GRACE_MS, DEFAULT_STALE_CHECK_MS, DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/index.js";
 
 let dir: string;
 before(async () => (dir = await mkdtemp(path.join(tmpdir(), "taskq-config-"))));

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/engine.js";
+import { DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/index.js";
 import { LOST_WORKER_ERROR } from "../packages/server/src/engine/reaper.js";
 import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../packages/server/src/engine/sql/lease.js";
 import { taskLeaseFindOrphaned } from "../packages/server/src/engine/sql/recovery.js";

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { ManualClock } from "../packages/server/src/engine/clock.js";
-import type { Engine, ScheduleConfig } from "../packages/server/src/engine/engine.js";
+import type { Engine, ScheduleConfig } from "../packages/server/src/engine/index.js";
 import { Code, TaskqError } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { durationMs } from "@bufbuild/protobuf/wkt";
 import { ManualClock } from "../packages/server/src/engine/clock.js";
-import { DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/engine.js";
+import { DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/index.js";
 import { TaskAbortedError, TaskFailedError } from "@taskq/sdk";
 import { CancelReason } from "@taskq/protocol";
 import { Harness, waitFor, type RawWorker } from "./helpers.js";

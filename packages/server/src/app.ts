@@ -4,10 +4,7 @@
  */
 import pg from "pg";
 import type { Logger } from "pino";
-import { CLOCK_OFFSET_WORTH_LOGGING_MS, DatabaseClock, type Clock } from "./engine/clock.js";
-import { Engine } from "./engine/engine.js";
-import { retryWhileUnreachable } from "./engine/errors.js";
-import { migrate } from "./engine/migrate.js";
+import { CLOCK_OFFSET_WORTH_LOGGING_MS, DatabaseClock, Engine, migrate, retryWhileUnreachable, type Clock } from "./engine/index.js";
 import { Metrics } from "./metrics.js";
 import { dashboardFiles } from "./dashboard.js";
 import { listen, type RunningServer } from "./rpc/server.js";

@@ -5,17 +5,18 @@
 import { readFileSync } from "node:fs";
 import {
   DEFAULT_CANCEL_GRACE_MS,
+  DEFAULT_HISTORY_RETENTION_DAYS,
   DEFAULT_POLL_INTERVAL_MS,
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_STALE_CHECK_MS,
   DEFAULT_TIMEOUT_MS,
+  DEFAULT_TIME_ZONE,
+  cronParse,
+  type JsonObject,
   type QueueSettings,
   type ScheduleConfig,
   type TaskTypeSettings,
-} from "./engine/engine.js";
-import { DEFAULT_TIME_ZONE, cronParse } from "./engine/cron.js";
-import { DEFAULT_HISTORY_RETENTION_DAYS } from "./engine/maintenance.js";
-import type { JsonObject } from "./engine/types.js";
+} from "./engine/index.js";
 import { EMBEDDED_DEFAULT_PORT } from "./embedded.js";
 import { ROLES, tokenDigest, type AuthToken, type Role } from "./rpc/auth.js";
 

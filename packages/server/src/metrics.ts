@@ -6,9 +6,7 @@
  * When the database does not answer, the scrape still succeeds: taskq_database_up is 0 and the queue
  * gauges are left out.
  */
-import type { Engine, QueueInfo } from "./engine/engine.js";
-import type { AttemptEnd, Meter } from "./engine/meter.js";
-import type { FinishedAs } from "./engine/sql/lease.js";
+import type { AttemptEnd, Engine, FinishedAs, Meter, QueueInfo } from "./engine/index.js";
 
 type Labels = Record<string, string>;
 

@@ -23,20 +23,12 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
-import {
-  taskLeaseAvailable,
-  taskLeaseRelease,
-  taskNextDueAt,
-  type LeaseGroup,
-  type LeaseTimeouts,
-  type QueueLimits,
-  type WakeOnFree,
-} from "./sql/lease.js";
+import { taskLeaseAvailable, taskLeaseRelease, taskNextDueAt } from "./sql/lease.js";
 import { queueLimitLocksTake } from "./sql/queues.js";
 import { withTransaction } from "./sql/db.js";
 import { retryWhileUnreachable } from "./errors.js";
 import type { Meter } from "./meter.js";
-import type { LeasedTask } from "./types.js";
+import type { LeasedTask, LeaseGroup, LeaseTimeouts, QueueLimits, WakeOnFree } from "./types.js";
 
 export interface SessionSlot {
   readonly id: string;

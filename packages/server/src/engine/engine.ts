@@ -17,17 +17,17 @@ import { TableStats } from "./table-stats.js";
 import { Notifier } from "./notifier.js";
 import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE } from "./sql/db.js";
 import { taskInterrupt } from "./sql/interrupt.js";
-import { taskGet, taskGetWithLog, taskListActive, taskListHistory, type ActiveQuery, type HistoryQuery } from "./sql/read.js";
-import type { WakeOnFree } from "./sql/lease.js";
+import { taskGet, taskGetWithLog, taskListActive, taskListHistory } from "./sql/read.js";
 import { queueCountsList, queuePausedSet } from "./sql/queues.js";
-import { scheduleList, type ScheduleDef, type ScheduleRow } from "./sql/schedules.js";
+import { scheduleList } from "./sql/schedules.js";
 import { SCHEDULER_INITIATOR, Scheduler, type FiredTick } from "./scheduler.js";
 import { BUILTIN_SCHEDULES, DEFAULT_HISTORY_RETENTION_DAYS, maintenanceHandlers } from "./maintenance.js";
 import { SystemWorker } from "./system-worker.js";
 import { SessionKeeper } from "./session-keeper.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
-import type { CancelReason, DispatchResult, JsonObject, NewTask, RetryBackoff, TaskDetail, WorkerHello } from "./types.js";
+import type { ActiveQuery, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, RetryBackoff } from "./types.js";
+import type { ScheduleDef, ScheduleRow, TaskDetail, WakeOnFree, WorkerHello } from "./types.js";
 import { TaskEvents, type WatchEvent } from "./watch.js";
 import {
   DEFAULT_CANCEL_GRACE_MS,
@@ -46,9 +46,6 @@ import {
   type ScheduleConfig,
   type TaskTypeSettings,
 } from "./settings.js";
-
-// The settings are part of the engine's surface: config and the RPC layer import them from here.
-export * from "./settings.js";
 
 export interface EngineOptions {
   pool: pg.Pool;

@@ -5,7 +5,8 @@
  */
 import type { Clock } from "./clock.js";
 import { MAX_IDS_PER_NOTIFY, type Db } from "./sql/db.js";
-import { taskFinishMany, type FinishInput, type FinishedAs, type WakeOnFree } from "./sql/lease.js";
+import { taskFinishMany } from "./sql/lease.js";
+import type { FinishedAs, FinishInput, WakeOnFree } from "./types.js";
 
 interface Waiting {
   input: FinishInput;

@@ -3,7 +3,7 @@
  * knows what happened; server/metrics.ts turns them into Prometheus series. The engine itself never
  * speaks of Prometheus, and without a meter nothing is counted.
  */
-import type { FinishedAs } from "./sql/lease.js";
+import type { FinishedAs } from "./types.js";
 
 /** How an attempt ended: the worker finished it, its deadline passed, or its worker was lost. */
 export type AttemptEnd = "finish" | "timeout" | "lost" | "shutdown";

@@ -16,9 +16,10 @@ import type { Logger } from "pino";
 import type { Meter } from "./meter.js";
 import type { Clock } from "./clock.js";
 import type { Db } from "./sql/db.js";
-import { taskLeaseRelease, type WakeOnFree } from "./sql/lease.js";
-import { taskDeadlineExpire, taskLeaseFindOrphaned, taskNextDeadline, RECOVERY_BATCH, type RecoveredTask } from "./sql/recovery.js";
+import { taskLeaseRelease } from "./sql/lease.js";
+import { taskDeadlineExpire, taskLeaseFindOrphaned, taskNextDeadline, RECOVERY_BATCH } from "./sql/recovery.js";
 import { sessionDeleteStale } from "./sql/sessions.js";
+import type { RecoveredTask, WakeOnFree } from "./types.js";
 
 export interface ReaperOptions {
   /** The longest pause between sweeps. */

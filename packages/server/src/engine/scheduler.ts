@@ -20,16 +20,8 @@ import type { Clock } from "./clock.js";
 import { cronParse } from "./cron.js";
 import { withTransaction } from "./sql/db.js";
 import { taskInsertMany } from "./sql/dispatch.js";
-import {
-  scheduleDeleteMissing,
-  scheduleDueList,
-  scheduleLockDue,
-  scheduleTickRecord,
-  scheduleUpsertMany,
-  type ScheduleDef,
-  type ScheduleSource,
-} from "./sql/schedules.js";
-import type { NewTask } from "./types.js";
+import { scheduleDeleteMissing, scheduleDueList, scheduleLockDue, scheduleTickRecord, scheduleUpsertMany } from "./sql/schedules.js";
+import type { NewTask, ScheduleDef, ScheduleSource } from "./types.js";
 
 export const SCHEDULER_INITIATOR = "Scheduler";
 

@@ -29,10 +29,20 @@ import type { Meter } from "./meter.js";
 import type { FinishBatcher } from "./finisher.js";
 import type { Db } from "./sql/db.js";
 import { retryWhileUnreachable } from "./errors.js";
-import { taskLeaseRelease, type WakeOnFree } from "./sql/lease.js";
-import { sessionDelete, sessionUpsert, type SessionRow } from "./sql/sessions.js";
+import { taskLeaseRelease } from "./sql/lease.js";
+import { sessionDelete, sessionUpsert } from "./sql/sessions.js";
 import { taskLogAppend, taskStatusValueSet } from "./sql/updates.js";
-import type { CancelReason, FinishResult, JsonObject, JsonValue, LeasedTask, Outcome, WorkerHello } from "./types.js";
+import type {
+  CancelReason,
+  FinishResult,
+  JsonObject,
+  JsonValue,
+  LeasedTask,
+  Outcome,
+  SessionRow,
+  WakeOnFree,
+  WorkerHello,
+} from "./types.js";
 
 /** Where the session's server-to-worker messages go (the RPC layer's stream). */
 export interface SessionSink {

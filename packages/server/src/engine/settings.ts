@@ -3,11 +3,8 @@
  * schedule, the liveness timings that follow from the stale-check interval, and the small functions
  * that turn settings into what the engine's parts take.
  */
-import type { QueueLimits } from "./sql/lease.js";
-import type { QueueCounts } from "./sql/queues.js";
-import type { ScheduleDef, ScheduleSource } from "./sql/schedules.js";
 import { DEFAULT_TIME_ZONE } from "./cron.js";
-import type { JsonObject } from "./types.js";
+import type { JsonObject, QueueCounts, QueueLimits, ScheduleDef, ScheduleSource } from "./types.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 10;
 export const DEFAULT_RETRY_DELAY_MS = 30_000;

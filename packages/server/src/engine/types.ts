@@ -1,4 +1,8 @@
-/** The engine's own vocabulary. Nothing here knows about gRPC or protobuf. */
+/**
+ * The engine's own vocabulary: tasks, leases, schedules, queues and sessions, and the shapes its SQL
+ * statements take and return. The statements in sql/ import their types from here (only the pg row
+ * shapes private to one statement module stay beside it). Nothing here knows about gRPC or protobuf.
+ */
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
@@ -140,4 +144,150 @@ export interface WorkerHello {
   queues: string[];
   /** Types the worker wants run on a cron schedule (the schedule is named after the type). */
   schedules: { type: string; cron: string; timeZone: string }[];
+}
+
+/** Sessions that accept the same task types from the same queues, and their free credits. */
+export interface LeaseGroup {
+  types: string[];
+  /** null: every queue. */
+  queues: string[] | null;
+  /** One session id per free credit, interleaved so leases spread over the sessions. */
+  slots: string[];
+}
+
+/** How many tasks may run at once, per queue and in all, across every worker and replica. */
+export interface QueueLimits {
+  /** Queue name → max_workers, for queues that have a limit. */
+  queues: Record<string, number>;
+  /** global_max_workers; null when there is none. */
+  global: number | null;
+}
+
+/** Fallback timeouts, for tasks dispatched without one whose worker declared none for their type. */
+export interface LeaseTimeouts {
+  /** Task type → timeout in ms, from config. */
+  types: Record<string, number>;
+  /** Queue name → timeout in ms, for queues that set one. */
+  queues: Record<string, number>;
+  defaultMs: number;
+}
+
+/**
+ * The queues where a task leaving a worker frees a limited slot, so other replicas' dispatchers must
+ * hear of it (NOTIFY taskq_dispatch); null when a global limit makes every queue count; [] for none.
+ */
+export type WakeOnFree = string[] | null;
+
+/** A worker's outcome for the attempt its lease token names. */
+export interface FinishInput {
+  id: string;
+  leaseToken: string;
+  outcome: Outcome;
+}
+
+/** A lease to end because its worker is gone. */
+export interface ReleaseInput {
+  id: string;
+  leaseToken: string;
+}
+
+/** Where a task went when an attempt ended: back to the queue, or a final status. */
+export type FinishedAs = "pending" | FinalStatus;
+
+/** A task the reaper ended or sent back to the queue. */
+export interface RecoveredTask {
+  id: string;
+  status: FinishedAs;
+}
+
+/** A worker session as its row records it. */
+export interface SessionRow {
+  id: string;
+  replicaId: string;
+  workerName: string;
+  taskTypes: string[];
+  queues: string[];
+  /** Task type → the timeout (ms) the worker declared for it. */
+  typeTimeouts: JsonObject;
+  connectedAt: Date;
+}
+
+/** What one queue holds now, and whether it is paused. */
+export interface QueueCounts {
+  pending: number;
+  running: number;
+  paused: boolean;
+}
+
+/** The columns the live queue's list sorts by. */
+export type ActiveSortColumn =
+  | "id"
+  | "status"
+  | "title"
+  | "created_at"
+  | "started_at"
+  | "attempts"
+  | "priority"
+  | "type"
+  | "origin";
+
+/** One page of the live queue to read: filters (null: any), sort, and where the page starts. */
+export interface ActiveQuery {
+  id: string | null;
+  titleSearch: string | null;
+  type: string | null;
+  queue: string | null;
+  statuses: ActiveStatus[];
+  createdAfter: Date | null;
+  createdBefore: Date | null;
+  sortBy: ActiveSortColumn;
+  descending: boolean;
+  limit: number;
+  /** The sort value and id of the last row of the previous page. */
+  after: { value: string; id: string } | null;
+}
+
+/** One page of history to read, newest first: filters (null: any) and where the page starts. */
+export interface HistoryQuery {
+  origin: Origin | null;
+  statuses: TaskStatus[];
+  type: string | null;
+  createdAfter: Date | null;
+  createdBefore: Date | null;
+  limit: number;
+  after: { createdAt: Date; id: string } | null;
+}
+
+/** Who declared a schedule: the config, a worker's hello, or the engine's built-in maintenance. */
+export type ScheduleSource = "config" | "worker" | "builtin";
+
+/** A schedule as declared, every default applied. */
+export interface ScheduleDef {
+  name: string;
+  cron: string;
+  timeZone: string;
+  type: string;
+  queue: string;
+  params: JsonObject;
+  title: string;
+  priority: number;
+  source: ScheduleSource;
+}
+
+/** A schedule locked for firing its due tick. */
+export interface DueSchedule extends ScheduleDef {
+  /** The tick due now: the schedule's next_run_at. */
+  tick: Date;
+  /** Whether the run of the last fired tick is still pending or running. */
+  previousActive: boolean;
+  /** Whether a connected worker session (on any replica) declared the schedule's task type. */
+  workerConnected: boolean;
+}
+
+/** A schedule as ListSchedules shows it: its next and last run, and the last run's status. */
+export interface ScheduleRow extends ScheduleDef {
+  nextRunAt: Date;
+  lastRunAt: Date | null;
+  lastTaskId: string | null;
+  lastStatus: TaskStatus | null;
 }

@@ -1,9 +1,7 @@
 /** Engine ⇄ protobuf conversion for the RPC layer. */
 import { create, fromJson, toJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
-import type { QueueInfo } from "../engine/engine.js";
-import type { JsonValue, LogEntry, TaskRecord, TaskStatus as EngineStatus } from "../engine/types.js";
-import type { ScheduleRow } from "../engine/sql/schedules.js";
+import type { JsonValue, LogEntry, QueueInfo, ScheduleRow, TaskRecord, TaskStatus as EngineStatus } from "../engine/index.js";
 import { QueueSchema, ScheduleSchema, type Queue, type Schedule } from "@taskq/protocol";
 import {
   LogEntrySchema,

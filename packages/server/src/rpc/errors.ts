@@ -9,7 +9,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import { EngineError, isDatabaseUnreachable, type EngineErrorKind } from "../engine/errors.js";
+import { EngineError, isDatabaseUnreachable, type EngineErrorKind } from "../engine/index.js";
 
 const CODE_OF: Record<EngineErrorKind, Code> = {
   invalid_argument: Code.InvalidArgument,

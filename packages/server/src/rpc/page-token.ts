@@ -1,5 +1,5 @@
 /** Page tokens: opaque to callers (base64url JSON), checked on the way back in. */
-import { invalidArgument } from "../engine/errors.js";
+import { invalidArgument } from "../engine/index.js";
 
 export function encodePageToken(position: Record<string, string>): string {
   return Buffer.from(JSON.stringify(position)).toString("base64url");

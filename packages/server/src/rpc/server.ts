@@ -15,7 +15,7 @@ import { createContextValues, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Logger } from "pino";
 import type { TlsConfig } from "../config.js";
-import type { Engine } from "../engine/engine.js";
+import type { Engine } from "../engine/index.js";
 import { Health, file_grpc_health_v1_health } from "@taskq/protocol/grpc";
 import { ServerReflection } from "@taskq/protocol/grpc";
 import { TaskQueue, file_taskq_v1_task_queue } from "@taskq/protocol";

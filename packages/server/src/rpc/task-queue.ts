@@ -3,11 +3,8 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import type { Engine } from "../engine/engine.js";
-import { invalidArgument } from "../engine/errors.js";
-import type { ActiveSortColumn } from "../engine/sql/read.js";
-import type { ActiveStatus, TaskStatus as EngineStatus } from "../engine/types.js";
-import type { WatchEvent } from "../engine/watch.js";
+import { invalidArgument } from "../engine/index.js";
+import type { ActiveSortColumn, ActiveStatus, Engine, TaskStatus as EngineStatus, WatchEvent } from "../engine/index.js";
 import { Origin, TaskStatus } from "@taskq/protocol";
 import {
   ActiveSortField,

@@ -4,10 +4,7 @@
  * refused before anything is written.
  */
 import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { DEFAULT_TIME_ZONE, cronParse } from "../engine/cron.js";
-import { invalidArgument } from "../engine/errors.js";
-import type { DispatchInput } from "../engine/engine.js";
-import type { JsonObject } from "../engine/types.js";
+import { DEFAULT_TIME_ZONE, cronParse, invalidArgument, type DispatchInput, type JsonObject } from "../engine/index.js";
 import { Origin, RetryBackoff } from "@taskq/protocol";
 import type { DispatchRequest } from "@taskq/protocol";
 

@@ -38,10 +38,8 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
-import type { Engine } from "../engine/engine.js";
-import type { WorkerSession } from "../engine/session.js";
-import { retryWhileUnreachable } from "../engine/errors.js";
-import type { CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerHello } from "../engine/types.js";
+import { retryWhileUnreachable } from "../engine/index.js";
+import type { Engine, CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerHello, WorkerSession } from "../engine/index.js";
 import { AsyncQueue } from "@taskq/protocol";
 import { BATCH_LIMITS, MAX_BATCH_MESSAGES, bytesBound } from "@taskq/protocol";
 import {

@@ -1,18 +1,18 @@
 /** Statements that lease tasks to worker sessions and end those leases. */
-import type { FinalStatus, LeasedTask, Outcome } from "../types.js";
+import type {
+  FinishedAs,
+  FinishInput,
+  LeasedTask,
+  LeaseGroup,
+  LeaseTimeouts,
+  QueueLimits,
+  ReleaseInput,
+  WakeOnFree,
+} from "../types.js";
 import { archiveCtes } from "./archive.js";
 import { changeAppendSql } from "./changes.js";
 import { CHANNEL_DISPATCH, CHANNEL_TASK, dueNotifySql, tasksChangedNotifySql, type Db } from "./db.js";
 import { retryDelayMsSql } from "./retry.js";
-
-/** Sessions that accept the same task types from the same queues, and their free credits. */
-export interface LeaseGroup {
-  types: string[];
-  /** null: every queue. */
-  queues: string[] | null;
-  /** One session id per free credit, interleaved so leases spread over the sessions. */
-  slots: string[];
-}
 
 /**
  * Leases pending, due tasks to every group in one statement. Each group takes up to one task per
@@ -139,23 +139,6 @@ export async function taskLeaseAvailable(
   return rows.map(leasedFromRow);
 }
 
-/** How many tasks may run at once, per queue and in all, across every worker and replica. */
-export interface QueueLimits {
-  /** Queue name → max_workers, for queues that have a limit. */
-  queues: Record<string, number>;
-  /** global_max_workers; null when there is none. */
-  global: number | null;
-}
-
-/** Fallback timeouts, for tasks dispatched without one whose worker declared none for their type. */
-export interface LeaseTimeouts {
-  /** Task type → timeout in ms, from config. */
-  types: Record<string, number>;
-  /** Queue name → timeout in ms, for queues that set one. */
-  queues: Record<string, number>;
-  defaultMs: number;
-}
-
 interface LeasedRow {
   id: string;
   lease_token: string;
@@ -219,12 +202,6 @@ const HELD_TASKS = `from input i
         cross join lateral (select * from taskq.tasks t where t.id = i.id and t.lease_token = i.token offset 0 for update) t
         where t.status in ('running', 'cancelling')`;
 
-export interface FinishInput {
-  id: string;
-  leaseToken: string;
-  outcome: Outcome;
-}
-
 /**
  * Records many finishes in one statement. A finish counts only if its token still holds the lease of a
  * running or cancelling task; any other finish changes nothing and is absent from the result. The row
@@ -287,22 +264,9 @@ export async function taskFinishMany(
   return new Map(rows.map((r) => [r.id, r.final_status]));
 }
 
-export type FinishedAs = "pending" | FinalStatus;
-
-/**
- * The queues where a task leaving a worker frees a limited slot, so other replicas' dispatchers must
- * hear of it (NOTIFY taskq_dispatch); null when a global limit makes every queue count; [] for none.
- */
-export type WakeOnFree = string[] | null;
-
 /** A select-list expression that notifies the dispatchers when `source` freed a slot in `param`'s queues. */
 export const wakeOnFreeSql = (param: string) =>
   `(select pg_notify('${CHANNEL_DISPATCH}', '') from source s where ${param}::text[] is null or s.queue = any(${param}::text[]) limit 1)`;
-
-export interface ReleaseInput {
-  id: string;
-  leaseToken: string;
-}
 
 /**
  * Ends leases whose worker is gone. A lease that never reached its worker gives its attempt back

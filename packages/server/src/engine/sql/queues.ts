@@ -1,4 +1,5 @@
 /** Statements about queues: limit locks, pausing, and what each queue holds. */
+import type { QueueCounts } from "../types.js";
 import { CHANNEL_DISPATCH, type Db } from "./db.js";
 
 /** The first key of taskq's advisory locks on queue limits (the second is the queue's hash). */
@@ -37,12 +38,6 @@ export async function queuePausedSet(db: Db, name: string, paused: boolean, now:
       select case when not paused then pg_notify('${CHANNEL_DISPATCH}', '') end from changed`,
     values: [name, paused, now],
   });
-}
-
-export interface QueueCounts {
-  pending: number;
-  running: number;
-  paused: boolean;
 }
 
 /** Pending and running (or cancelling) tasks per queue, and which queues are paused. */

@@ -1,7 +1,7 @@
 /** Statements that read tasks: one task, its log, and the two lists. */
-import type { ActiveStatus, LogEntry, TaskRecord, TaskStatus } from "../types.js";
+import type { ActiveQuery, ActiveSortColumn, HistoryQuery, LogEntry, TaskRecord } from "../types.js";
 import type { Db } from "./db.js";
-import { ACTIVE_COLUMNS, HISTORY_COLUMNS, logFromRow, taskFromRow, type LogRow, type TaskRow } from "./rows.js";
+import { ACTIVE_COLUMNS, HISTORY_COLUMNS, logFromRow, taskFromRow, type TaskRow } from "./rows.js";
 
 /** One task from the queue or from history (one snapshot, so never both or neither), without its log. */
 export async function taskGet(db: Db, id: string): Promise<TaskRecord | null> {
@@ -46,17 +46,6 @@ export async function taskGetWithLog(db: Db, id: string, afterSeq: number): Prom
   return { task: taskFromRow(rows[0]), log };
 }
 
-export type ActiveSortColumn =
-  | "id"
-  | "status"
-  | "title"
-  | "created_at"
-  | "started_at"
-  | "attempts"
-  | "priority"
-  | "type"
-  | "origin";
-
 /**
  * Sort expressions: never null, so keyset comparisons hold (a waiting task's start sorts first). Status
  * sorts in lifecycle order and title as shown (an untitled task as "Untitled").
@@ -72,21 +61,6 @@ const ACTIVE_SORT_EXPR: Record<ActiveSortColumn, string> = {
   type: "type",
   origin: "origin",
 };
-
-export interface ActiveQuery {
-  id: string | null;
-  titleSearch: string | null;
-  type: string | null;
-  queue: string | null;
-  statuses: ActiveStatus[];
-  createdAfter: Date | null;
-  createdBefore: Date | null;
-  sortBy: ActiveSortColumn;
-  descending: boolean;
-  limit: number;
-  /** The sort value and id of the last row of the previous page. */
-  after: { value: string; id: string } | null;
-}
 
 /**
  * One page of the live queue. Keyset pagination on (sort value, id): a page starts strictly after the
@@ -127,16 +101,6 @@ function sortCast(c: ActiveSortColumn): string {
 }
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (m) => `\\${m}`);
-
-export interface HistoryQuery {
-  origin: "user" | "system" | null;
-  statuses: TaskStatus[];
-  type: string | null;
-  createdAfter: Date | null;
-  createdBefore: Date | null;
-  limit: number;
-  after: { createdAt: Date; id: string } | null;
-}
 
 /**
  * One page of history, newest first: running and cancelling tasks from the queue, and finished ones.

@@ -3,21 +3,15 @@
  * made under the row lock and re-checks state (and, for lost sessions, the lease token), so a task
  * that a finish or another replica's sweep ended or re-leased meanwhile is left alone.
  */
-import type { FinalStatus } from "../types.js";
+import type { RecoveredTask, WakeOnFree } from "../types.js";
 import { archiveCtes } from "./archive.js";
 import { changeAppendSql } from "./changes.js";
 import { CHANNEL_CANCEL, CHANNEL_TASK, dueNotifySql, type Db } from "./db.js";
-import { wakeOnFreeSql, type WakeOnFree } from "./lease.js";
+import { wakeOnFreeSql } from "./lease.js";
 import { retryDelayMsSql } from "./retry.js";
 
 /** The most tasks one statement ends; the reaper repeats while a statement comes back full. */
 export const RECOVERY_BATCH = 250;
-
-export interface RecoveredTask {
-  id: string;
-  /** Where the task went: back to the queue, or a final status. */
-  status: "pending" | FinalStatus;
-}
 
 /**
  * Ends attempts whose deadline has passed. A running task timed out: the attempt counts as failed and

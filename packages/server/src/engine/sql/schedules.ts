@@ -1,20 +1,6 @@
 /** Statements about schedules: declaring them, finding the due ones, firing a tick, listing. */
-import type { JsonObject, TaskStatus } from "../types.js";
+import type { DueSchedule, JsonObject, ScheduleDef, ScheduleRow, ScheduleSource, TaskStatus } from "../types.js";
 import { CHANNEL_SCHEDULE, type Db } from "./db.js";
-
-export type ScheduleSource = "config" | "worker" | "builtin";
-
-export interface ScheduleDef {
-  name: string;
-  cron: string;
-  timeZone: string;
-  type: string;
-  queue: string;
-  params: JsonObject;
-  title: string;
-  priority: number;
-  source: ScheduleSource;
-}
 
 /**
  * Declares schedules (insert, or update their definitions). A schedule whose cron or time zone did not
@@ -85,15 +71,6 @@ export async function scheduleDueList(db: Db, now: Date): Promise<{ due: string[
     values: [now],
   });
   return { due: rows.flatMap((r) => (r.name ? [r.name] : [])), nextAt: rows.find((r) => r.name === null)?.next_at ?? null };
-}
-
-export interface DueSchedule extends ScheduleDef {
-  /** The tick due now: the schedule's next_run_at. */
-  tick: Date;
-  /** Whether the run of the last fired tick is still pending or running. */
-  previousActive: boolean;
-  /** Whether a connected worker session (on any replica) declared the schedule's task type. */
-  workerConnected: boolean;
 }
 
 /**
@@ -170,13 +147,6 @@ export async function scheduleTickRecord(
     values: [p.name, p.tick, p.taskId, p.nextRunAt],
   });
   return rows[0]?.recorded ?? false;
-}
-
-export interface ScheduleRow extends ScheduleDef {
-  nextRunAt: Date;
-  lastRunAt: Date | null;
-  lastTaskId: string | null;
-  lastStatus: TaskStatus | null;
 }
 
 /** Every schedule by name, with its next and last run and the last run's status. */

@@ -3,19 +3,8 @@
  * Liveness is measured by the database's clock (now()), not the engine's: it is about real processes
  * dying in real time, and one clock keeps replicas with skewed clocks in agreement.
  */
-import type { JsonObject } from "../types.js";
+import type { SessionRow } from "../types.js";
 import type { Db } from "./db.js";
-
-export interface SessionRow {
-  id: string;
-  replicaId: string;
-  workerName: string;
-  taskTypes: string[];
-  queues: string[];
-  /** Task type → the timeout (ms) the worker declared for it. */
-  typeTimeouts: JsonObject;
-  connectedAt: Date;
-}
 
 /** Writes a session's row (marking it alive again if it exists). */
 export async function sessionUpsert(db: Db, s: SessionRow): Promise<void> {

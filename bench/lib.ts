@@ -29,9 +29,13 @@ export interface Child {
   exited: Promise<number | null>;
 }
 
-/** Starts a TypeScript file with tsx in its own process. */
+/**
+ * Starts a script in its own process: JavaScript with plain node (the compiled server), a bench
+ * TypeScript file with tsx. Either way taskq's packages are their compiled dist/, as a user runs them.
+ */
 export function start(script: string, env: NodeJS.ProcessEnv = {}, args: string[] = [], nodeArgs: string[] = []): Child {
-  const proc = spawn(process.execPath, [...nodeArgs, "--conditions=@taskq/source", "--import", "tsx", script, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const loader = script.endsWith(".ts") ? ["--import", "tsx"] : [];
+  const proc = spawn(process.execPath, [...nodeArgs, ...loader, script, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const out: string[] = [];
   let partial = "";
   const waiters = new Set<() => void>();

@@ -98,7 +98,7 @@ const workerNodeArgs = process.env.BENCH_WORKER_NODE_ARGS?.split(" ").filter(Boo
 async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Promise<T>): Promise<T> {
   const database = await freshDatabase();
   const port = await freePort();
-  const server = start("packages/server/src/main.ts", {
+  const server = start("packages/server/dist/main.js", {
     DATABASE_URL: database.url,
     TASKQ_PORT: String(port),
     TASKQ_LOG_LEVEL: "warn",

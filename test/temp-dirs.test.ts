@@ -103,3 +103,9 @@ test("the server's hourly taskq.temp-cleanup task runs on an SDK worker and show
   assert.deepEqual([task.origin, task.displayInitiator, task.displayTitle], ["system", "Scheduler", "Expired temp directory cleanup"]);
   await worker.stop();
 });
+
+test("the engine schedules the cleanup task under the name SDK workers handle", async () => {
+  const { TEMP_CLEANUP_TYPE: engineName } = await import("../packages/server/src/engine/maintenance.js");
+  const { TEMP_CLEANUP_TYPE: protocolName } = await import("@taskq/protocol");
+  assert.equal(engineName, protocolName);
+});

@@ -3,6 +3,7 @@
  * out. Both entries export them, so a caller can read (or print) what it gets. Nothing here is read
  * from the environment: the application decides that.
  */
+import { LIMITS, TEMP_CLEANUP_TYPE } from "@taskq/protocol";
 
 /** The server a client or worker connects to when given no URL: a taskq server on this machine, on its default port. */
 export const DEFAULT_URL = "http://127.0.0.1:50051";
@@ -35,8 +36,8 @@ export const DEFAULT_WATCH_RESUME: Readonly<{ maxAttempts: number; initialMs: nu
   maxMs: 2_000,
 });
 
-/** The largest result a server keeps, as JSON (the server's LIMITS.resultBytes); a worker fails an attempt whose result is larger. */
-export const MAX_RESULT_BYTES = 1024 * 1024;
+/** The largest result a server keeps, as JSON; a worker fails an attempt whose result is larger. */
+export const MAX_RESULT_BYTES = LIMITS.resultBytes;
 
 /** The built-in hourly task the server schedules; every SDK worker handles it for its own storage root. */
-export const TEMP_CLEANUP_TYPE = "taskq.temp-cleanup";
+export { TEMP_CLEANUP_TYPE };

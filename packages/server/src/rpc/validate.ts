@@ -5,24 +5,9 @@
  */
 import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { DEFAULT_TIME_ZONE, cronParse, invalidArgument, type DispatchInput, type JsonObject } from "../engine/index.js";
-import { Origin, RetryBackoff } from "@taskq/protocol";
-import type { DispatchRequest } from "@taskq/protocol";
+import { LIMITS, Origin, RetryBackoff, type DispatchRequest } from "@taskq/protocol";
 
-export const LIMITS = {
-  nameLength: 200,
-  titleLength: 500,
-  paramsBytes: 1024 * 1024,
-  maxAttempts: 1000,
-  durationMs: 7 * 24 * 3600_000,
-  batchSize: 1000,
-  pageSize: 500,
-  logMessageLength: 64 * 1024,
-  resultBytes: 1024 * 1024,
-  statusValueKeys: 100,
-  statusValueKeyLength: 200,
-  statusValueBytes: 64 * 1024,
-  watchersPerConnection: 100,
-};
+export { LIMITS };
 
 const INT8_MAX = 9223372036854775807n;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -44,11 +44,16 @@ export function start(script: string, env: NodeJS.ProcessEnv = {}, args: string[
     const parts = text.split("\n");
     partial = parts.pop()!;
     out.push(...parts);
-    waiters.forEach((w) => w());
+    for (const wake of waiters) wake();
   };
   proc.stdout!.on("data", take);
   proc.stderr!.on("data", take);
-  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => (waiters.forEach((w) => w()), resolve(code))));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on("exit", (code) => {
+      for (const wake of waiters) wake();
+      resolve(code);
+    }),
+  );
   return {
     proc,
     exited,

@@ -44,7 +44,10 @@ interface Figure {
 const figures: Figure[] = [];
 function record(scenario: string, subject: string, metric: string, unit: string, value: number) {
   let f = figures.find((x) => x.scenario === scenario && x.subject === subject && x.metric === metric);
-  if (!f) figures.push((f = { scenario, subject, metric, unit, values: [] }));
+  if (!f) {
+    f = { scenario, subject, metric, unit, values: [] };
+    figures.push(f);
+  }
   f.values.push(value);
   console.log(`  ${scenario} ${subject} ${metric}: ${value.toFixed(unit === "ms" ? 2 : 0)} ${unit}`);
 }
@@ -53,9 +56,15 @@ async function reachable(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = new Socket();
     s.setTimeout(500);
-    s.once("connect", () => (s.destroy(), resolve(true)));
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
     s.once("error", () => resolve(false));
-    s.once("timeout", () => (s.destroy(), resolve(false)));
+    s.once("timeout", () => {
+      s.destroy();
+      resolve(false);
+    });
     s.connect(port, "127.0.0.1");
   });
 }

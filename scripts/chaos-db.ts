@@ -110,6 +110,6 @@ export async function chaosTablesDump(db: pg.Pool, dir: string): Promise<void> {
   };
   for (const [name, sql] of Object.entries(tables)) {
     const { rows } = await db.query(sql);
-    await writeFile(path.join(dir, `${name}.jsonl`), rows.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    await writeFile(path.join(dir, `${name}.jsonl`), `${rows.map((r) => JSON.stringify(r)).join("\n")}\n`);
   }
 }

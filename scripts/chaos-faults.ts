@@ -140,8 +140,13 @@ export class Faults {
       const group = this.freeGroup(cls)!;
       this.busy.add(group);
       const fault = this.inflict(cls, group)
-        .catch((err: unknown) => void (this.failure ??= `fault ${cls} failed: ${err instanceof Error ? err.stack : String(err)}`))
-        .finally(() => (this.busy.delete(group), this.running.delete(fault)));
+        .catch((err: unknown) => {
+          this.failure ??= `fault ${cls} failed: ${err instanceof Error ? err.stack : String(err)}`;
+        })
+        .finally(() => {
+          this.busy.delete(group);
+          this.running.delete(fault);
+        });
       this.running.add(fault);
     }
     while (this.running.size > 0) await Promise.all(this.running);

@@ -221,7 +221,8 @@ class RunVerdict {
         (l) => f.workers.includes(l.worker) && (l.start <= f.startedAt ? l.end > f.startedAt : f.endedAt !== null && l.start < f.endedAt),
       );
       if (atRisk.length === 0) continue;
-      const c = (byClass[f.cls] ??= { withLeases: 0, recovered: 0, medianMs: null, maxMs: null, backFirst: 0, overS: 0, times: [] });
+      const c = byClass[f.cls] ?? { withLeases: 0, recovered: 0, medianMs: null, maxMs: null, backFirst: 0, overS: 0, times: [] };
+      byClass[f.cls] = c;
       c.withLeases++;
       const since = (l: Lease) => Math.max(f.startedAt, l.start);
       const recoveredMs = Math.max(...atRisk.map((l) => l.end - since(l)));
@@ -256,7 +257,8 @@ class RunVerdict {
       return;
     }
     const near = this.faultsNear(worker, from, to);
-    const byCause = (this.causes[kind] ??= {});
+    const byCause = this.causes[kind] ?? {};
+    this.causes[kind] = byCause;
     byCause[near] = (byCause[near] ?? 0) + 1;
     this.problems.push(`${kind}: ${text} (near: ${near})`);
   }

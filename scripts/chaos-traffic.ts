@@ -125,7 +125,11 @@ export class Traffic {
 function randomKind(): Kind {
   const r = Math.random();
   let acc = 0;
-  return KIND_MIX.find(([, share]) => (acc += share) >= r)?.[0] ?? "chaos.quick";
+  for (const [kind, share] of KIND_MIX) {
+    acc += share;
+    if (acc >= r) return kind;
+  }
+  return "chaos.quick";
 }
 
 /** A call was not answered in time. */

@@ -24,7 +24,11 @@ pool.on("error", () => {}); // the database restarts during the run; queries bel
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    const cut = () => {
+      clearTimeout(t);
+      resolve();
+    };
+    signal?.addEventListener("abort", cut, { once: true });
   });
 
 /** Runs `query` until the database answers (it restarts once during the run). */
@@ -65,11 +69,17 @@ class RunLog {
   private writing = false;
 
   start(row: RunStart): Promise<void> {
-    return new Promise((done) => (this.starts.push({ row, done }), this.kick()));
+    return new Promise((done) => {
+      this.starts.push({ row, done });
+      this.kick();
+    });
   }
 
   end(row: RunEnd): Promise<void> {
-    return new Promise((done) => (this.ends.push({ row, done }), this.kick()));
+    return new Promise((done) => {
+      this.ends.push({ row, done });
+      this.kick();
+    });
   }
 
   private kick(): void {

@@ -57,7 +57,8 @@ if (!Number.isFinite(SECONDS) || SECONDS < 10) {
 let cluster: Cluster | null = null;
 
 async function main(): Promise<number> {
-  const c = (cluster = new Cluster(STALE_CHECK_MS));
+  const c = new Cluster(STALE_CHECK_MS);
+  cluster = c;
   let traffic: Traffic | null = null;
   try {
     await c.start();
@@ -76,9 +77,12 @@ async function main(): Promise<number> {
     });
     noteClockSkew(c, faults);
 
-    const t = (traffic = new Traffic(c.replicaUrls));
+    const t = new Traffic(c.replicaUrls);
+    traffic = t;
     let failure: string | null = null;
-    const fail = (err: unknown) => void (failure ??= err instanceof Error ? (err.stack ?? err.message) : String(err));
+    const fail = (err: unknown) => {
+      failure ??= err instanceof Error ? (err.stack ?? err.message) : String(err);
+    };
     const runStart = performance.now();
     const [dispatchUntil, endAt] = [runStart + SECONDS * 1000 * DISPATCH_SHARE, runStart + SECONDS * 1000];
     let dispatchDone = false;

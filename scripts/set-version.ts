@@ -26,11 +26,17 @@ function manifests(): Manifest[] {
 /** Every place a version is written: the manifests' own, and each @taskq dependency on a sibling. */
 function versionsOf(m: Manifest): { where: string; version: string; set(v: string): void }[] {
   const where = path.relative(ROOT, m.file);
-  const found = [{ where, version: m.json.version, set: (v: string) => void (m.json.version = v) }];
+  const setOwn = (v: string) => {
+    m.json.version = v;
+  };
+  const found = [{ where, version: m.json.version, set: setOwn }];
   for (const section of SECTIONS) {
     const deps = m.json[section] ?? {};
     for (const name of Object.keys(deps).filter((n) => n.startsWith("@taskq/"))) {
-      found.push({ where: `${where} ${section}.${name}`, version: deps[name], set: (v) => void (deps[name] = v) });
+      const set = (v: string) => {
+        deps[name] = v;
+      };
+      found.push({ where: `${where} ${section}.${name}`, version: deps[name], set });
     }
   }
   return found;

@@ -14,7 +14,6 @@ import type { Replica } from "../packages/server/src/app.js";
 import { TaskClient, TaskqError, Worker, type ConnectionOptions } from "@taskq/sdk";
 import { connect } from "@taskq/sdk";
 import { Health, HealthCheckResponse_ServingStatus } from "@taskq/protocol/grpc";
-import { TaskQueue } from "@taskq/protocol";
 import { Harness, RawWorker } from "./helpers.js";
 
 const TOKENS = { client: "client-token-0123456789", worker: "worker-token-0123456789", admin: "admin-token-0123456789" };

@@ -5,8 +5,8 @@ import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HelloSchema } from "@taskq/protocol";
-import { Origin, RetryBackoff, TaskStatus } from "@taskq/protocol";
-import type { ActiveSortField, TaskQueue } from "@taskq/protocol";
+import { TaskStatus } from "@taskq/protocol";
+import type { ActiveSortField, Origin, RetryBackoff, TaskQueue } from "@taskq/protocol";
 import { Harness } from "./helpers.js";
 
 let h: Harness;

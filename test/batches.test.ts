@@ -76,7 +76,11 @@ test("a worker that accepts batches gets leases claimed together as one message,
     const m = await w.nextOf(["finishAck", "batch", "finishRejected"]);
     assert.notEqual(m.case, "finishRejected");
     const all = m.case === "batch" ? m.value.messages.map((x) => x.message) : [m];
-    for (const a of all) if (a.case === "finishAck") (acks++, assert.equal(a.value.status, TaskStatus.COMPLETED));
+    for (const a of all) {
+      if (a.case !== "finishAck") continue;
+      acks++;
+      assert.equal(a.value.status, TaskStatus.COMPLETED);
+    }
   }
   for (const [i, id] of ids.entries()) {
     const task = await client.status(id);
@@ -154,7 +158,7 @@ async function fakeServer(opts: { acceptsBatches: boolean; leases: number }) {
                 }),
               );
               if (m.message.value.acceptsBatches) out.push(create(ServerMessageSchema, { message: { case: "batch", value: { messages: leases } } }));
-              else leases.forEach((l) => out.push(l));
+              else for (const l of leases) out.push(l);
             }
           }
           out.close();

@@ -183,7 +183,7 @@ test("--help and usage errors load neither the SDK nor connect nor protobuf", as
   await writeFile(
     hooks,
     'export async function resolve(specifier, context, next) {\n' +
-      '  if (/^@(taskq\\/sdk|connectrpc\\/|bufbuild\\/)/.test(specifier)) throw new Error(`refused to load ${specifier}`);\n' +
+      '  if (/^@(taskq\\/sdk|connectrpc\\/|bufbuild\\/)/.test(specifier)) throw new Error("refused to load " + specifier);\n' +
       "  return next(specifier, context);\n}\n",
   );
   const refuse = path.join(dir, "refuse.mjs");

@@ -11,7 +11,7 @@ import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type Client } from "@connectrpc/connect";
 import type { Replica } from "../packages/server/src/app.js";
-import { Origin, RetryBackoff, TaskStatus } from "@taskq/protocol";
+import { Origin, type RetryBackoff, TaskStatus } from "@taskq/protocol";
 import {
   DispatchRequestSchema,
   ListActiveRequestSchema,
@@ -19,7 +19,7 @@ import {
   TaskQueue,
   type ActiveSortField,
 } from "@taskq/protocol";
-import { HelloSchema, WorkerMessageSchema, WorkerService } from "@taskq/protocol";
+import { type HelloSchema, WorkerMessageSchema, WorkerService } from "@taskq/protocol";
 import { Health } from "@taskq/protocol/grpc";
 import { Harness, type RawWorker } from "./helpers.js";
 
@@ -83,7 +83,7 @@ function requestCases(): Case[] {
     dispatch(`retry_delay #${i}`, { type: "a", retryDelay: d });
   });
   dispatch("delay of -5 s", { type: "a", delay: durationFromMs(-5_000) });
-  BAD_TIMESTAMPS.forEach((t, i) => dispatch(`run_at #${i}`, { type: "a", runAt: t }));
+  for (const [i, t] of BAD_TIMESTAMPS.entries()) dispatch(`run_at #${i}`, { type: "a", runAt: t });
   for (const n of [0, 1001, 2 ** 32 - 1]) dispatch(`max_attempts ${n}`, { type: "a", maxAttempts: n });
   for (const o of [3, 99, -1]) dispatch(`origin ${o}`, { type: "a", origin: o as Origin });
   for (const b of [3, -7]) dispatch(`retry_backoff ${b}`, { type: "a", retryBackoff: b as RetryBackoff });
@@ -127,8 +127,9 @@ function requestCases(): Case[] {
   history("page_size 2^32-1", { pageSize: 2 ** 32 - 1 });
   history("origin 9", { origin: 9 as Origin });
   const junkTokens = ["%%%", token("not json"), token([]), token({}), token({ sort: "created_at:asc" }), token({ sort: "created_at:asc", value: "x", id: "1" }), token({ sort: "id:asc", value: "1; drop table", id: "1" }), token({ sort: "created_at:asc", value: "2026-01-01 00:00:00+00", id: "-4" }), "a".repeat(5_000)];
-  junkTokens.forEach((t, i) => active(`page_token #${i}`, { pageToken: t }));
-  [token({}), token({ createdAt: "never", id: "1" }), token({ createdAt: "2026-01-01T00:00:00Z", id: "x" }), token(null), "!!"].forEach((t, i) => history(`page_token #${i}`, { pageToken: t }));
+  for (const [i, t] of junkTokens.entries()) active(`page_token #${i}`, { pageToken: t });
+  const junkHistoryTokens = [token({}), token({ createdAt: "never", id: "1" }), token({ createdAt: "2026-01-01T00:00:00Z", id: "x" }), token(null), "!!"];
+  for (const [i, t] of junkHistoryTokens.entries()) history(`page_token #${i}`, { pageToken: t });
   for (const q of ["", "two words", "undefined-queue"]) {
     cases.push([`PauseQueue ${JSON.stringify(q)}`, () => rpc.pauseQueue({ queue: q }), INVALID]);
     cases.push([`ResumeQueue ${JSON.stringify(q)}`, () => rpc.resumeQueue({ queue: q }), INVALID]);
@@ -174,12 +175,12 @@ function streamCases(): StreamCase[] {
     { case: "finish", value: { taskId: "1", leaseToken: ZERO, outcome: { case: "success", value: {} } } },
     { case: undefined },
   ];
-  first.forEach((m) =>
+  for (const m of first) {
     cases.push([`${m!.case ?? "an empty message"} before hello ends the stream FAILED_PRECONDITION`, async (w) => {
       w.send(m);
       await endsWith(w, Code.FailedPrecondition);
-    }]),
-  );
+    }]);
+  }
   const badHellos: [string, MessageInitShape<typeof HelloSchema>][] = [
     ["no types", { workerName: "w" }],
     ["an empty type name", { taskTypes: [{ name: "" }] }],
@@ -300,7 +301,10 @@ describe("fuzz", () => {
   // A seeded generator, so a failure can be replayed (FUZZ_SEED=...).
   const seed = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
   let x = seed || 1;
-  const rand = () => ((x = (x * 48271) % 2147483647) / 2147483647);
+  const rand = () => {
+    x = (x * 48271) % 2147483647;
+    return x / 2147483647;
+  };
   const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(rand() * 256)));
   const mutate = (valid: Uint8Array) => {
     const b = Buffer.from(valid);

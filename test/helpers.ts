@@ -86,7 +86,7 @@ const OWN_SESSIONS = 1;
  * its 5-s keep-alive timeout): teardown then waits for that instead of failing, which is why tests that
  * use fetch ask for "connection: close".
  */
-export const LEAK_CHECK_MS = 10_000;
+const LEAK_CHECK_MS = 10_000;
 
 /**
  * What a replica still has open that a test's clients and workers opened: worker sessions (past its own
@@ -103,7 +103,7 @@ export function leftOpen(replica: Replica): string[] {
 }
 
 /** Waits until no replica has anything left open (see leftOpen); throws naming what leaked after `timeoutMs`. */
-export async function assertNothingLeaked(replicas: Replica[], timeoutMs = LEAK_CHECK_MS): Promise<void> {
+async function assertNothingLeaked(replicas: Replica[], timeoutMs = LEAK_CHECK_MS): Promise<void> {
   const leaks = () =>
     replicas.flatMap((r) => {
       const left = leftOpen(r);
@@ -233,13 +233,13 @@ export class RawWorker {
       try {
         for await (const m of client.connect(this.outbox)) {
           this.inbox.push(m);
-          this.waiters.splice(0).forEach((w) => w());
+          for (const wake of this.waiters.splice(0)) wake();
         }
         this.ended = "ended";
       } catch (err) {
         this.ended = err;
       }
-      this.waiters.splice(0).forEach((w) => w());
+      for (const wake of this.waiters.splice(0)) wake();
     })();
   }
 

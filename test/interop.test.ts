@@ -11,13 +11,57 @@ import { gzipSync } from "node:zlib";
 import { after, before, test } from "node:test";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, type ConnectError, createClient } from "@connectrpc/connect";
 import { Http2SessionManager, createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { TaskQueue } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";
 
+// Messages as grpc-js hands them over with the options below: snake_case fields, enums and oneof cases
+// by name, defaults filled in. Only the fields these tests read.
+type WireValue = { numberValue?: number; stringValue?: string };
+interface WireTask {
+  id: string;
+  status: string;
+  priority_band: string;
+  attempts: number;
+  worker: string;
+  error: string;
+  display_title: string;
+  display_initiator: string;
+  result: WireValue;
+  log: { message: string }[];
+  status_values: { fields: Record<string, WireValue> };
+}
+/** A ServerMessage: `message` names the field that is set. */
+type WireServerMessage = { message: string } & Record<string, unknown>;
+interface WireLease {
+  task_id: string;
+  lease_token: string;
+  params: { fields: Record<string, WireValue> };
+}
+interface WireWatchEvent {
+  event: string;
+  log_entry?: { message: string };
+  status_change?: { status: string };
+}
+
+/**
+ * The taskq.v1 services as grpc-js builds them from the .proto files at run time, which gives them no
+ * static types: the streaming methods these tests call (unary ones go through `unary`).
+ */
+interface TaskQueueClient extends grpc.Client {
+  WatchTask(req: { task_id: string }): grpc.ClientReadableStream<WireWatchEvent>;
+}
+interface WorkerServiceClient extends grpc.Client {
+  Connect(): grpc.ClientDuplexStream<object, WireServerMessage>;
+}
+interface V1Services {
+  TaskQueue: new (address: string, credentials: grpc.ChannelCredentials) => TaskQueueClient;
+  WorkerService: new (address: string, credentials: grpc.ChannelCredentials) => WorkerServiceClient;
+}
+
 let h: Harness;
-let pkg: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- a run-time loaded package has no static type
+let v1: V1Services;
 let address: string;
 const clients: grpc.Client[] = [];
 
@@ -33,21 +77,30 @@ before(async () => {
     defaults: true,
     oneofs: true,
   });
-  pkg = grpc.loadPackageDefinition(definition).taskq;
+  const taskq = grpc.loadPackageDefinition(definition).taskq as grpc.GrpcObject;
+  v1 = taskq.v1 as unknown as V1Services;
 });
 after(async () => {
   for (const c of clients) c.close();
   await h.close();
 });
 
+type UnaryMethod = (req: object, callback: (err: grpc.ServiceError | null, res: unknown) => void) => void;
+
 const unary = <T>(client: grpc.Client, method: string, req: object) =>
   new Promise<T>((resolve, reject) =>
-    (client as unknown as Record<string, Function>)[method](req, (err: Error | null, res: T) => (err ? reject(err) : resolve(res))),
+    (client as unknown as Record<string, UnaryMethod>)[method](req, (err, res) => (err ? reject(err) : resolve(res as T))),
   );
 
+/** Takes the first message of `kind` from `received`: the field it carries, or null when none came. */
+const takeMessage = <T>(received: WireServerMessage[], kind: string): T | null => {
+  const i = received.findIndex((m) => m.message === kind);
+  return i >= 0 ? (received.splice(i, 1)[0][kind] as T) : null;
+};
+
 test("grpc-js: dispatch, status, and a hand-driven worker stream", async () => {
-  const queue = new pkg.v1.TaskQueue(address, grpc.credentials.createInsecure());
-  const workers = new pkg.v1.WorkerService(address, grpc.credentials.createInsecure());
+  const queue = new v1.TaskQueue(address, grpc.credentials.createInsecure());
+  const workers = new v1.WorkerService(address, grpc.credentials.createInsecure());
   clients.push(queue, workers);
 
   const dispatched = await unary<{ task_id: string; created: boolean }>(queue, "Dispatch", {
@@ -64,24 +117,24 @@ test("grpc-js: dispatch, status, and a hand-driven worker stream", async () => {
   assert.equal(pending.task.priority_band, "PRIORITY_BAND_HIGH");
 
   const call = workers.Connect();
-  const received: any[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const received: WireServerMessage[] = [];
   const waiters: (() => void)[] = [];
-  call.on("data", (m: unknown) => {
+  call.on("data", (m: WireServerMessage) => {
     received.push(m);
-    waiters.splice(0).forEach((w) => w());
+    for (const wake of waiters.splice(0)) wake();
   });
-  const next = async (kind: string) => {
+  const next = async <T>(kind: string): Promise<T> => {
     for (;;) {
-      const i = received.findIndex((m) => m.message === kind);
-      if (i >= 0) return received.splice(i, 1)[0][kind];
+      const found = takeMessage<T>(received, kind);
+      if (found !== null) return found;
       await new Promise<void>((r) => waiters.push(r));
     }
   };
   call.write({ hello: { worker_name: "grpc-js", task_types: [{ name: "interop.echo" }] } });
   call.write({ credits: { count: 1 } });
-  const welcome = await next("welcome");
+  const welcome = await next<{ session_id: string }>("welcome");
   assert.ok(welcome.session_id);
-  const lease = await next("lease");
+  const lease = await next<WireLease>("lease");
   assert.equal(lease.task_id, dispatched.task_id);
   assert.equal(lease.params.fields.n.numberValue, 7);
   call.write({ log_step: { task_id: lease.task_id, lease_token: lease.lease_token, message: "echoing" } });
@@ -89,12 +142,12 @@ test("grpc-js: dispatch, status, and a hand-driven worker stream", async () => {
   call.write({
     finish: { task_id: lease.task_id, lease_token: lease.lease_token, success: { result: { stringValue: "echo 7" } } },
   });
-  const ack = await next("finish_ack");
+  const ack = await next<{ status: string }>("finish_ack");
   assert.equal(ack.status, "TASK_STATUS_COMPLETED");
   call.end();
   await new Promise<void>((resolve) => call.on("end", resolve));
 
-  const done = await unary<{ task: any }>(queue, "Status", { task_id: dispatched.task_id }); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const done = await unary<{ task: WireTask }>(queue, "Status", { task_id: dispatched.task_id });
   assert.equal(done.task.status, "TASK_STATUS_COMPLETED");
   assert.equal(done.task.attempts, 1);
   assert.equal(done.task.worker, "grpc-js");
@@ -104,27 +157,34 @@ test("grpc-js: dispatch, status, and a hand-driven worker stream", async () => {
 });
 
 test("grpc-js: an unknown task is NOT_FOUND, a bad id INVALID_ARGUMENT", async () => {
-  const queue = new pkg.v1.TaskQueue(address, grpc.credentials.createInsecure());
+  const queue = new v1.TaskQueue(address, grpc.credentials.createInsecure());
   clients.push(queue);
   await assert.rejects(unary(queue, "Status", { task_id: "987654321" }), { code: grpc.status.NOT_FOUND });
   await assert.rejects(unary(queue, "Status", { task_id: "abc" }), { code: grpc.status.INVALID_ARGUMENT });
 });
 
 test("grpc-js reads an error message verbatim: ':' and spaces, '%', quotes, non-ASCII", async () => {
-  const queue = new pkg.v1.TaskQueue(address, grpc.credentials.createInsecure());
+  const queue = new v1.TaskQueue(address, grpc.credentials.createInsecure());
   clients.push(queue);
   const id = "é: 100% sûr, #1/2 ✓";
   const expected = `task_id: "${id}" is not a task id (a positive decimal integer)`;
   const details = (call: Promise<unknown>) =>
     call.then(
       () => assert.fail("the call succeeded"),
-      (err: grpc.ServiceError) => (assert.equal(err.code, grpc.status.INVALID_ARGUMENT), err.details),
+      (err: grpc.ServiceError) => {
+        assert.equal(err.code, grpc.status.INVALID_ARGUMENT);
+        return err.details;
+      },
     );
   assert.equal(await details(unary(queue, "Status", { task_id: id })), expected);
   // A server stream whose error comes before any message, and one (WatchTask) as grpc-js reads it.
   const watch = queue.WatchTask({ task_id: id });
   watch.on("data", () => {});
-  assert.equal(await details(new Promise((resolve, reject) => (watch.on("error", reject), watch.on("end", resolve)))), expected);
+  const watchEnd = new Promise((resolve, reject) => {
+    watch.on("error", reject);
+    watch.on("end", resolve);
+  });
+  assert.equal(await details(watchEnd), expected);
 });
 
 test("Connect, gRPC-Web and connect-es gRPC clients read the same message verbatim", async () => {
@@ -151,7 +211,10 @@ test("Connect, gRPC-Web and connect-es gRPC clients read the same message verbat
       const stream = client.watchTask({ taskId: id });
       await assert.rejects(async () => {
         for await (const _ of stream) void _;
-      }, (err: ConnectError) => (assert.equal(err.rawMessage, expected, `${name}, server stream`), true));
+      }, (err: ConnectError) => {
+        assert.equal(err.rawMessage, expected, `${name}, server stream`);
+        return true;
+      });
     }
   } finally {
     h2.abort();
@@ -160,43 +223,42 @@ test("Connect, gRPC-Web and connect-es gRPC clients read the same message verbat
 });
 
 test("grpc-js: watch a task live, interrupt it while it runs, time another out, and find both in the lists", async () => {
-  const queue = new pkg.v1.TaskQueue(address, grpc.credentials.createInsecure());
-  const workers = new pkg.v1.WorkerService(address, grpc.credentials.createInsecure());
+  const queue = new v1.TaskQueue(address, grpc.credentials.createInsecure());
+  const workers = new v1.WorkerService(address, grpc.credentials.createInsecure());
   clients.push(queue, workers);
   const { task_id: id } = await unary<{ task_id: string }>(queue, "Dispatch", { type: "interop.long", title: "watch me" });
 
-  const events: any[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
+  const events: WireWatchEvent[] = [];
   const watch = queue.WatchTask({ task_id: id });
-  watch.on("data", (e: unknown) => events.push(e));
-  const watchEnded = new Promise<void>((resolve, reject) => (watch.on("end", resolve), watch.on("error", reject)));
+  watch.on("data", (e: WireWatchEvent) => events.push(e));
+  const watchEnded = new Promise<void>((resolve, reject) => {
+    watch.on("end", resolve);
+    watch.on("error", reject);
+  });
   await waitFor("the snapshot", () => events.length > 0);
 
   const call = workers.Connect();
-  const received: any[] = []; // eslint-disable-line @typescript-eslint/no-explicit-any
-  call.on("data", (m: unknown) => received.push(m));
-  const next = (kind: string) =>
-    waitFor(kind, () => {
-      const i = received.findIndex((m) => m.message === kind);
-      return i >= 0 ? received.splice(i, 1)[0][kind] : null;
-    });
+  const received: WireServerMessage[] = [];
+  call.on("data", (m: WireServerMessage) => received.push(m));
+  const next = <T>(kind: string) => waitFor(kind, () => takeMessage<T>(received, kind));
   call.write({ hello: { worker_name: "grpc-js", task_types: [{ name: "interop.long" }, { name: "interop.slow" }] } });
   call.write({ credits: { count: 1 } });
-  const lease = await next("lease");
+  const lease = await next<WireLease>("lease");
   call.write({ log_step: { task_id: id, lease_token: lease.lease_token, message: "one" } });
   await waitFor("the log step on the watch", () => events.some((e) => e.event === "log_entry"));
 
   const interrupted = await unary<{ status: string }>(queue, "Interrupt", { task_id: id, reason: "from grpc-js" });
   assert.equal(interrupted.status, "TASK_STATUS_CANCELLING");
-  const cancel = await next("cancel");
+  const cancel = await next<{ reason: string }>("cancel");
   assert.equal(cancel.reason, "CANCEL_REASON_INTERRUPTED");
-  const active = await unary<{ tasks: any[] }>(queue, "ListActive", { statuses: ["TASK_STATUS_CANCELLING"] }); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const active = await unary<{ tasks: WireTask[] }>(queue, "ListActive", { statuses: ["TASK_STATUS_CANCELLING"] });
   assert.deepEqual(active.tasks.map((t) => [t.id, t.display_title]), [[id, "watch me"]]);
   call.write({ finish: { task_id: id, lease_token: lease.lease_token, success: { result: { nullValue: "NULL_VALUE" } } } });
-  assert.equal((await next("finish_ack")).status, "TASK_STATUS_CANCELED");
+  assert.equal((await next<{ status: string }>("finish_ack")).status, "TASK_STATUS_CANCELED");
   await watchEnded;
   assert.equal(events[0].event, "snapshot");
-  assert.equal(events.find((e) => e.event === "log_entry").log_entry.message, "one");
-  const statuses = events.filter((e) => e.event === "status_change").map((e) => e.status_change.status);
+  assert.equal(events.find((e) => e.event === "log_entry")?.log_entry?.message, "one");
+  const statuses = events.filter((e) => e.event === "status_change").map((e) => e.status_change?.status);
   assert.deepEqual(statuses, ["TASK_STATUS_RUNNING", "TASK_STATUS_CANCELLING", "TASK_STATUS_CANCELED"]);
 
   const { task_id: slowId } = await unary<{ task_id: string }>(queue, "Dispatch", {
@@ -206,16 +268,16 @@ test("grpc-js: watch a task live, interrupt it while it runs, time another out, 
   });
   call.write({ credits: { count: 1 } });
   await next("lease");
-  assert.equal((await next("cancel")).reason, "CANCEL_REASON_TIMED_OUT");
+  assert.equal((await next<{ reason: string }>("cancel")).reason, "CANCEL_REASON_TIMED_OUT");
   call.end();
 
-  const history = await unary<{ tasks: any[] }>(queue, "ListHistory", { origin: "ORIGIN_USER" }); // eslint-disable-line @typescript-eslint/no-explicit-any
+  const history = await unary<{ tasks: WireTask[] }>(queue, "ListHistory", { origin: "ORIGIN_USER" });
   const byId = new Map(history.tasks.map((t) => [t.id, t]));
-  assert.equal(byId.get(id).status, "TASK_STATUS_CANCELED");
-  assert.equal(byId.get(id).display_initiator, "API", "a USER task dispatched without an initiator");
-  assert.equal(byId.get(id).error, "interrupted: from grpc-js");
-  assert.equal(byId.get(slowId).status, "TASK_STATUS_STUCK");
-  assert.equal(byId.get(slowId).display_title, "Interop slow");
+  assert.equal(byId.get(id)?.status, "TASK_STATUS_CANCELED");
+  assert.equal(byId.get(id)?.display_initiator, "API", "a USER task dispatched without an initiator");
+  assert.equal(byId.get(id)?.error, "interrupted: from grpc-js");
+  assert.equal(byId.get(slowId)?.status, "TASK_STATUS_STUCK");
+  assert.equal(byId.get(slowId)?.display_title, "Interop slow");
 });
 
 test("responses go uncompressed even to a client that accepts gzip; gzip requests are accepted", async () => {

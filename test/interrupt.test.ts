@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { Code, TaskAbortedError, TaskFailedError, TaskqError, type WatchEvent } from "@taskq/sdk";
+import { Code, TaskAbortedError, TaskFailedError, type TaskqError, type WatchEvent } from "@taskq/sdk";
 import { TaskStatus } from "@taskq/protocol";
 import { CancelReason } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";

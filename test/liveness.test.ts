@@ -104,7 +104,10 @@ describe("a worker that reads nothing", () => {
     try {
       await waitFor("all 60 leased to the deaf worker", async () => (await statuses(h, type)).running === 60);
       // The response ends (its trailers say why) once the worker reads again.
-      const ended = new Promise((resolve) => (stream.once("end", resolve), stream.once("close", resolve)));
+      const ended = new Promise((resolve) => {
+        stream.once("end", resolve);
+        stream.once("close", resolve);
+      });
       stream.on("data", () => {});
       await waitFor("its leases to return", async () => (await statuses(h, type)).pending === 60, 10_000);
       stream.resume();
@@ -178,7 +181,10 @@ describe("a stream that broke on the replica's side only", () => {
       const handle = await h.client().dispatch(type, {}, { timeoutMs: 60_000 });
       await waitFor("the first attempt", async () => (await handle.status()).status === "running");
       const healthy = h.worker({});
-      healthy.register(type, () => (events.push("second started"), "second"));
+      healthy.register(type, () => {
+        events.push("second started");
+        return "second";
+      });
       await healthy.start();
       // The replica sees its stream reset; the worker sees nothing and runs on until its deadline.
       proxy.resetTargetSide();

@@ -41,7 +41,12 @@ test("a burst of dispatches gets the task table analyzed, without waiting for au
  */
 async function planOf(run: (db: Db) => Promise<unknown>, opts: { analyze?: boolean } = {}): Promise<string> {
   let captured: pg.QueryConfig | null = null;
-  const recorder = { query: async (q: pg.QueryConfig) => ((captured = q), Promise.reject(new Error("captured"))) } as unknown as Db;
+  const recorder = {
+    query: async (q: pg.QueryConfig) => {
+      captured = q;
+      throw new Error("captured");
+    },
+  } as unknown as Db;
   await run(recorder).catch(() => {});
   assert.ok(captured, "the statement was captured");
   const { text, values } = captured as pg.QueryConfig;

@@ -30,11 +30,16 @@ export function startTs(script: string, env: NodeJS.ProcessEnv, opts: StartOptio
   const listeners = new Set<() => void>();
   const take = (chunk: Buffer) => {
     out += chunk.toString();
-    listeners.forEach((l) => l());
+    for (const listener of listeners) listener();
   };
   proc.stdout!.on("data", take);
   proc.stderr!.on("data", take);
-  const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => (listeners.forEach((l) => l()), resolve(code))));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.on("exit", (code) => {
+      for (const listener of listeners) listener();
+      resolve(code);
+    }),
+  );
   return {
     proc,
     output: () => out,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { Code, TaskqError, type TaskContext } from "@taskq/sdk";
+import { Code, type TaskqError, type TaskContext } from "@taskq/sdk";
 import { Harness, waitFor } from "./helpers.js";
 
 describe("limits across two replicas and three workers", () => {

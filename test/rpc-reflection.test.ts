@@ -64,15 +64,21 @@ interface ReflectionResponse {
 
 test("grpc-js: every listed service resolves to a file that defines it, with the files it imports", async () => {
   const definition = protoLoader.loadSync("grpc/reflection/v1/reflection.proto", { includeDirs: ["packages/protocol/proto"], keepCase: true, oneofs: true });
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a run-time loaded package has no static type
-  const pkg = grpc.loadPackageDefinition(definition).grpc as any;
-  const client = new pkg.reflection.v1.ServerReflection(url.replace("http://", ""), grpc.credentials.createInsecure()) as grpc.Client;
+  // A package loaded at run time has no static type: the one service this test reads from it.
+  const loaded = grpc.loadPackageDefinition(definition) as unknown as { grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } } };
+  const client = new loaded.grpc.reflection.v1.ServerReflection(url.replace("http://", ""), grpc.credentials.createInsecure());
   try {
     const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<object, ReflectionResponse> }).ServerReflectionInfo();
     const responses: ReflectionResponse[] = [];
     let wake: (() => void) | null = null;
-    call.on("data", (r: ReflectionResponse) => (responses.push(r), wake?.()));
-    const ended = new Promise<void>((resolve, reject) => (call.on("end", resolve), call.on("error", reject)));
+    call.on("data", (r: ReflectionResponse) => {
+      responses.push(r);
+      wake?.();
+    });
+    const ended = new Promise<void>((resolve, reject) => {
+      call.on("end", resolve);
+      call.on("error", reject);
+    });
     const ask = async (req: object): Promise<ReflectionResponse> => {
       call.write(req);
       while (responses.length === 0) await new Promise<void>((resolve) => (wake = resolve));

@@ -60,7 +60,10 @@ test("a result over the limit fails the attempt: the task is retried, and FAILED
 test("SDK worker: a handler's result over the limit is retried, and the next attempt's result kept", async () => {
   const seen: number[] = [];
   const worker = h.worker({ concurrency: 1 });
-  worker.register("result-size.sdk", (ctx) => (seen.push(ctx.attempt), ctx.attempt === 1 ? oversized() : "small enough"));
+  worker.register("result-size.sdk", (ctx) => {
+    seen.push(ctx.attempt);
+    return ctx.attempt === 1 ? oversized() : "small enough";
+  });
   await worker.start();
   const handle = await h.client().dispatch("result-size.sdk", {}, { maxAttempts: 3, retryDelayMs: 0, backoff: "fixed" });
   const task = await ended(handle);

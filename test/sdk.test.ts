@@ -96,7 +96,10 @@ test("result() and watch() of an unknown task reject at once with NOT_FOUND inst
   const engine = replica.engine;
   const watch = engine.watch.bind(engine);
   let watches = 0;
-  engine.watch = (...args) => (watches++, watch(...args));
+  engine.watch = (...args) => {
+    watches++;
+    return watch(...args);
+  };
   try {
     await assert.rejects(client.handle("424242424").result(), (err: TaskqError) => err instanceof TaskqError && err.code === Code.NotFound);
     await assert.rejects(async () => {
@@ -273,7 +276,10 @@ test("a watch's status changes say when they happened: the final one when the ta
   let seen!: () => void;
   const snapshotSeen = new Promise<void>((resolve) => (seen = resolve));
   const worker = h.worker({}, replica);
-  worker.register("times.ok", async () => (await snapshotSeen, "done"));
+  worker.register("times.ok", async () => {
+    await snapshotSeen;
+    return "done";
+  });
   await worker.start();
   const handle = await client.dispatch("times.ok");
   const changes: Extract<WatchEvent, { type: "status" }>[] = [];

@@ -56,7 +56,9 @@ describe("replicas whose clocks are five minutes apart each way", () => {
       const type = `skew.delayed.${through}`;
       let startedAt = 0;
       const worker = h.worker({}, replicas[runOn]);
-      worker.register(type, () => void (startedAt = Date.now()));
+      worker.register(type, () => {
+        startedAt = Date.now();
+      });
       await worker.start();
       const dispatchedAt = Date.now();
       const task = await h.client(replicas[through]).dispatch(type, {}, { delayMs: DELAY_MS });
@@ -102,7 +104,9 @@ describe("replicas whose clocks are five minutes apart each way", () => {
     // The second attempt is claimed by the fast replica.
     let startedAt = 0;
     const worker = h.worker({}, fast);
-    worker.register("skew.retry", () => void (startedAt = Date.now()));
+    worker.register("skew.retry", () => {
+      startedAt = Date.now();
+    });
     await worker.start();
     await waitFor("the second attempt", async () => (await task.status()).status === "completed", 10_000);
     assert.equal((await task.status()).attempts, 2);

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { startReplica, type Replica } from "../packages/server/src/app.js";
 import { loadConfig, withBuiltinQueues } from "../packages/server/src/config.js";
-import { Code, TaskClient, TaskqError } from "@taskq/sdk";
+import { Code, type TaskClient, TaskqError } from "@taskq/sdk";
 import { TcpProxy, type Direction } from "../scripts/tcp-proxy.js";
 import { Harness, silentLog } from "./helpers.js";
 

@@ -177,7 +177,10 @@ async function active(args: string[], client: () => TaskClient): Promise<number>
     descending: values.desc,
     pageSize: int("limit", values.limit),
   });
-  if (values.json) return out(json(page)), 0;
+  if (values.json) {
+    out(json(page));
+    return 0;
+  }
   const rows = page.tasks.map((t: TaskInfo) => [
     capitalize(t.origin),
     t.id,
@@ -208,7 +211,10 @@ async function history(args: string[], client: () => TaskClient): Promise<number
     type: values.type,
     pageSize: int("limit", values.limit),
   });
-  if (values.json) return out(json(page)), 0;
+  if (values.json) {
+    out(json(page));
+    return 0;
+  }
   const rows = page.tasks.map((t) => [capitalize(t.status), time(t.createdAt), t.displayTitle, t.displayInitiator, t.id]);
   out(table(["status", "created", "title", "initiator", "id"], rows));
   return 0;
@@ -225,7 +231,10 @@ async function queues(args: string[], client: () => TaskClient): Promise<number>
     return 0;
   }
   const list = await client().listQueues();
-  if (values.json) return out(json(list)), 0;
+  if (values.json) {
+    out(json(list));
+    return 0;
+  }
   const rows = list.queues.map((q) => [
     q.name,
     q.maxWorkers === null ? "-" : String(q.maxWorkers),
@@ -242,7 +251,10 @@ async function schedules(args: string[], client: () => TaskClient): Promise<numb
   const { values, positionals } = parse(args, {});
   if (positionals.length > 0) throw new UsageError("schedules: takes no arguments");
   const list = await client().listSchedules();
-  if (values.json) return out(json(list)), 0;
+  if (values.json) {
+    out(json(list));
+    return 0;
+  }
   const rows = list.map((s) => [s.name, s.cron, s.timeZone, s.type, s.queue, time(s.nextRunAt), time(s.lastRunAt), s.lastStatus ?? "-", s.source]);
   out(table(["schedule", "cron", "time zone", "type", "queue", "next run", "last run", "last status", "source"], rows));
   return 0;

@@ -16,10 +16,10 @@ import type { ServerConfig } from "./config.js";
  * million pending tasks, measured with EXPLAIN ANALYZE: 1,134 ms with JIT, 5.5 ms without). A queue's
  * statements are short; compiling them never pays.
  */
-export const SESSION_OPTIONS = "-c jit=off";
+const SESSION_OPTIONS = "-c jit=off";
 
 /** How long the health probe waits for the database. */
-export const HEALTH_PROBE_TIMEOUT_MS = 3_000;
+const HEALTH_PROBE_TIMEOUT_MS = 3_000;
 
 /** The bounds on waiting for the database (config.ts has the defaults and why). */
 interface DatabaseTimeouts {
@@ -36,7 +36,7 @@ interface DatabaseTimeouts {
  * middle. Until it resumed, the rows it claimed would stay locked and invisible to every reaper, and its
  * advisory limit locks would hold up every other replica's claims in limited queues.
  */
-export const idleInTransactionMs = (staleCheckMs: number) => Math.max(100, Math.floor(staleCheckMs / 4));
+const idleInTransactionMs = (staleCheckMs: number) => Math.max(100, Math.floor(staleCheckMs / 4));
 
 /**
  * A pool's connection class with the two bounds node-postgres leaves to its caller.

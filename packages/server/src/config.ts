@@ -35,7 +35,7 @@ export const DEFAULT_LOG_LEVEL = "info";
 export const DEFAULT_DATABASE_QUERY_TIMEOUT_MS = 15_000;
 export const DEFAULT_DATABASE_CONNECT_TIMEOUT_MS = 5_000;
 /** The queues every server has, whatever the config says; the config may change their settings. */
-export const BUILTIN_QUEUES: Record<string, QueueSettings> = { default: {}, scheduled: { maxWorkers: 1 } };
+const BUILTIN_QUEUES: Record<string, QueueSettings> = { default: {}, scheduled: { maxWorkers: 1 } };
 
 /** The built-in queues with the config's settings laid over them, then the config's other queues. */
 export function withBuiltinQueues(queues: Record<string, QueueSettings>): Record<string, QueueSettings> {
@@ -192,7 +192,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
 }
 
 /** Loopback addresses, where serving without auth reaches no one but this machine. */
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
@@ -233,7 +233,7 @@ const emptyConfigFile = (): ConfigFile => ({
   authTokens: [],
 });
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._:\/-]{0,199}$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]{0,199}$/;
 
 function readConfigFile(file: string, problems: string[]): ConfigFile {
   const out = emptyConfigFile();
@@ -282,10 +282,14 @@ function authFromFile(file: string, raw: unknown, problems: string[]): AuthToken
   for (const key of Object.keys(raw)) if (key !== "tokens") problems.push(`${file}: auth.${key} is not a known setting`);
   const out: AuthToken[] = [];
   const names = new Set<string>();
-  tokens.forEach((t: Record<string, unknown>, i) => {
+  for (const [i, entry] of (tokens as unknown[]).entries()) {
     const at = `${file}: auth.tokens[${i}]`;
+    if (typeof entry !== "object" || entry === null) {
+      problems.push(`${at} must be an object`);
+      continue;
+    }
     const before = problems.length;
-    if (typeof t !== "object" || t === null) return void problems.push(`${at} must be an object`);
+    const t = entry as Record<string, unknown>;
     const { name, role, token, sha256 } = t;
     if (typeof name !== "string" || !NAME.test(name)) problems.push(`${at}.name must be a name (letters, digits, . _ : / -)`);
     else if (names.has(name)) problems.push(`${at}.name: "${name}" is used twice`);
@@ -299,10 +303,10 @@ function authFromFile(file: string, raw: unknown, problems: string[]): AuthToken
       problems.push(`${at}.sha256 must be 64 hex digits`);
     }
     for (const key of Object.keys(t)) if (!["name", "role", "token", "sha256"].includes(key)) problems.push(`${at}.${key} is not a known setting`);
-    if (problems.length > before) return;
+    if (problems.length > before) continue;
     const digest = typeof token === "string" ? tokenDigest(token) : Buffer.from(sha256 as string, "hex");
     out.push({ name: name as string, role: role as Role, sha256: digest });
-  });
+  }
   return out;
 }
 const TOP_LEVEL_SETTINGS = [

@@ -14,7 +14,7 @@ export interface StaticFile {
 }
 
 /** The same folder whether this runs from src/ (tests) or dist/ (the package). */
-export const DASHBOARD_DIST = fileURLToPath(new URL("../dist/dashboard/", import.meta.url));
+const DASHBOARD_DIST = fileURLToPath(new URL("../dist/dashboard/", import.meta.url));
 
 const TYPES: Record<string, string> = {
   ".html": "text/html; charset=utf-8",

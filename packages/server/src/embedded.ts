@@ -33,7 +33,7 @@ import { promisify } from "node:util";
 export const EMBEDDED_DEFAULT_PORT = 54329;
 
 /** The sibling folder initdb writes into; renamed to the data folder once complete. */
-export const initdbFolder = (dataDir: string) => `${path.resolve(dataDir)}.initdb`;
+const initdbFolder = (dataDir: string) => `${path.resolve(dataDir)}.initdb`;
 
 export interface EmbeddedDatabase {
   url: string;

@@ -4,6 +4,17 @@
  * replica. The `taskq-server` bin (main.ts) does the same from environment variables.
  */
 export { startReplica, type Replica } from "./app.js";
-export { ConfigError, loadConfig, type ConfigSource, type ServerConfig } from "./config.js";
+export {
+  ConfigError,
+  DEFAULT_DATA_DIR,
+  DEFAULT_DATABASE_CONNECT_TIMEOUT_MS,
+  DEFAULT_DATABASE_QUERY_TIMEOUT_MS,
+  DEFAULT_HOST,
+  DEFAULT_LOG_LEVEL,
+  DEFAULT_PORT,
+  loadConfig,
+  type ConfigSource,
+  type ServerConfig,
+} from "./config.js";
 export { EmbeddedStartError, startEmbeddedPostgres, type EmbeddedDatabase, type EmbeddedOptions } from "./embedded.js";
 export { createLogger } from "./log.js";

@@ -36,7 +36,10 @@ class Histogram {
   observe(value: number, labels: Labels = {}): void {
     const key = labelKey(labels);
     let s = this.series.get(key);
-    if (!s) this.series.set(key, (s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 }));
+    if (!s) {
+      s = { counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      this.series.set(key, s);
+    }
     for (let i = 0; i < this.buckets.length; i++) if (value <= this.buckets[i]) s.counts[i]++;
     s.sum += value;
     s.count++;
@@ -45,7 +48,7 @@ class Histogram {
     const lines = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     for (const [key, s] of this.series) {
       const with_ = (le: string) => `{${key ? `${key},` : ""}le="${le}"}`;
-      this.buckets.forEach((b, i) => lines.push(`${this.name}_bucket${with_(String(b))} ${s.counts[i]}`));
+      for (const [i, b] of this.buckets.entries()) lines.push(`${this.name}_bucket${with_(String(b))} ${s.counts[i]}`);
       lines.push(`${this.name}_bucket${with_("+Inf")} ${s.count}`);
       lines.push(`${this.name}_sum${key ? `{${key}}` : ""} ${s.sum}`);
       lines.push(`${this.name}_count${key ? `{${key}}` : ""} ${s.count}`);

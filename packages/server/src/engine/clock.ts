@@ -34,9 +34,9 @@ export class ManualClock implements Clock {
 }
 
 /** Round trips per measurement; the shortest is kept, since its midpoint is the least uncertain. */
-export const CLOCK_SAMPLES = 5;
+const CLOCK_SAMPLES = 5;
 /** How often a DatabaseClock measures again. Clocks drift by parts per million: in 30 s, about a millisecond at most. */
-export const CLOCK_RESYNC_MS = 30_000;
+const CLOCK_RESYNC_MS = 30_000;
 /** A measured offset beyond this is logged: this machine's clock is off, and task times ignore it. */
 export const CLOCK_OFFSET_WORTH_LOGGING_MS = 1_000;
 

@@ -91,7 +91,10 @@ export class LeaseDispatcher {
    * say, such as a task back in the queue or a freed slot), or "@<epoch ms>" when a task becomes due.
    */
   workArrived(queues: string): void {
-    if (queues.startsWith("@")) return this.dueAt(Number(queues.slice(1)));
+    if (queues.startsWith("@")) {
+      this.dueAt(Number(queues.slice(1)));
+      return;
+    }
     const limited = this.opts.limits.global !== null ? null : this.opts.limits.queues;
     if (limited === null || queues === "" || queues.split(",").some((q) => q in limited)) this.limitedNews++;
     this.wake();
@@ -104,7 +107,10 @@ export class LeaseDispatcher {
   private dueAt(atMs: number): void {
     if (this.stopped || !Number.isFinite(atMs)) return;
     const inMs = atMs - this.clock.now().getTime();
-    if (inMs <= 0) return this.workArrived("");
+    if (inMs <= 0) {
+      this.workArrived("");
+      return;
+    }
     if (this.claiming) this.dueDuringClaim = Math.min(this.dueDuringClaim, atMs);
     else if (this.hasCredits()) this.armTimer(inMs);
   }
@@ -198,7 +204,8 @@ export class LeaseDispatcher {
     const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits };
     const locks = limitLocks(groups, this.opts.limits);
     this.opts.meter.claimed(locks !== null && !("queues" in locks && this.limitedSettledAt === this.limitedNews));
-    const now = (this.claimedAt = this.clock.now());
+    const now = this.clock.now();
+    this.claimedAt = now;
     if (!locks) return taskLeaseAvailable(this.db, groups, opts, now);
     if ("queues" in locks && this.limitedSettledAt === this.limitedNews) {
       const excludeQueues = Object.keys(this.opts.limits.queues);

@@ -6,26 +6,20 @@
  */
 
 // The engine, what it takes and what it gives back.
-export { Engine, type DispatchInput, type EngineOptions } from "./engine.js";
-export type { FiredTick } from "./scheduler.js";
-export type { SweepResult } from "./reaper.js";
-export type { SessionSink, WorkerSession } from "./session.js";
+export { Engine, type DispatchInput } from "./engine.js";
+export type { WorkerSession } from "./session.js";
 export type { WatchEvent } from "./watch.js";
 export type {
-  ActiveQuery,
   ActiveSortColumn,
   ActiveStatus,
   CancelReason,
-  DispatchResult,
   FinishedAs,
-  HistoryQuery,
   JsonObject,
   JsonValue,
   LeasedTask,
   LogEntry,
   Outcome,
   ScheduleRow,
-  TaskDetail,
   TaskRecord,
   TaskStatus,
   WorkerHello,

@@ -53,7 +53,10 @@ export class DispatchBatcher {
       try {
         const results = await tasksInsert(this.db, batch.flatMap((w) => w.tasks), this.clock.now());
         let at = 0;
-        for (const w of batch) w.resolve(results.slice(at, (at += w.tasks.length)));
+        for (const w of batch) {
+          w.resolve(results.slice(at, at + w.tasks.length));
+          at += w.tasks.length;
+        }
       } catch (err) {
         for (const w of batch) w.reject(err);
       }
@@ -67,7 +70,7 @@ export class DispatchBatcher {
  * is not inserted; its result is that task, with created false. The same key twice among `tasks`
  * names one task: the first is inserted, the repeats answered with its id.
  */
-export async function tasksInsert(db: Db, tasks: NewTask[], now: Date): Promise<DispatchResult[]> {
+async function tasksInsert(db: Db, tasks: NewTask[], now: Date): Promise<DispatchResult[]> {
   const firstByKey = new Map<string, number>();
   const unique: NewTask[] = [];
   const plan = tasks.map((t) => {

@@ -12,7 +12,7 @@ import type { Db } from "./sql/db.js";
 import { historyDeleteFinishedBefore } from "./sql/retention.js";
 import type { SystemHandler } from "./system-worker.js";
 
-export const HISTORY_RETENTION_TYPE = "taskq.history-retention";
+const HISTORY_RETENTION_TYPE = "taskq.history-retention";
 /** Handled by SDK workers: @taskq/protocol's TEMP_CLEANUP_TYPE (the engine imports nothing of the protocol; a test checks they agree). */
 export const TEMP_CLEANUP_TYPE = "taskq.temp-cleanup";
 export const DEFAULT_HISTORY_RETENTION_DAYS = 30;

@@ -11,13 +11,13 @@ const MIGRATIONS_DIR = fileURLToPath(new URL("../../migrations/", import.meta.ur
 /** An arbitrary constant that identifies taskq's migration lock among other advisory locks. */
 const MIGRATION_LOCK_KEY = 7_302_145_091;
 
-export interface Migration {
+interface Migration {
   version: number;
   name: string;
   sql: string;
 }
 
-export async function migrationsLoad(): Promise<Migration[]> {
+async function migrationsLoad(): Promise<Migration[]> {
   const files = (await readdir(MIGRATIONS_DIR)).filter((f) => /^\d+_.+\.sql$/.test(f)).sort();
   return Promise.all(
     files.map(async (name) => ({

@@ -31,7 +31,10 @@ export class Notifier {
 
   on(channel: Channel | "reconnected", fn: Listener): () => void {
     let set = this.listeners.get(channel);
-    if (!set) this.listeners.set(channel, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.listeners.set(channel, set);
+    }
     set.add(fn);
     return () => set.delete(fn);
   }

@@ -47,7 +47,7 @@ export const LOST_WORKER_ERROR = "worker lost: its session stopped heartbeating"
  * Recovers one batch of leases of sessions that are gone, as a closed stream would: running tasks back
  * to pending at once (STUCK on the last attempt), cancelling ones CANCELED.
  */
-export async function leaseRecoverOrphaned(
+async function leaseRecoverOrphaned(
   db: Db,
   staleAfterMs: number,
   now: Date,

@@ -74,7 +74,7 @@ export interface SessionDeps {
 }
 
 /** Credits a session may hold at once; a worker asking for more is capped, not refused. */
-export const MAX_CREDITS = 10_000;
+const MAX_CREDITS = 10_000;
 
 export class WorkerSession {
   readonly id = randomUUID();
@@ -218,7 +218,9 @@ export class WorkerSession {
     const status = await this.deps.finisher.finish({ id: taskId, leaseToken, outcome });
     const lease = this.leases.get(taskId);
     if (lease?.token === leaseToken) this.leases.delete(taskId);
-    if (this.leases.size === 0) this.idleWaiters.splice(0).forEach((resolve) => resolve());
+    if (this.leases.size === 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
     if (status === null) return { accepted: false, reason: "the lease is no longer valid" };
     this.deps.meter.attemptEnded(status, "finish", lease ? performance.now() - lease.deliveredAt : null);
     return { accepted: true, status };
@@ -272,7 +274,7 @@ export class WorkerSession {
     this.deps.onClose(this);
     const held = [...this.leases].map(([id, { token }]) => ({ id, leaseToken: token }));
     this.leases.clear();
-    this.idleWaiters.splice(0).forEach((resolve) => resolve());
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
     const untilPromiseEnds = this.promisedUntil - performance.now();
     if (opts.afterPromises && held.length > 0 && untilPromiseEnds > 0) {
       // Not keeping the process alive for it: a replica that exits first leaves the leases to the reapers.

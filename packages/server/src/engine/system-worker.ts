@@ -11,7 +11,7 @@ import type { Logger } from "pino";
 import type { WorkerSession, SessionSink } from "./session.js";
 import type { JsonValue, LeasedTask, Outcome, WorkerHello } from "./types.js";
 
-export interface SystemTaskContext {
+interface SystemTaskContext {
   task: LeasedTask;
   signal: AbortSignal;
   log(message: string): Promise<void>;

@@ -10,10 +10,10 @@ export type JsonObject = { [key: string]: JsonValue };
 export type ActiveStatus = "pending" | "running" | "cancelling";
 export type FinalStatus = "completed" | "failed" | "canceled" | "stuck";
 export type TaskStatus = ActiveStatus | FinalStatus;
-export type Origin = "user" | "system";
+type Origin = "user" | "system";
 export type RetryBackoff = "fixed" | "exponential";
 
-export const FINAL_STATUSES: readonly FinalStatus[] = ["completed", "failed", "canceled", "stuck"];
+const FINAL_STATUSES: readonly FinalStatus[] = ["completed", "failed", "canceled", "stuck"];
 export const isFinal = (s: TaskStatus): s is FinalStatus => (FINAL_STATUSES as readonly string[]).includes(s);
 
 /** A task to queue, with every default already applied by the caller. */

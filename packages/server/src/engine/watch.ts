@@ -41,7 +41,10 @@ export class TaskEvents {
 
   subscribe(id: string, fn: () => void): () => void {
     let set = this.watchers.get(id);
-    if (!set) this.watchers.set(id, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.watchers.set(id, set);
+    }
     set.add(fn);
     return () => {
       set.delete(fn);
@@ -78,7 +81,8 @@ export class TaskEvents {
         // A finished task's last change is its final status (read from the history row, after every log
         // step): it goes last, after the status values.
         const last = events.at(-1);
-        const final = isFinal(next.status) && last?.kind === "change" ? (events.pop(), last.change) : undefined;
+        const final = isFinal(next.status) && last?.kind === "change" ? last.change : undefined;
+        if (final) events.pop();
         for (const e of events) {
           if (e.kind === "log") {
             lastSeq = e.entry.seq;

@@ -28,7 +28,7 @@ export const STATUS_FROM_PB = new Map<TaskStatus, EngineStatus>(
   Object.entries(STATUS_TO_PB).map(([k, v]) => [v, k as EngineStatus]),
 );
 
-export function priorityBand(priority: number): PriorityBand {
+function priorityBand(priority: number): PriorityBand {
   if (priority >= 10) return PriorityBand.HIGH;
   if (priority >= 5) return PriorityBand.MEDIUM;
   return PriorityBand.LOW;
@@ -70,15 +70,15 @@ export function logEntryToPb(e: LogEntry): PbLogEntry {
 }
 
 /** What a task without a title shows: "Untitled" in the Active list, a title made from its type elsewhere. */
-export type UntitledAs = "untitled" | "from_type";
+type UntitledAs = "untitled" | "from_type";
 
-export const UNTITLED = "Untitled";
+const UNTITLED = "Untitled";
 /** What a task dispatched without an initiator shows: "Scheduler" for SYSTEM tasks, "API" for USER ones. */
-export const SCHEDULER_INITIATOR = "Scheduler";
-export const API_INITIATOR = "API";
+const SCHEDULER_INITIATOR = "Scheduler";
+const API_INITIATOR = "API";
 
 /** A readable title from a task type: "ExecuteScript" → "Execute script", "send_email" → "Send email". */
-export function titleFromType(type: string): string {
+function titleFromType(type: string): string {
   const words = type
     .replace(/([a-z0-9])([A-Z])/g, "$1 $2")
     .replace(/([A-Z]+)([A-Z][a-z])/g, "$1 $2")

@@ -5,7 +5,7 @@
  * stream ends.
  */
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "@taskq/protocol/grpc";
+import { type Health, HealthCheckResponse_ServingStatus as Serving } from "@taskq/protocol/grpc";
 
 const WATCH_INTERVAL_MS = 5_000;
 
@@ -30,7 +30,10 @@ export function healthService(services: string[], probe: () => Promise<boolean>,
       let last: Serving | null = null;
       while (!ctx.signal.aborted) {
         const s = await status();
-        if (s !== last) yield { status: (last = s) };
+        if (s !== last) {
+          last = s;
+          yield { status: s };
+        }
         await new Promise<void>((resolve) => {
           const done = () => {
             clearTimeout(t);

@@ -51,7 +51,7 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-export function routes(engine: Engine, log: Logger, opts: Pick<ServerOptions, "probe">) {
+function routes(engine: Engine, log: Logger, opts: Pick<ServerOptions, "probe">) {
   const served = [TaskQueue.typeName, WorkerService.typeName, Health.typeName, ServerReflection.typeName];
   return (router: ConnectRouter) => {
     router.service(TaskQueue, taskQueueService(engine, log));

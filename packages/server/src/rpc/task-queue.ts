@@ -8,7 +8,7 @@ import type { ActiveSortColumn, ActiveStatus, Engine, TaskStatus as EngineStatus
 import { Origin, TaskStatus } from "@taskq/protocol";
 import {
   ActiveSortField,
-  TaskQueue,
+  type TaskQueue,
   WatchTaskResponseSchema,
   type WatchTaskResponse,
 } from "@taskq/protocol";

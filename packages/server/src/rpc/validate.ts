@@ -12,7 +12,7 @@ export { LIMITS };
 const INT8_MAX = 9223372036854775807n;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** Type and queue names: letters, digits and . _ : / - (what handler registries use). */
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._:\/-]*$/;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
 
 export function taskId(field: string, value: string): string {
   if (!/^[1-9][0-9]{0,18}$/.test(value) || BigInt(value) > INT8_MAX) {

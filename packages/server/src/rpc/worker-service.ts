@@ -45,7 +45,7 @@ import { BATCH_LIMITS, MAX_BATCH_MESSAGES, bytesBound } from "@taskq/protocol";
 import {
   CancelReason,
   ServerMessageSchema,
-  WorkerService,
+  type WorkerService,
   type Finish,
   type Hello,
   type ServerMessage,
@@ -56,9 +56,9 @@ import { toConnectError } from "./errors.js";
 import * as v from "./validate.js";
 
 /** Messages of one stream waiting to be handled before the server stops reading more. */
-export const MAX_PENDING = 1_000;
+const MAX_PENDING = 1_000;
 /** Replies to one worker waiting for it to read them before the server stops reading its messages. */
-export const MAX_OUTBOX = 1_000;
+const MAX_OUTBOX = 1_000;
 /** Log steps and status values of one worker written at once. */
 const MAX_UPDATE_WRITES = 4;
 const RETRY_MIN_MS = 100;
@@ -129,7 +129,11 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
       // The stream may have ended while the session was opening: then the listener would never fire.
       if (ctx.signal.aborted) onAbort();
       else ctx.signal.addEventListener("abort", onAbort, { once: true });
-      const fromWorker = () => incoming.next().then((r) => ((workerClosed = r.done === true), r));
+      const fromWorker = async () => {
+        const r = await incoming.next();
+        workerClosed = r.done === true;
+        return r;
+      };
       const reading = readMessages({ next: () => Promise.race([fromWorker(), hungUp]) }, session, outbox, slog).finally(ended);
       // Replies queued together go as one batch to a worker that understands batches.
       const limits = first.value.message.value.acceptsBatches ? BATCH_LIMITS : { count: 1, bytes: 0 };

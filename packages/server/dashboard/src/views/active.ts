@@ -103,10 +103,14 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
       nextToken = res.nextPageToken;
       fill(notice);
       fill(body, table(COLUMNS.map(header), res.tasks.map(row), "No active tasks."));
+      const forward = () => {
+        pages.push(pageToken);
+        restart(nextToken);
+      };
       fill(
         pager,
         h("button", { disabled: pages.length === 0, onclick: () => restart(pages.pop()) }, "Previous"),
-        h("button", { disabled: !nextToken, onclick: () => (pages.push(pageToken), restart(nextToken)) }, "Next"),
+        h("button", { disabled: !nextToken, onclick: forward }, "Next"),
         h("span", { class: "origin" }, `Page ${pages.length + 1} · refreshed ${new Date().toLocaleTimeString()}`),
       );
     } catch (err) {
@@ -123,5 +127,9 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
     debounce = setTimeout(() => void refresher.now(), 200);
   };
   const refresher = every(2_000, load);
-  return { el, stop: () => (clearTimeout(debounce), refresher.stop()) };
+  const stop = () => {
+    clearTimeout(debounce);
+    refresher.stop();
+  };
+  return { el, stop };
 }

@@ -57,10 +57,14 @@ export function historyView(onAuth: (err: unknown) => boolean): View {
         pageToken = token;
         void refresher.now();
       };
+      const forward = () => {
+        pages.push(pageToken);
+        go(nextToken);
+      };
       fill(
         pager,
         h("button", { disabled: pages.length === 0, onclick: () => go(pages.pop() ?? "") }, "Previous"),
-        h("button", { disabled: !nextToken, onclick: () => (pages.push(pageToken), go(nextToken)) }, "Next"),
+        h("button", { disabled: !nextToken, onclick: forward }, "Next"),
         h("span", { class: "origin" }, `Page ${pages.length + 1}`),
       );
     } catch (err) {

@@ -1,7 +1,7 @@
 /** The retry rule, as SQL shared by every statement that sends a failed attempt back to the queue. */
 
 /** The most a retry waits, whatever the backoff: one day. */
-export const MAX_RETRY_DELAY_MS = 86_400_000;
+const MAX_RETRY_DELAY_MS = 86_400_000;
 
 /**
  * The pause before the next attempt of task row `t`, in ms: retry_delay_ms, doubled per failed attempt

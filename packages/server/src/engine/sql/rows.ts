@@ -2,7 +2,7 @@
 import type { JsonObject, JsonValue, LogEntry, StatusChange, TaskRecord, TaskStatus } from "../types.js";
 
 /** The columns of tasks and history that a TaskRecord needs, in a form both tables can produce. */
-export const TASK_COLUMNS = `id::text, type, queue, status, priority, params, title, origin, initiator, node_id,
+const TASK_COLUMNS = `id::text, type, queue, status, priority, params, title, origin, initiator, node_id,
   idempotency_key, attempts, max_attempts, retry_delay_ms::float8 as retry_delay_ms, retry_backoff,
   timeout_ms::float8 as timeout_ms, created_at, started_at, worker, status_values, log_seq::float8 as log_seq, error,
   status_changes`;

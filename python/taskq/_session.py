@@ -1,0 +1,336 @@
+"""
+One connection attempt of a worker: a WorkerService.Connect stream from hello to its end
+(docs/worker-protocol.md). Everything here runs on the worker's event loop thread.
+
+States (`mode`):
+  connecting  hello and the initial credits are queued; the call waits for the server (wait_for_ready)
+  open        welcome received; leases arrive and run; finishes, log steps and status values go out
+  draining    drain() called: no more credits are granted; the stream half-closes once no task runs
+              here (or at once when none does)
+  ended       the stream ended (server gone, network, drain done, leases lapsed); the Worker aborts
+              the tasks still running on it, because the server returns their leases to the queue,
+              and drops what they report afterwards
+
+Lease validity (§10): every heartbeat carries a seq, and the server's HeartbeatAck says how long after
+that heartbeat was sent the session's leases stay valid (the welcome says the same of the hello). The
+deadline counts from when the message was handed to the stream, on this process's monotonic clock,
+so it is never later than the server's. When it passes with no newer ack, every task of the session
+is aborted, the stream ends (ABORTED) and the worker connects again; a lease that arrives after it is
+never started.
+
+Each lease is run by the Worker; a finished task's credit goes back once its finish is queued, and the
+credits freed in one turn of the loop go as one message. Once the welcome says the server takes
+batches, what is queued when the writer gets to run goes out as one WorkerMessage.batch (at most 1,000
+messages and 1 MiB by bytes_bound, protocol/batching.ts), and the hello says this worker takes them too.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import grpc
+import grpc.aio
+
+from ._gen import worker_pb2
+from .errors import CancelReason, TaskqError
+from .types import duration, seconds
+
+# How often to send a heartbeat when the welcome does not say (the TypeScript SDK's DEFAULT_HEARTBEAT_INTERVAL_MS).
+DEFAULT_HEARTBEAT_S = 10.0
+MAX_BATCH_MESSAGES = 1000
+BATCH_BYTES = 1024 * 1024
+
+_CANCEL_REASONS: dict[int, CancelReason] = {
+    worker_pb2.CANCEL_REASON_INTERRUPTED: "interrupted",
+    worker_pb2.CANCEL_REASON_TIMED_OUT: "timed_out",
+    worker_pb2.CANCEL_REASON_SHUTDOWN: "shutdown",
+}
+
+
+def bytes_bound(json_length: int, text_length: int) -> int:
+    """An upper bound of a message's encoded size from the characters of JSON and of other text it carries."""
+    return 128 + 6 * json_length + 3 * text_length
+
+
+@dataclass(frozen=True)
+class TaskTypeInfo:
+    name: str
+    timeout: float | None = None
+    schedule: str | None = None
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True)
+class HelloInfo:
+    worker_name: str
+    concurrency: int
+    task_types: list[TaskTypeInfo]
+    queues: list[str] = field(default_factory=list)
+
+
+class SessionHooks(Protocol):
+    def run(self, lease: worker_pb2.Lease, session: StreamSession) -> Coroutine[Any, Any, None]:
+        """Runs one lease; completes once its finish has been queued."""
+
+    def cancel(self, lease_token: str, reason: CancelReason) -> None:
+        """The server canceled a lease of this session."""
+
+    def lapsed(self, session: StreamSession) -> None:
+        """The session's leases lapsed: abort every task it runs, now."""
+
+    def note(self, event: str, **detail: Any) -> None:
+        """Something worth telling the operator (rejections)."""
+
+    def opened(self, session_id: str) -> None:
+        """The server welcomed the session."""
+
+
+class StreamSession:
+    def __init__(self, channel: grpc.aio.Channel, connect: Any, metadata: Any, hello: HelloInfo, hooks: SessionHooks) -> None:
+        self.mode: Literal["connecting", "open", "draining", "ended"] = "connecting"
+        self.welcomed = False
+        self._channel = channel
+        self._connect = connect
+        self._metadata = metadata
+        self._hello = hello
+        self._hooks = hooks
+        self._loop = asyncio.get_running_loop()
+        self._outbox: deque[tuple[worker_pb2.WorkerMessage, int]] = deque()
+        self._outbox_closed = False
+        self._outbox_ready = asyncio.Event()
+        self._batching = False
+        self._running: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._credits_to_return = 0
+        self._heartbeat_seq = 0
+        # When the hello (seq 0) and each unanswered heartbeat were handed to the stream (loop.time()).
+        self._sent_at: dict[int, float] = {}
+        self._valid_until: float | None = None
+        self._lapse_timer: asyncio.TimerHandle | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
+        self._call: Any = None
+        # Why this side ended the stream (the leases lapsed, the worker gave up waiting), when it did.
+        self._ended_by: TaskqError | None = None
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    def send(self, message: worker_pb2.WorkerMessage, size: int = bytes_bound(0, 0)) -> None:
+        """Queues a message; dropped once the stream has ended or half-closed. `size` bounds its encoded size."""
+        if self._outbox_closed:
+            return
+        self._outbox.append((message, size))
+        self._outbox_ready.set()
+
+    async def run(self) -> None:
+        """Runs the stream to its end: returns when it ended with OK, raises TaskqError otherwise."""
+        self._queue_hello()
+        writer: asyncio.Task[None] | None = None
+        try:
+            # The hello's send time anchors the first lease deadline: start counting once a connection is there.
+            await self._channel.channel_ready()
+            self._call = call = self._connect(metadata=self._metadata, wait_for_ready=True)
+            writer = self._loop.create_task(self._write(call))
+            async for message in call:
+                self._receive(message, in_batch=False)
+            if self._ended_by is not None:
+                raise self._ended_by
+        except asyncio.CancelledError:
+            if self._ended_by is not None:
+                raise self._ended_by from None
+            raise
+        except grpc.aio.AioRpcError as err:
+            raise (self._ended_by or TaskqError(err.code(), err.details() or "the stream ended")) from err
+        finally:
+            self.mode = "ended"
+            self._outbox_closed = True
+            self._outbox.clear()
+            for task in (writer, self._heartbeats):
+                if task is not None:
+                    task.cancel()
+            if self._lapse_timer is not None:
+                self._lapse_timer.cancel()
+            if self._call is not None:
+                self._call.cancel()
+
+    def drain(self) -> None:
+        """Grant no more credits; half-close the stream once no task runs here."""
+        if self.mode in ("connecting", "open"):
+            self.mode = "draining"
+        if not self._running:
+            self.half_close()
+
+    def half_close(self) -> None:
+        """Send what is queued, then end this side of the stream; later messages are dropped."""
+        self._outbox_closed = True
+        self._outbox_ready.set()
+
+    def end(self, error: TaskqError) -> None:
+        """Ends the stream from this side: run() raises `error`."""
+        if self._ended_by is None:
+            self._ended_by = error
+        if self._call is not None:
+            self._call.cancel()
+
+    async def wait_idle(self) -> None:
+        """Returns once no task runs on this session."""
+        await self._idle.wait()
+
+    def _queue_hello(self) -> None:
+        h = self._hello
+        types = []
+        for t in h.task_types:
+            declared = worker_pb2.TaskType(name=t.name, schedule=t.schedule or "", time_zone=t.time_zone or "")
+            if t.timeout is not None:
+                declared.timeout.CopyFrom(duration(t.timeout))
+            types.append(declared)
+        hello = worker_pb2.Hello(
+            worker_name=h.worker_name, task_types=types, queues=h.queues, concurrency=h.concurrency, accepts_batches=True
+        )
+        self.send(worker_pb2.WorkerMessage(hello=hello))
+        self.send(worker_pb2.WorkerMessage(credits=worker_pb2.Credits(count=h.concurrency)))
+
+    async def _write(self, call: Any) -> None:
+        try:
+            while True:
+                if not self._outbox:
+                    if self._outbox_closed:
+                        await call.done_writing()
+                        return
+                    self._outbox_ready.clear()
+                    await self._outbox_ready.wait()
+                    continue
+                await call.write(self._next_message())
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # the call ended under the writer; unless the reader saw that, end it here
+            if not call.done():
+                self.end(TaskqError(grpc.StatusCode.INTERNAL, f"could not send to the server: {err}"))
+
+    def _next_message(self) -> worker_pb2.WorkerMessage:
+        """What is queued, as one message: a batch once the server takes batches, within its bounds."""
+        limit = MAX_BATCH_MESSAGES if self._batching else 1
+        batch: list[worker_pb2.WorkerMessage] = []
+        total = 0
+        while self._outbox and len(batch) < limit:
+            message, size = self._outbox[0]
+            if batch and total + size > BATCH_BYTES:
+                break
+            self._outbox.popleft()
+            batch.append(message)
+            total += size
+        now = self._loop.time()
+        for message in batch:
+            kind = message.WhichOneof("message")
+            if kind == "hello":
+                self._sent_at[0] = now
+            elif kind == "heartbeat" and message.heartbeat.seq:
+                self._sent_at[message.heartbeat.seq] = now
+        if len(batch) == 1:
+            return batch[0]
+        return worker_pb2.WorkerMessage(batch=worker_pb2.WorkerBatch(messages=batch))
+
+    def _receive(self, message: worker_pb2.ServerMessage, in_batch: bool) -> None:
+        kind = message.WhichOneof("message")
+        if kind == "welcome":
+            w = message.welcome
+            every = seconds(w.heartbeat_interval) if w.HasField("heartbeat_interval") else DEFAULT_HEARTBEAT_S
+            self._heartbeats = self._loop.create_task(self._beat(max(every, 0.05)))
+            self._batching = w.accepts_batches
+            if w.HasField("lease_validity"):
+                self._extend(0, seconds(w.lease_validity))
+            self.welcomed = True
+            if self.mode == "connecting":
+                self.mode = "open"
+            self._hooks.opened(w.session_id)
+        elif kind == "heartbeat_ack":
+            ack = message.heartbeat_ack
+            if ack.HasField("lease_validity"):
+                self._extend(ack.seq, seconds(ack.lease_validity))
+        elif kind == "batch":
+            if not in_batch:  # a nested batch is not the protocol's: ignore it, as the TypeScript SDK does
+                for inner in message.batch.messages:
+                    self._receive(inner, in_batch=True)
+        elif kind == "lease":
+            # A lease that comes after the deadline may already run elsewhere: never start it.
+            if self._lapse_if_past():
+                self._start(message.lease)
+        elif kind == "cancel":
+            self._hooks.cancel(message.cancel.lease_token, _CANCEL_REASONS.get(message.cancel.reason, "interrupted"))
+        elif kind == "finish_rejected":
+            r = message.finish_rejected
+            self._hooks.note("finish rejected", task=r.task_id, reason=r.reason)
+        elif kind == "update_rejected":
+            r = message.update_rejected
+            self._hooks.note("update rejected", task=r.task_id, reason=r.reason)
+        # finish_ack, and kinds newer than this SDK: nothing to do.
+
+    def _extend(self, seq: int, valid_for: float) -> None:
+        """The server promised the leases until `valid_for` seconds after heartbeat `seq` (0: the hello) was sent."""
+        sent_at = self._sent_at.get(seq)
+        if sent_at is None:
+            return
+        for s in [s for s in self._sent_at if s <= seq]:
+            del self._sent_at[s]
+        until = sent_at + valid_for
+        if self._valid_until is not None and until <= self._valid_until:
+            return
+        self._valid_until = until
+        if self._lapse_timer is not None:
+            self._lapse_timer.cancel()
+        # One more turn of the loop before judging: an ack already read from the network is handled first.
+        self._lapse_timer = self._loop.call_at(until + 0.001, lambda: self._loop.call_soon(self._lapse_if_past))
+
+    def _lapse_if_past(self) -> bool:
+        """True while the leases are valid; once they lapsed, aborts every task and ends the stream."""
+        if self._valid_until is None or self._loop.time() < self._valid_until:
+            return True
+        if self._ended_by is None:
+            late = round((self._loop.time() - self._valid_until) * 1000)
+            self._hooks.lapsed(self)
+            message = f"the session's leases lapsed {late} ms ago: no heartbeat ack from the server in time"
+            self.end(TaskqError(grpc.StatusCode.ABORTED, message))
+        return False
+
+    async def _beat(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            if not self._lapse_if_past():
+                return
+            if self._valid_until is None:  # a server that promises no validity answers nothing: ask nothing
+                self.send(worker_pb2.WorkerMessage(heartbeat=worker_pb2.Heartbeat()))
+                continue
+            self._heartbeat_seq += 1
+            self.send(worker_pb2.WorkerMessage(heartbeat=worker_pb2.Heartbeat(seq=self._heartbeat_seq)))
+
+    def _start(self, lease: worker_pb2.Lease) -> None:
+        job = self._loop.create_task(self._hooks.run(lease, self))
+        self._running.add(job)
+        self._idle.clear()
+        job.add_done_callback(self._finished)
+
+    def _finished(self, job: asyncio.Task[None]) -> None:
+        self._running.discard(job)
+        if not job.cancelled() and job.exception() is not None:
+            self._hooks.note("task runner failed", error=repr(job.exception()))
+        if self.mode == "open":
+            self._return_credit()
+        if not self._running:
+            self._idle.set()
+            if self.mode == "draining":
+                self.half_close()
+
+    def _return_credit(self) -> None:
+        self._credits_to_return += 1
+        if self._credits_to_return == 1:
+            self._loop.call_soon(self._flush_credits)
+
+    def _flush_credits(self) -> None:
+        count, self._credits_to_return = self._credits_to_return, 0
+        if self.mode == "open" and count:
+            self.send(worker_pb2.WorkerMessage(credits=worker_pb2.Credits(count=count)))

@@ -1,0 +1,356 @@
+"""
+TaskClient: dispatch tasks and follow them. `dispatch` returns a TaskHandle whose `result()` waits for
+the outcome, `watch()` yields every change, and `interrupt()` stops the task. Every method takes and
+returns the SDK's own types (types.py) and raises TaskqError. The client is synchronous and safe to
+share between threads.
+
+Calls are made with wait_for_ready: while the server is unreachable (restarting), a call waits for it
+instead of failing at once, up to `call_timeout` seconds for the unary calls. Times are in seconds.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import grpc
+
+from ._connection import DEFAULT_URL, TlsOptions, auth_metadata, open_channel
+from ._gen import task_pb2, task_queue_pb2
+from ._gen.services import TaskQueueStub
+from ._json import JsonObject, JsonValue, to_struct
+from ._watch import resuming_watch
+from .errors import TaskFailedError, TaskqError, invalid
+from .types import (
+    QueueInfo,
+    QueueList,
+    ScheduleInfo,
+    SnapshotEvent,
+    StatusEvent,
+    TaskInfo,
+    TaskOrigin,
+    TaskPage,
+    TaskStatus,
+    WatchEvent,
+    duration,
+    is_final,
+    queue_from_pb,
+    schedule_from_pb,
+    status_name,
+    status_number,
+    task_from_pb,
+    timestamp,
+)
+
+# The unary calls' deadline by default: long enough to ride out a server restart, short enough to notice a wrong URL.
+DEFAULT_CALL_TIMEOUT_S = 60.0
+# How long watch() and result() keep trying to reach the server after a break before they give up.
+DEFAULT_WATCH_RECONNECT_S = 30.0
+# Past any log sequence: result() watches for the final status only.
+_AFTER_ALL_LOGS = 2**53 - 1
+
+ActiveSortKey = Literal["id", "status", "title", "created", "started", "attempts", "priority", "type", "origin"]
+# Any: the generated stubs type enum fields by their wrapper classes, which hold plain ints.
+_SORT_FIELDS: dict[str, Any] = {
+    "id": task_queue_pb2.ACTIVE_SORT_FIELD_ID,
+    "status": task_queue_pb2.ACTIVE_SORT_FIELD_STATUS,
+    "title": task_queue_pb2.ACTIVE_SORT_FIELD_TITLE,
+    "created": task_queue_pb2.ACTIVE_SORT_FIELD_CREATED_AT,
+    "started": task_queue_pb2.ACTIVE_SORT_FIELD_STARTED_AT,
+    "attempts": task_queue_pb2.ACTIVE_SORT_FIELD_ATTEMPTS,
+    "priority": task_queue_pb2.ACTIVE_SORT_FIELD_PRIORITY,
+    "type": task_queue_pb2.ACTIVE_SORT_FIELD_TYPE,
+    "origin": task_queue_pb2.ACTIVE_SORT_FIELD_ORIGIN,
+}
+
+Response = TypeVar("Response")
+
+
+@dataclass(frozen=True)
+class DispatchItem:
+    """One task to queue: its type, params and options (seconds for every duration)."""
+
+    type: str
+    params: Mapping[str, Any] | None = None
+    queue: str | None = None
+    title: str | None = None
+    priority: int | None = None
+    origin: TaskOrigin | None = None
+    initiator: str | None = None
+    node_id: str | None = None
+    timeout: float | None = None
+    max_attempts: int | None = None
+    retry_delay: float | None = None
+    backoff: Literal["fixed", "exponential"] | None = None
+    # Run no sooner than this many seconds after dispatch.
+    delay: float | None = None
+    # Run no sooner than this time (naive datetimes are taken as local time).
+    run_at: datetime | None = None
+    # Dispatching the same key again returns the first task instead of queuing another.
+    idempotency_key: str | None = None
+
+
+class TaskClient:
+    """A client of one taskq server; close() it (or use it as a context manager) when done."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        tls: TlsOptions | None = None,
+        *,
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT_S,
+        watch_reconnect_timeout: float = DEFAULT_WATCH_RECONNECT_S,
+    ) -> None:
+        self._channel = open_channel(url, tls)
+        self._metadata = auth_metadata(token)
+        self._timeout = call_timeout
+        self._watch_reconnect = watch_reconnect_timeout
+        # The escape hatch: the raw stub on the same channel, for a call or field the SDK does not wrap.
+        # It speaks the generated wire types, which are not part of the SDK's API; it raises grpc.RpcError.
+        self.rpc = TaskQueueStub(self._channel)
+
+    def __enter__(self) -> TaskClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _call(self, method: Any, request: Any) -> Any:
+        try:
+            return method(request, metadata=self._metadata, wait_for_ready=True, timeout=self._timeout)
+        except grpc.RpcError as err:
+            raise TaskqError.from_rpc_error(err) from err
+
+    def dispatch(
+        self,
+        type: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        title: str | None = None,
+        priority: int | None = None,
+        origin: TaskOrigin | None = None,
+        initiator: str | None = None,
+        node_id: str | None = None,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        retry_delay: float | None = None,
+        backoff: Literal["fixed", "exponential"] | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> TaskHandle:
+        """Queues a task; the options are DispatchItem's (durations in seconds)."""
+        item = DispatchItem(
+            type, params, queue, title, priority, origin, initiator, node_id, timeout,
+            max_attempts, retry_delay, backoff, delay, run_at, idempotency_key,
+        )
+        res = self._call(self.rpc.Dispatch, dispatch_request(item))
+        return TaskHandle(self, res.task_id, res.created)
+
+    def dispatch_batch(self, items: Iterable[DispatchItem]) -> list[TaskHandle]:
+        """Queues many tasks in one round trip; all or none. Handles come back in the same order."""
+        req = task_queue_pb2.DispatchBatchRequest(tasks=[dispatch_request(i) for i in items])
+        res = self._call(self.rpc.DispatchBatch, req)
+        return [TaskHandle(self, r.task_id, r.created) for r in res.results]
+
+    def handle(self, task_id: str) -> TaskHandle:
+        """A handle for a task dispatched earlier."""
+        return TaskHandle(self, task_id, False)
+
+    def status(self, task_id: str) -> TaskInfo:
+        return task_from_pb(self._call(self.rpc.Status, task_queue_pb2.StatusRequest(task_id=task_id)).task)
+
+    def watch(self, task_id: str, after_seq: int = 0, *, timeout: float | None = None) -> Iterator[WatchEvent]:
+        """
+        A snapshot, then every change (log steps, status values, statuses) until the task's final status.
+        A broken connection is resumed from the last log step seen, so nothing is missed or repeated.
+        `after_seq` starts after a log step seen before; `timeout` bounds the whole watch. Stop early by
+        breaking out of the loop (or closing the iterator).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def open_stream(req: task_queue_pb2.WatchTaskRequest, call_timeout: float | None) -> Any:
+            return self.rpc.WatchTask(req, metadata=self._metadata, wait_for_ready=True, timeout=call_timeout)
+
+        return resuming_watch(open_stream, task_id, after_seq, self._watch_reconnect, deadline)
+
+    def interrupt(self, task_id: str, reason: str = "") -> Literal["canceled", "cancelling"]:
+        res = self._call(self.rpc.Interrupt, task_queue_pb2.InterruptRequest(task_id=task_id, reason=reason))
+        return "canceled" if status_name(res.status) == "canceled" else "cancelling"
+
+    def list_active(
+        self,
+        *,
+        id: str = "",
+        title_search: str = "",
+        type: str = "",
+        queue: str = "",
+        statuses: Sequence[TaskStatus] = (),
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        sort: ActiveSortKey | None = None,
+        descending: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> TaskPage:
+        """One page of the Active list: tasks pending, running or cancelling, filtered and sorted."""
+        if sort is not None and sort not in _SORT_FIELDS:
+            raise invalid(f'sort: "{sort}" is not one of {", ".join(_SORT_FIELDS)}')
+        req = task_queue_pb2.ListActiveRequest(
+            id=id,
+            title_search=title_search,
+            type=type,
+            queue=queue,
+            statuses=_statuses(statuses),
+            sort_by=_SORT_FIELDS[sort] if sort else task_queue_pb2.ACTIVE_SORT_FIELD_UNSPECIFIED,
+            descending=descending,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        if created_after is not None:
+            req.created_after.CopyFrom(timestamp(created_after))
+        if created_before is not None:
+            req.created_before.CopyFrom(timestamp(created_before))
+        res = self._call(self.rpc.ListActive, req)
+        return TaskPage([task_from_pb(t) for t in res.tasks], res.next_page_token)
+
+    def list_history(
+        self,
+        *,
+        origin: TaskOrigin | None = None,
+        statuses: Sequence[TaskStatus] = (),
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        type: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> TaskPage:
+        """One page of the Task history: running and finished tasks, newest first, filtered."""
+        origins = {None: task_pb2.ORIGIN_UNSPECIFIED, "user": task_pb2.ORIGIN_USER, "system": task_pb2.ORIGIN_SYSTEM}
+        if origin not in origins:
+            raise invalid(f'origin: "{origin}" is not user or system')
+        req = task_queue_pb2.ListHistoryRequest(
+            origin=origins[origin], statuses=_statuses(statuses), type=type, page_size=page_size, page_token=page_token
+        )
+        if created_after is not None:
+            req.created_after.CopyFrom(timestamp(created_after))
+        if created_before is not None:
+            req.created_before.CopyFrom(timestamp(created_before))
+        res = self._call(self.rpc.ListHistory, req)
+        return TaskPage([task_from_pb(t) for t in res.tasks], res.next_page_token)
+
+    def list_queues(self) -> QueueList:
+        """Every queue with its limit, waiting and running tasks, and whether it is paused; and the global limit."""
+        res = self._call(self.rpc.ListQueues, task_queue_pb2.ListQueuesRequest())
+        limit = res.global_max_workers if res.HasField("global_max_workers") else None
+        return QueueList([queue_from_pb(q) for q in res.queues], limit, res.running)
+
+    def pause_queue(self, queue: str) -> QueueInfo:
+        """Stops leasing the queue's tasks on every server replica; running tasks go on."""
+        return queue_from_pb(self._call(self.rpc.PauseQueue, task_queue_pb2.PauseQueueRequest(queue=queue)).queue)
+
+    def resume_queue(self, queue: str) -> QueueInfo:
+        return queue_from_pb(self._call(self.rpc.ResumeQueue, task_queue_pb2.ResumeQueueRequest(queue=queue)).queue)
+
+    def list_schedules(self) -> list[ScheduleInfo]:
+        """Every cron schedule with its next and last run."""
+        res = self._call(self.rpc.ListSchedules, task_queue_pb2.ListSchedulesRequest())
+        return [schedule_from_pb(s) for s in res.schedules]
+
+
+class TaskHandle:
+    """A dispatched task: `id`, and `created` (False when an idempotency key matched a task dispatched before)."""
+
+    def __init__(self, client: TaskClient, task_id: str, created: bool) -> None:
+        self._client = client
+        self.id = task_id
+        self.created = created
+
+    def __repr__(self) -> str:
+        return f"TaskHandle({self.id!r})"
+
+    def status(self) -> TaskInfo:
+        return self._client.status(self.id)
+
+    def watch(self, after_seq: int = 0, *, timeout: float | None = None) -> Iterator[WatchEvent]:
+        """A snapshot, then every change until the final status; see TaskClient.watch."""
+        return self._client.watch(self.id, after_seq, timeout=timeout)
+
+    def result(self, timeout: float | None = None) -> JsonValue:
+        """
+        Waits for the final status: returns the result when the task COMPLETED, raises TaskFailedError
+        (carrying the status and the task) when it ended FAILED, CANCELED or STUCK, and TaskqError when
+        the task cannot be watched (NOT_FOUND, the server stayed unreachable) or `timeout` seconds
+        passed first (DEADLINE_EXCEEDED).
+        """
+        events = self.watch(_AFTER_ALL_LOGS, timeout=timeout)
+        try:
+            for event in events:
+                status = event.task.status if isinstance(event, SnapshotEvent) else event.status if isinstance(event, StatusEvent) else None
+                if status is not None and is_final(status):
+                    task = self.status()
+                    if task.status == "completed":
+                        return task.result
+                    raise TaskFailedError(task)
+        finally:
+            events.close()  # type: ignore[attr-defined]
+        raise TaskqError(grpc.StatusCode.INTERNAL, f"watching task {self.id} ended before its final status")
+
+    def interrupt(self, reason: str = "") -> Literal["canceled", "cancelling"]:
+        return self._client.interrupt(self.id, reason)
+
+
+def dispatch_request(item: DispatchItem) -> task_queue_pb2.DispatchRequest:
+    origins = {None: task_pb2.ORIGIN_UNSPECIFIED, "user": task_pb2.ORIGIN_USER, "system": task_pb2.ORIGIN_SYSTEM}
+    backoffs = {
+        None: task_pb2.RETRY_BACKOFF_UNSPECIFIED,
+        "fixed": task_pb2.RETRY_BACKOFF_FIXED,
+        "exponential": task_pb2.RETRY_BACKOFF_EXPONENTIAL,
+    }
+    if item.origin not in origins:
+        raise invalid(f'origin: "{item.origin}" is not user or system')
+    if item.backoff not in backoffs:
+        raise invalid(f'backoff: "{item.backoff}" is not fixed or exponential')
+    req = task_queue_pb2.DispatchRequest(
+        type=item.type,
+        queue=item.queue or "",
+        title=item.title or "",
+        priority=item.priority or 0,
+        origin=origins[item.origin],
+        initiator=item.initiator or "",
+        node_id=item.node_id or "",
+        retry_backoff=backoffs[item.backoff],
+        idempotency_key=item.idempotency_key or "",
+    )
+    req.params.CopyFrom(to_struct(item.params or {}, "params"))
+    for name in ("timeout", "retry_delay", "delay"):
+        secs = getattr(item, name)
+        if secs is not None:
+            if secs < 0:
+                raise invalid(f"{name}: {secs} is negative")
+            getattr(req, name).CopyFrom(duration(secs))
+    if item.max_attempts is not None:
+        req.max_attempts = item.max_attempts
+    if item.run_at is not None:
+        req.run_at.CopyFrom(timestamp(item.run_at))
+    return req
+
+
+def _statuses(names: Sequence[str]) -> list[Any]:
+    numbers: list[Any] = []
+    for i, name in enumerate(names):
+        number = status_number(name)
+        if number is None:
+            raise invalid(f'statuses[{i}]: "{name}" is not a status')
+        numbers.append(number)
+    return numbers
+
+
+__all__ = ["DEFAULT_CALL_TIMEOUT_S", "DispatchItem", "JsonObject", "TaskClient", "TaskHandle"]

@@ -1,0 +1,174 @@
+"""
+TaskContext: what a handler gets. The task's fields, a log and status values that reach watchers
+while the task runs, a temp directory, and cancellation.
+
+Cancellation is cooperative: when the task is interrupted, times out, the server shuts down, the
+stream to it breaks, or the worker stops past its grace, `cancelled` (a threading.Event) is set and
+`cancel_reason` says why. `sleep()` and `sleep_async()` wake at once then and raise TaskCancelled, so a
+handler that waits with them stops without checking anything; a handler busy computing checks
+`cancelled` (or calls `raise_if_cancelled()`) between steps. Whatever a handler returns after that,
+the task does not complete: an interrupted task ends CANCELED, a timed-out attempt counts as failed,
+and one cut off by the worker stopping runs again.
+
+log, set_status and progress may be called from any thread; once the attempt has ended they do
+nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from ._json import JsonObject, JsonValue, to_value
+from .errors import CancelReason, TaskCancelled
+
+
+class Reporter(Protocol):
+    """Where a context's log steps and status values go: the worker's stream, or the terminal (immediate mode)."""
+
+    def log(self, message: str) -> None: ...
+
+    def set_status(self, key: str, value: JsonValue) -> None: ...
+
+
+class TempDirAccess(Protocol):
+    def create(self, task_id: str) -> Path: ...
+
+    def set_ttl(self, task_id: str, seconds: float) -> None: ...
+
+
+class TaskContext:
+    def __init__(
+        self,
+        *,
+        id: str,
+        type: str,
+        queue: str,
+        params: JsonObject,
+        title: str,
+        attempt: int,
+        max_attempts: int,
+        idempotency_key: str,
+        reporter: Reporter,
+        temp_dirs: TempDirAccess,
+    ) -> None:
+        self.id = id
+        self.type = type
+        self.queue = queue
+        self.params = params
+        self.title = title
+        # This attempt's number, from 1.
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        # The key given at dispatch; with `attempt`, what a handler needs to avoid repeating side effects.
+        self.idempotency_key = idempotency_key
+        # Set when the attempt must stop; cancel_reason says why.
+        self.cancelled = threading.Event()
+        self._reason: CancelReason | None = None
+        self._reporter = reporter
+        self._temp_dirs = temp_dirs
+        self._used_temp_dir = False
+        self._open = True
+        self._lock = threading.Lock()
+        self._on_cancel: list[Callable[[], None]] = []
+
+    def __repr__(self) -> str:
+        return f"TaskContext(id={self.id!r}, type={self.type!r}, attempt={self.attempt})"
+
+    @property
+    def cancel_reason(self) -> CancelReason | None:
+        """Why the attempt must stop: interrupted, timed_out, shutdown, lease_lost or worker_stopping; None while it may go on."""
+        return self._reason
+
+    def log(self, message: object) -> None:
+        """Appends a step to the task's log."""
+        if self._open:
+            self._reporter.log(str(message))
+
+    def set_status(self, key: str, value: JsonValue) -> None:
+        """Sets a status value, such as ("progress", 40); raises TaskqError INVALID_ARGUMENT for a value JSON cannot hold."""
+        to_value(value, f"set_status({key})")  # fails here, in the handler, rather than on the stream
+        if self._open:
+            self._reporter.set_status(key, value)
+
+    def progress(self, percent: float) -> None:
+        """Shorthand for set_status("progress", percent)."""
+        self.set_status("progress", percent)
+
+    def raise_if_cancelled(self) -> None:
+        """Raises TaskCancelled once the attempt must stop."""
+        if self._reason is not None:
+            raise TaskCancelled(self._reason)
+
+    def sleep(self, seconds: float) -> None:
+        """Waits `seconds`; raises TaskCancelled at once when the attempt must stop (before or during the wait)."""
+        self.cancelled.wait(max(0.0, seconds))
+        self.raise_if_cancelled()
+
+    async def sleep_async(self, seconds: float) -> None:
+        """sleep() for async handlers: waits without blocking the event loop."""
+        self.raise_if_cancelled()
+        loop = asyncio.get_running_loop()
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(resolve)
+
+        self._add_cancel_callback(wake)
+        try:
+            await asyncio.wait([woken], timeout=max(0.0, seconds))
+        finally:
+            with self._lock:
+                if wake in self._on_cancel:
+                    self._on_cancel.remove(wake)
+        self.raise_if_cancelled()
+
+    def temp_dir(self) -> Path:
+        """
+        A directory for this task's files, under the worker's storage root (created on first call). It
+        is deleted an hour after the task finishes, or as set_temp_expiration says.
+        """
+        self._used_temp_dir = True
+        return self._temp_dirs.create(self.id)
+
+    def set_temp_expiration(self, seconds: float) -> None:
+        """Keep the temp directory this many seconds after the task finishes; call after temp_dir()."""
+        self._temp_dirs.set_ttl(self.id, seconds)
+
+    # What the worker does with the context (not for handlers).
+
+    def _cancel(self, reason: CancelReason) -> None:
+        with self._lock:
+            if self._reason is not None:
+                return
+            self._reason = reason
+            callbacks = list(self._on_cancel)
+        self.cancelled.set()
+        for callback in callbacks:
+            callback()
+
+    def _add_cancel_callback(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            if self._reason is None:
+                self._on_cancel.append(callback)
+                return
+        callback()
+
+    def _close(self) -> None:
+        """The attempt ended: later log steps and status values go nowhere."""
+        self._open = False
+
+
+def describe(err: BaseException) -> str:
+    """An exception as an error text: its message, or its class name when it has none."""
+    text = str(err)
+    return text if text else type(err).__name__
+
+
+HandlerResult = Any

@@ -1,0 +1,275 @@
+"""
+Plain Python shapes of tasks, queues, schedules and watch events, converted from the wire types:
+statuses and origins as names, times as timezone-aware datetimes (UTC), durations in seconds (float),
+JSON as Python values (see _json.py for numbers). Nothing a caller handles needs the generated code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar, Literal, TypeAlias
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from ._gen import task_pb2, task_queue_pb2
+from ._json import JsonObject, JsonValue, from_struct, from_value
+
+TaskStatus = Literal["pending", "running", "cancelling", "completed", "failed", "canceled", "stuck"]
+TaskOrigin = Literal["user", "system"]
+
+# Every status, in the order a task goes through them: the active ones, then the final ones.
+TASK_STATUSES: tuple[TaskStatus, ...] = ("pending", "running", "cancelling", "completed", "failed", "canceled", "stuck")
+ACTIVE_STATUSES: tuple[TaskStatus, ...] = ("pending", "running", "cancelling")
+# The statuses a task ends in; it changes no more after one.
+FINAL_STATUSES: tuple[TaskStatus, ...] = ("completed", "failed", "canceled", "stuck")
+
+_STATUS_BY_NUMBER: dict[int, TaskStatus] = {i + 1: name for i, name in enumerate(TASK_STATUSES)}
+_NUMBER_BY_STATUS: dict[str, int] = {name: number for number, name in _STATUS_BY_NUMBER.items()}
+
+
+def is_final(status: TaskStatus) -> bool:
+    return status in FINAL_STATUSES
+
+
+def status_name(number: int) -> TaskStatus:
+    return _STATUS_BY_NUMBER.get(number, "pending")
+
+
+def status_number(name: str) -> int | None:
+    """The wire value of a status name; None for a string that names none."""
+    return _NUMBER_BY_STATUS.get(name)
+
+
+def seconds(d: duration_pb2.Duration) -> float:
+    return float(d.seconds + d.nanos / 1e9)
+
+
+def duration(secs: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(round(secs * 1e9))
+    return d
+
+
+def timestamp(when: datetime) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(when.astimezone(UTC) if when.tzinfo else when)
+    return ts
+
+
+def _time(ts: timestamp_pb2.Timestamp) -> datetime:
+    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, tz=UTC)
+
+
+@dataclass(frozen=True)
+class LogStep:
+    seq: int
+    time: datetime
+    message: str
+    attempt: int
+
+
+@dataclass
+class TaskInfo:
+    id: str
+    type: str
+    queue: str
+    status: TaskStatus
+    title: str
+    # The title to show: the title, else "Untitled" (Active list) or one made from the type.
+    display_title: str
+    priority: int
+    priority_band: Literal["low", "medium", "high"]
+    origin: TaskOrigin
+    initiator: str
+    # The initiator to show: the initiator, else "Scheduler" for a system task and "API" for a user task.
+    display_initiator: str
+    node_id: str
+    params: JsonObject
+    attempts: int
+    max_attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    next_try_at: datetime | None
+    # When the running attempt times out, or a cancelling task's grace period ends.
+    deadline: datetime | None
+    worker: str
+    status_values: JsonObject
+    log: list[LogStep]
+    # The handler's result when COMPLETED (None also when the handler returned None).
+    result: JsonValue
+    error: str
+    # Seconds; None when the task was dispatched without one.
+    timeout: float | None
+    retry_delay: float
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    # None: no limit.
+    max_workers: int | None
+    pending: int
+    running: int
+    paused: bool
+    timeout: float | None
+    retry_delay: float | None
+    max_attempts: int | None
+
+
+@dataclass(frozen=True)
+class QueueList:
+    queues: list[QueueInfo]
+    # The most tasks running at once across every queue; None: no limit.
+    global_max_workers: int | None
+    running: int
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    name: str
+    cron: str
+    time_zone: str
+    type: str
+    queue: str
+    # "config", "worker" or "builtin".
+    source: str
+    next_run_at: datetime
+    last_run_at: datetime | None
+    last_task_id: str
+    last_status: TaskStatus | None
+
+
+@dataclass(frozen=True)
+class TaskPage:
+    """One page of a list: its tasks (without params, status values or log) and the next page's token, "" on the last."""
+
+    tasks: list[TaskInfo]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class SnapshotEvent:
+    """The first event of a watch: the task as it is, its log holding the steps after `after_seq`."""
+
+    type: ClassVar[Literal["snapshot"]] = "snapshot"
+    task: TaskInfo
+
+
+@dataclass(frozen=True)
+class LogEvent:
+    type: ClassVar[Literal["log"]] = "log"
+    step: LogStep
+
+
+@dataclass(frozen=True)
+class StatusValueEvent:
+    type: ClassVar[Literal["status_value"]] = "status_value"
+    key: str
+    value: JsonValue
+
+
+@dataclass(frozen=True)
+class StatusEvent:
+    type: ClassVar[Literal["status"]] = "status"
+    status: TaskStatus
+    attempts: int
+    worker: str
+    result: JsonValue
+    error: str
+    # When the change happened; None when a resumed watch made it up from a snapshot and the task does not say.
+    time: datetime | None = field(default=None)
+
+
+WatchEvent: TypeAlias = SnapshotEvent | LogEvent | StatusValueEvent | StatusEvent
+
+
+def log_step_from_pb(e: task_pb2.LogEntry) -> LogStep:
+    return LogStep(seq=e.seq, time=_time(e.time), message=e.message, attempt=e.attempt)
+
+
+def task_from_pb(t: task_pb2.Task) -> TaskInfo:
+    def when(name: str) -> datetime | None:
+        return _time(getattr(t, name)) if t.HasField(name) else None
+
+    band = {task_pb2.PRIORITY_BAND_HIGH: "high", task_pb2.PRIORITY_BAND_MEDIUM: "medium"}.get(t.priority_band, "low")
+    return TaskInfo(
+        id=t.id,
+        type=t.type,
+        queue=t.queue,
+        status=status_name(t.status),
+        title=t.title,
+        display_title=t.display_title,
+        priority=t.priority,
+        priority_band=band,  # type: ignore[arg-type]
+        origin="system" if t.origin == task_pb2.ORIGIN_SYSTEM else "user",
+        initiator=t.initiator,
+        display_initiator=t.display_initiator,
+        node_id=t.node_id,
+        params=from_struct(t.params),
+        attempts=t.attempts,
+        max_attempts=t.max_attempts,
+        created_at=_time(t.created_at),
+        started_at=when("started_at"),
+        finished_at=when("finished_at"),
+        next_try_at=when("next_try_at"),
+        deadline=when("deadline"),
+        worker=t.worker,
+        status_values=from_struct(t.status_values),
+        log=[log_step_from_pb(e) for e in t.log],
+        result=from_value(t.result) if t.HasField("result") else None,
+        error=t.error,
+        timeout=seconds(t.timeout) if t.HasField("timeout") else None,
+        retry_delay=seconds(t.retry_delay),
+        idempotency_key=t.idempotency_key,
+    )
+
+
+def queue_from_pb(q: task_queue_pb2.Queue) -> QueueInfo:
+    return QueueInfo(
+        name=q.name,
+        max_workers=q.max_workers if q.HasField("max_workers") else None,
+        pending=q.pending,
+        running=q.running,
+        paused=q.paused,
+        timeout=seconds(q.timeout) if q.HasField("timeout") else None,
+        retry_delay=seconds(q.retry_delay) if q.HasField("retry_delay") else None,
+        max_attempts=q.max_attempts if q.HasField("max_attempts") else None,
+    )
+
+
+def schedule_from_pb(s: task_queue_pb2.Schedule) -> ScheduleInfo:
+    return ScheduleInfo(
+        name=s.name,
+        cron=s.cron,
+        time_zone=s.time_zone,
+        type=s.type,
+        queue=s.queue,
+        source=s.source,
+        next_run_at=_time(s.next_run_at),
+        last_run_at=_time(s.last_run_at) if s.HasField("last_run_at") else None,
+        last_task_id=s.last_task_id,
+        last_status=None if s.last_status == task_pb2.TASK_STATUS_UNSPECIFIED else status_name(s.last_status),
+    )
+
+
+def watch_event_from_pb(r: task_queue_pb2.WatchTaskResponse) -> WatchEvent | None:
+    kind = r.WhichOneof("event")
+    if kind == "snapshot":
+        return SnapshotEvent(task_from_pb(r.snapshot))
+    if kind == "log_entry":
+        return LogEvent(log_step_from_pb(r.log_entry))
+    if kind == "status_value":
+        return StatusValueEvent(r.status_value.key, from_value(r.status_value.value))
+    if kind == "status_change":
+        c = r.status_change
+        return StatusEvent(
+            status=status_name(c.status),
+            attempts=c.attempts,
+            worker=c.worker,
+            result=from_value(c.result) if c.HasField("result") else None,
+            error=c.error,
+            time=_time(c.time) if c.HasField("time") else None,
+        )
+    return None

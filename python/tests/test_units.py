@@ -1,0 +1,71 @@
+"""Pieces that need no server: JSON conversion, URLs, the resumed watch's catch-up, the generated code's freshness."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+from conftest import PYTHON_DIR
+
+import taskq
+from taskq._connection import target_of
+from taskq._json import clean_text, from_value, to_value
+from taskq._watch import catch_up
+from taskq.types import LogStep, StatusEvent, StatusValueEvent
+
+
+def test_whole_numbers_come_back_as_int_within_2_to_the_53() -> None:
+    value = to_value({"a": 7, "b": 7.0, "c": 2.5, "d": -(2**53), "e": [True, None, "x"], "f": {}}, "v")
+    assert from_value(value) == {"a": 7, "b": 7, "c": 2.5, "d": -(2**53), "e": [True, None, "x"], "f": {}}
+    assert type(from_value(to_value(7.0, "v"))) is int
+    assert type(from_value(to_value(1e300, "v"))) is float, "beyond 2^53 a whole double stays a float"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [float("nan"), float("inf"), 2**53 + 1, {1: "x"}, {"s": {1, 2}}, "nul\x00", "lone \udc80 surrogate", object()],
+)
+def test_what_json_cannot_carry_is_refused(bad: object) -> None:
+    with pytest.raises(taskq.TaskqError) as raised:
+        to_value(bad, "v")
+    assert raised.value.code == taskq.StatusCode.INVALID_ARGUMENT
+
+
+def test_free_text_is_made_storable() -> None:
+    assert clean_text("a\x00b\udc80c") == "a\ufffdb\ufffdc"
+    assert clean_text("fine ✓") == "fine ✓"
+
+
+def test_urls_become_grpc_targets() -> None:
+    assert target_of("http://127.0.0.1:50051") == ("127.0.0.1:50051", False)
+    assert target_of("https://taskq.internal") == ("taskq.internal:443", True)
+    assert target_of("http://[::1]:7000/") == ("[::1]:7000", False)
+
+
+def test_a_resumed_watch_reports_what_changed_while_it_was_away() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    step = LogStep(seq=3, time=t0, message="while away", attempt=1)
+    known = _task(status="running", attempts=1, status_values={"progress": 10, "same": 1}, log=[])
+    now = _task(status="completed", attempts=1, status_values={"progress": 100, "same": 1}, log=[step], result={"ok": True}, finished_at=t0)
+    events = catch_up(known, now)
+    assert [e.type for e in events] == ["log", "status_value", "status"]
+    assert events[1] == StatusValueEvent("progress", 100)
+    assert events[2] == StatusEvent("completed", 1, "", {"ok": True}, "", t0)
+
+
+def test_the_generated_code_is_what_generate_py_makes() -> None:
+    check = subprocess.run([sys.executable, str(PYTHON_DIR / "generate.py"), "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def _task(**fields: object) -> taskq.TaskInfo:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    base: dict[str, object] = dict(
+        id="1", type="t", queue="default", status="pending", title="", display_title="", priority=0, priority_band="low",
+        origin="user", initiator="", display_initiator="", node_id="", params={}, attempts=0, max_attempts=10, created_at=t0,
+        started_at=None, finished_at=None, next_try_at=None, deadline=None, worker="", status_values={}, log=[], result=None,
+        error="", timeout=None, retry_delay=30.0, idempotency_key="",
+    )  # fmt: skip
+    base.update(fields)
+    return taskq.TaskInfo(**base)  # type: ignore[arg-type]

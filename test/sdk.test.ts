@@ -51,6 +51,27 @@ test("stop() lets a running handler finish and records its result", async () => 
   assert.equal(task.result, "finished during stop");
 });
 
+test("a handler cut off when stop()'s grace runs out gives its attempt back: the task runs again elsewhere, it does not fail", async () => {
+  const replica = await h.replica();
+  const client = h.client(replica);
+  const stopping = h.worker({ concurrency: 1 }, replica);
+  stopping.register("stubborn", async (ctx) => {
+    await new Promise((_, reject) => ctx.signal.addEventListener("abort", () => reject(ctx.signal.reason), { once: true }));
+  });
+  await stopping.start();
+  const handle = await client.dispatch("stubborn", {}, { maxAttempts: 3 });
+  await waitFor("the handler to start", () => stopping.running === 1);
+  await stopping.stop({ graceMs: 50 });
+  const after = await handle.status();
+  assert.equal(after.status, "pending", after.error);
+  assert.equal(after.error, "the worker is stopping");
+
+  const next = h.worker({ concurrency: 1 }, replica);
+  next.register("stubborn", (ctx) => ({ attempt: ctx.attempt }));
+  await next.start();
+  assert.deepEqual(await handle.result(), { attempt: 2 });
+});
+
 test("a worker reconnects by itself when its server comes back", async () => {
   const first = await h.replica();
   const port = first.server.port;

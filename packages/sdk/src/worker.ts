@@ -275,10 +275,16 @@ export class Worker {
     } catch (err) {
       const message = err instanceof Error ? err.message : String(err);
       bytes = bytesBound(0, message.length);
-      outcome =
-        err instanceof RetryableError
-          ? { case: "retry", value: { error: message, delay: err.delayMs === undefined ? undefined : durationFromMs(err.delayMs) } }
-          : { case: "failure", value: { error: message } };
+      if (abort.signal.aborted) {
+        // Cut off (interrupted, timed out, lost, or the worker stopping past its grace): the task did not
+        // fail on its own, so the attempt is given back at once. The server ends an interrupted task
+        // CANCELED whatever comes, and refuses a finish for an attempt that already ended.
+        outcome = { case: "retry", value: { error: message, delay: durationFromMs(0) } };
+      } else if (err instanceof RetryableError) {
+        outcome = { case: "retry", value: { error: message, delay: err.delayMs === undefined ? undefined : durationFromMs(err.delayMs) } };
+      } else {
+        outcome = { case: "failure", value: { error: message } };
+      }
     } finally {
       open = false;
       this.aborts.delete(leaseToken);

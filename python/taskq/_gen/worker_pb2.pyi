@@ -14,6 +14,10 @@ CANCEL_REASON_SHUTDOWN: CancelReason
 CANCEL_REASON_TIMED_OUT: CancelReason
 CANCEL_REASON_UNSPECIFIED: CancelReason
 DESCRIPTOR: _descriptor.FileDescriptor
+REJECT_REASON_INVALID: RejectReason
+REJECT_REASON_LIMIT: RejectReason
+REJECT_REASON_NOT_HELD: RejectReason
+REJECT_REASON_UNSPECIFIED: RejectReason
 
 class Cancel(_message.Message):
     __slots__ = ["lease_token", "reason", "task_id"]
@@ -31,6 +35,10 @@ class Credits(_message.Message):
     count: int
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
+class Decline(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
 class Failure(_message.Message):
     __slots__ = ["error"]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -38,38 +46,44 @@ class Failure(_message.Message):
     def __init__(self, error: _Optional[str] = ...) -> None: ...
 
 class Finish(_message.Message):
-    __slots__ = ["failure", "lease_token", "retry", "success", "task_id"]
+    __slots__ = ["decline", "failure", "lease_token", "retry", "success", "task_id"]
+    DECLINE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    decline: Decline
     failure: Failure
     lease_token: str
     retry: Retry
     success: Success
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., decline: _Optional[_Union[Decline, _Mapping]] = ...) -> None: ...
 
 class FinishAck(_message.Message):
-    __slots__ = ["lease_token", "status", "task_id"]
+    __slots__ = ["error", "lease_token", "status", "task_id"]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    error: str
     lease_token: str
     status: _task_pb2.TaskStatus
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., status: _Optional[_Union[_task_pb2.TaskStatus, str]] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., status: _Optional[_Union[_task_pb2.TaskStatus, str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class FinishRejected(_message.Message):
-    __slots__ = ["lease_token", "reason", "task_id"]
+    __slots__ = ["code", "lease_token", "reason", "task_id"]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    code: RejectReason
     lease_token: str
     reason: str
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., reason: _Optional[str] = ..., code: _Optional[_Union[RejectReason, str]] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ["seq"]
@@ -200,14 +214,16 @@ class TaskType(_message.Message):
     def __init__(self, name: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., schedule: _Optional[str] = ..., time_zone: _Optional[str] = ...) -> None: ...
 
 class UpdateRejected(_message.Message):
-    __slots__ = ["lease_token", "reason", "task_id"]
+    __slots__ = ["code", "lease_token", "reason", "task_id"]
+    CODE_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    code: RejectReason
     lease_token: str
     reason: str
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., reason: _Optional[str] = ..., code: _Optional[_Union[RejectReason, str]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ["accepts_batches", "heartbeat_interval", "lease_validity", "server_id", "session_id", "silence_limit"]
@@ -250,4 +266,7 @@ class WorkerMessage(_message.Message):
     def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., log_step: _Optional[_Union[LogStep, _Mapping]] = ..., status_value: _Optional[_Union[SetStatusValue, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ...) -> None: ...
 
 class CancelReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/worker.proto.
  */
 export const file_taskq_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChV0YXNrcS92MS93b3JrZXIucHJvdG8SCHRhc2txLnYxIrECCg1Xb3JrZXJNZXNzYWdlEiAKBWhlbGxvGAEgASgLMg8udGFza3EudjEuSGVsbG9IABIkCgdjcmVkaXRzGAIgASgLMhEudGFza3EudjEuQ3JlZGl0c0gAEiUKCGxvZ19zdGVwGAMgASgLMhEudGFza3EudjEuTG9nU3RlcEgAEjAKDHN0YXR1c192YWx1ZRgEIAEoCzIYLnRhc2txLnYxLlNldFN0YXR1c1ZhbHVlSAASKAoJaGVhcnRiZWF0GAUgASgLMhMudGFza3EudjEuSGVhcnRiZWF0SAASIgoGZmluaXNoGAYgASgLMhAudGFza3EudjEuRmluaXNoSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5Xb3JrZXJCYXRjaEgAQgkKB21lc3NhZ2UiOAoLV29ya2VyQmF0Y2gSKQoIbWVzc2FnZXMYASADKAsyFy50YXNrcS52MS5Xb3JrZXJNZXNzYWdlIoIBCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRImCgp0YXNrX3R5cGVzGAIgAygLMhIudGFza3EudjEuVGFza1R5cGUSDgoGcXVldWVzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgNEhcKD2FjY2VwdHNfYmF0Y2hlcxgFIAEoCCJpCghUYXNrVHlwZRIMCgRuYW1lGAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIc2NoZWR1bGUYAyABKAkSEQoJdGltZV96b25lGAQgASgJIhgKB0NyZWRpdHMSDQoFY291bnQYASABKA0iQAoHTG9nU3RlcBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoOU2V0U3RhdHVzVmFsdWUSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRILCgNrZXkYAyABKAkSJQoFdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoJSGVhcnRiZWF0EgsKA3NlcRgBIAEoBCKnAQoGRmluaXNoEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoHc3VjY2VzcxgDIAEoCzIRLnRhc2txLnYxLlN1Y2Nlc3NIABIkCgdmYWlsdXJlGAQgASgLMhEudGFza3EudjEuRmFpbHVyZUgAEiAKBXJldHJ5GAUgASgLMg8udGFza3EudjEuUmV0cnlIAEIJCgdvdXRjb21lIjEKB1N1Y2Nlc3MSJgoGcmVzdWx0GAEgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIhgKB0ZhaWx1cmUSDQoFZXJyb3IYASABKAkiQAoFUmV0cnkSDQoFZXJyb3IYASABKAkSKAoFZGVsYXkYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24i9AIKDVNlcnZlck1lc3NhZ2USJAoHd2VsY29tZRgBIAEoCzIRLnRhc2txLnYxLldlbGNvbWVIABIgCgVsZWFzZRgCIAEoCzIPLnRhc2txLnYxLkxlYXNlSAASIgoGY2FuY2VsGAMgASgLMhAudGFza3EudjEuQ2FuY2VsSAASKQoKZmluaXNoX2FjaxgEIAEoCzITLnRhc2txLnYxLkZpbmlzaEFja0gAEjMKD2ZpbmlzaF9yZWplY3RlZBgFIAEoCzIYLnRhc2txLnYxLkZpbmlzaFJlamVjdGVkSAASMwoPdXBkYXRlX3JlamVjdGVkGAYgASgLMhgudGFza3EudjEuVXBkYXRlUmVqZWN0ZWRIABImCgViYXRjaBgHIAEoCzIVLnRhc2txLnYxLlNlcnZlckJhdGNoSAASLwoNaGVhcnRiZWF0X2FjaxgIIAEoCzIWLnRhc2txLnYxLkhlYXJ0YmVhdEFja0gAQgkKB21lc3NhZ2UiOAoLU2VydmVyQmF0Y2gSKQoIbWVzc2FnZXMYASADKAsyFy50YXNrcS52MS5TZXJ2ZXJNZXNzYWdlIuUBCgdXZWxjb21lEhIKCnNlc3Npb25faWQYASABKAkSEQoJc2VydmVyX2lkGAIgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIXCg9hY2NlcHRzX2JhdGNoZXMYBCABKAgSMQoObGVhc2VfdmFsaWRpdHkYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SMAoNc2lsZW5jZV9saW1pdBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKeAgoFTGVhc2USDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIMCgR0eXBlGAMgASgJEg0KBXF1ZXVlGAQgASgJEicKBnBhcmFtcxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHYXR0ZW1wdBgGIAEoDRIUCgxtYXhfYXR0ZW1wdHMYByABKA0SKgoHdGltZW91dBgIIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgV0aXRsZRgJIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSLgoKY3JlYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiVgoGQ2FuY2VsEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJgoGcmVhc29uGAMgASgOMhYudGFza3EudjEuQ2FuY2VsUmVhc29uIk4KDEhlYXJ0YmVhdEFjaxILCgNzZXEYASABKAQSMQoObGVhc2VfdmFsaWRpdHkYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iVwoJRmluaXNoQWNrEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoGc3RhdHVzGAMgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyJGCg5GaW5pc2hSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCSJGCg5VcGRhdGVSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCSqFAQoMQ2FuY2VsUmVhc29uEh0KGUNBTkNFTF9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlDQU5DRUxfUkVBU09OX0lOVEVSUlVQVEVEEAESGwoXQ0FOQ0VMX1JFQVNPTl9USU1FRF9PVVQQAhIaChZDQU5DRUxfUkVBU09OX1NIVVRET1dOEAMyUAoNV29ya2VyU2VydmljZRI/CgdDb25uZWN0EhcudGFza3EudjEuV29ya2VyTWVzc2FnZRoXLnRhc2txLnYxLlNlcnZlck1lc3NhZ2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("ChV0YXNrcS92MS93b3JrZXIucHJvdG8SCHRhc2txLnYxIrECCg1Xb3JrZXJNZXNzYWdlEiAKBWhlbGxvGAEgASgLMg8udGFza3EudjEuSGVsbG9IABIkCgdjcmVkaXRzGAIgASgLMhEudGFza3EudjEuQ3JlZGl0c0gAEiUKCGxvZ19zdGVwGAMgASgLMhEudGFza3EudjEuTG9nU3RlcEgAEjAKDHN0YXR1c192YWx1ZRgEIAEoCzIYLnRhc2txLnYxLlNldFN0YXR1c1ZhbHVlSAASKAoJaGVhcnRiZWF0GAUgASgLMhMudGFza3EudjEuSGVhcnRiZWF0SAASIgoGZmluaXNoGAYgASgLMhAudGFza3EudjEuRmluaXNoSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5Xb3JrZXJCYXRjaEgAQgkKB21lc3NhZ2UiOAoLV29ya2VyQmF0Y2gSKQoIbWVzc2FnZXMYASADKAsyFy50YXNrcS52MS5Xb3JrZXJNZXNzYWdlIoIBCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRImCgp0YXNrX3R5cGVzGAIgAygLMhIudGFza3EudjEuVGFza1R5cGUSDgoGcXVldWVzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgNEhcKD2FjY2VwdHNfYmF0Y2hlcxgFIAEoCCJpCghUYXNrVHlwZRIMCgRuYW1lGAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIc2NoZWR1bGUYAyABKAkSEQoJdGltZV96b25lGAQgASgJIhgKB0NyZWRpdHMSDQoFY291bnQYASABKA0iQAoHTG9nU3RlcBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoOU2V0U3RhdHVzVmFsdWUSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRILCgNrZXkYAyABKAkSJQoFdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoJSGVhcnRiZWF0EgsKA3NlcRgBIAEoBCLNAQoGRmluaXNoEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoHc3VjY2VzcxgDIAEoCzIRLnRhc2txLnYxLlN1Y2Nlc3NIABIkCgdmYWlsdXJlGAQgASgLMhEudGFza3EudjEuRmFpbHVyZUgAEiAKBXJldHJ5GAUgASgLMg8udGFza3EudjEuUmV0cnlIABIkCgdkZWNsaW5lGAYgASgLMhEudGFza3EudjEuRGVjbGluZUgAQgkKB291dGNvbWUiMQoHU3VjY2VzcxImCgZyZXN1bHQYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoHRmFpbHVyZRINCgVlcnJvchgBIAEoCSIJCgdEZWNsaW5lIkAKBVJldHJ5Eg0KBWVycm9yGAEgASgJEigKBWRlbGF5GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIvQCCg1TZXJ2ZXJNZXNzYWdlEiQKB3dlbGNvbWUYASABKAsyES50YXNrcS52MS5XZWxjb21lSAASIAoFbGVhc2UYAiABKAsyDy50YXNrcS52MS5MZWFzZUgAEiIKBmNhbmNlbBgDIAEoCzIQLnRhc2txLnYxLkNhbmNlbEgAEikKCmZpbmlzaF9hY2sYBCABKAsyEy50YXNrcS52MS5GaW5pc2hBY2tIABIzCg9maW5pc2hfcmVqZWN0ZWQYBSABKAsyGC50YXNrcS52MS5GaW5pc2hSZWplY3RlZEgAEjMKD3VwZGF0ZV9yZWplY3RlZBgGIAEoCzIYLnRhc2txLnYxLlVwZGF0ZVJlamVjdGVkSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5TZXJ2ZXJCYXRjaEgAEi8KDWhlYXJ0YmVhdF9hY2sYCCABKAsyFi50YXNrcS52MS5IZWFydGJlYXRBY2tIAEIJCgdtZXNzYWdlIjgKC1NlcnZlckJhdGNoEikKCG1lc3NhZ2VzGAEgAygLMhcudGFza3EudjEuU2VydmVyTWVzc2FnZSLlAQoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhEKCXNlcnZlcl9pZBgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPYWNjZXB0c19iYXRjaGVzGAQgASgIEjEKDmxlYXNlX3ZhbGlkaXR5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXNpbGVuY2VfbGltaXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ingIKBUxlYXNlEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSDAoEdHlwZRgDIAEoCRINCgVxdWV1ZRgEIAEoCRInCgZwYXJhbXMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB2F0dGVtcHQYBiABKA0SFAoMbWF4X2F0dGVtcHRzGAcgASgNEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDQoFdGl0bGUYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKBkNhbmNlbBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEiYKBnJlYXNvbhgDIAEoDjIWLnRhc2txLnYxLkNhbmNlbFJlYXNvbiJOCgxIZWFydGJlYXRBY2sSCwoDc2VxGAEgASgEEjEKDmxlYXNlX3ZhbGlkaXR5GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uImYKCUZpbmlzaEFjaxIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEiQKBnN0YXR1cxgDIAEoDjIULnRhc2txLnYxLlRhc2tTdGF0dXMSDQoFZXJyb3IYBCABKAkibAoORmluaXNoUmVqZWN0ZWQSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkSJAoEY29kZRgEIAEoDjIWLnRhc2txLnYxLlJlamVjdFJlYXNvbiJsCg5VcGRhdGVSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIkCgRjb2RlGAQgASgOMhYudGFza3EudjEuUmVqZWN0UmVhc29uKoUBCgxDYW5jZWxSZWFzb24SHQoZQ0FOQ0VMX1JFQVNPTl9VTlNQRUNJRklFRBAAEh0KGUNBTkNFTF9SRUFTT05fSU5URVJSVVBURUQQARIbChdDQU5DRUxfUkVBU09OX1RJTUVEX09VVBACEhoKFkNBTkNFTF9SRUFTT05fU0hVVERPV04QAyp9CgxSZWplY3RSZWFzb24SHQoZUkVKRUNUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhoKFlJFSkVDVF9SRUFTT05fTk9UX0hFTEQQARIZChVSRUpFQ1RfUkVBU09OX0lOVkFMSUQQAhIXChNSRUpFQ1RfUkVBU09OX0xJTUlUEAMyUAoNV29ya2VyU2VydmljZRI/CgdDb25uZWN0EhcudGFza3EudjEuV29ya2VyTWVzc2FnZRoXLnRhc2txLnYxLlNlcnZlck1lc3NhZ2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * WorkerMessage is one message from a worker to the server.
@@ -77,7 +77,7 @@ export type WorkerMessage = Message<"taskq.v1.WorkerMessage"> & {
     case: "finish";
   } | {
     /**
-     * Several messages at once (only once the welcome's accepts_batches is set).
+     * Several messages at once (the server takes batches at any time after the hello).
      *
      * @generated from field: taskq.v1.WorkerBatch batch = 7;
      */
@@ -143,7 +143,8 @@ export type Hello = Message<"taskq.v1.Hello"> & {
   queues: string[];
 
   /**
-   * How many tasks the worker runs at once; informational, leases are governed by credits.
+   * How many tasks the worker runs at once; informational (leases are governed by credits, which this
+   * does not grant).
    *
    * @generated from field: uint32 concurrency = 4;
    */
@@ -207,7 +208,10 @@ export const TaskTypeSchema: GenMessage<TaskType> = /*@__PURE__*/
   messageDesc(file_taskq_v1_worker, 3);
 
 /**
- * Credits grants the server permission to send this many more leases.
+ * Credits grants the server permission to send this many more leases. A stream starts with none: a worker
+ * sends Credits after its hello (usually its concurrency), and one more for each task it finishes. A
+ * session holds at most 10,000 credits; more are ignored. A stream that has granted no credit within
+ * Welcome.silence_limit of the welcome is ended with FAILED_PRECONDITION.
  *
  * @generated from message taskq.v1.Credits
  */
@@ -377,6 +381,14 @@ export type Finish = Message<"taskq.v1.Finish"> & {
      */
     value: Retry;
     case: "retry";
+  } | {
+    /**
+     * The handler was never started: the task goes back to the queue at once, and this attempt does not count.
+     *
+     * @generated from field: taskq.v1.Decline decline = 6;
+     */
+    value: Decline;
+    case: "decline";
   } | { case: undefined; value?: undefined };
 };
 
@@ -430,6 +442,22 @@ export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
   messageDesc(file_taskq_v1_worker, 10);
 
 /**
+ * Decline gives a lease back unrun, for a worker that is stopping or received the lease too late to
+ * start it. A task being interrupted ends CANCELED.
+ *
+ * @generated from message taskq.v1.Decline
+ */
+export type Decline = Message<"taskq.v1.Decline"> & {
+};
+
+/**
+ * Describes the message taskq.v1.Decline.
+ * Use `create(DeclineSchema)` to create a new message.
+ */
+export const DeclineSchema: GenMessage<Decline> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_worker, 11);
+
+/**
  * Retry asks for another attempt.
  *
  * @generated from message taskq.v1.Retry
@@ -455,7 +483,7 @@ export type Retry = Message<"taskq.v1.Retry"> & {
  * Use `create(RetrySchema)` to create a new message.
  */
 export const RetrySchema: GenMessage<Retry> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 11);
+  messageDesc(file_taskq_v1_worker, 12);
 
 /**
  * ServerMessage is one message from the server to a worker.
@@ -540,7 +568,7 @@ export type ServerMessage = Message<"taskq.v1.ServerMessage"> & {
  * Use `create(ServerMessageSchema)` to create a new message.
  */
 export const ServerMessageSchema: GenMessage<ServerMessage> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 12);
+  messageDesc(file_taskq_v1_worker, 13);
 
 /**
  * ServerBatch carries several server messages in one, meant exactly as if they had been sent one after
@@ -562,7 +590,7 @@ export type ServerBatch = Message<"taskq.v1.ServerBatch"> & {
  * Use `create(ServerBatchSchema)` to create a new message.
  */
 export const ServerBatchSchema: GenMessage<ServerBatch> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 13);
+  messageDesc(file_taskq_v1_worker, 14);
 
 /**
  * Welcome opens a session.
@@ -592,7 +620,8 @@ export type Welcome = Message<"taskq.v1.Welcome"> & {
   heartbeatInterval?: Duration | undefined;
 
   /**
-   * The server understands WorkerMessage.batch: the worker may send several messages in one.
+   * The server understands WorkerMessage.batch: the worker may send several messages in one. Always set:
+   * the server takes batches from any worker, at any time after the hello.
    *
    * @generated from field: bool accepts_batches = 4;
    */
@@ -619,7 +648,7 @@ export type Welcome = Message<"taskq.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 14);
+  messageDesc(file_taskq_v1_worker, 15);
 
 /**
  * Lease hands one task to the worker.
@@ -710,7 +739,7 @@ export type Lease = Message<"taskq.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 15);
+  messageDesc(file_taskq_v1_worker, 16);
 
 /**
  * Cancel tells the worker to stop a task.
@@ -745,7 +774,7 @@ export type Cancel = Message<"taskq.v1.Cancel"> & {
  * Use `create(CancelSchema)` to create a new message.
  */
 export const CancelSchema: GenMessage<Cancel> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 16);
+  messageDesc(file_taskq_v1_worker, 17);
 
 /**
  * HeartbeatAck answers a Heartbeat that carried a seq. The session's leases stay valid until
@@ -778,10 +807,10 @@ export type HeartbeatAck = Message<"taskq.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 17);
+  messageDesc(file_taskq_v1_worker, 18);
 
 /**
- * FinishAck confirms that a finish was recorded.
+ * FinishAck confirms that a finish was recorded, and ends the lease.
  *
  * @generated from message taskq.v1.FinishAck
  */
@@ -806,6 +835,15 @@ export type FinishAck = Message<"taskq.v1.FinishAck"> & {
    * @generated from field: taskq.v1.TaskStatus status = 3;
    */
   status: TaskStatus;
+
+  /**
+   * Set when the outcome could not be recorded as sent (a result over the size limit or not JSON, such as
+   * NaN or a NUL character; a retry delay out of range; no outcome): the attempt was recorded as failed
+   * with this error instead, and the task's retry policy applied.
+   *
+   * @generated from field: string error = 4;
+   */
+  error: string;
 };
 
 /**
@@ -813,10 +851,11 @@ export type FinishAck = Message<"taskq.v1.FinishAck"> & {
  * Use `create(FinishAckSchema)` to create a new message.
  */
 export const FinishAckSchema: GenMessage<FinishAck> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 18);
+  messageDesc(file_taskq_v1_worker, 19);
 
 /**
- * FinishRejected says a finish changed nothing, because the lease was no longer held.
+ * FinishRejected says a finish changed nothing: the lease was no longer held, or the finish could not
+ * name one. The task is not this worker's any more; drop it.
  *
  * @generated from message taskq.v1.FinishRejected
  */
@@ -836,11 +875,18 @@ export type FinishRejected = Message<"taskq.v1.FinishRejected"> & {
   leaseToken: string;
 
   /**
-   * Why it was refused.
+   * Why it was refused, for people.
    *
    * @generated from field: string reason = 3;
    */
   reason: string;
+
+  /**
+   * Why it was refused: NOT_HELD or INVALID.
+   *
+   * @generated from field: taskq.v1.RejectReason code = 4;
+   */
+  code: RejectReason;
 };
 
 /**
@@ -848,7 +894,7 @@ export type FinishRejected = Message<"taskq.v1.FinishRejected"> & {
  * Use `create(FinishRejectedSchema)` to create a new message.
  */
 export const FinishRejectedSchema: GenMessage<FinishRejected> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 19);
+  messageDesc(file_taskq_v1_worker, 20);
 
 /**
  * UpdateRejected says a log step or status value changed nothing.
@@ -871,11 +917,18 @@ export type UpdateRejected = Message<"taskq.v1.UpdateRejected"> & {
   leaseToken: string;
 
   /**
-   * Why it was refused.
+   * Why it was refused, for people.
    *
    * @generated from field: string reason = 3;
    */
   reason: string;
+
+  /**
+   * Why it was refused.
+   *
+   * @generated from field: taskq.v1.RejectReason code = 4;
+   */
+  code: RejectReason;
 };
 
 /**
@@ -883,7 +936,7 @@ export type UpdateRejected = Message<"taskq.v1.UpdateRejected"> & {
  * Use `create(UpdateRejectedSchema)` to create a new message.
  */
 export const UpdateRejectedSchema: GenMessage<UpdateRejected> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 20);
+  messageDesc(file_taskq_v1_worker, 21);
 
 /**
  * CancelReason says why a worker must stop a task.
@@ -925,6 +978,49 @@ export enum CancelReason {
  */
 export const CancelReasonSchema: GenEnum<CancelReason> = /*@__PURE__*/
   enumDesc(file_taskq_v1_worker, 0);
+
+/**
+ * RejectReason says why a message about a lease changed nothing.
+ *
+ * @generated from enum taskq.v1.RejectReason
+ */
+export enum RejectReason {
+  /**
+   * Not set (a server older than this field).
+   *
+   * @generated from enum value: REJECT_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * This session does not hold that lease (it ended: finished, timed out, taken back, or never held):
+   * drop every message about it.
+   *
+   * @generated from enum value: REJECT_REASON_NOT_HELD = 1;
+   */
+  NOT_HELD = 1,
+
+  /**
+   * The message is malformed: a task id or lease token that cannot name a lease, an empty key, a value
+   * that is not JSON (NaN, infinity, a Value with no kind, a NUL character).
+   *
+   * @generated from enum value: REJECT_REASON_INVALID = 2;
+   */
+  INVALID = 2,
+
+  /**
+   * Over a limit: a text too long, a value too large, too many status keys.
+   *
+   * @generated from enum value: REJECT_REASON_LIMIT = 3;
+   */
+  LIMIT = 3,
+}
+
+/**
+ * Describes the enum taskq.v1.RejectReason.
+ */
+export const RejectReasonSchema: GenEnum<RejectReason> = /*@__PURE__*/
+  enumDesc(file_taskq_v1_worker, 1);
 
 /**
  * WorkerService is the API for handler workers: one bidirectional stream per worker process.

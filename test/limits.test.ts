@@ -13,7 +13,7 @@ import { LIMITS } from "../packages/server/src/rpc/validate.js";
 import { connect } from "@taskq/sdk";
 import { AsyncQueue } from "@taskq/protocol";
 import { TaskQueue } from "@taskq/protocol";
-import { WorkerMessageSchema, WorkerService, type WorkerMessage } from "@taskq/protocol";
+import { RejectReason, WorkerMessageSchema, WorkerService, type WorkerMessage } from "@taskq/protocol";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
@@ -33,16 +33,21 @@ test("a worker's messages past the limits are refused in-band; the stream and th
   const status = (key: string, value: string | number) =>
     w.send({ case: "statusValue", value: { ...fence, key, value: { kind: typeof value === "number" ? { case: "numberValue", value } : { case: "stringValue", value } } } });
 
+  const overLimit = async (reason: RegExp) => {
+    const rejected = await w.next("updateRejected");
+    assert.match(rejected.reason, reason);
+    assert.equal(rejected.code, RejectReason.LIMIT);
+  };
   w.send({ case: "logStep", value: { ...fence, message: "x".repeat(LIMITS.logMessageLength + 1) } });
-  assert.match((await w.next("updateRejected")).reason, /^message: longer than 65536 characters/);
+  await overLimit(/^message: longer than 65536 characters$/);
   status("big", "v".repeat(LIMITS.statusValueBytes));
-  assert.match((await w.next("updateRejected")).reason, /^value: \d+ bytes, larger than the limit of 65536/);
+  await overLimit(/^value: \d+ bytes, larger than the limit of 65536$/);
   status("k".repeat(201), 1);
-  assert.match((await w.next("updateRejected")).reason, /^key: must be 1 to 200 characters/);
+  await overLimit(/^key: longer than 200 characters$/);
 
   for (let i = 0; i < LIMITS.statusValueKeys; i++) status(`key${i}`, i);
   status("one-too-many", 1);
-  assert.match((await w.next("updateRejected")).reason, /at most 100 keys/);
+  await overLimit(/at most 100 keys$/);
   status("key7", 700); // an existing key may always be set again
   w.send({ case: "logStep", value: { ...fence, message: "still going" } });
   await waitFor("the last log step", async () => (await h.client().status(id)).log.length === 1);
@@ -54,10 +59,12 @@ test("a worker's messages past the limits are refused in-band; the stream and th
   // A result too large to keep fails the attempt with the reason instead of leaving the task running
   // (this task has one attempt, so it ends FAILED; rpc-result-size.test.ts retries one with more).
   w.send({ case: "finish", value: { ...fence, outcome: { case: "success", value: { result: { kind: { case: "stringValue", value: "r".repeat(LIMITS.resultBytes) } } } } } });
-  assert.equal((await w.next("finishAck")).status, 5 /* FAILED */);
+  const ack = await w.next("finishAck");
+  assert.equal(ack.status, 5 /* FAILED */);
+  assert.match(ack.error, /^the worker's finish was refused: result: \d+ bytes, larger than the limit of 1048576$/);
   const failed = await h.client().status(id);
   assert.equal(failed.status, "failed");
-  assert.match(failed.error, /^result: \d+ bytes, larger than the limit of 1048576/);
+  assert.equal(failed.error, ack.error);
 });
 
 test("a message larger than the server takes is RESOURCE_EXHAUSTED and writes nothing", async () => {

@@ -25,7 +25,7 @@ const ended = (handle: TaskHandle) =>
     return ["completed", "failed", "stuck", "canceled"].includes(t.status) ? t : null;
   });
 
-const TOO_LARGE = /^result: \d+ bytes, larger than the limit of 1048576$/;
+const TOO_LARGE = /^the worker's finish was refused: result: \d+ bytes, larger than the limit of 1048576$/;
 const oversized = () => "r".repeat(LIMITS.resultBytes); // with its quotes, two bytes over as JSON
 
 test("a result over the limit fails the attempt: the task is retried, and FAILED after its last attempt", async () => {

@@ -7,6 +7,8 @@ export const LIMITS = {
   nameLength: 200,
   titleLength: 500,
   paramsBytes: 1024 * 1024,
+  /** Params encoded as protobuf (google.protobuf.Struct), so a lease fits gRPC's default 4 MiB message. */
+  paramsEncodedBytes: 3 * 1024 * 1024,
   maxAttempts: 1000,
   durationMs: 7 * 24 * 3600_000,
   batchSize: 1000,

@@ -372,7 +372,10 @@ export class Engine {
     for (const q of hello.queues) this.queueSettings(q, "hello.queues");
     if (hello.schedules.length > 0) {
       this.queueSettings(SCHEDULED_QUEUE, "hello.task_types.schedule");
-      await this.scheduler.declare(hello.schedules.map((s) => scheduleDef({ name: s.type, ...s }, "worker")));
+      const kept = await this.scheduler.declare(hello.schedules.map((s) => scheduleDef({ name: s.type, ...s }, "worker")));
+      if (kept.length > 0) {
+        this.log.warn({ worker: hello.workerName, schedules: kept }, "a worker's schedules were ignored: config or built-in schedules hold those names");
+      }
     }
     const session = new WorkerSession(
       {

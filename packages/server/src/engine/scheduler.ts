@@ -79,11 +79,14 @@ export class Scheduler {
     await this.declare(defs);
   }
 
-  /** Declares schedules (already validated); a new or changed one starts at its next tick after now. */
-  async declare(defs: ScheduleDef[]): Promise<void> {
+  /**
+   * Declares schedules (already validated); a new or changed one starts at its next tick after now.
+   * Returns the names of worker schedules left out because a config or built-in one holds the name.
+   */
+  async declare(defs: ScheduleDef[]): Promise<string[]> {
     const now = this.clock.now();
     const rows = defs.map((def) => ({ def, nextRunAt: cronParse(def.cron, def.timeZone).nextAfter(now) ?? farFuture() }));
-    await scheduleUpsertMany(this.pool, rows, now);
+    return scheduleUpsertMany(this.pool, rows, now);
   }
 
   /** Fires every due tick now, or right after the round in flight; resolves with what that round fired. */

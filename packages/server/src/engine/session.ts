@@ -9,9 +9,10 @@
  *             close are refused. Closing is final: a session that lost its row or its leases ends,
  *             and its worker connects again as a new session.
  *
- * A lease is held from delivery until a finish for it is accepted or refused; refused updates change
- * nothing. A lease the reaper ended meanwhile (timeout, grace period) is still "held" here until the
- * worker finishes it, but its token no longer matches the row, so that finish is refused by the database.
+ * A lease is held from delivery until a finish for it is accepted or refused, or the reaper says its
+ * attempt timed out; refused updates change nothing. A lease the reaper ended without saying so (an
+ * interrupt's grace period ran out) is still "held" here until the worker finishes it, but its token no
+ * longer matches the row, so that finish is refused by the database.
  *
  * Lease validity: the session's leases are good until `validUntil` (real time), which is the moment the
  * replica sent the last heartbeat the database confirmed, plus the lease validity (settings.ts). Past it,
@@ -217,18 +218,41 @@ export class WorkerSession {
     if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
     const status = await this.deps.finisher.finish({ id: taskId, leaseToken, outcome });
     const lease = this.leases.get(taskId);
-    if (lease?.token === leaseToken) this.leases.delete(taskId);
-    if (this.leases.size === 0) {
-      for (const resolve of this.idleWaiters.splice(0)) resolve();
-    }
+    this.forget(taskId, leaseToken);
     if (status === null) return { accepted: false, reason: "the lease is no longer valid" };
     this.deps.meter.attemptEnded(status, "finish", lease ? performance.now() - lease.deliveredAt : null);
     return { accepted: true, status };
   }
 
+  /**
+   * The worker gives a lease back unrun: the task is due again at once and the attempt does not count
+   * (a task being interrupted ends CANCELED).
+   */
+  async decline(taskId: string, leaseToken: string): Promise<FinishResult> {
+    if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
+    const { db, clock, wakeOnFree, meter } = this.deps;
+    const released = await taskLeaseRelease(db, [{ id: taskId, leaseToken }], { uncount: true, error: "", wakeOnFree }, clock.now());
+    this.forget(taskId, leaseToken);
+    const status = released.get(taskId);
+    if (status === undefined) return { accepted: false, reason: "the lease is no longer valid" };
+    meter.attemptEnded(status, "declined", null);
+    return { accepted: true, status };
+  }
+
   /** Told by the engine that a task it holds must stop. */
   cancel(taskId: string, leaseToken: string, reason: CancelReason): void {
-    if (this.holds(taskId, leaseToken)) this.sink.cancel(taskId, leaseToken, reason);
+    if (!this.holds(taskId, leaseToken)) return;
+    this.sink.cancel(taskId, leaseToken, reason);
+    // The attempt has ended already: a finish for it can only be refused.
+    if (reason === "timed_out") this.forget(taskId, leaseToken);
+  }
+
+  /** The session no longer holds that lease. */
+  private forget(taskId: string, leaseToken: string): void {
+    if (this.leases.get(taskId)?.token === leaseToken) this.leases.delete(taskId);
+    if (this.leases.size === 0) {
+      for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
   }
 
   /** Resolves when the session holds no lease (at once if it holds none). */

@@ -3,9 +3,10 @@
  * invalid_argument EngineError whose message starts with the offending field, so a bad request is
  * refused before anything is written.
  */
-import { durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { fromJson, toBinary } from "@bufbuild/protobuf";
+import { StructSchema, durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { DEFAULT_TIME_ZONE, cronParse, invalidArgument, type DispatchInput, type JsonObject } from "../engine/index.js";
-import { LIMITS, Origin, RetryBackoff, type DispatchRequest } from "@taskq/protocol";
+import { LIMITS, Origin, RetryBackoff, bytesBound, type DispatchRequest } from "@taskq/protocol";
 
 export { LIMITS };
 
@@ -38,8 +39,22 @@ export function name(field: string, value: string, required: boolean): string {
 
 export function text(field: string, value: string, max: number): string {
   if (value.length > max) throw invalidArgument(`${field}: longer than ${max} characters`);
+  if (value.includes("\0")) throw invalidArgument(`${field}: holds a NUL character (U+0000), which cannot be stored`);
   return value;
 }
+
+/** Whether JSON text holds an escaped NUL character ("\u0000" not preceded by an escaping backslash). */
+export function jsonHasNul(json: string): boolean {
+  for (let at = json.indexOf("\\u0000"); at !== -1; at = json.indexOf("\\u0000", at + 1)) {
+    let backslashes = 0;
+    while (json[at - 1 - backslashes] === "\\") backslashes++;
+    if (backslashes % 2 === 0) return true;
+  }
+  return false;
+}
+
+/** `text` with each NUL character, which Postgres cannot store, replaced by U+FFFD. */
+export const withoutNul = (text: string) => (text.includes("\0") ? text.replaceAll("\0", "\uFFFD") : text);
 
 export function duration(field: string, d: Duration | undefined, opts: { min: number }): number | undefined {
   if (!d) return undefined;
@@ -86,8 +101,15 @@ export function pageSize(field: string, value: number): number {
 export function dispatchRequest(r: DispatchRequest, prefix = ""): DispatchInput {
   const f = (field: string) => prefix + field;
   const params = (r.params ?? {}) as JsonObject;
-  if (Buffer.byteLength(JSON.stringify(params)) > LIMITS.paramsBytes) {
+  const json = JSON.stringify(params);
+  if (Buffer.byteLength(json) > LIMITS.paramsBytes) {
     throw invalidArgument(`${f("params")}: larger than ${LIMITS.paramsBytes} bytes`);
+  }
+  if (jsonHasNul(json)) throw invalidArgument(`${f("params")}: holds a NUL character (U+0000), which cannot be stored`);
+  // Protobuf may take up to 6 times the JSON's size (small numbers in a list); a lease must stay
+  // inside what a worker's gRPC library accepts.
+  if (bytesBound(json.length, 0) > LIMITS.paramsEncodedBytes && toBinary(StructSchema, fromJson(StructSchema, params)).length > LIMITS.paramsEncodedBytes) {
+    throw invalidArgument(`${f("params")}: larger than ${LIMITS.paramsEncodedBytes} bytes in protobuf encoding`);
   }
   const origin = enumValue(f("origin"), r.origin, Origin);
   const backoff = enumValue(f("retry_backoff"), r.retryBackoff, RetryBackoff);

@@ -2,8 +2,12 @@
  * WorkerService.Connect: one bidirectional stream per worker.
  *
  * States of a stream:
- *   awaiting hello → the first message must be a valid hello, else the stream ends with an error
- *   open           → welcome sent; credits, log steps, status values, heartbeats, finishes accepted
+ *   awaiting hello → the first message must be a valid hello, else the stream ends with an error; a
+ *                    stream that sends nothing for the silence limit ends with DEADLINE_EXCEEDED
+ *   open           → welcome sent; credits, log steps, status values, heartbeats, finishes accepted.
+ *                    A stream that has granted no credit within half the silence limit of the welcome
+ *                    ends with FAILED_PRECONDITION: it could never receive a lease, and silence would
+ *                    hide why
  *   closed         → the worker hung up, the connection broke, the engine ended the session, or the
  *                    server stopped: the engine session closes and every lease it still holds goes
  *                    back to the queue. This does not wait for the response to finish: a response
@@ -17,7 +21,10 @@
  * Messages about one task are handled in the order they came (a log step sent before a finish is
  * written before it); messages about different tasks run concurrently, so finishes that arrive
  * together are written together. A problem with one task is answered in-band (FinishRejected,
- * UpdateRejected) and the stream goes on.
+ * UpdateRejected, with a RejectReason) and the stream goes on. A finish is never refused for what it
+ * carries: an outcome that cannot be recorded as sent (a result too large or not JSON, a bad retry
+ * delay, no outcome) is recorded as a failed attempt saying why, in FinishAck.error too, so the task
+ * never waits for a corrected finish that may not come.
  *
  * While the database cannot be reached, the stream stays open: a message whose write fails for that
  * reason is tried again (in order, with backoff) until the database answers or the stream ends, so a
@@ -35,16 +42,18 @@
  * connections at once.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { retryWhileUnreachable } from "../engine/index.js";
-import type { Engine, CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerHello, WorkerSession } from "../engine/index.js";
+import type { Engine, CancelReason as EngineCancelReason, JsonValue, LeasedTask, Outcome, WorkerHello, WorkerSession } from "../engine/index.js";
 import { AsyncQueue } from "@taskq/protocol";
 import { BATCH_LIMITS, MAX_BATCH_MESSAGES, bytesBound } from "@taskq/protocol";
 import {
   CancelReason,
+  RejectReason,
   ServerMessageSchema,
+  TEMP_CLEANUP_TYPE,
   type WorkerService,
   type Finish,
   type Hello,
@@ -62,6 +71,8 @@ const MAX_OUTBOX = 1_000;
 /** Log steps and status values of one worker written at once. */
 const MAX_UPDATE_WRITES = 4;
 const RETRY_MIN_MS = 100;
+/** Task types of the server's own maintenance; workers declare only TEMP_CLEANUP_TYPE among them. */
+const RESERVED_PREFIX = "taskq.";
 const RETRY_MAX_MS = 2_000;
 
 const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
@@ -81,7 +92,10 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
   return {
     async *connect(requests, ctx) {
       const incoming = requests[Symbol.asyncIterator]();
-      const first = await incoming.next();
+      const first = await withinMs(incoming.next(), engine.silenceLimitMs);
+      if (first === "timeout") {
+        throw new ConnectError(`no hello within ${engine.silenceLimitMs / 1000} s of opening the stream`, Code.DeadlineExceeded);
+      }
       if (first.done) return;
       if (first.value.message.case !== "hello") {
         throw new ConnectError("the first message of a worker stream must be hello", Code.FailedPrecondition);
@@ -94,17 +108,18 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
       let closeReason = "worker disconnected";
       let hangUp!: () => void;
       const hungUp = new Promise<IteratorResult<WorkerMessage>>((resolve) => (hangUp = () => resolve({ done: true, value: undefined })));
+      const endStream = (reason: string, code: Code) => {
+        closeReason = reason;
+        outbox.fail(new ConnectError(reason, code));
+        hangUp();
+      };
       let session: WorkerSession;
       try {
         session = await engine.openSession(hello, {
           lease: (task) => outbox.push(leaseToPb(task)),
           cancel: (taskId, leaseToken, reason) =>
             outbox.push(reply({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
-          end: (reason) => {
-            closeReason = reason;
-            outbox.fail(new ConnectError(reason, Code.Unavailable));
-            hangUp();
-          },
+          end: (reason) => endStream(reason, Code.Unavailable),
           stalledForMs: () => (writingSince === null ? 0 : performance.now() - writingSince),
         });
       } catch (err) {
@@ -134,7 +149,18 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
         workerClosed = r.done === true;
         return r;
       };
-      const reading = readMessages({ next: () => Promise.race([fromWorker(), hungUp]) }, session, outbox, slog).finally(ended);
+      const stream = { credited: false };
+      // Half the silence limit: a worker that also says nothing else hears this reason, not silence's.
+      const creditsWithinMs = engine.silenceLimitMs / 2;
+      const noCredits = setTimeout(() => {
+        if (stream.credited) return;
+        const s = creditsWithinMs / 1000;
+        endStream(`no credits within ${s} s of the welcome: a stream starts with none; send Credits to receive leases`, Code.FailedPrecondition);
+      }, creditsWithinMs);
+      const reading = readMessages({ next: () => Promise.race([fromWorker(), hungUp]) }, session, outbox, stream, slog).finally(() => {
+        clearTimeout(noCredits);
+        return ended();
+      });
       // Replies queued together go as one batch to a worker that understands batches.
       const limits = first.value.message.value.acceptsBatches ? BATCH_LIMITS : { count: 1, bytes: 0 };
       const yielded = () => (writingSince = null);
@@ -174,6 +200,7 @@ async function readMessages(
   incoming: { next(): Promise<IteratorResult<WorkerMessage>> },
   session: WorkerSession,
   outbox: Outbox,
+  stream: { credited: boolean },
   log: Logger,
 ): Promise<void> {
   const perTask = new Map<string, Promise<void>>();
@@ -207,6 +234,7 @@ async function readMessages(
         for (const item of m.value.messages) handle(item.message, true);
         break;
       case "credits":
+        if (m.value.count > 0) stream.credited = true;
         session.addCredits(m.value.count);
         break;
       case "heartbeat":
@@ -220,24 +248,27 @@ async function readMessages(
         const { taskId, leaseToken } = m.value;
         const text = m.value.message;
         inOrder(taskId, async () => {
-          const problem = fenceProblem(taskId, leaseToken) ?? lengthProblem(text);
-          const ok = problem === null && (await writes.run(() => session.log(taskId, leaseToken, text)));
-          if (!ok) outbox.push(updateRejected(taskId, leaseToken, problem ?? "this session does not hold that lease"));
+          const fenced = fence(taskId, leaseToken);
+          if ("problem" in fenced) return void outbox.push(updateRejected(taskId, leaseToken, fenced.problem));
+          const problem = logStepProblem(text);
+          if (problem) return void outbox.push(updateRejected(taskId, leaseToken, problem));
+          const ok = await writes.run(() => session.log(taskId, fenced.token, text));
+          if (!ok) outbox.push(updateRejected(taskId, leaseToken, NOT_HELD));
         });
         break;
       }
       case "statusValue": {
         const { taskId, leaseToken, key, value } = m.value;
         inOrder(taskId, async () => {
-          const json = valueFromPb(value);
-          const problem = fenceProblem(taskId, leaseToken) ?? statusValueProblem(key, json);
-          const done = problem === null ? await writes.run(() => session.setStatusValue(taskId, leaseToken, key, json, v.LIMITS.statusValueKeys)) : null;
-          if (done !== "set") {
-            const reason =
-              problem ??
-              (done === "full" ? `status values: a task may have at most ${v.LIMITS.statusValueKeys} keys` : "this session does not hold that lease");
-            outbox.push(updateRejected(taskId, leaseToken, reason));
-          }
+          const fenced = fence(taskId, leaseToken);
+          if ("problem" in fenced) return void outbox.push(updateRejected(taskId, leaseToken, fenced.problem));
+          const json = jsonFromPb(value);
+          const problem = statusKeyProblem(key) ?? json.problem ?? statusValueSizeProblem(json.text);
+          if (problem) return void outbox.push(updateRejected(taskId, leaseToken, problem));
+          const maxKeys = v.LIMITS.statusValueKeys;
+          const done = await writes.run(() => session.setStatusValue(taskId, fenced.token, key, json.value ?? null, maxKeys));
+          if (done === "full") outbox.push(updateRejected(taskId, leaseToken, limit(`status values: a task may have at most ${maxKeys} keys`)));
+          else if (done === "not_held") outbox.push(updateRejected(taskId, leaseToken, NOT_HELD));
         });
         break;
       }
@@ -268,6 +299,17 @@ async function readMessages(
   }
 }
 
+/** What `promise` resolves to, or "timeout" when that takes longer than `ms`. */
+async function withinMs<T>(promise: Promise<T>, ms: number): Promise<T | "timeout"> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Runs `work`; while it fails because the database cannot be reached, tries again with backoff until `gone()`. */
 function whileDatabaseDown(work: () => Promise<void>, gone: () => boolean, log: Logger): Promise<void> {
   return retryWhileUnreachable(work, {
@@ -280,61 +322,113 @@ function whileDatabaseDown(work: () => Promise<void>, gone: () => boolean, log: 
 
 async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): Promise<void> {
   const { taskId, leaseToken } = f;
-  const rejected = (reason: string) => outbox.push(reply({ case: "finishRejected", value: { taskId, leaseToken, reason } }, reason.length));
-  const problem = fenceProblem(taskId, leaseToken);
-  if (problem) return void rejected(problem);
-  let outcome: Outcome;
+  const rejected = ({ reason, code }: Rejection) =>
+    outbox.push(reply({ case: "finishRejected", value: { taskId, leaseToken, reason, code } }, reason.length));
+  const fenced = fence(taskId, leaseToken);
+  if ("problem" in fenced) return void rejected(fenced.problem);
+  if (f.outcome.case === "decline") {
+    const declined = await session.decline(taskId, fenced.token);
+    if (!declined.accepted) return void rejected({ reason: declined.reason, code: RejectReason.NOT_HELD });
+    return void outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[declined.status] } }));
+  }
+  const { outcome, error } = outcomeFromPb(f);
+  const result = await session.finish(taskId, fenced.token, outcome);
+  if (!result.accepted) return void rejected({ reason: result.reason, code: RejectReason.NOT_HELD });
+  outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status], error } }, error.length));
+}
+
+/**
+ * The outcome to record for a finish. One that cannot be recorded as sent becomes a failed attempt
+ * saying why (`error`, for FinishAck.error), and the task's retry policy applies: another attempt while
+ * attempts remain, else FAILED.
+ */
+function outcomeFromPb(f: Finish): { outcome: Outcome; error: string } {
+  const recorded = (outcome: Outcome) => ({ outcome, error: "" });
+  const refused = (why: string) => {
+    const error = `the worker's finish was refused: ${why}`;
+    return { outcome: { kind: "retry" as const, error, delayMs: null }, error };
+  };
   switch (f.outcome.case) {
     case "success": {
-      const result = valueFromPb(f.outcome.value.result);
-      const bytes = Buffer.byteLength(JSON.stringify(result ?? null));
-      // Too large to keep: the attempt fails with the reason, rather than leaving the task running, and
-      // the task's retry policy applies (another attempt while attempts remain, else FAILED).
-      outcome =
-        bytes > v.LIMITS.resultBytes
-          ? { kind: "retry", error: `result: ${bytes} bytes, larger than the limit of ${v.LIMITS.resultBytes}`, delayMs: null }
-          : { kind: "success", result };
-      break;
+      const json = jsonFromPb(f.outcome.value.result);
+      if (json.problem) return refused(`result: ${json.problem.reason}`);
+      const bytes = Buffer.byteLength(json.text);
+      if (bytes > v.LIMITS.resultBytes) return refused(`result: ${bytes} bytes, larger than the limit of ${v.LIMITS.resultBytes}`);
+      return recorded({ kind: "success", result: json.value });
     }
     case "failure":
-      outcome = { kind: "failure", error: f.outcome.value.error.slice(0, v.LIMITS.logMessageLength) };
-      break;
+      return recorded({ kind: "failure", error: errorText(f.outcome.value.error) });
     case "retry": {
       let delayMs: number | undefined;
       try {
         delayMs = v.duration("retry.delay", f.outcome.value.delay, { min: 0 });
       } catch (err) {
-        return void rejected((err as Error).message);
+        return refused((err as Error).message);
       }
-      outcome = { kind: "retry", error: f.outcome.value.error.slice(0, v.LIMITS.logMessageLength), delayMs: delayMs ?? null };
-      break;
+      return recorded({ kind: "retry", error: errorText(f.outcome.value.error), delayMs: delayMs ?? null });
     }
     default:
-      return void rejected("outcome: required (success, failure or retry)");
+      return refused("outcome: required (success, failure, retry or decline)");
   }
-  const result = await session.finish(taskId, leaseToken, outcome);
-  if (!result.accepted) return void rejected(result.reason);
-  outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status] } }));
 }
 
-/** Why a task id and lease token cannot name a lease, or null when they are well-formed. */
-function fenceProblem(taskId: string, leaseToken: string): string | null {
+/** Why a message about a lease changed nothing: for people, and for the worker's code. */
+interface Rejection {
+  reason: string;
+  code: RejectReason;
+}
+
+const NOT_HELD: Rejection = { reason: "this session does not hold that lease", code: RejectReason.NOT_HELD };
+const invalid = (reason: string): Rejection => ({ reason, code: RejectReason.INVALID });
+const limit = (reason: string): Rejection => ({ reason, code: RejectReason.LIMIT });
+
+/**
+ * The lease a message names, its token in canonical form (tokens are compared as stored, in lower
+ * case), or why the ids cannot name a lease.
+ */
+function fence(taskId: string, leaseToken: string): { token: string } | { problem: Rejection } {
   try {
     v.taskId("task_id", taskId);
-    v.leaseToken("lease_token", leaseToken);
-    return null;
+    return { token: v.leaseToken("lease_token", leaseToken) };
   } catch (err) {
-    return (err as Error).message;
+    return { problem: invalid((err as Error).message) };
   }
 }
 
-const lengthProblem = (text: string) =>
-  text.length > v.LIMITS.logMessageLength ? `message: longer than ${v.LIMITS.logMessageLength} characters` : null;
+/**
+ * A google.protobuf.Value as JSON, with its text, or why it is not JSON that can be stored: NaN,
+ * infinities and a Value with no kind have no JSON form, and Postgres cannot store a NUL character.
+ */
+function jsonFromPb(value: Value | undefined): { value: JsonValue; text: string; problem?: undefined } | { value?: undefined; problem: Rejection } {
+  let json: JsonValue;
+  try {
+    json = valueFromPb(value);
+  } catch {
+    return { problem: invalid("value: not JSON (NaN, an infinity, or a Value with no kind)") };
+  }
+  const text = JSON.stringify(json ?? null);
+  if (v.jsonHasNul(text)) return { problem: invalid("value: holds a NUL character (U+0000), which cannot be stored") };
+  return { value: json, text };
+}
 
-function statusValueProblem(key: string, value: unknown): string | null {
-  if (key === "" || key.length > v.LIMITS.statusValueKeyLength) return `key: must be 1 to ${v.LIMITS.statusValueKeyLength} characters`;
-  const bytes = Buffer.byteLength(JSON.stringify(value ?? null));
-  if (bytes > v.LIMITS.statusValueBytes) return `value: ${bytes} bytes, larger than the limit of ${v.LIMITS.statusValueBytes}`;
+/** An error text as stored: cut to the log step limit, NUL characters (which cannot be stored) replaced. */
+const errorText = (text: string) => v.withoutNul(text.slice(0, v.LIMITS.logMessageLength));
+
+function logStepProblem(text: string): Rejection | null {
+  if (text.length > v.LIMITS.logMessageLength) return limit(`message: longer than ${v.LIMITS.logMessageLength} characters`);
+  if (text.includes("\0")) return invalid("message: holds a NUL character (U+0000), which cannot be stored");
+  return null;
+}
+
+function statusValueSizeProblem(text: string): Rejection | null {
+  const bytes = Buffer.byteLength(text);
+  return bytes > v.LIMITS.statusValueBytes ? limit(`value: ${bytes} bytes, larger than the limit of ${v.LIMITS.statusValueBytes}`) : null;
+}
+
+function statusKeyProblem(key: string): Rejection | null {
+  if (key === "") return invalid("key: required");
+  if (key.length > v.LIMITS.statusValueKeyLength) return limit(`key: longer than ${v.LIMITS.statusValueKeyLength} characters`);
+  if (key.includes("\0")) return invalid("key: holds a NUL character (U+0000), which cannot be stored");
   return null;
 }
 
@@ -366,6 +460,9 @@ function helloFromPb(h: Hello): WorkerHello {
     h.taskTypes.forEach((t, i) => {
       const field = `hello.task_types[${i}]`;
       const name = v.name(`${field}.name`, t.name, true);
+      if (name.startsWith(RESERVED_PREFIX) && name !== TEMP_CLEANUP_TYPE) {
+        throw new Error(`${field}.name: "${name}": names starting with "${RESERVED_PREFIX}" are the server's own, except ${TEMP_CLEANUP_TYPE}`);
+      }
       if (taskTypes.has(name)) throw new Error(`${field}.name: "${name}" is declared twice`);
       taskTypes.set(name, v.duration(`${field}.timeout`, t.timeout, { min: 1 }) ?? null);
       if (t.schedule) schedules.push({ type: name, ...v.cron(`${field}.schedule`, t.schedule, t.timeZone) });
@@ -399,8 +496,8 @@ function leaseToPb(t: LeasedTask): Outgoing {
   return { message: lease.message, bytes: bytesBound(t.paramsJsonLength, textLength) };
 }
 
-const updateRejected = (taskId: string, leaseToken: string, reason: string) =>
-  reply({ case: "updateRejected", value: { taskId, leaseToken, reason } }, reason.length);
+const updateRejected = (taskId: string, leaseToken: string, { reason, code }: Rejection) =>
+  reply({ case: "updateRejected", value: { taskId, leaseToken, reason, code } }, reason.length);
 
 /** A reply whose strings, besides task ids and lease tokens, add up to `textLength` characters. */
 const reply = (m: NonNullable<MessageInitShape<typeof ServerMessageSchema>["message"]>, textLength = 0): Outgoing => ({

@@ -6,10 +6,13 @@ import { CHANNEL_SCHEDULE, type Db } from "./db.js";
  * Declares schedules (insert, or update their definitions). A schedule whose cron or time zone did not
  * change keeps its next_run_at, so a tick missed while every server was down is still due; a new or
  * changed one starts at its next tick after now. Tells every replica's scheduler to plan again.
+ *
+ * A worker's schedule never replaces a config or built-in one of the same name: those are left as they
+ * are, and their names are returned.
  */
-export async function scheduleUpsertMany(db: Db, defs: { def: ScheduleDef; nextRunAt: Date }[], now: Date): Promise<void> {
-  if (defs.length === 0) return;
-  await db.query({
+export async function scheduleUpsertMany(db: Db, defs: { def: ScheduleDef; nextRunAt: Date }[], now: Date): Promise<string[]> {
+  if (defs.length === 0) return [];
+  const { rows } = await db.query<{ kept: string[] }>({
     name: "scheduleUpsertMany",
     text: `
       with input as (
@@ -25,9 +28,11 @@ export async function scheduleUpsertMany(db: Db, defs: { def: ScheduleDef; nextR
           updated_at = excluded.updated_at,
           next_run_at = case when (schedules.cron, schedules.time_zone) is distinct from (excluded.cron, excluded.time_zone)
                              then excluded.next_run_at else schedules.next_run_at end
-        returning 1
+        where excluded.source <> 'worker' or schedules.source = 'worker'
+        returning name
       )
-      select pg_notify('${CHANNEL_SCHEDULE}', '') from (select 1 from upserted limit 1) u`,
+      select (select pg_notify('${CHANNEL_SCHEDULE}', '') from (select 1 from upserted limit 1) u) as notified,
+             array(select i.name from input i where not exists (select 1 from upserted u where u.name = i.name)) as kept`,
     values: [
       JSON.stringify(
         defs.map(({ def, nextRunAt }) => ({
@@ -46,6 +51,7 @@ export async function scheduleUpsertMany(db: Db, defs: { def: ScheduleDef; nextR
       now,
     ],
   });
+  return rows[0].kept;
 }
 
 /**

@@ -210,8 +210,8 @@ export const TaskTypeSchema: GenMessage<TaskType> = /*@__PURE__*/
 /**
  * Credits grants the server permission to send this many more leases. A stream starts with none: a worker
  * sends Credits after its hello (usually its concurrency), and one more for each task it finishes. A
- * session holds at most 10,000 credits; more are ignored. A stream that has granted no credit within
- * Welcome.silence_limit of the welcome is ended with FAILED_PRECONDITION.
+ * session holds at most 10,000 credits; more are ignored. A stream that has granted no credit within half
+ * of Welcome.silence_limit after the welcome is ended with FAILED_PRECONDITION.
  *
  * @generated from message taskq.v1.Credits
  */

@@ -12,10 +12,9 @@ import type { Replica } from "../packages/server/src/app.js";
 import { Harness, waitFor, type RawWorker } from "./helpers.js";
 
 let h: Harness;
-let replica: Replica;
 before(async () => {
   h = await Harness.create();
-  replica = await h.replica();
+  await h.replica();
 });
 after(() => h.close());
 

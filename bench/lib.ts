@@ -30,12 +30,20 @@ export interface Child {
 }
 
 /**
+ * The interpreter of the Python bench worker: TASKQ_PYTHON, as in the tests, else Debian's, which has
+ * grpcio and protobuf.
+ */
+const PYTHON = process.env.TASKQ_PYTHON ?? "/usr/bin/python3";
+
+/**
  * Starts a script in its own process: JavaScript with plain node (the compiled server), a bench
  * TypeScript file with tsx. Either way taskq's packages are their compiled dist/, as a user runs them.
+ * A Python script runs with PYTHON; `nodeArgs` do not apply to it.
  */
 export function start(script: string, env: NodeJS.ProcessEnv = {}, args: string[] = [], nodeArgs: string[] = []): Child {
   const loader = script.endsWith(".ts") ? ["--import", "tsx"] : [];
-  const proc = spawn(process.execPath, [...nodeArgs, ...loader, script, ...args], { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const [command, commandArgs] = script.endsWith(".py") ? [PYTHON, [script, ...args]] : [process.execPath, [...nodeArgs, ...loader, script, ...args]];
+  const proc = spawn(command, commandArgs, { env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const out: string[] = [];
   let partial = "";
   const waiters = new Set<() => void>();

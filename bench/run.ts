@@ -5,7 +5,8 @@
  * Each scenario runs BENCH_RUNS times (default 3) in a fresh database; the table shows the median
  * with min–max, and BENCH_JSON (default bench-results.json) gets every figure.
  *
- *   a  end-to-end: BENCH_TASKS (50,000) no-op tasks dispatched in batches, 2 worker processes
+ *   a  end-to-end: BENCH_TASKS (50,000) no-op tasks dispatched in batches, 2 worker processes; once
+ *      with TypeScript workers, once with Python ones (bench/taskq_worker.py, the Python SDK)
  *   b  dispatch: single calls from 32 callers; batches of 500
  *   c  latency: idle workers, 1,000 tasks 5 ms apart
  *   d  depth: (a) with 1,000,000 lower-priority tasks already pending
@@ -128,9 +129,13 @@ async function withTaskq<T>(fn: (url: string, db: pg.Pool, server: Child) => Pro
   }
 }
 
-async function workers(url: string, count: number, concurrency = 100): Promise<Child[]> {
+/** The bench's worker processes: on the TypeScript SDK, and on the Python SDK for a second line of (a). */
+const TS_WORKER = "bench/taskq-worker.ts";
+const PYTHON_WORKER = "bench/taskq_worker.py";
+
+async function workers(url: string, count: number, concurrency = 100, script = TS_WORKER): Promise<Child[]> {
   const ws = Array.from({ length: count }, () =>
-    start("bench/taskq-worker.ts", { BENCH_URL: url, BENCH_CONCURRENCY: String(concurrency) }, [], workerNodeArgs),
+    start(script, { BENCH_URL: url, BENCH_CONCURRENCY: String(concurrency) }, [], workerNodeArgs),
   );
   await Promise.all(ws.map((w) => w.line(/^ready$/)));
   return ws;
@@ -139,8 +144,11 @@ async function workers(url: string, count: number, concurrency = 100): Promise<C
 /** The wall-clock time of a load generator's "start" or "done" line. */
 const stamp = async (child: Child, word: "start" | "done") => Number((await child.line(new RegExp(`^${word} `), 600_000)).split(" ")[1]);
 
-/** (a) and (d): dispatch TASKS in batches of 500 with 2 workers draining; tasks/s from first dispatch to last outcome. */
-async function endToEnd(scenario: string, pendingBelow: number) {
+/**
+ * (a) and (d): dispatch TASKS in batches of 500 with 2 workers (`workerScript`) draining; tasks/s from
+ * first dispatch to last outcome. The figures go under `subject`.
+ */
+async function endToEnd(scenario: string, pendingBelow: number, subject = "taskq", workerScript = TS_WORKER) {
   await withTaskq(async (url, db, server) => {
     if (pendingBelow > 0) {
       await db.query(
@@ -150,7 +158,7 @@ async function endToEnd(scenario: string, pendingBelow: number) {
       );
       await db.query("vacuum analyze taskq.tasks");
     }
-    const ws = await workers(url, 2, WORKER_CONCURRENCY);
+    const ws = await workers(url, 2, WORKER_CONCURRENCY, workerScript);
     const cpu = (c: Child) => cpuMs(c.proc.pid!);
     const cpuBefore = { server: cpu(server), workers: ws.reduce((n, w) => n + cpu(w), 0), postgres: postgresCpuMs() };
     const load = start("bench/taskq-load.ts", { BENCH_URL: url, BENCH_PRIORITY: "1" }, ["batches", String(TASKS), "500", "2"]);
@@ -159,11 +167,11 @@ async function endToEnd(scenario: string, pendingBelow: number) {
     for (;;) {
       const { rows } = await db.query<{ n: number; last: Date }>("select count(*)::int4 as n, max(finished_at) as last from taskq.history");
       if (rows[0].n >= TASKS) {
-        record(scenario, "taskq", "end-to-end", "tasks/s", TASKS / ((rows[0].last.getTime() - began) / 1000));
+        record(scenario, subject, "end-to-end", "tasks/s", TASKS / ((rows[0].last.getTime() - began) / 1000));
         // CPU per task is steadier than wall time on a machine whose CPU is shared: what to optimize against.
-        record(scenario, "taskq", "server CPU per task", "µs", ((cpu(server) - cpuBefore.server) * 1000) / TASKS);
-        record(scenario, "taskq", "worker CPU per task", "µs", ((ws.reduce((n, w) => n + cpu(w), 0) - cpuBefore.workers) * 1000) / TASKS);
-        record(scenario, "taskq", "Postgres CPU per task", "µs", ((postgresCpuMs() - cpuBefore.postgres) * 1000) / TASKS);
+        record(scenario, subject, "server CPU per task", "µs", ((cpu(server) - cpuBefore.server) * 1000) / TASKS);
+        record(scenario, subject, "worker CPU per task", "µs", ((ws.reduce((n, w) => n + cpu(w), 0) - cpuBefore.workers) * 1000) / TASKS);
+        record(scenario, subject, "Postgres CPU per task", "µs", ((postgresCpuMs() - cpuBefore.postgres) * 1000) / TASKS);
         break;
       }
       await new Promise((r) => setTimeout(r, 50));
@@ -302,7 +310,10 @@ async function main() {
   console.log(`bench: Postgres ${version} at ${new URL(adminUrl).host}; ${RUNS} runs; ${TASKS} tasks`);
   for (let run = 1; run <= RUNS; run++) {
     console.log(`run ${run} of ${RUNS}`);
-    if (ONLY.has("a")) await endToEnd("a", 0);
+    if (ONLY.has("a")) {
+      await endToEnd("a", 0);
+      await endToEnd("a", 0, "taskq, Python workers", PYTHON_WORKER);
+    }
     if (ONLY.has("b")) await dispatchThroughput();
     if (ONLY.has("c")) await latency();
     if (ONLY.has("d")) await endToEnd("d", DEPTH);

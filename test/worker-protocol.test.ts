@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { LIMITS, RejectReason, TEMP_CLEANUP_TYPE, TaskStatus } from "@taskq/protocol";
+import { CancelReason, LIMITS, RejectReason, TEMP_CLEANUP_TYPE, TaskStatus } from "@taskq/protocol";
 import type { Replica } from "../packages/server/src/app.js";
 import { Harness, waitFor, type RawWorker } from "./helpers.js";
 
@@ -298,4 +298,19 @@ test("a worker's schedule never replaces a config schedule of the same name", as
   await w.next("welcome");
   const { rows } = await h.pool.query("select cron, type, source from taskq.schedules where name = 'proto.report'");
   assert.deepEqual(rows, [{ cron: "0 3 * * *", type: "proto.report-from-config", source: "config" }]);
+});
+
+test("a shutdown ends the stream UNAVAILABLE, saying so, after the cancel of each task still held", async () => {
+  const own = await h.replica();
+  const { id } = await h.client(own).dispatch("proto.shutdown", {});
+  const w = h.rawWorker(own);
+  w.hello(["proto.shutdown"], 1);
+  const lease = await w.next("lease");
+  await h.stopReplica(own, { graceMs: 100 });
+  const cancel = await w.next("cancel");
+  assert.deepEqual([cancel.taskId, cancel.leaseToken, cancel.reason], [id, lease.leaseToken, CancelReason.SHUTDOWN]);
+  const err = await w.result();
+  assert.ok(err instanceof ConnectError, String(err));
+  assert.equal(err.code, Code.Unavailable);
+  assert.equal(err.rawMessage, "the server is shutting down; connect to another replica");
 });

@@ -1,7 +1,8 @@
 /**
  * A queue you push into from callbacks and read with `for await`. Used wherever a stream's outgoing
  * messages come from several places (leases, cancels, acks on the server; hello, logs, finishes in
- * the SDK). close() ends the iteration after what is queued; fail() ends it with an error.
+ * the SDK). close() ends the iteration after what is queued (cleanly, or with an error once that is
+ * read); fail() ends it with an error at once, dropping what is queued.
  *
  * batches() reads it a batch at a time instead: whatever is already queued when the reader comes
  * back, within a count and a size budget, so messages produced in one turn of the event loop can
@@ -42,14 +43,16 @@ export class AsyncQueue<T> implements AsyncIterable<T> {
     return true;
   }
 
-  close(): void {
+  close(err?: unknown): void {
     if (this.done) return;
     this.done = true;
+    if (err !== undefined) this.error = err;
     this.taken();
     if (this.waiting && this.length === 0) {
-      const resolve = this.waiting;
+      const [resolve, reject] = [this.waiting, this.failWaiting];
       this.waiting = this.failWaiting = null;
-      resolve({ value: undefined, done: true });
+      if (err !== undefined) reject?.(err);
+      else resolve({ value: undefined, done: true });
     }
   }
 

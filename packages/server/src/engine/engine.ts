@@ -239,7 +239,7 @@ export class Engine {
       for (const s of sessions) s.cancelAll("shutdown");
     }
     this.keeper.stop();
-    await Promise.all([...this.sessions.values()].map((s) => s.close("server shutting down", { uncount: true })));
+    await Promise.all([...this.sessions.values()].map((s) => s.shutDown()));
     await this.notifier.stop();
   }
 

@@ -49,8 +49,11 @@ import type {
 export interface SessionSink {
   lease(task: LeasedTask): void;
   cancel(taskId: string, leaseToken: string, reason: CancelReason): void;
-  /** The engine ended the session (the worker went silent, the session's leases lapsed): end the stream. */
-  end(reason: string): void;
+  /**
+   * The engine ended the session: end the stream, at once when the worker went silent or the session's
+   * leases lapsed, or after what is queued (the cancels) when the server shuts down.
+   */
+  end(reason: string, how: "now" | "after_queued"): void;
   /** How long the worker has left the replies waiting unread (0 while it keeps up). */
   stalledForMs(): number;
 }
@@ -274,8 +277,17 @@ export class WorkerSession {
   end(reason: string): void {
     if (this.mode === "closed") return;
     this.deps.log.warn({ session: this.id, reason }, "ending worker session");
-    this.sink.end(reason);
+    this.sink.end(reason, "now");
     void this.close(reason, { afterPromises: true });
+  }
+
+  /**
+   * Ends the session because the server is shutting down: the worker hears the reason after any cancel
+   * already sent, and the leases still held go back with their attempts given back.
+   */
+  shutDown(): Promise<void> {
+    if (this.mode !== "closed") this.sink.end("the server is shutting down; connect to another replica", "after_queued");
+    return this.close("server shutting down", { uncount: true });
   }
 
   /**

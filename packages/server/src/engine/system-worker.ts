@@ -43,11 +43,11 @@ export class SystemWorker {
     this.session = await open(this.hello, {
       lease: (task) => void this.run(task),
       cancel: (_taskId, leaseToken) => this.running.get(leaseToken)?.abort(new Error("canceled")),
-      // The engine ended the session (its leases lapsed while the database was out of reach): stop what
-      // runs, as any worker would, and open a new session.
-      end: (reason) => {
+      // The engine ended the session: stop what runs, as any worker would; then, unless the server is
+      // shutting down, open a new session (its leases lapsed while the database was out of reach).
+      end: (reason, how) => {
         for (const abort of this.running.values()) abort.abort(new Error(reason));
-        void this.reopen(open);
+        if (how === "now") void this.reopen(open);
       },
       stalledForMs: () => 0,
     });

@@ -108,9 +108,10 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
       let closeReason = "worker disconnected";
       let hangUp!: () => void;
       const hungUp = new Promise<IteratorResult<WorkerMessage>>((resolve) => (hangUp = () => resolve({ done: true, value: undefined })));
-      const endStream = (reason: string, code: Code) => {
+      const endStream = (reason: string, code: Code, how: "now" | "after_queued" = "now") => {
         closeReason = reason;
-        outbox.fail(new ConnectError(reason, code));
+        if (how === "now") outbox.fail(new ConnectError(reason, code));
+        else outbox.close(new ConnectError(reason, code));
         hangUp();
       };
       let session: WorkerSession;
@@ -119,7 +120,7 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
           lease: (task) => outbox.push(leaseToPb(task)),
           cancel: (taskId, leaseToken, reason) =>
             outbox.push(reply({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
-          end: (reason) => endStream(reason, Code.Unavailable),
+          end: (reason, how) => endStream(reason, Code.Unavailable, how),
           stalledForMs: () => (writingSince === null ? 0 : performance.now() - writingSince),
         });
       } catch (err) {

@@ -14,7 +14,10 @@ export const DEFAULT_PING_INTERVAL_MS = 15_000;
 /** How many tasks a worker runs at once. */
 export const DEFAULT_CONCURRENCY = 10;
 
-/** A worker's pause before connecting again after its stream broke: the first, doubling up to the last. */
+/**
+ * A worker's pause before connecting again after its stream broke: its bound starts at the first and
+ * doubles up to the last, and each pause is drawn at random from the upper half of the bound (jitter).
+ */
 export const DEFAULT_RECONNECT: Readonly<{ initialMs: number; maxMs: number }> = Object.freeze({ initialMs: 100, maxMs: 5_000 });
 
 /** How long Worker.stop() lets running handlers finish before it aborts them. */

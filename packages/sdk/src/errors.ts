@@ -3,9 +3,10 @@
  * gRPC code (Code, re-exported from connect) and, where there is one, the original error as `cause`,
  * so one `instanceof TaskqError` catches them all. The subclasses say more:
  *
- *   TaskFailedError   result() of a task that ended FAILED, CANCELED or STUCK; carries the task
- *   TaskAbortedError  the reason of a handler's aborted signal: why the attempt must stop
- *   RetryableError    thrown by a handler to ask for another attempt
+ *   TaskFailedError     result() of a task that ended FAILED, CANCELED or STUCK; carries the task
+ *   TaskAbortedError    the reason of a handler's aborted signal: why the attempt must stop
+ *   RetryableError      thrown by a handler to ask for another attempt
+ *   WorkerRefusedError  Worker.start() when the server refuses the worker for good (token, hello)
  *
  * Errors from a call keep the server's code (NotFound, InvalidArgument, Unauthenticated, ...).
  */
@@ -97,6 +98,37 @@ export class RetryableError extends TaskqError {
     super(message, Code.Unavailable, { cause: options?.cause });
     this.name = "RetryableError";
     this.delayMs = options?.delayMs;
+  }
+}
+
+/**
+ * The codes with which a server refuses a worker for good: connecting again with the same token and
+ * hello gets the same answer (a bad or missing token, a token of the wrong role, a bad hello field such
+ * as a type name or a cron expression, a protocol violation, a server without the WorkerService).
+ */
+const REFUSING_CODES: ReadonlySet<Code> = new Set([
+  Code.Unauthenticated,
+  Code.PermissionDenied,
+  Code.InvalidArgument,
+  Code.FailedPrecondition,
+  Code.Unimplemented,
+]);
+
+/**
+ * Worker.start() rejects with this when the server ended the worker's stream, before welcoming it, with
+ * a code that retrying cannot change (see REFUSING_CODES); the worker has stopped. The code and message
+ * are the server's; `cause` is the error the stream ended with.
+ */
+export class WorkerRefusedError extends TaskqError {
+  constructor(message: string, code: Code, options?: { cause?: unknown }) {
+    super(`the server refused the worker: ${message}`, code, options);
+    this.name = "WorkerRefusedError";
+  }
+
+  /** A WorkerRefusedError for how a stream ended before its welcome, or null when connecting again may help. */
+  static fromStreamEnd(err: unknown): WorkerRefusedError | null {
+    const e = TaskqError.from(err);
+    return REFUSING_CODES.has(e.code) ? new WorkerRefusedError(e.message, e.code, { cause: err }) : null;
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
-import { Origin, PriorityBand, TaskStatus, type LogEntry as PbLogEntry, type Task } from "@taskq/protocol";
+import { Origin, PriorityBand, RejectReason, TaskStatus, type LogEntry as PbLogEntry, type Task } from "@taskq/protocol";
 import type { Queue, Schedule, WatchTaskResponse } from "@taskq/protocol";
 
 export type { JsonObject, JsonValue };
@@ -42,6 +42,23 @@ const STATUS_VALUE = new Map<string, TaskStatus>();
 for (const [value, name] of Object.entries(STATUS_NAME)) if (name) STATUS_VALUE.set(name, Number(value) as TaskStatus);
 /** The wire value of a status name; undefined for a string that names none. */
 export const statusFromName = (name: string): TaskStatus | undefined => STATUS_VALUE.get(name);
+
+/**
+ * Why a server refused a worker's message about a lease (a finish, a log step, a status value), which
+ * then changed nothing: "not_held" (the session no longer holds that lease: drop every message about
+ * it), "invalid" (the message is malformed), "limit" (over a size or count limit), "unspecified" (a
+ * server older than these codes, or a code newer than this SDK).
+ */
+export type RejectCode = "not_held" | "invalid" | "limit" | "unspecified";
+
+const REJECT_CODE: Record<RejectReason, RejectCode> = {
+  [RejectReason.UNSPECIFIED]: "unspecified",
+  [RejectReason.NOT_HELD]: "not_held",
+  [RejectReason.INVALID]: "invalid",
+  [RejectReason.LIMIT]: "limit",
+};
+
+export const rejectCodeName = (r: RejectReason): RejectCode => REJECT_CODE[r] ?? "unspecified";
 
 export interface LogStep {
   seq: number;

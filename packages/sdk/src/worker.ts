@@ -3,17 +3,25 @@
  * running up to `concurrency` tasks at once. A handler's return value is the task's result (one over
  * 1 MiB as JSON fails the attempt, like a RetryableError); a thrown RetryableError asks for another
  * attempt; any other thrown error fails the task. An interrupt or timeout reaches the handler as its
- * AbortSignal. The stream reconnects with backoff when it breaks; stop() finishes running handlers first.
+ * AbortSignal. The stream reconnects with backoff (jittered) when it breaks; stop() finishes running
+ * handlers first, and gives back unrun the leases that still arrive meanwhile.
+ *
+ * start() resolves once the server has welcomed the worker. Until then, a stream the server ends with
+ * a code that retrying cannot change (a bad token, a bad hello: see WorkerRefusedError) makes start()
+ * reject and the worker stop; anything else (the server not up yet, the network) is tried again with
+ * backoff. Once welcomed, the worker reconnects whatever ends its stream, and reports it (onEvent
+ * "disconnected") until stop().
  */
-import { fromJson, type JsonObject, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
+import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
-import type { FinishSchema, Lease } from "@taskq/protocol";
+import type { Lease } from "@taskq/protocol";
 import { bytesBound } from "@taskq/protocol";
 import { DEFAULT_CONCURRENCY, DEFAULT_RECONNECT, DEFAULT_STOP_GRACE_MS, MAX_RESULT_BYTES, TEMP_CLEANUP_TYPE } from "./defaults.js";
-import { Code, RetryableError, TaskAbortedError, TaskqError, type AbortReason } from "./errors.js";
-import { StreamSession } from "./internal/stream-session.js";
+import { Code, RetryableError, TaskAbortedError, TaskqError, WorkerRefusedError, type AbortReason } from "./errors.js";
+import { Backoff } from "./internal/backoff.js";
+import { StreamSession, type Outcome } from "./internal/stream-session.js";
 import { TempDirs } from "./internal/temp-dirs.js";
 import { connect, type Connection, type ConnectionOptions } from "./transport.js";
 
@@ -81,11 +89,20 @@ export interface WorkerSettings {
   concurrency?: number;
   /** Queues to take tasks from; default all. */
   queues?: string[];
-  /** Reconnect backoff bounds; default DEFAULT_RECONNECT (100 ms, doubling up to 5 s). */
+  /**
+   * Reconnect backoff bounds; default DEFAULT_RECONNECT (100 ms, doubling up to 5 s). Each pause is drawn
+   * at random from the upper half of the current bound, so workers that lost their streams together do
+   * not reconnect together.
+   */
   reconnect?: { initialMs?: number; maxMs?: number };
   /** Where tasks' temp directories live; default <os tmpdir>/taskq-tasks. */
   storageDir?: string;
-  /** Where the worker reports what happens to it; default silent. */
+  /**
+   * Where the worker reports what happens to it; default silent. Events: "connected" {sessionId},
+   * "disconnected" {error, code}, "refused" {error, code} (start() rejects), "lease declined" {task,
+   * reason}, "finish rejected" and "update rejected" {task, code: RejectCode, reason}, "finish recorded
+   * as failed" {task, status, error}, and temp directory failures ("temp dir", "temp dir cleanup failed").
+   */
   onEvent?: (event: string, detail?: Record<string, unknown>) => void;
 }
 
@@ -126,7 +143,10 @@ export class Worker {
     return this;
   }
 
-  /** Connects and starts taking tasks; resolves once the server has welcomed the worker. */
+  /**
+   * Connects and starts taking tasks; resolves once the server has welcomed the worker. Rejects with a
+   * WorkerRefusedError, the worker stopped, when the server refuses it for good (see the header).
+   */
   async start(): Promise<void> {
     if (this.handlers.size === 0) throw new TaskqError("register at least one handler before start()", Code.FailedPrecondition);
     if (this.state !== "idle") throw new TaskqError(`worker already ${this.state}`, Code.FailedPrecondition);
@@ -168,6 +188,11 @@ export class Worker {
     const ended = await Promise.race([this.loop?.then(() => true, () => true), sleep(STREAM_END_WAIT_MS, this.stopSignal.signal).then(() => false)]);
     this.stopSignal.abort();
     if (!ended) await this.loop?.catch(() => {});
+    this.release();
+  }
+
+  /** The worker is done: its timer goes, and its connection unless it is shared. */
+  private release(): void {
     if (this.tempCleanupTimer) clearInterval(this.tempCleanupTimer);
     if (this.ownsConnection) this.connection.close();
     this.state = "stopped";
@@ -181,10 +206,16 @@ export class Worker {
     this.opts.onEvent?.(event, detail);
   }
 
+  /**
+   * Connects, runs the stream to its end, and connects again after a pause, until stop(). Rejects with a
+   * WorkerRefusedError (the worker released) when the server refuses the worker before ever welcoming it.
+   */
   private async connectLoop(): Promise<void> {
-    const initial = this.opts.reconnect?.initialMs ?? DEFAULT_RECONNECT.initialMs;
-    const max = this.opts.reconnect?.maxMs ?? DEFAULT_RECONNECT.maxMs;
-    let delay = initial;
+    const backoff = new Backoff({
+      initialMs: this.opts.reconnect?.initialMs ?? DEFAULT_RECONNECT.initialMs,
+      maxMs: this.opts.reconnect?.maxMs ?? DEFAULT_RECONNECT.maxMs,
+    });
+    let welcomed = false;
     while (this.state === "running") {
       const session = new StreamSession(this.connection.transport, this.helloInfo(), {
         run: (lease, s) => this.runLease(lease, s),
@@ -192,7 +223,8 @@ export class Worker {
         lapsed: () => this.abortAll("lease_lost"),
         note: (message, detail) => this.emit(message, detail),
         opened: (sessionId) => {
-          delay = initial;
+          welcomed = true;
+          backoff.reset();
           this.emit("connected", { sessionId });
           this.firstOpen.resolve();
         },
@@ -201,13 +233,18 @@ export class Worker {
       try {
         await session.run(this.stopSignal.signal);
       } catch (err) {
-        if (this.state === "running") this.emit("disconnected", { error: (err as Error).message });
+        const refused = welcomed ? null : WorkerRefusedError.fromStreamEnd(err);
+        if (refused && this.state === "running") {
+          this.emit("refused", { error: refused.message, code: refused.codeName });
+          this.release();
+          throw refused;
+        }
+        if (this.state === "running") this.emit("disconnected", { error: (err as Error).message, code: TaskqError.from(err).codeName });
       }
       // The server returned this session's leases to the queue; stop the handlers still holding them.
       this.abortAll("lease_lost");
       if (this.state !== "running") break;
-      await sleep(delay, this.stopSignal.signal);
-      delay = Math.min(delay * 2, max);
+      await sleep(backoff.next(), this.stopSignal.signal);
     }
   }
 
@@ -257,7 +294,7 @@ export class Worker {
       },
       setTempExpiration: (seconds) => this.temp.setTtl(taskId, seconds * 1000),
     };
-    let outcome: MessageInitShape<typeof FinishSchema>["outcome"];
+    let outcome: Outcome;
     let bytes: number;
     try {
       const handler = this.handlers.get(lease.type);
@@ -291,7 +328,7 @@ export class Worker {
     }
     // The temp directory's expiry starts now; a failure to mark it must not lose the outcome.
     if (usedTempDir) await this.temp.finished(taskId).catch((err) => this.emit("temp dir", { task: taskId, error: String(err) }));
-    session.send({ case: "finish", value: { taskId, leaseToken, outcome } }, bytes);
+    session.finish(lease, outcome, bytes);
   }
 
   /**

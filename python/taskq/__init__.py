@@ -9,7 +9,16 @@ from ._lease_runner import MAX_RESULT_BYTES
 from ._temp_dirs import DEFAULT_TEMP_TTL_S
 from .client import DEFAULT_CALL_TIMEOUT_S, DispatchItem, TaskClient, TaskHandle
 from .context import TaskContext
-from .errors import CancelReason, RetryableError, StatusCode, TaskCancelled, TaskFailedError, TaskqError
+from .errors import (
+    CancelReason,
+    JsonValueError,
+    RetryableError,
+    StatusCode,
+    TaskCancelled,
+    TaskFailedError,
+    TaskqError,
+    WorkerRefusedError,
+)
 from .types import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
@@ -49,6 +58,7 @@ __all__ = [
     "DispatchItem",
     "Handler",
     "JsonObject",
+    "JsonValueError",
     "JsonValue",
     "LogEvent",
     "LogStep",
@@ -73,4 +83,5 @@ __all__ = [
     "TlsOptions",
     "WatchEvent",
     "Worker",
+    "WorkerRefusedError",
 ]

@@ -6,7 +6,9 @@ Numbers on the wire are IEEE doubles. A whole-valued number comes back as a Pyth
 within ±2^53 (where every integer is exactly a double), else as a float: {"n": 7} round-trips as 7,
 not 7.0, and 7.0 sent comes back as 7. An int beyond ±2^53 cannot be carried exactly and is refused
 (carry large integers as strings). NaN and ±Infinity are not JSON and are refused, as is a NUL
-character, which the server's database cannot store (either would end a worker's whole stream).
+character, which the server's database cannot store: a server refuses a status value holding one and
+records a result holding one as a failed attempt. Every refusal is a JsonValueError (INVALID_ARGUMENT,
+and a ValueError), raised where the value was given.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from typing import TypeAlias
 
 from google.protobuf import struct_pb2
 
-from .errors import invalid
+from .errors import JsonValueError
 
 JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
 JsonObject = dict[str, JsonValue]
@@ -47,7 +49,7 @@ def from_struct(s: struct_pb2.Struct) -> JsonObject:
 
 
 def to_value(obj: object, what: str) -> struct_pb2.Value:
-    """`obj` as a Value; TaskqError INVALID_ARGUMENT naming `what` when it is not JSON taskq can carry."""
+    """`obj` as a Value; JsonValueError naming `what` (and where inside it) when it is not JSON taskq can carry."""
     v = struct_pb2.Value()
     _fill(v, obj, what)
     return v
@@ -55,7 +57,7 @@ def to_value(obj: object, what: str) -> struct_pb2.Value:
 
 def to_struct(obj: Mapping[str, object], what: str) -> struct_pb2.Struct:
     if not isinstance(obj, Mapping):
-        raise invalid(f"{what}: must be a dict of JSON values, not {type(obj).__name__}")
+        raise JsonValueError(f"{what}: must be a dict of JSON values, not {type(obj).__name__}")
     v = struct_pb2.Value()
     _fill(v, obj, what)
     return v.struct_value
@@ -77,11 +79,11 @@ def _fill(target: struct_pb2.Value, obj: object, where: str) -> None:
         target.bool_value = obj
     elif isinstance(obj, int):
         if abs(obj) > INTEGER_LIMIT:
-            raise invalid(f"{where}: {obj} is beyond ±2^53, where numbers lose precision; send it as a string")
+            raise JsonValueError(f"{where}: {obj} is beyond ±2^53, where numbers lose precision; send it as a string")
         target.number_value = float(obj)
     elif isinstance(obj, float):
         if not math.isfinite(obj):
-            raise invalid(f"{where}: {obj} is not a JSON number")
+            raise JsonValueError(f"{where}: {obj} is not a JSON number (JSON has no NaN or infinity)")
         target.number_value = obj
     elif isinstance(obj, str):
         target.string_value = _text(obj, where)
@@ -90,7 +92,7 @@ def _fill(target: struct_pb2.Value, obj: object, where: str) -> None:
         s.SetInParent()
         for key, item in obj.items():
             if not isinstance(key, str):
-                raise invalid(f"{where}: key {key!r} is not a string")
+                raise JsonValueError(f"{where}: key {key!r} is not a string")
             _fill(s.fields[_text(key, where)], item, f"{where}.{key}")
     elif isinstance(obj, (list, tuple)):
         values = target.list_value
@@ -98,16 +100,16 @@ def _fill(target: struct_pb2.Value, obj: object, where: str) -> None:
         for i, item in enumerate(obj):
             _fill(values.values.add(), item, f"{where}[{i}]")
     else:
-        raise invalid(f"{where}: a {type(obj).__name__} is not a JSON value")
+        raise JsonValueError(f"{where}: a {type(obj).__name__} is not a JSON value")
 
 
 def _text(s: str, where: str) -> str:
     if "\x00" in s:
-        raise invalid(f"{where}: contains a NUL character, which taskq cannot store")
+        raise JsonValueError(f"{where}: contains a NUL character, which taskq cannot store")
     try:
         s.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise invalid(f"{where}: not valid Unicode text ({err.reason})") from err
+        raise JsonValueError(f"{where}: not valid Unicode text ({err.reason})") from err
     return s
 
 

@@ -5,9 +5,16 @@ attempt's finish, and queues that finish on the session that delivered the lease
 worker's event loop; only the contexts' reporters are called from handler threads.
 
 Outcomes:
+  cancelled before it started    decline: the lease goes back unrun and the attempt does not count (an
+                                 interrupted task ends CANCELED). A plain function waits for a thread of
+                                 the pool, which a handler that ignored its cancellation may still hold;
+                                 one cancelled meanwhile (its session's leases lapsed, an interrupt, the
+                                 worker stopping) never starts, and is declined at once
   returned a JSON value          success, unless over 1 MiB as JSON (or 4 MiB as protobuf, the stream's
                                  message limit): then a retry, as the server would treat it, without
                                  risking the whole stream
+  returned something not JSON    failure, saying what and where (NaN, an infinity, a set, ...): the
+                                 server could not record it either
   raised RetryableError          retry, after its delay (clamped to the protocol's 0 to 7 days)
   raised after being cancelled   retry: an attempt cut off (interrupt, timeout, shutdown, worker
                                  stopping) is never a failure for good; the server ends an interrupted
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -98,7 +105,11 @@ class LeaseRunner:
         for ctx, _ in list(self._attempts.values()):
             ctx._cancel(reason)
 
-    async def run(self, lease: worker_pb2.Lease, session: StreamSession) -> None:
+    def run(self, lease: worker_pb2.Lease, session: StreamSession) -> Coroutine[Any, Any, None]:
+        """
+        Registers the attempt at once, so that a cancel right behind its lease (in the same batch) finds
+        it, and returns the coroutine that runs it and queues its finish.
+        """
         task_id, token = lease.task_id, lease.lease_token
         ctx = TaskContext(
             id=task_id,
@@ -113,14 +124,19 @@ class LeaseRunner:
             temp_dirs=self._temp,
         )
         self._attempts[token] = (ctx, session)
+        return self._run(ctx, token, session)
+
+    async def _run(self, ctx: TaskContext, token: str, session: StreamSession) -> None:
+        task_id = ctx.id
         finish = worker_pb2.Finish(task_id=task_id, lease_token=token)
         try:
-            handler = self._handlers.get(lease.type)
+            handler = self._handlers.get(ctx.type)
             if handler is None:
-                raise TaskqError(grpc.StatusCode.NOT_FOUND, f"no handler registered for task type {lease.type}")
-            fn, is_async = handler
-            result = await fn(ctx) if is_async else await self._loop.run_in_executor(self._executor, fn, ctx)
+                raise TaskqError(grpc.StatusCode.NOT_FOUND, f"no handler registered for task type {ctx.type}")
+            result = await self._call(*handler, ctx, token, session)
             size = _set_success(finish, result)
+        except _NotStarted:
+            return  # declined already
         except BaseException as err:  # whatever the handler raised is its attempt's outcome
             size = _set_error(finish, err, ctx.cancel_reason)
         finally:
@@ -132,7 +148,56 @@ class LeaseRunner:
                 await self._loop.run_in_executor(None, self._temp.finished, task_id)
             except TaskqError as err:
                 self._emit("temp dir", task=task_id, error=err.message)
-        session.send(worker_pb2.WorkerMessage(finish=finish), size)
+        session.send_finish(finish, size, expect_not_held=ctx.cancel_reason in _ENDED_BY_THE_SERVER)
+
+    async def _call(self, fn: Callable[[TaskContext], Any], is_async: bool, ctx: TaskContext, token: str, session: StreamSession) -> Any:
+        """
+        The handler's result. Raises _NotStarted, once the lease is declined, when the attempt was
+        cancelled before the handler could start.
+        """
+        if not ctx._may_start():
+            _decline(ctx, token, session)
+            raise _NotStarted
+        if is_async:
+            return await fn(ctx)
+        job = self._executor.submit(_start_unless_cancelled, fn, ctx)
+
+        def withdraw() -> None:
+            # Called where the attempt is cancelled, on the loop: a lapsing session ends its stream right after.
+            if job.cancel():
+                _decline(ctx, token, session)
+
+        ctx._add_cancel_callback(withdraw)
+        try:
+            return await asyncio.wrap_future(job)
+        except asyncio.CancelledError:
+            if job.cancelled():  # withdrawn: declined already
+                raise _NotStarted from None
+            raise
+        except _NotStarted:  # cancelled as a thread took it up
+            _decline(ctx, token, session)
+            raise
+
+
+# Cancel reasons for which the server has ended the attempt itself: a timeout, a shutdown, a session it lost.
+_ENDED_BY_THE_SERVER = ("timed_out", "shutdown", "lease_lost")
+
+
+class _NotStarted(Exception):
+    """The attempt was cancelled before its handler started."""
+
+
+def _decline(ctx: TaskContext, token: str, session: StreamSession) -> None:
+    """Gives the lease back unrun: the task is due again at once, and this attempt does not count."""
+    finish = worker_pb2.Finish(task_id=ctx.id, lease_token=token, decline=worker_pb2.Decline())
+    session.send_finish(finish, expect_not_held=ctx.cancel_reason in _ENDED_BY_THE_SERVER)
+
+
+def _start_unless_cancelled(fn: Callable[[TaskContext], Any], ctx: TaskContext) -> Any:
+    """On a handler thread: runs the handler, unless its attempt was cancelled while it waited for the thread."""
+    if not ctx._may_start():
+        raise _NotStarted
+    return fn(ctx)
 
 
 def _set_success(finish: worker_pb2.Finish, result: Any) -> int:

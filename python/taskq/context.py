@@ -88,7 +88,10 @@ class TaskContext:
             self._reporter.log(str(message))
 
     def set_status(self, key: str, value: JsonValue) -> None:
-        """Sets a status value, such as ("progress", 40); raises TaskqError INVALID_ARGUMENT for a value JSON cannot hold."""
+        """
+        Sets a status value, such as ("progress", 40). Raises JsonValueError (a ValueError) here, at the
+        call, for a value JSON cannot hold, such as NaN: nothing is sent then.
+        """
         to_value(value, f"set_status({key})")  # fails here, in the handler, rather than on the stream
         if self._open:
             self._reporter.set_status(key, value)
@@ -152,6 +155,10 @@ class TaskContext:
         self.cancelled.set()
         for callback in callbacks:
             callback()
+
+    def _may_start(self) -> bool:
+        """Whether the handler may start now: not once the attempt was cancelled (its lease may be gone)."""
+        return self._reason is None
 
     def _add_cancel_callback(self, callback: Callable[[], None]) -> None:
         with self._lock:

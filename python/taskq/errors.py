@@ -3,9 +3,12 @@ The SDK's errors. Everything the SDK raises is a TaskqError carrying a gRPC stat
 grpc.StatusCode), with the original exception as __cause__ where there is one, so one
 `except TaskqError` catches them all. The subclasses say more:
 
-    TaskFailedError  result() of a task that ended FAILED, CANCELED or STUCK; carries the task
-    TaskCancelled    raised by ctx.sleep() and ctx.raise_if_cancelled(): the attempt must stop
-    RetryableError   raised by a handler to ask for another attempt
+    TaskFailedError     result() of a task that ended FAILED, CANCELED or STUCK; carries the task
+    TaskCancelled       raised by ctx.sleep() and ctx.raise_if_cancelled(): the attempt must stop
+    RetryableError      raised by a handler to ask for another attempt
+    WorkerRefusedError  raised by Worker.start() and run(): the server refused the worker before ever
+                        welcoming it, and connecting again cannot help
+    JsonValueError      a value taskq cannot carry as JSON (NaN, an infinity, ...); also a ValueError
 
 Errors from a call keep the server's code (NOT_FOUND, INVALID_ARGUMENT, UNAUTHENTICATED, ...).
 """
@@ -99,6 +102,27 @@ class RetryableError(TaskqError):
     def __init__(self, message: str, delay: float | None = None) -> None:
         super().__init__(grpc.StatusCode.UNAVAILABLE, message)
         self.delay = delay
+
+
+class WorkerRefusedError(TaskqError):
+    """
+    The server refused the worker before it was ever welcomed: a bad or missing token
+    (UNAUTHENTICATED), a token without the worker role (PERMISSION_DENIED), a hello it does not take,
+    such as an undefined queue (INVALID_ARGUMENT), a protocol error (FAILED_PRECONDITION), or a server
+    that is not taskq (UNIMPLEMENTED). `code` is the server's, `message` "the server refused the
+    worker: " and the server's text; the worker has stopped.
+    """
+
+
+class JsonValueError(TaskqError, ValueError):
+    """
+    A value taskq cannot carry as JSON: NaN or an infinity, an int beyond ±2^53, a NUL character, a
+    key that is not a string, a type JSON has no place for. Raised where the value is given (dispatch
+    params, set_status, a handler's result); INVALID_ARGUMENT, and a ValueError too.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
 def invalid(message: str) -> TaskqError:

@@ -6,9 +6,10 @@ exception fails the task. Plain functions run in a thread pool of `concurrency` 
 handlers run on the worker's own event loop (they must not block it: that loop also carries the
 stream's heartbeats). Interrupts, timeouts and the like reach a handler through its context (context.py).
 
-The stream reconnects with backoff and jitter when it breaks. A bad token, a refused hello, or a
-server that is not taskq ends the worker instead (retrying cannot help): start() or run() raises it.
-stop() lets running handlers finish first.
+The stream reconnects with backoff and jitter when it breaks (_reconnect.py). A bad token, a refused
+hello, or a server that is not taskq, before the server ever welcomed the worker, ends the worker
+instead (retrying cannot help): start() or run() raises WorkerRefusedError. stop() lets running
+handlers finish first; leases that still come meanwhile are declined, so their attempts do not count.
 
 Threads: start() runs the worker's event loop on a thread of its own ("taskq-worker"); everything
 about the stream happens there (_session.py). Handlers report from any thread.
@@ -21,7 +22,6 @@ import inspect
 import itertools
 import logging
 import os
-import random
 import signal
 import socket
 import tempfile
@@ -38,28 +38,24 @@ from ._connection import DEFAULT_URL, TlsOptions, auth_metadata, open_aio_channe
 from ._gen.services import WorkerServiceStub
 from ._json import JsonValue, to_value
 from ._lease_runner import LeaseRunner
+from ._reconnect import ReconnectBackoff, refused_for_good
 from ._session import HelloInfo, StreamSession, TaskTypeInfo
 from ._temp_dirs import TempDirs
 from .context import TaskContext
-from .errors import CancelReason, TaskqError
+from .errors import CancelReason, TaskqError, WorkerRefusedError
 
 DEFAULT_CONCURRENCY = 10
-# A worker's pause before connecting again after its stream broke: the first, doubling up to the last (seconds).
+# A worker's pause before connecting again after its stream broke: the first, doubling up to the last (seconds),
+# each drawn from the upper half of its step.
 DEFAULT_RECONNECT = (0.1, 5.0)
 DEFAULT_STOP_GRACE_S = 30.0
 # The built-in hourly task the server schedules; every SDK worker handles it for its own storage root.
 TEMP_CLEANUP_TYPE = "taskq.temp-cleanup"
 # How often the worker deletes expired temp directories by itself (besides at start and on TEMP_CLEANUP_TYPE tasks).
 _TEMP_CLEANUP_INTERVAL_S = 3600.0
-# How long stop() waits, once handlers are done (or were told to stop), for them and then for the server's trailers.
+# How long stop() waits, once handlers are done (or were told to stop), for them, and then for the answers to
+# the last finishes and the server's trailers.
 _STOP_WAIT_S = 5.0
-# Codes with which the server refuses the worker itself: connecting again cannot help until the configuration changes.
-_FATAL = {
-    grpc.StatusCode.UNAUTHENTICATED,
-    grpc.StatusCode.PERMISSION_DENIED,
-    grpc.StatusCode.FAILED_PRECONDITION,
-    grpc.StatusCode.UNIMPLEMENTED,
-}
 
 Handler = Callable[[TaskContext], Any]
 H = TypeVar("H", bound=Handler)
@@ -93,7 +89,8 @@ class Worker:
         `name` is shown as the task's worker (default host:pid); `queues` limits the queues it takes
         tasks from (default all); `storage_dir` holds tasks' temp directories (default
         <tempdir>/taskq-tasks); `on_event(event, detail)` hears what happens to the worker ("connected",
-        "disconnected", "finish rejected", ...), which also goes to the "taskq.worker" logger.
+        "disconnected", "draining", "lease declined", "finish rejected", ...), which also goes to the
+        "taskq.worker" logger. `reconnect` is (first pause, cap) in seconds.
         """
         if concurrency < 1:
             raise TaskqError(grpc.StatusCode.INVALID_ARGUMENT, f"concurrency: {concurrency} is not 1 or more")
@@ -102,12 +99,13 @@ class Worker:
         self._concurrency = concurrency
         self._name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._queues = list(queues)
-        self._reconnect = reconnect
+        self._backoff = ReconnectBackoff(*reconnect)
         self._on_event = on_event
         self._temp = TempDirs(Path(storage_dir) if storage_dir else Path(tempfile.gettempdir()) / "taskq-tasks")
         self._handlers: dict[str, _Registration] = {}
         self._state: Literal["idle", "running", "stopping", "stopped"] = "idle"
         self._fatal: TaskqError | None = None
+        self._welcomed = False  # by any session: from then on, the worker never gives up
         self._started = threading.Event()  # welcomed once, or given up
         self._done = threading.Event()  # the loop thread has ended
         self._wakeup = threading.Event()  # for run(): a signal came, or the worker ended
@@ -152,9 +150,10 @@ class Worker:
 
     def start(self, timeout: float | None = None) -> None:
         """
-        Connects and starts taking tasks; returns once the server has welcomed the worker. Raises the
-        error that made the worker give up (a bad token, a refused hello), and TaskqError
-        DEADLINE_EXCEEDED when `timeout` seconds pass without a welcome (the worker is stopped then).
+        Connects and starts taking tasks; returns once the server has welcomed the worker. Raises
+        WorkerRefusedError when the server refused the worker (a bad token, a refused hello), once the
+        worker has stopped, and TaskqError DEADLINE_EXCEEDED when `timeout` seconds pass without a
+        welcome (the worker is stopped then). Other failures to connect are retried until then.
         """
         if not self._handlers:
             raise TaskqError(grpc.StatusCode.FAILED_PRECONDITION, "register at least one handler before start()")
@@ -168,6 +167,7 @@ class Worker:
             self.stop(0)
             raise TaskqError(grpc.StatusCode.DEADLINE_EXCEEDED, f"no welcome from the server at {self._url} within {timeout:g} s")
         if self._fatal is not None:
+            self._done.wait()  # nothing of the worker is left running
             raise self._fatal
 
     def run(self, grace: float = DEFAULT_STOP_GRACE_S) -> None:
@@ -265,8 +265,6 @@ class Worker:
             executor.shutdown(wait=False, cancel_futures=True)
 
     async def _connect_loop(self, channel: grpc.aio.Channel, stub: WorkerServiceStub) -> None:
-        initial, maximum = self._reconnect
-        delay = initial
         hello = HelloInfo(self._name, self._concurrency, [r.declared for r in self._handlers.values()], self._queues)
         assert self._runner is not None
         while self._state == "running":
@@ -279,19 +277,18 @@ class Worker:
                 error = err
             # The server gives this session's leases back to the queue: stop the handlers still holding them.
             self._runner.abort_session(session, "lease_lost")
-            if error is not None and (error.code in _FATAL or (error.code == grpc.StatusCode.INVALID_ARGUMENT and not session.welcomed)):
-                self._fatal = error
-                self._emit("gave up", code=error.code_name, error=error.message)
+            if error is not None and refused_for_good(error.code, self._welcomed):
+                self._fatal = WorkerRefusedError(error.code, f"the server refused the worker: {error.message}")
+                self._fatal.__cause__ = error.__cause__
+                self._emit("gave up", logging.WARNING, code=error.code_name, error=error.message)
                 self._started.set()
                 return
             if self._state != "running":
                 return
-            self._emit("disconnected", code=error.code_name if error else "OK", error=error.message if error else "")
+            self._emit("disconnected", logging.WARNING, code=error.code_name if error else "OK", error=error.message if error else "")
             if session.welcomed:
-                delay = initial
-            # Jitter, so that the workers of a restarted server do not all reconnect at the same moment.
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, maximum)
+                self._backoff.reset()
+            await asyncio.sleep(self._backoff.next_pause())
 
     def _begin_stop(self, grace: float) -> None:
         # The coroutine is made here, on the loop: one made elsewhere for a loop that then closed would never be awaited.
@@ -304,6 +301,7 @@ class Worker:
                 connect_task.cancel()
             return
         session.drain()
+        self._emit("draining", running=session.running_count)
         assert self._runner is not None
         try:
             await asyncio.wait_for(session.wait_idle(), grace)
@@ -313,9 +311,14 @@ class Worker:
                 await asyncio.wait_for(session.wait_idle(), _STOP_WAIT_S)
             except TimeoutError:
                 # Handlers that ignore cancellation: leave without their finishes; their tasks go back to the queue.
-                self._emit("handlers did not stop", running=session.running_count)
-                session.half_close()
-        # The stream is half-closed; the server ends it once it has recorded the last finishes.
+                self._emit("handlers did not stop", logging.WARNING, running=session.running_count)
+        # Leases the server sent before it answered the last finishes arrive before those answers, and are declined.
+        try:
+            await asyncio.wait_for(session.wait_answered(), _STOP_WAIT_S)
+        except TimeoutError:
+            self._emit("finishes unanswered", logging.WARNING)
+        # Half-closed, the stream ends once the server has handled what was sent.
+        session.half_close()
         try:
             await asyncio.wait_for(asyncio.shield(connect_task), _STOP_WAIT_S)
         except (TimeoutError, asyncio.CancelledError):
@@ -337,9 +340,7 @@ class Worker:
                 self._emit("temp dir cleanup failed", error=err.message)
             await asyncio.sleep(_TEMP_CLEANUP_INTERVAL_S)
 
-    def _emit(self, event: str, **detail: Any) -> None:
-        # A finish refused after a timeout or a server shutdown is expected (§9): not a warning.
-        level = logging.WARNING if event in ("disconnected", "gave up", "update rejected", "handlers did not stop") else logging.INFO
+    def _emit(self, event: str, level: int = logging.INFO, **detail: Any) -> None:
         log.log(level, "%s %s", event, detail)
         if self._on_event is not None:
             try:
@@ -384,9 +385,10 @@ class _Hooks:
     def lapsed(self, session: StreamSession) -> None:
         self._runner.abort_session(session, "lease_lost")
 
-    def note(self, event: str, **detail: Any) -> None:
-        self._worker._emit(event, **detail)
+    def note(self, event: str, level: int = logging.INFO, **detail: Any) -> None:
+        self._worker._emit(event, level, **detail)
 
     def opened(self, session_id: str) -> None:
+        self._worker._welcomed = True
         self._worker._emit("connected", session_id=session_id)
         self._worker._started.set()

@@ -1,9 +1,11 @@
 """Helpers shared by the tests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -66,3 +68,68 @@ class Proc:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class FreezableProxy:
+    """
+    A TCP proxy to one address whose traffic, both ways, can be held (freeze) and let go (thaw), and
+    whose connections can be cut (the next connection goes through as usual).
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._lock = threading.Lock()
+        self._connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    def cut(self) -> None:
+        """Breaks every connection made so far, both ways."""
+        with self._lock:
+            connections, self._connections = self._connections, []
+        _shut(connections)
+
+    def close(self) -> None:
+        self._flowing.set()
+        _shut([self._listener])  # wakes the thread blocked in accept()
+        self.cut()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            with self._lock:
+                self._connections += [downstream, upstream]
+            threading.Thread(target=self._pump, args=(downstream, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, downstream), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                self._flowing.wait()
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+
+def _shut(sockets: list[socket.socket]) -> None:
+    for s in sockets:
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked in recv()
+        with contextlib.suppress(OSError):
+            s.close()

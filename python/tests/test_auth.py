@@ -28,9 +28,15 @@ def test_tokens_are_sent_and_a_refused_worker_gives_up(strict_server: ServerProc
 
     refusals = [("not-a-known-token-at-all", taskq.StatusCode.UNAUTHENTICATED), (TOKENS["client"], taskq.StatusCode.PERMISSION_DENIED)]
     for token, code in refusals:
-        refused = taskq.Worker(strict_server.url, token, storage_dir=tmp_path)
+        events: list[str] = []
+        refused = taskq.Worker(strict_server.url, token, storage_dir=tmp_path, on_event=lambda e, d: events.append(e))
         refused.register(types("hello"), hello)
-        with pytest.raises(taskq.TaskqError) as raised:
+        with pytest.raises(taskq.WorkerRefusedError) as raised:
             refused.start(timeout=20)
         assert raised.value.code == code
+        assert raised.value.message.startswith("the server refused the worker: ")
+        assert events == ["gave up"], "no second attempt"
+        # start() raised once the worker had stopped: nothing of it runs on, and it cannot start again.
+        with pytest.raises(taskq.TaskqError, match="worker already stopped"):
+            refused.start(timeout=20)
         refused.stop()

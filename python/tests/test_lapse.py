@@ -7,66 +7,14 @@ short liveness timings the conformance harness uses: lease validity 4 s, heartbe
 """
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from conftest import TOKENS, ServerProcess
-from helpers import wait_until
+from helpers import FreezableProxy, wait_until
 
 import taskq
 from taskq import TaskContext
-
-
-class FreezableProxy:
-    """A TCP proxy to one address whose traffic, both ways, can be held (freeze) and let go (thaw)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-        self._flowing = threading.Event()
-        self._flowing.set()
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def freeze(self) -> None:
-        self._flowing.clear()
-
-    def thaw(self) -> None:
-        self._flowing.set()
-
-    def close(self) -> None:
-        self._flowing.set()
-        for s in self._sockets:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)  # wakes the threads blocked in accept() and recv()
-            with contextlib.suppress(OSError):
-                s.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                downstream, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            self._sockets += [downstream, upstream]
-            threading.Thread(target=self._pump, args=(downstream, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, downstream), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                self._flowing.wait()
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            with contextlib.suppress(OSError):
-                sink.shutdown(socket.SHUT_WR)
 
 
 def test_lapsed_leases_stop_the_task_and_the_worker_reconnects(strict_server: ServerProcess, tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
-"""Pieces that need no server: JSON conversion, URLs, the resumed watch's catch-up, the generated code's freshness."""
+"""Pieces that need no server: JSON conversion, URLs, reconnect pauses, the resumed watch's catch-up, the generated code's freshness."""
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from conftest import PYTHON_DIR
 import taskq
 from taskq._connection import target_of
 from taskq._json import clean_text, from_value, to_value
+from taskq._reconnect import ReconnectBackoff
 from taskq._watch import catch_up
 from taskq.types import LogStep, StatusEvent, StatusValueEvent
 
@@ -27,8 +29,30 @@ def test_whole_numbers_come_back_as_int_within_2_to_the_53() -> None:
     [float("nan"), float("inf"), 2**53 + 1, {1: "x"}, {"s": {1, 2}}, "nul\x00", "lone \udc80 surrogate", object()],
 )
 def test_what_json_cannot_carry_is_refused(bad: object) -> None:
-    with pytest.raises(taskq.TaskqError) as raised:
+    with pytest.raises(taskq.JsonValueError) as raised:
         to_value(bad, "v")
+    assert raised.value.code == taskq.StatusCode.INVALID_ARGUMENT
+    assert isinstance(raised.value, ValueError) and isinstance(raised.value, taskq.TaskqError)
+
+
+def test_reconnect_pauses_are_jittered_within_their_step_and_never_over_the_cap() -> None:
+    steps = [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    backoff = ReconnectBackoff(0.1, 5.0, random.Random(16).random)
+    pauses = [backoff.next_pause() for _ in steps]
+    assert all(step / 2 <= pause <= step for step, pause in zip(steps, pauses, strict=True)), pauses
+    assert len({round(pause / step, 9) for step, pause in zip(steps, pauses, strict=True)}) == len(steps), "each pause drawn anew"
+    # The bounds themselves: the lowest draw gives half the step, the highest all of it, and no more than the cap.
+    lowest, highest = ReconnectBackoff(0.1, 5.0, lambda: 0.0), ReconnectBackoff(0.1, 5.0, lambda: 1.0)
+    assert [round(lowest.next_pause(), 9) for _ in steps] == [step / 2 for step in steps]
+    assert [round(highest.next_pause(), 9) for _ in steps] == steps
+    backoff.reset()
+    assert 0.05 <= backoff.next_pause() <= 0.1, "a welcome starts the steps again"
+
+
+@pytest.mark.parametrize("reconnect", [(0.0, 5.0), (2.0, 1.0)])
+def test_a_reconnect_setting_without_a_first_pause_or_under_its_cap_is_refused(reconnect: tuple[float, float]) -> None:
+    with pytest.raises(taskq.TaskqError) as raised:
+        taskq.Worker(reconnect=reconnect)
     assert raised.value.code == taskq.StatusCode.INVALID_ARGUMENT
 
 

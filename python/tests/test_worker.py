@@ -207,6 +207,44 @@ def test_a_result_over_the_limit_fails_the_attempt_as_retryable(
     assert len(errors) == 1 and "larger than the limit of 1048576" in errors[0]
 
 
+def test_a_status_value_json_cannot_hold_is_refused_at_the_call(
+    client: taskq.TaskClient, make_worker: Callable[..., taskq.Worker], types: Callable[[str], str]
+) -> None:
+    worker = make_worker()
+
+    @worker.task(types("nan-status"))
+    def nan_status(ctx: TaskContext) -> object:
+        try:
+            ctx.set_status("score", float("nan"))
+        except ValueError as err:  # a JsonValueError: a ValueError, and a TaskqError INVALID_ARGUMENT
+            assert isinstance(err, taskq.TaskqError) and err.code == taskq.StatusCode.INVALID_ARGUMENT
+            ctx.set_status("refused", str(err))
+        return "went on"
+
+    worker.start(timeout=20)
+    handle = client.dispatch(types("nan-status"))
+    assert handle.result(timeout=20) == "went on"
+    assert handle.status().status_values == {"refused": "set_status(score): nan is not a JSON number (JSON has no NaN or infinity)"}
+
+
+def test_a_result_json_cannot_hold_fails_the_task_saying_where(
+    client: taskq.TaskClient, make_worker: Callable[..., taskq.Worker], types: Callable[[str], str]
+) -> None:
+    worker = make_worker()
+
+    @worker.task(types("nan-result"))
+    def nan_result(ctx: TaskContext) -> object:
+        return {"scores": [1.5, float("-inf")]}
+
+    worker.start(timeout=20)
+    handle = client.dispatch(types("nan-result"), max_attempts=3)
+    with pytest.raises(taskq.TaskFailedError) as raised:
+        handle.result(timeout=20)
+    assert raised.value.status == "failed"
+    assert raised.value.task.error == "result.scores[1]: -inf is not a JSON number (JSON has no NaN or infinity)"
+    assert raised.value.task.attempts == 1, "returning it again would not help"
+
+
 def test_async_handlers_run_on_the_workers_loop_and_hear_cancellation(
     client: taskq.TaskClient, make_worker: Callable[..., taskq.Worker], types: Callable[[str], str]
 ) -> None:
@@ -262,10 +300,12 @@ def test_stop_lets_a_running_handler_finish(
 def test_a_refused_hello_makes_start_raise(make_worker: Callable[..., taskq.Worker]) -> None:
     worker = make_worker(queues=["no-such-queue"])
     worker.register("py.valid.type", lambda ctx: None)
-    with pytest.raises(taskq.TaskqError) as raised:
+    with pytest.raises(taskq.WorkerRefusedError) as raised:
         worker.start(timeout=20)
     assert raised.value.code == taskq.StatusCode.INVALID_ARGUMENT
     assert "no-such-queue" in raised.value.message
+    with pytest.raises(taskq.TaskqError, match="worker already stopped"):
+        worker.start(timeout=20)
 
 
 def test_declared_schedules_reach_the_server(

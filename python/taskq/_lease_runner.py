@@ -15,16 +15,20 @@ Outcomes:
                                  risking the whole stream
   returned something not JSON    failure, saying what and where (NaN, an infinity, a set, ...): the
                                  server could not record it either
-  raised RetryableError          retry, after its delay (clamped to the protocol's 0 to 7 days)
-  raised after being cancelled   retry: an attempt cut off (interrupt, timeout, shutdown, worker
-                                 stopping) is never a failure for good; the server ends an interrupted
-                                 task CANCELED whatever the outcome
+  raised after being cancelled   retry with delay 0, whatever it raised (a RetryableError too): an attempt
+                                 cut off (interrupt, timeout, lease lost, worker stopping) did not fail on
+                                 its own, so it is given back at once rather than after the task's retry
+                                 delay, and never fails the task for good; the server ends an interrupted
+                                 task CANCELED whatever the outcome (as the TypeScript SDK does)
+  raised RetryableError          retry, after its delay (clamped to the protocol's 0 to 7 days; none, the
+                                 task's retry delay, when it gave none or NaN)
   raised anything else           failure, with the exception's message
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -33,7 +37,8 @@ import grpc
 
 from ._gen import worker_pb2
 from ._json import JsonValue, clean_text, from_struct, json_size, to_value
-from ._session import StreamSession, bytes_bound
+from ._outbox import bytes_bound
+from ._session import StreamSession
 from ._temp_dirs import TempDirs
 from .context import TaskContext, describe
 from .errors import CancelReason, RetryableError, TaskqError
@@ -215,12 +220,13 @@ def _set_success(finish: worker_pb2.Finish, result: Any) -> int:
 
 def _set_error(finish: worker_pb2.Finish, err: BaseException, cancelled: CancelReason | None) -> int:
     message = clean_text(describe(err))
-    if isinstance(err, RetryableError):
+    if cancelled is not None:
         finish.retry.error = message
-        if err.delay is not None:
+        finish.retry.delay.CopyFrom(duration(0))
+    elif isinstance(err, RetryableError):
+        finish.retry.error = message
+        if err.delay is not None and not math.isnan(err.delay):  # NaN: no delay given, as in the TypeScript SDK
             finish.retry.delay.CopyFrom(duration(min(max(err.delay, 0.0), _MAX_RETRY_DELAY_S)))
-    elif cancelled is not None:
-        finish.retry.error = message
     else:
         finish.failure.error = message
     return bytes_bound(0, len(message))

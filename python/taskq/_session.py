@@ -31,17 +31,15 @@ as sent. A declined lease, and a NOT_HELD refusal the worker expected (the serve
 first: a timeout, a shutdown, a lost lease), are noted at info.
 
 Each lease is run by the Worker; a finished task's credit goes back once its finish is queued, and the
-credits freed in one turn of the loop go as one message; only an open session returns credits. Once
-the welcome says the server takes batches, what is queued when the writer gets to run goes out as one
-WorkerMessage.batch (at most 1,000 messages and 1 MiB by bytes_bound, protocol/batching.ts), and the
-hello says this worker takes them too.
+credits freed in one turn of the loop go as one message; only an open session returns credits. What
+the session sends goes through its Outbox (_outbox.py), which batches it once the welcome says the
+server takes batches; the hello says this worker takes them too.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -50,13 +48,12 @@ import grpc
 import grpc.aio
 
 from ._gen import worker_pb2
+from ._outbox import Outbox, bytes_bound
 from .errors import CancelReason, TaskqError
 from .types import duration, seconds, status_name
 
 # How often to send a heartbeat when the welcome does not say (the TypeScript SDK's DEFAULT_HEARTBEAT_INTERVAL_MS).
 DEFAULT_HEARTBEAT_S = 10.0
-MAX_BATCH_MESSAGES = 1000
-BATCH_BYTES = 1024 * 1024
 # How long a lapsed session waits for what it queued (declines) to be written before it ends the stream.
 LAPSE_FLUSH_S = 1.0
 
@@ -73,11 +70,6 @@ def reject_code(code: int) -> str:
         return str(worker_pb2.RejectReason.Name(code)).removeprefix("REJECT_REASON_")
     except ValueError:
         return str(code)
-
-
-def bytes_bound(json_length: int, text_length: int) -> int:
-    """An upper bound of a message's encoded size from the characters of JSON and of other text it carries."""
-    return 128 + 6 * json_length + 3 * text_length
 
 
 @dataclass(frozen=True)
@@ -132,12 +124,7 @@ class StreamSession:
         self._hello = hello
         self._hooks = hooks
         self._loop = asyncio.get_running_loop()
-        self._outbox: deque[tuple[worker_pb2.WorkerMessage, int]] = deque()
-        self._outbox_closed = False
-        self._outbox_ready = asyncio.Event()
-        self._written = asyncio.Event()  # everything queued has been handed to the stream
-        self._written.set()
-        self._batching = False
+        self._outbox = Outbox(self._writing)
         self._running: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -165,22 +152,17 @@ class StreamSession:
         """Queues a finish, to await its answer; `expect_not_held`: the server has ended the attempt already."""
         declined = finish.WhichOneof("outcome") == "decline"
         # Once lapsed, only declines go out: a server that still holds the lease would record another outcome of
-        # an aborted attempt as sent (a retry waits the task's retry delay); a lease given back is due at once.
-        if self._outbox_closed or (self.mode == "lapsed" and not declined):
+        # an aborted attempt as sent (a retry counts the attempt); a lease given back does not count it.
+        if self._outbox.closed or (self.mode == "lapsed" and not declined):
             return
         self._unanswered[finish.lease_token] = _SentFinish(declined, expect_not_held)
         self._answered.clear()
-        self._queue(worker_pb2.WorkerMessage(finish=finish), size)
+        self._outbox.put(worker_pb2.WorkerMessage(finish=finish), size)
 
     def send(self, message: worker_pb2.WorkerMessage, size: int = bytes_bound(0, 0)) -> None:
         """Queues a message; dropped once the stream has ended, half-closed or lapsed. `size` bounds its encoded size."""
-        if not self._outbox_closed and self.mode != "lapsed":
-            self._queue(message, size)
-
-    def _queue(self, message: worker_pb2.WorkerMessage, size: int) -> None:
-        self._outbox.append((message, size))
-        self._written.clear()
-        self._outbox_ready.set()
+        if not self._outbox.closed and self.mode != "lapsed":
+            self._outbox.put(message, size)
 
     async def run(self) -> None:
         """Runs the stream to its end: returns when it ended with OK, raises TaskqError otherwise."""
@@ -203,8 +185,7 @@ class StreamSession:
             raise (self._ended_by or TaskqError(err.code(), err.details() or "the stream ended")) from err
         finally:
             self.mode = "ended"
-            self._outbox_closed = True
-            self._outbox.clear()
+            self._outbox.discard()
             self._answered.set()  # no answer can come now
             for task in (writer, self._heartbeats, self._ending):
                 if task is not None:
@@ -221,8 +202,7 @@ class StreamSession:
 
     def half_close(self) -> None:
         """Send what is queued, then end this side of the stream; later messages are dropped."""
-        self._outbox_closed = True
-        self._outbox_ready.set()
+        self._outbox.close()
 
     def end(self, error: TaskqError) -> None:
         """Ends the stream from this side: run() raises `error`."""
@@ -255,44 +235,22 @@ class StreamSession:
 
     async def _write(self, call: Any) -> None:
         try:
-            while True:
-                if not self._outbox:
-                    self._written.set()
-                    if self._outbox_closed:
-                        await call.done_writing()
-                        return
-                    self._outbox_ready.clear()
-                    await self._outbox_ready.wait()
-                    continue
-                await call.write(self._next_message())
+            await self._outbox.write_to(call)
         except asyncio.CancelledError:
             raise
         except Exception as err:  # the call ended under the writer; unless the reader saw that, end it here
             if not call.done():
                 self.end(TaskqError(grpc.StatusCode.INTERNAL, f"could not send to the server: {err}"))
 
-    def _next_message(self) -> worker_pb2.WorkerMessage:
-        """What is queued, as one message: a batch once the server takes batches, within its bounds."""
-        limit = MAX_BATCH_MESSAGES if self._batching else 1
-        batch: list[worker_pb2.WorkerMessage] = []
-        total = 0
-        while self._outbox and len(batch) < limit:
-            message, size = self._outbox[0]
-            if batch and total + size > BATCH_BYTES:
-                break
-            self._outbox.popleft()
-            batch.append(message)
-            total += size
+    def _writing(self, messages: list[worker_pb2.WorkerMessage]) -> None:
+        """Notes when the hello and each heartbeat with a seq are handed to the stream: their acks' deadlines count from then."""
         now = self._loop.time()
-        for message in batch:
+        for message in messages:
             kind = message.WhichOneof("message")
             if kind == "hello":
                 self._sent_at[0] = now
             elif kind == "heartbeat" and message.heartbeat.seq:
                 self._sent_at[message.heartbeat.seq] = now
-        if len(batch) == 1:
-            return batch[0]
-        return worker_pb2.WorkerMessage(batch=worker_pb2.WorkerBatch(messages=batch))
 
     def _receive(self, message: worker_pb2.ServerMessage, in_batch: bool) -> None:
         kind = message.WhichOneof("message")
@@ -300,7 +258,7 @@ class StreamSession:
             w = message.welcome
             every = seconds(w.heartbeat_interval) if w.HasField("heartbeat_interval") else DEFAULT_HEARTBEAT_S
             self._heartbeats = self._loop.create_task(self._beat(max(every, 0.05)))
-            self._batching = w.accepts_batches
+            self._outbox.batching = w.accepts_batches
             if w.HasField("lease_validity"):
                 self._extend(0, seconds(w.lease_validity))
             self.welcomed = True
@@ -392,7 +350,7 @@ class StreamSession:
 
     async def _end_once_written(self, error: TaskqError) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._written.wait(), LAPSE_FLUSH_S)
+            await asyncio.wait_for(self._outbox.written.wait(), LAPSE_FLUSH_S)
         self.end(error)
 
     async def _beat(self, every: float) -> None:

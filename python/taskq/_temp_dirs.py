@@ -1,8 +1,9 @@
 """
 Per-task temp directories under a worker's storage root: `<root>/<task id>/`. Each holds a marker file
-with how long to keep the directory after its task finishes and, once it has finished, when it
-expires. A directory whose task never finished here (the worker crashed) expires its keep-time after
-the marker was last written. Expired directories are deleted by remove_expired(), which the Worker
+with how long to keep the directory after its task finishes and, once an attempt has finished, when it
+expires; an attempt that uses the directory again (a retry) clears that expiry while it runs. A
+directory whose task never finished here (the worker crashed) expires its keep-time after the marker
+was last written. Expired directories are deleted by remove_expired(), which the Worker
 calls at start, hourly, and when the server's hourly taskq.temp-cleanup task reaches it.
 
 The layout and the marker are the TypeScript SDK's (packages/sdk/src/internal/temp-dirs.ts), so
@@ -35,12 +36,20 @@ class TempDirs:
         self._now_ms = now_ms
 
     def create(self, task_id: str) -> Path:
-        """The task's directory, created (with its marker) on first use. File system errors come as TaskqError."""
+        """
+        The task's directory for a running attempt, created (with its marker) on first use. A directory
+        an earlier attempt left (a retry on this machine) keeps its keep-time but no longer expires: its
+        expiresAt goes back to null until this attempt ends, so that no cleanup, another worker's on the
+        same root included, deletes it under the attempt. File system errors come as TaskqError.
+        """
         with _file_errors():
             d = self._dir_of(task_id)
             d.mkdir(parents=True, exist_ok=True)
-            if self._read(d) is None:
+            marker = self._read(d)
+            if marker is None:
                 self._write(d, {"ttlMs": DEFAULT_TEMP_TTL_S * 1000, "expiresAt": None})
+            elif marker.get("expiresAt") is not None:
+                self._write(d, {**marker, "expiresAt": None})
             return d
 
     def set_ttl(self, task_id: str, seconds: float) -> None:

@@ -121,9 +121,16 @@ class TaskClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: Any, request: Any) -> Any:
+    def _call(self, method: Any, request: Any, deadline: float | None = None) -> Any:
+        """One unary call, within call_timeout and, when given, before `deadline` (a time.monotonic() value)."""
+        timeout = self._timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TaskqError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call")
+            timeout = left if timeout is None else min(timeout, left)
         try:
-            return method(request, metadata=self._metadata, wait_for_ready=True, timeout=self._timeout)
+            return method(request, metadata=self._metadata, wait_for_ready=True, timeout=timeout)
         except grpc.RpcError as err:
             raise TaskqError.from_rpc_error(err) from err
 
@@ -174,8 +181,9 @@ class TaskClient:
         `after_seq` starts after a log step seen before; `timeout` bounds the whole watch. Stop early by
         breaking out of the loop (or closing the iterator).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._watch(task_id, after_seq, None if timeout is None else time.monotonic() + timeout)
 
+    def _watch(self, task_id: str, after_seq: int, deadline: float | None) -> Iterator[WatchEvent]:
         def open_stream(req: task_queue_pb2.WatchTaskRequest, call_timeout: float | None) -> Any:
             return self.rpc.WatchTask(req, metadata=self._metadata, wait_for_ready=True, timeout=call_timeout)
 
@@ -288,14 +296,16 @@ class TaskHandle:
         Waits for the final status: returns the result when the task COMPLETED, raises TaskFailedError
         (carrying the status and the task) when it ended FAILED, CANCELED or STUCK, and TaskqError when
         the task cannot be watched (NOT_FOUND, the server stayed unreachable) or `timeout` seconds
-        passed first (DEADLINE_EXCEEDED).
+        passed first (DEADLINE_EXCEEDED). `timeout` bounds the whole wait, the reading of the outcome
+        after the final status included.
         """
-        events = self.watch(_AFTER_ALL_LOGS, timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        events = self._client._watch(self.id, _AFTER_ALL_LOGS, deadline)
         try:
             for event in events:
                 status = event.task.status if isinstance(event, SnapshotEvent) else event.status if isinstance(event, StatusEvent) else None
                 if status is not None and is_final(status):
-                    task = self.status()
+                    task = self._final_task(deadline)
                     if task.status == "completed":
                         return task.result
                     raise TaskFailedError(task)
@@ -305,6 +315,17 @@ class TaskHandle:
 
     def interrupt(self, reason: str = "") -> Literal["canceled", "cancelling"]:
         return self._client.interrupt(self.id, reason)
+
+    def _final_task(self, deadline: float | None) -> TaskInfo:
+        """The finished task as Status reads it (a TaskFailedError carries it whole), read before `deadline`."""
+        request = task_queue_pb2.StatusRequest(task_id=self.id)
+        try:
+            res = self._client._call(self._client.rpc.Status, request, deadline)
+        except TaskqError as err:
+            if err.code == grpc.StatusCode.DEADLINE_EXCEEDED and deadline is not None and time.monotonic() >= deadline:
+                raise TaskqError(err.code, f"task {self.id} ended, but its outcome could not be read in time") from err
+            raise
+        return task_from_pb(res.task)
 
 
 def dispatch_request(item: DispatchItem) -> task_queue_pb2.DispatchRequest:

@@ -6,9 +6,10 @@ Cancellation is cooperative: when the task is interrupted, times out, the server
 stream to it breaks, or the worker stops past its grace, `cancelled` (a threading.Event) is set and
 `cancel_reason` says why. `sleep()` and `sleep_async()` wake at once then and raise TaskCancelled, so a
 handler that waits with them stops without checking anything; a handler busy computing checks
-`cancelled` (or calls `raise_if_cancelled()`) between steps. Whatever a handler returns after that,
-the task does not complete: an interrupted task ends CANCELED, a timed-out attempt counts as failed,
-and one cut off by the worker stopping runs again.
+`cancelled` (or calls `raise_if_cancelled()`) between steps. Whatever a handler raises after that is
+reported as a retry with a delay of 0 (_lease_runner.py): an interrupted task ends CANCELED whatever
+comes, the server has already ended an attempt that timed out, met its shutdown or lost its lease,
+and one cut off by the worker stopping runs again at once.
 
 log, set_status and progress may be called from any thread; once the attempt has ended they do
 nothing.

@@ -2,9 +2,10 @@
 Worker: register handlers by task type, start, and the worker holds one stream to the server, running
 up to `concurrency` tasks at once. A handler's return value is the task's result (one over 1 MiB as
 JSON fails the attempt as retryable); a raised RetryableError asks for another attempt; any other
-exception fails the task. Plain functions run in a thread pool of `concurrency` threads; `async def`
-handlers run on the worker's own event loop (they must not block it: that loop also carries the
-stream's heartbeats). Interrupts, timeouts and the like reach a handler through its context (context.py).
+exception fails the task. Plain functions run in a thread pool of `concurrency` threads, which costs
+more CPU per task (README.md); `async def` handlers run on the worker's own event loop (they must not
+block it: that loop also carries the stream's heartbeats). Interrupts, timeouts and the like reach a
+handler through its context (context.py).
 
 The stream reconnects with backoff and jitter when it breaks (_reconnect.py). A bad token, a refused
 hello, or a server that is not taskq, before the server ever welcomed the worker, ends the worker
@@ -56,6 +57,8 @@ _TEMP_CLEANUP_INTERVAL_S = 3600.0
 # How long stop() waits, once handlers are done (or were told to stop), for them, and then for the answers to
 # the last finishes and the server's trailers.
 _STOP_WAIT_S = 5.0
+# How often run() looks whether a signal came (its handler takes no lock, so it cannot wake run() itself).
+_SIGNAL_POLL_S = 0.1
 
 Handler = Callable[[TaskContext], Any]
 H = TypeVar("H", bound=Handler)
@@ -108,7 +111,6 @@ class Worker:
         self._welcomed = False  # by any session: from then on, the worker never gives up
         self._started = threading.Event()  # welcomed once, or given up
         self._done = threading.Event()  # the loop thread has ended
-        self._wakeup = threading.Event()  # for run(): a signal came, or the worker ended
         self._immediate_runs = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connect_task: asyncio.Task[None] | None = None
@@ -155,14 +157,7 @@ class Worker:
         worker has stopped, and TaskqError DEADLINE_EXCEEDED when `timeout` seconds pass without a
         welcome (the worker is stopped then). Other failures to connect are retried until then.
         """
-        if not self._handlers:
-            raise TaskqError(grpc.StatusCode.FAILED_PRECONDITION, "register at least one handler before start()")
-        if self._state != "idle":
-            raise TaskqError(grpc.StatusCode.FAILED_PRECONDITION, f"worker already {self._state}")
-        if TEMP_CLEANUP_TYPE not in self._handlers:
-            self._handlers[TEMP_CLEANUP_TYPE] = _Registration(self._temp_cleanup, True, TaskTypeInfo(TEMP_CLEANUP_TYPE))
-        self._state = "running"
-        threading.Thread(target=self._thread_main, name="taskq-worker", daemon=True).start()
+        self._launch()
         if not self._started.wait(timeout):
             self.stop(0)
             raise TaskqError(grpc.StatusCode.DEADLINE_EXCEEDED, f"no welcome from the server at {self._url} within {timeout:g} s")
@@ -172,19 +167,20 @@ class Worker:
 
     def run(self, grace: float = DEFAULT_STOP_GRACE_S) -> None:
         """
-        start()s if needed, then runs until SIGTERM or SIGINT (from the main thread) or until stop() is
-        called elsewhere, and stops gracefully: running handlers get `grace` seconds to finish. A
-        second signal acts as usual (SIGINT raises KeyboardInterrupt). Raises what ended the worker, if
-        it gave up.
+        Starts the worker if start() was not called, then runs until SIGTERM or SIGINT (from the main
+        thread) or until stop() is called elsewhere, and stops gracefully: running handlers get `grace`
+        seconds to finish. The signals are heard from the moment run() is called, while the worker is
+        still connecting too. A second signal acts as usual (SIGINT raises KeyboardInterrupt). Raises
+        what ended the worker, if it gave up (WorkerRefusedError when the server refused it).
         """
-        if self._state == "idle":
-            self.start()
         previous: dict[signal.Signals, Any] = {}
-        signalled = threading.Event()
+        # Set by the handler with no lock taken: a signal handler runs between any two bytecodes of the main
+        # thread, which may hold an Event's lock just then.
+        signalled = False
 
         def on_signal(signum: int, frame: object) -> None:
-            signalled.set()
-            self._wakeup.set()
+            nonlocal signalled
+            signalled = True
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
@@ -192,11 +188,14 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 previous[sig] = signal.signal(sig, on_signal)
         try:
-            self._wakeup.wait()
+            if self._state == "idle":
+                self._launch()  # no waiting for the welcome: a signal now stops the worker as it connects
+            while not signalled and not self._done.wait(_SIGNAL_POLL_S):
+                pass
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        if signalled.is_set():
+        if signalled:
             self._emit("stopping", signal=True)
             self.stop(grace)
         self._done.wait()
@@ -211,11 +210,12 @@ class Worker:
         if self._state == "idle":
             self._state = "stopped"
             return
-        loop = self._loop
-        if loop is not None and threading.current_thread().name == "taskq-worker":
+        if self._loop is not None and threading.current_thread().name == "taskq-worker":
             raise TaskqError(grpc.StatusCode.FAILED_PRECONDITION, "stop() inside the worker's own loop would wait for itself")
         if self._state == "running":
             self._state = "stopping"
+            # Read after the state changed: a loop not there yet sees "stopping" before it ever connects.
+            loop = self._loop
             if loop is not None and not self._done.is_set():
                 with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                     loop.call_soon_threadsafe(self._begin_stop, grace)
@@ -226,6 +226,17 @@ class Worker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _launch(self) -> None:
+        """Starts the loop thread, which connects (and connects again) until the worker stops or gives up."""
+        if not self._handlers:
+            raise TaskqError(grpc.StatusCode.FAILED_PRECONDITION, "register at least one handler before start()")
+        if self._state != "idle":
+            raise TaskqError(grpc.StatusCode.FAILED_PRECONDITION, f"worker already {self._state}")
+        if TEMP_CLEANUP_TYPE not in self._handlers:
+            self._handlers[TEMP_CLEANUP_TYPE] = _Registration(self._temp_cleanup, True, TaskTypeInfo(TEMP_CLEANUP_TYPE))
+        self._state = "running"
+        threading.Thread(target=self._thread_main, name="taskq-worker", daemon=True).start()
 
     # The loop thread.
 
@@ -239,7 +250,6 @@ class Worker:
             self._state = "stopped"
             self._done.set()
             self._started.set()
-            self._wakeup.set()
 
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()

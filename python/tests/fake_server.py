@@ -2,7 +2,8 @@
 A stand-in WorkerService on loopback, for what the real server does not do on demand: refuse a worker
 after welcoming it, or answer a finish with a FinishAck error or a FinishRejected code. Each Connect
 stream plays the next of the scripts it was given; streams past the last welcome the worker and wait
-for it to leave.
+for it to leave. And a stand-in TaskQueue whose WatchTask says a task has finished while its Status
+call does not answer (SlowStatusTaskQueue).
 
 A script is a generator function of (the worker's messages, the call's context) that yields the
 server's messages; `context.abort(code, text)` ends the stream with a status.
@@ -16,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from taskq._gen import worker_pb2
+from taskq._gen import task_pb2, task_queue_pb2, worker_pb2
 from taskq.types import duration
 
 Script = Callable[[Iterator[worker_pb2.WorkerMessage], Any], Iterator[worker_pb2.ServerMessage]]
@@ -90,3 +91,41 @@ def welcome_then_end(code: grpc.StatusCode) -> Script:
         context.abort(code, f"ended after the welcome: {code.name}")
 
     return script
+
+
+class SlowStatusTaskQueue:
+    """A TaskQueue whose WatchTask says at once that the task completed, and whose Status answers only once released."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        handlers = {
+            "WatchTask": grpc.unary_stream_rpc_method_handler(
+                self._watch,
+                request_deserializer=task_queue_pb2.WatchTaskRequest.FromString,
+                response_serializer=task_queue_pb2.WatchTaskResponse.SerializeToString,
+            ),
+            "Status": grpc.unary_unary_rpc_method_handler(
+                self._status,
+                request_deserializer=task_queue_pb2.StatusRequest.FromString,
+                response_serializer=task_queue_pb2.StatusResponse.SerializeToString,
+            ),
+        }
+        self._server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("taskq.v1.TaskQueue", handlers)])
+        self.url = f"http://127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
+        self._server.start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self._server.stop(0).wait()
+
+    @staticmethod
+    def _task(task_id: str) -> task_pb2.Task:
+        return task_pb2.Task(id=task_id, status=task_pb2.TASK_STATUS_COMPLETED)
+
+    def _watch(self, request: task_queue_pb2.WatchTaskRequest, context: Any) -> Iterator[task_queue_pb2.WatchTaskResponse]:
+        yield task_queue_pb2.WatchTaskResponse(snapshot=self._task(request.task_id))
+
+    def _status(self, request: task_queue_pb2.StatusRequest, context: Any) -> task_queue_pb2.StatusResponse:
+        self.release.wait(60)
+        return task_queue_pb2.StatusResponse(task=self._task(request.task_id))

@@ -1,10 +1,15 @@
-"""The client against a real server: dispatch options, batches, idempotency, lists, queues, errors, deadlines."""
+"""
+The client against a real server: dispatch options, batches, idempotency, lists, queues, errors,
+deadlines; and against a stand-in (fake_server.py), result()'s timeout when the outcome is slow to read.
+"""
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fake_server import SlowStatusTaskQueue
 
 import taskq
 
@@ -74,6 +79,24 @@ def test_result_gives_up_at_its_timeout(client: taskq.TaskClient, types: Callabl
         handle.result(timeout=0.3)
     assert raised.value.code == taskq.StatusCode.DEADLINE_EXCEEDED
     handle.interrupt()
+
+
+def test_result_gives_up_at_its_timeout_while_reading_the_outcome_too() -> None:
+    server = SlowStatusTaskQueue()  # the task has ended, but reading it takes as long as the test lets it
+    try:
+        with taskq.TaskClient(server.url, call_timeout=60) as slow:
+            began = time.monotonic()
+            with pytest.raises(taskq.TaskqError) as raised:
+                slow.handle("7").result(timeout=0.5)
+            took = time.monotonic() - began
+    finally:
+        server.stop()
+    assert (raised.value.code, raised.value.message) == (
+        taskq.StatusCode.DEADLINE_EXCEEDED,
+        "task 7 ended, but its outcome could not be read in time",
+    )
+    # Well past 0.5 s for a slow machine, far short of the client's call_timeout of 60 s.
+    assert took < 20, took
 
 
 def test_an_unreachable_server_ends_calls_and_watches_with_a_taskq_error() -> None:

@@ -1,11 +1,14 @@
 """
 Programs as their users run them: the examples (documentation that runs), immediate mode on the
-command line, and the conformance worker's start and graceful stop.
+command line, the conformance worker's start and graceful stop, and a worker stopped by SIGTERM
+while it is still connecting.
 """
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,3 +114,36 @@ def test_the_conformance_worker_says_ready_runs_tasks_and_stops_on_sigterm(serve
         assert worker.terminate() == 0, worker.output()
     finally:
         worker.kill()
+
+
+def test_sigterm_while_run_is_still_connecting_stops_the_worker_gracefully(tmp_path: Path) -> None:
+    # A port bound but not listening: connecting is refused there for as long as the test holds it.
+    with socket.socket() as reserved:
+        reserved.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{reserved.getsockname()[1]}"
+        script = tmp_path / "connecting_worker.py"
+        script.write_text(
+            "import os, threading, time\n"
+            "import taskq\n"
+            "worker = taskq.Worker(os.environ['TASKQ_URL'], storage_dir=os.environ['TMPDIR'])\n"
+            "worker.register('py.never', lambda ctx: None)\n"
+            "def say_when_connecting():\n"
+            "    while not any(t.name == 'taskq-worker' for t in threading.enumerate()):\n"
+            "        time.sleep(0.01)\n"
+            "    print('connecting', flush=True)\n"
+            "threading.Thread(target=say_when_connecting, daemon=True).start()\n"
+            "worker.run(grace=1)\n"
+            "print('stopped', flush=True)\n"
+        )
+        worker = Proc([sys.executable, str(script)], env(TASKQ_URL=url, TMPDIR=str(tmp_path)))
+        try:
+            worker.wait_for("^connecting$")
+            began = time.monotonic()
+            # Without handlers installed yet, SIGTERM's default action would end the process with -15.
+            assert worker.terminate(timeout=30) == 0, worker.output()
+            took = time.monotonic() - began
+        finally:
+            worker.kill()
+    assert worker.output().splitlines()[-1] == "stopped"
+    # Far more than a graceful stop of a worker with nothing running needs, on any machine.
+    assert took < 10, took

@@ -1,7 +1,8 @@
 """
 The worker against a stand-in server (fake_server.py), for what the real one does not do on demand: a
 refusal after a transient failure, a stream ended with a refusing code after a welcome, a cancel in
-the same batch as its lease, and answers to finishes that carry an error or a rejection code.
+the same batch as its lease, answers to finishes that carry an error or a rejection code, and the
+exact finish a handler cut off by a cancel sends.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from fake_server import FakeWorkerService, Script, messages, refuse, welcome, we
 from helpers import wait_until
 
 import taskq
-from taskq import TaskContext
+from taskq import RetryableError, TaskContext
 from taskq._gen import task_pb2, worker_pb2
 from taskq._reconnect import REFUSALS
 
@@ -49,6 +50,12 @@ def fake_worker(url: str, tmp_path: Path, events: Events) -> taskq.Worker:
         ctx.log("waiting")
         ctx.sleep(30)
         return "woke"
+
+    @worker.task("py.fake.retry-later")
+    def retry_later(ctx: TaskContext) -> object:
+        ctx.log("waiting")
+        ctx.cancelled.wait(30)
+        raise RetryableError("try again in an hour", delay=3600)
 
     return worker
 
@@ -168,3 +175,44 @@ def test_answers_to_finishes_reach_the_log_with_their_codes(
         (logging.INFO, "finish rejected {'task': '4', 'code': 'NOT_HELD', 'reason': 'the lease is no longer valid'}"),
     ]
     assert [entry for entry in logged if entry in expected] == expected
+
+
+def cutting_off(finishes: list[worker_pb2.Finish]) -> Script:
+    """Leases two tasks and cancels each once its handler has logged: 1 interrupted, 2 timed out."""
+
+    def script(requests: Iterator[worker_pb2.WorkerMessage], context: Any) -> Iterator[worker_pb2.ServerMessage]:
+        from_worker = messages(requests)
+        next(from_worker)  # the hello
+        yield welcome()
+        yield lease("1", "py.fake.wait")
+        yield lease("2", "py.fake.retry-later")
+        reasons = {"1": worker_pb2.CANCEL_REASON_INTERRUPTED, "2": worker_pb2.CANCEL_REASON_TIMED_OUT}
+        for m in from_worker:
+            kind = m.WhichOneof("message")
+            if kind == "log_step":
+                yield cancel(m.log_step.task_id, reasons[m.log_step.task_id])
+            elif kind == "finish":
+                finishes.append(m.finish)
+                yield ack(m.finish, task_pb2.TASK_STATUS_PENDING)
+
+    return script
+
+
+def test_a_handler_cut_off_by_a_cancel_gives_its_attempt_back_with_no_delay(
+    fake: Callable[..., FakeWorkerService], tmp_path: Path
+) -> None:
+    finishes: list[worker_pb2.Finish] = []
+    server = fake([cutting_off(finishes)])
+    worker = fake_worker(server.url, tmp_path, [])
+    try:
+        worker.start(timeout=20)
+        wait_until("both finishes", lambda: len(finishes) == 2)
+    finally:
+        worker.stop(grace=1)
+    by_task = {f.task_id: f for f in finishes}
+    # Delay 0, not none (which would mean the task's retry delay); the cancel comes first, so a
+    # RetryableError raised once cut off does not keep its own delay either.
+    for task_id, error in [("1", "the task was interrupted"), ("2", "try again in an hour")]:
+        f = by_task[task_id]
+        assert (f.WhichOneof("outcome"), f.retry.error) == ("retry", error)
+        assert f.retry.HasField("delay") and f.retry.delay.ToNanoseconds() == 0, f

@@ -47,3 +47,18 @@ def test_markers_are_the_typescript_sdks_and_unfinished_tasks_expire_from_their_
     # A task that never finished here (a crash) expires its keep-time after its marker was written.
     now[0] = (running / MARKER).stat().st_mtime * 1000 + taskq.DEFAULT_TEMP_TTL_S * 1000
     assert dirs.remove_expired() == [running]
+
+
+def test_a_retry_that_uses_its_directory_again_keeps_it_from_another_workers_cleanup(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    mine, theirs = TempDirs(tmp_path, now_ms=lambda: now[0]), TempDirs(tmp_path, now_ms=lambda: now[0])
+    d = mine.create("43")
+    mine.set_ttl("43", 10)
+    mine.finished("43")  # attempt 1 ended: the directory expires in 10 s
+    now[0] += 5_000
+    assert mine.create("43") == d  # attempt 2, on this worker, uses it again
+    assert (d / MARKER).read_text() == '{"ttlMs":10000,"expiresAt":null}', "running again: no expiry, the keep-time kept"
+    now[0] += 10_000  # past attempt 1's expiry; the marker was written only now, so its keep-time has not run out
+    assert theirs.remove_expired() == [], "another worker on the same root does not know attempt 2 runs"
+    mine.finished("43")
+    assert (d / MARKER).read_text() == '{"ttlMs":10000,"expiresAt":1025000}'

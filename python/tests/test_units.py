@@ -1,4 +1,7 @@
-"""Pieces that need no server: JSON conversion, URLs, reconnect pauses, the resumed watch's catch-up, the generated code's freshness."""
+"""
+Pieces that need no server: JSON conversion, URLs, reconnect pauses, the resumed watch's catch-up, the
+retry delay a handler's exception becomes, the generated code's freshness.
+"""
 from __future__ import annotations
 
 import random
@@ -11,9 +14,12 @@ from conftest import PYTHON_DIR
 
 import taskq
 from taskq._connection import target_of
+from taskq._gen import worker_pb2
 from taskq._json import clean_text, from_value, to_value
+from taskq._lease_runner import _set_error
 from taskq._reconnect import ReconnectBackoff
 from taskq._watch import catch_up
+from taskq.errors import CancelReason
 from taskq.types import LogStep, StatusEvent, StatusValueEvent
 
 
@@ -93,3 +99,25 @@ def _task(**fields: object) -> taskq.TaskInfo:
     )  # fmt: skip
     base.update(fields)
     return taskq.TaskInfo(**base)  # type: ignore[arg-type]
+
+
+def retry_delay_of(err: BaseException, cancelled: CancelReason | None = None) -> float | None:
+    """The delay of the retry that `err`, raised by a handler, becomes; None for a retry without one."""
+    finish = worker_pb2.Finish()
+    _set_error(finish, err, cancelled)
+    assert finish.WhichOneof("outcome") == "retry", finish
+    return finish.retry.delay.ToNanoseconds() / 1e9 if finish.retry.HasField("delay") else None
+
+
+def test_a_retryable_errors_delay_is_held_to_what_the_protocol_takes() -> None:
+    assert retry_delay_of(taskq.RetryableError("again")) is None
+    assert retry_delay_of(taskq.RetryableError("again", delay=1.5)) == 1.5
+    assert retry_delay_of(taskq.RetryableError("again", delay=-5)) == 0
+    assert retry_delay_of(taskq.RetryableError("again", delay=float("inf"))) == 7 * 24 * 3600
+    assert retry_delay_of(taskq.RetryableError("again", delay=float("nan"))) is None
+
+
+def test_whatever_an_attempt_cut_off_raises_is_a_retry_at_once() -> None:
+    assert retry_delay_of(taskq.TaskCancelled("worker_stopping"), "worker_stopping") == 0
+    assert retry_delay_of(ValueError("half done"), "lease_lost") == 0
+    assert retry_delay_of(taskq.RetryableError("again", delay=60), "interrupted") == 0

@@ -297,6 +297,31 @@ def test_stop_lets_a_running_handler_finish(
     assert handle.status().attempts == 1
 
 
+def test_a_handler_cut_off_when_stops_grace_runs_out_runs_again_at_once(
+    client: taskq.TaskClient, make_worker: Callable[..., taskq.Worker], types: Callable[[str], str]
+) -> None:
+    stopping = make_worker(concurrency=1)
+
+    @stopping.task(types("stubborn"))
+    def stubborn(ctx: TaskContext) -> object:
+        ctx.log("started")
+        ctx.sleep(60)  # raises TaskCancelled once cut off
+        return "never"
+
+    stopping.start(timeout=20)
+    # An hour's retry delay: only the cut-off attempt's own delay of 0 lets the task run again within the test.
+    handle = client.dispatch(types("stubborn"), max_attempts=3, retry_delay=3600)
+    wait_until("the handler to start", lambda: stopping.running == 1)
+    stopping.stop(grace=0.05)
+    after = handle.status()
+    assert (after.status, after.error) == ("pending", "the worker is stopping")
+
+    following = make_worker(concurrency=1)
+    following.register(types("stubborn"), lambda ctx: {"attempt": ctx.attempt})
+    following.start(timeout=20)
+    assert handle.result(timeout=20) == {"attempt": 2}
+
+
 def test_a_refused_hello_makes_start_raise(make_worker: Callable[..., taskq.Worker]) -> None:
     worker = make_worker(queues=["no-such-queue"])
     worker.register("py.valid.type", lambda ctx: None)

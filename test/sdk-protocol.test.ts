@@ -2,8 +2,9 @@
  * How the SDK worker keeps the worker protocol at its edges: start() fails when the server refuses the
  * worker for good (a bad token, a bad hello) and keeps trying while the server is merely not there; the
  * reconnect backoff is jittered within its bounds; a lease that arrives after stop() began is declined
- * (back to the queue unrun, its attempt not counted) rather than run; and the server's rejection codes
- * and FinishAck.error reach the worker's events.
+ * (back to the queue unrun, its attempt not counted) rather than run; the server's rejection codes
+ * and FinishAck.error reach the worker's events; and what a handler throws becomes a finish the server
+ * records as sent (a retry delay within range, an error text that is not empty).
  */
 import assert from "node:assert/strict";
 import net, { type AddressInfo } from "node:net";
@@ -12,7 +13,7 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createRouterTransport, type Transport } from "@connectrpc/connect";
 import { AsyncQueue, LIMITS, ServerMessageSchema, TaskStatus, WorkerService, type ServerMessage, type WorkerMessage } from "@taskq/protocol";
-import { Code, TaskqError, Worker, connect, type Connection } from "@taskq/sdk";
+import { Code, RetryableError, TaskFailedError, TaskqError, Worker, connect, type Connection, type JsonObject } from "@taskq/sdk";
 import { tokenDigest, type AuthToken } from "../packages/server/src/rpc/auth.js";
 import { WorkerRefusedError } from "../packages/sdk/src/errors.js";
 import { Backoff } from "../packages/sdk/src/internal/backoff.js";
@@ -342,5 +343,87 @@ describe("what the server says about a worker's messages", () => {
     assert.equal(failed[0].detail?.task, handle.id);
     assert.equal(failed[0].detail?.status, "pending", "to be retried");
     assert.match(String(failed[0].detail?.error), /NUL/);
+  });
+});
+
+describe("what a handler's throw sends", () => {
+  test("a RetryableError's delay out of the protocol's range is held to 0 or 7 days, not sent for the server to refuse", async () => {
+    const replica = plain;
+    const events: Event[] = [];
+    const worker = h.worker({ onEvent: (event, detail) => void events.push({ event, detail }) }, replica);
+    worker.register("delay.range", (ctx) => {
+      // The task's own retry delay is an hour: only a delay held to 0 lets attempt 2 run now.
+      if (ctx.attempt === 1) throw new RetryableError("a moment already past", { delayMs: -60_000 });
+      throw new RetryableError("a Retry-After far ahead", { delayMs: 30 * 24 * 3_600_000 });
+    });
+    worker.register("delay.nan", () => {
+      throw new RetryableError("no delay after all", { delayMs: Number.NaN });
+    });
+    await worker.start();
+    const client = h.client(replica);
+    const hourly = { maxAttempts: 3, retryDelayMs: 3_600_000, backoff: "fixed" as const };
+    const before = Date.now();
+    const ranged = await client.dispatch("delay.range", {}, hourly);
+    const nan = await client.dispatch("delay.nan", {}, hourly);
+    /** The task once it waits for its next attempt; fails at once when the server recorded a finish as a failure instead. */
+    const retried = (id: string, attempts: number) =>
+      waitFor(`task ${id} to wait for attempt ${attempts + 1}`, async () => {
+        const refused = events.find((e) => e.event === "finish recorded as failed");
+        if (refused) assert.fail(`the server refused a finish: ${JSON.stringify(refused.detail)}`);
+        const task = await client.handle(id).status();
+        return task.status === "pending" && task.attempts === attempts ? task : null;
+      });
+    const ranges = await retried(ranged.id, 2);
+    const nans = await retried(nan.id, 1);
+    const after = Date.now();
+    const week = 7 * 24 * 3_600_000;
+    const due = (task: { nextTryAt: Date | null }) => task.nextTryAt?.getTime() ?? Number.NaN;
+    assert.equal(ranges.error, "a Retry-After far ahead");
+    assert.ok(due(ranges) >= before + week - 1_000 && due(ranges) <= after + week + 1_000, `due in 7 days: ${due(ranges) - after} ms from now`);
+    assert.ok(due(nans) >= before + 3_600_000 - 1_000 && due(nans) <= after + 3_600_000 + 1_000, "NaN: the task's retry delay");
+  });
+
+  test("the error text is never empty: an Error without a message sends its name; other thrown values are described", async () => {
+    const replica = plain;
+    const worker = h.worker({}, replica);
+    class QuotaError extends Error {}
+    const throws: Record<string, () => unknown> = {
+      empty: () => new Error(""),
+      typed: () => new TypeError(),
+      subclass: () => new QuotaError(),
+      named: () => Object.assign(new Error(), { name: "ConfigError" }),
+      string: () => "plain words",
+      emptyString: () => "",
+      object: () => ({ code: 42 }),
+      undefined: () => undefined,
+      number: () => 7,
+    };
+    worker.register("thrown.value", (ctx) => {
+      throw throws[ctx.params.kind as string]();
+    });
+    // Attempt 1 leaves an error behind; the server would keep it if attempt 2's were empty.
+    worker.register("thrown.after", (ctx) => {
+      throw ctx.attempt === 1 ? new RetryableError("attempt 1's error", { delayMs: 0 }) : new Error("");
+    });
+    await worker.start();
+    const client = h.client(replica);
+    const errorOf = async (type: string, params: JsonObject, maxAttempts: number) => {
+      const handle = await client.dispatch(type, params, { maxAttempts });
+      await assert.rejects(handle.result(), TaskFailedError);
+      return (await handle.status()).error;
+    };
+    const errors = Object.fromEntries(await Promise.all(Object.keys(throws).map(async (kind) => [kind, await errorOf("thrown.value", { kind }, 1)])));
+    assert.deepEqual(errors, {
+      empty: "Error",
+      typed: "TypeError",
+      subclass: "QuotaError",
+      named: "ConfigError",
+      string: "plain words",
+      emptyString: "the handler threw an empty string",
+      object: 'the handler threw a non-Error value: {"code":42}',
+      undefined: "the handler threw a non-Error value: undefined",
+      number: "the handler threw a non-Error value: 7",
+    });
+    assert.equal(await errorOf("thrown.after", {}, 2), "Error", "not attempt 1's error");
   });
 });

@@ -314,3 +314,40 @@ test("a watch's status changes say when they happened: the final one when the ta
   assert.equal(changes.at(-1)!.time!.getTime(), task.finishedAt!.getTime());
   await worker.stop();
 });
+
+test("stop() waits only so long for a handler that ignores its abort: it returns, and the task goes back to the queue", async () => {
+  const replica = h.replicas[0] ?? (await h.replica());
+  const client = h.client(replica);
+  const events: string[] = [];
+  const deaf = h.worker({ concurrency: 1, onEvent: (e) => void events.push(e) }, replica);
+  let release!: () => void;
+  const never = new Promise<void>((resolve) => (release = resolve));
+  deaf.register("stop.deaf", async () => {
+    await never; // its signal aborts; it does not listen
+    return "too late";
+  });
+  await deaf.start();
+  const handle = await client.dispatch("stop.deaf", {}, { maxAttempts: 3 });
+  await waitFor("the handler to start", () => deaf.running === 1);
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<string>((resolve) => (timer = setTimeout(() => resolve("still stopping after 10 s"), 10_000)));
+  try {
+    assert.equal(await Promise.race([deaf.stop({ graceMs: 50, abortWaitMs: 100 }).then(() => "stopped"), hung]), "stopped");
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.ok(events.includes("handlers did not stop"), events.join(", "));
+  assert.equal(deaf.running, 1, "the handler is left running");
+  const back = await waitFor("the task to go back to the queue", async () => {
+    const task = await handle.status();
+    return task.status === "pending" ? task : null;
+  });
+  assert.equal(back.attempts, 1, "the attempt counts: the handler ran");
+  release(); // its result goes nowhere: the stream has ended
+
+  const next = h.worker({ concurrency: 1 }, replica);
+  next.register("stop.deaf", (ctx) => ({ attempt: ctx.attempt }));
+  await next.start();
+  assert.deepEqual(await handle.result(), { attempt: 2 });
+  await next.stop();
+});

@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { ManualClock } from "../packages/server/src/engine/clock.js";
-import type { JsonObject } from "@taskq/sdk";
+import { RetryableError, type JsonObject } from "@taskq/sdk";
+import { TempDirs } from "../packages/sdk/src/internal/temp-dirs.js";
 import { Harness } from "./helpers.js";
 
 let h: Harness;
@@ -108,4 +109,56 @@ test("the engine schedules the cleanup task under the name SDK workers handle", 
   const { TEMP_CLEANUP_TYPE: engineName } = await import("../packages/server/src/engine/maintenance.js");
   const { TEMP_CLEANUP_TYPE: protocolName } = await import("@taskq/protocol");
   assert.equal(engineName, protocolName);
+});
+
+test("a retry that reuses its task's folder marks it running again, so a worker sharing the root does not delete it meanwhile", async () => {
+  const shared = path.join(root, "retry");
+  const minutes = (n: number) => n * 60_000;
+  // Another worker on this machine with the same storage root (it spares only its own running tasks),
+  // whose cleanup comes 30 minutes into the retry.
+  const other = new TempDirs(shared, () => Date.now() + minutes(30));
+  const worker = h.worker({ storageDir: shared });
+  worker.register("files.retry", async (ctx) => {
+    if (ctx.attempt === 1) {
+      await writeFile(path.join(await ctx.tempDir(), "partial.txt"), "from attempt 1");
+      throw new RetryableError("again", { delayMs: 0 });
+    }
+    const dir = path.join(shared, ctx.id);
+    const left = await marker(dir);
+    // As if attempt 1 had ended 50 minutes ago (its retry delay): its folder expires 10 minutes from now.
+    await writeFile(path.join(dir, ".taskq-temp.json"), JSON.stringify({ ...left, expiresAt: Date.now() + minutes(10) }));
+    assert.equal(await ctx.tempDir(), dir);
+    const during = await marker(dir);
+    const removedByOther = await other.removeExpired();
+    return { left: left.ttlMs, during, removedByOther, kept: existsSync(path.join(dir, "partial.txt")) };
+  });
+  await worker.start();
+  const result = await (await h.client().dispatch("files.retry", {}, { maxAttempts: 2 })).result();
+  assert.deepEqual(result, { left: 3_600_000, during: { ttlMs: 3_600_000, expiresAt: null }, removedByOther: [], kept: true });
+  await worker.stop();
+});
+
+test("a folder whose marker is JSON but does not say how long to keep it is left alone", async () => {
+  const odd = path.join(root, "odd-markers");
+  const old = new Date(Date.now() - 2 * 3_600_000);
+  const folders: string[] = [];
+  for (const [name, content] of Object.entries({
+    "301": { expiresAt: null },
+    "302": { ttlMs: "3600000", expiresAt: null },
+    "303": { ttlMs: 1_000, expiresAt: "yesterday" },
+    "304": [],
+  })) {
+    const dir = path.join(odd, name);
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, ".taskq-temp.json"), JSON.stringify(content));
+    await utimes(path.join(dir, ".taskq-temp.json"), old, old);
+    folders.push(dir);
+  }
+  const expired = path.join(odd, "305");
+  await mkdir(expired, { recursive: true });
+  await writeFile(path.join(expired, ".taskq-temp.json"), JSON.stringify({ ttlMs: 1_000, expiresAt: null }));
+  await utimes(path.join(expired, ".taskq-temp.json"), old, old);
+
+  assert.deepEqual(await new TempDirs(odd).removeExpired(), [expired], "only the folder with a readable, expired marker goes");
+  for (const dir of folders) assert.ok(existsSync(dir), `${path.basename(dir)} stays`);
 });

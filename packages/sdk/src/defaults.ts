@@ -23,6 +23,13 @@ export const DEFAULT_RECONNECT: Readonly<{ initialMs: number; maxMs: number }> =
 /** How long Worker.stop() lets running handlers finish before it aborts them. */
 export const DEFAULT_STOP_GRACE_MS = 30_000;
 
+/**
+ * How long Worker.stop() waits for the handlers it aborted to end. Those still running then (they ignore
+ * their signal) are left behind without their finishes: their tasks go back to the queue, the attempt
+ * counted, when the stream ends.
+ */
+export const DEFAULT_STOP_ABORT_WAIT_MS = 5_000;
+
 /** How often a worker sends a heartbeat when the server's welcome does not say. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 10_000;
 

@@ -90,7 +90,9 @@ export class TaskAbortedError extends TaskqError {
 
 /**
  * Thrown by a handler: this attempt failed in a way that may pass; retry while attempts remain, after
- * `delayMs` when given (else the task's retry delay). Its code is Unavailable, gRPC's "try again".
+ * `delayMs` when given (else the task's retry delay). A delay under 0 or over 7 days, the most the
+ * protocol takes, is held to 0 or 7 days when the worker sends it. Its code is Unavailable, gRPC's
+ * "try again".
  */
 export class RetryableError extends TaskqError {
   readonly delayMs: number | undefined;

@@ -13,14 +13,15 @@
  * "disconnected") until stop().
  */
 import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import type { Lease } from "@taskq/protocol";
 import { bytesBound } from "@taskq/protocol";
-import { DEFAULT_CONCURRENCY, DEFAULT_RECONNECT, DEFAULT_STOP_GRACE_MS, MAX_RESULT_BYTES, TEMP_CLEANUP_TYPE } from "./defaults.js";
-import { Code, RetryableError, TaskAbortedError, TaskqError, WorkerRefusedError, type AbortReason } from "./errors.js";
+import { DEFAULT_CONCURRENCY, DEFAULT_RECONNECT, DEFAULT_STOP_ABORT_WAIT_MS, DEFAULT_STOP_GRACE_MS, TEMP_CLEANUP_TYPE } from "./defaults.js";
+import { Code, TaskAbortedError, TaskqError, WorkerRefusedError, type AbortReason } from "./errors.js";
 import { Backoff } from "./internal/backoff.js";
+import { errorOutcome, successOutcome } from "./internal/outcomes.js";
 import { StreamSession, type Outcome } from "./internal/stream-session.js";
 import { TempDirs } from "./internal/temp-dirs.js";
 import { connect, type Connection, type ConnectionOptions } from "./transport.js";
@@ -101,7 +102,8 @@ export interface WorkerSettings {
    * Where the worker reports what happens to it; default silent. Events: "connected" {sessionId},
    * "disconnected" {error, code}, "refused" {error, code} (start() rejects), "lease declined" {task,
    * reason}, "finish rejected" and "update rejected" {task, code: RejectCode, reason}, "finish recorded
-   * as failed" {task, status, error}, and temp directory failures ("temp dir", "temp dir cleanup failed").
+   * as failed" {task, status, error}, "handlers did not stop" {running} (stop() left handlers that
+   * ignored their abort), and temp directory failures ("temp dir", "temp dir cleanup failed").
    */
   onEvent?: (event: string, detail?: Record<string, unknown>) => void;
 }
@@ -172,18 +174,26 @@ export class Worker {
 
   /**
    * Stops taking tasks, lets running handlers finish (up to graceMs, default DEFAULT_STOP_GRACE_MS,
-   * then aborts them), and closes.
+   * then aborts them), and closes. Handlers that ignore their abort are waited for abortWaitMs more
+   * (default DEFAULT_STOP_ABORT_WAIT_MS), then left running without their finishes: their tasks go back
+   * to the queue, the attempt counted, when the stream ends.
    */
-  async stop(opts: { graceMs?: number } = {}): Promise<void> {
+  async stop(opts: { graceMs?: number; abortWaitMs?: number } = {}): Promise<void> {
     if (this.state === "stopped" || this.state === "idle") return;
     this.state = "stopping";
-    const session = this.session;
-    const drained = session ? session.drain() : Promise.resolve();
+    let leaveRunning!: () => void;
+    const leftRunning = new Promise<void>((resolve) => (leaveRunning = resolve));
+    let abortWait: NodeJS.Timeout | undefined;
     const grace = setTimeout(() => {
       this.abortAll("worker_stopping");
+      abortWait = setTimeout(() => {
+        if (this.running > 0) this.emit("handlers did not stop", { running: this.running });
+        leaveRunning();
+      }, opts.abortWaitMs ?? DEFAULT_STOP_ABORT_WAIT_MS);
     }, opts.graceMs ?? DEFAULT_STOP_GRACE_MS);
-    await drained;
+    await this.session?.drain(leftRunning);
     clearTimeout(grace);
+    clearTimeout(abortWait);
     // The stream is half-closed; the server ends it once it has recorded the last finishes.
     const ended = await Promise.race([this.loop?.then(() => true, () => true), sleep(STREAM_END_WAIT_MS, this.stopSignal.signal).then(() => false)]);
     this.stopSignal.abort();
@@ -294,41 +304,20 @@ export class Worker {
       },
       setTempExpiration: (seconds) => this.temp.setTtl(taskId, seconds * 1000),
     };
-    let outcome: Outcome;
-    let bytes: number;
+    let finished: { outcome: Outcome; bytes: number };
     try {
       const handler = this.handlers.get(lease.type);
       if (!handler) throw new TaskqError(`no handler registered for task type ${lease.type}`, Code.NotFound);
-      const result = toValue(await handler.fn(ctx));
-      // Too large for the server to keep: the attempt fails (as the server would fail it) and the task's
-      // retry policy applies. Sent anyway, a result past the server's message limit (4 MiB) would end
-      // the whole stream, taking this worker's other tasks with it.
-      const resultBytes = Buffer.byteLength(result.text);
-      if (resultBytes > MAX_RESULT_BYTES) {
-        throw new RetryableError(`result: ${resultBytes} bytes, larger than the limit of ${MAX_RESULT_BYTES}`);
-      }
-      outcome = { case: "success", value: { result: result.value } };
-      bytes = bytesBound(result.length, 0);
+      finished = successOutcome(await handler.fn(ctx));
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
-      bytes = bytesBound(0, message.length);
-      if (abort.signal.aborted) {
-        // Cut off (interrupted, timed out, lost, or the worker stopping past its grace): the task did not
-        // fail on its own, so the attempt is given back at once. The server ends an interrupted task
-        // CANCELED whatever comes, and refuses a finish for an attempt that already ended.
-        outcome = { case: "retry", value: { error: message, delay: durationFromMs(0) } };
-      } else if (err instanceof RetryableError) {
-        outcome = { case: "retry", value: { error: message, delay: err.delayMs === undefined ? undefined : durationFromMs(err.delayMs) } };
-      } else {
-        outcome = { case: "failure", value: { error: message } };
-      }
+      finished = errorOutcome(err, abort.signal.aborted);
     } finally {
       open = false;
       this.aborts.delete(leaseToken);
     }
     // The temp directory's expiry starts now; a failure to mark it must not lose the outcome.
     if (usedTempDir) await this.temp.finished(taskId).catch((err) => this.emit("temp dir", { task: taskId, error: String(err) }));
-    session.finish(lease, outcome, bytes);
+    session.finish(lease, finished.outcome, finished.bytes);
   }
 
   /**
@@ -375,12 +364,6 @@ export class Worker {
     const running = new Set([...this.aborts.values()].map((a) => a.taskId));
     return this.temp.removeExpired(running);
   }
-}
-
-/** A handler's return value as a protobuf Value, with its JSON text and that text's length: undefined becomes null; non-JSON values fail loudly. */
-function toValue(result: unknown) {
-  const text = result === undefined ? "null" : JSON.stringify(result);
-  return { value: fromJson(ValueSchema, JSON.parse(text) as JsonValue), text, length: text.length };
 }
 
 /** A value a handler gave as a protobuf Value; one JSON cannot hold (undefined, a function) is an INVALID_ARGUMENT. */

@@ -7,8 +7,9 @@
  *   draining   → drain() called (from connecting or open): no more credits are granted. Credits cannot
  *                be withdrawn, so leases may still arrive: each is declined (Finish.decline: back to the
  *                queue at once, the attempt not counted), never run. The stream half-closes once the
- *                running tasks have finished and the server has answered every finish sent (declines
- *                included), or ANSWER_WAIT_MS after the tasks finished when it has not
+ *                running tasks have finished (or the worker gave up waiting for them) and the server
+ *                has answered every finish sent (declines included), or ANSWER_WAIT_MS after that when
+ *                it has not
  *   lapsed     → the leases' deadline passed (below): every task is aborted, leases that still arrive
  *                are declined, and the stream ends once what is queued has been written (at most
  *                LAPSE_FLUSH_MS), so those declines reach a server that is still there
@@ -181,11 +182,16 @@ export class StreamSession {
 
   /**
    * Stop taking tasks: grant no more credits, decline leases that still arrive, and half-close the
-   * stream once the running tasks have finished and the server has answered their finishes.
+   * stream once the running tasks have finished and the server has answered their finishes. When
+   * `leaveRunning` resolves first, tasks still running are waited for no more: they send no finish, and
+   * the server returns their leases when the stream ends.
    */
-  async drain(): Promise<void> {
+  async drain(leaveRunning: Promise<void> = new Promise<void>(() => {})): Promise<void> {
     if (this.mode === "connecting" || this.mode === "open") this.mode = "draining";
-    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+    const finished = (async () => {
+      while (this.running.size > 0) await Promise.allSettled([...this.running]);
+    })();
+    await Promise.race([finished, leaveRunning]);
     await this.until(() => this.unanswered.size === 0, ANSWER_WAIT_MS);
     this.outbox.close();
   }

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { RetryableError } from "@taskq/sdk";
 import type { Replica } from "../packages/server/src/app.js";
+import { ManualClock } from "../packages/server/src/engine/clock.js";
 import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
@@ -122,4 +123,22 @@ test("claims skip the queue-limit locks while no limited queue has news of work,
   const limited = await client.dispatchBatch(Array.from({ length: 3 }, () => ({ type: "claims.free", queue: "narrow" })));
   assert.deepEqual(await Promise.all(limited.map((t) => t.result())), ["ok", "ok", "ok"]);
   assert.ok(count(await scrape(), "taken") > count(mid, "taken"));
+});
+
+test("the age of the oldest due pending task, per queue: in ListQueues and as a gauge, for autoscalers", async () => {
+  const clock = new ManualClock(new Date("2026-06-01T09:00:00Z"));
+  const own = await h.replica({ queues: { scaled: {} } }, { clock });
+  const client = h.client(own);
+  const age = async () => (await client.listQueues()).queues.find((q) => q.name === "scaled")!.oldestDueMs;
+  assert.equal(await age(), 0, "an empty queue waits for nothing");
+
+  await client.dispatch("metrics.nobody-runs-this", {}, { queue: "scaled", delayMs: 3_600_000 });
+  clock.advance(10_000);
+  assert.equal(await age(), 0, "a task not due yet does not count");
+
+  await client.dispatch("metrics.nobody-runs-this", {}, { queue: "scaled" });
+  clock.advance(90_000);
+  await client.dispatch("metrics.nobody-runs-this", {}, { queue: "scaled" });
+  assert.equal(await age(), 90_000, "the oldest due task's wait, not the newest's");
+  assert.equal((await scrape(own)).get('taskq_queue_oldest_due_seconds{queue="scaled"}'), 90);
 });

@@ -77,7 +77,7 @@ const indexOf = (node: Record<string, unknown>) => String(node["Index Name"] ?? 
 
 test("finishing and releasing leases look each task up by primary key while the statistics say none is running", async () => {
   const session = randomUUID();
-  await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["stale"], queues: [], typeTimeouts: {}, connectedAt: new Date() });
+  await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["stale"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
   const task = { type: "stale", queue: "default", params: {}, title: "", priority: 0, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null } as const;
   await taskInsertMany(h.pool, Array.from({ length: 3_000 }, () => ({ ...task })), new Date());
   await h.pool.query("alter table taskq.tasks set (autovacuum_enabled = false)");
@@ -88,7 +88,7 @@ test("finishing and releasing leases look each task up by primary key while the 
   const some = leased.slice(0, 500).map((l) => ({ id: l.id, leaseToken: l.leaseToken }));
 
   const finish = await planOf((db) => taskFinishMany(db, some.map((l) => ({ ...l, outcome: { kind: "success", result: null } })), new Date()));
-  const release = await planOf((db) => taskLeaseRelease(db, some, { uncount: false, error: "gone" }, new Date()));
+  const release = await planOf((db) => taskLeaseRelease(db, some, { how: "lost", error: "gone" }, new Date()));
   for (const [what, plan] of [["finish", finish], ["release", release]] as const) {
     const scans = taskScans(plan, indexOf);
     assert.ok(scans.length > 0, `${what}: scans taskq.tasks`);
@@ -100,7 +100,7 @@ test("finishing and releasing leases look each task up by primary key while the 
 test("a claim never walks another type's backlog, however urgent", async () => {
   await h.pool.query("delete from taskq.tasks");
   const session = randomUUID();
-  await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["mine"], queues: [], typeTimeouts: {}, connectedAt: new Date() });
+  await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["mine"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
   const task = { type: "theirs", queue: "default", params: {}, title: "", priority: 9, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null } as const;
   for (let i = 0; i < 4; i++) await taskInsertMany(h.pool, Array.from({ length: 5_000 }, () => ({ ...task })), new Date());
   await taskInsertMany(h.pool, Array.from({ length: 5 }, () => ({ ...task, type: "mine", priority: 0 })), new Date());

@@ -68,7 +68,7 @@ describe("lost workers", () => {
     // As another replica's reaper would after this replica stalled: the row goes, the lease is recovered.
     const { rows } = await h.pool.query("select session_id::text, lease_token::text from taskq.tasks where id = $1", [handle.id]);
     await h.pool.query("delete from taskq.worker_sessions where id = $1", [rows[0].session_id]);
-    await taskLeaseRelease(h.pool, [{ id: handle.id, leaseToken: rows[0].lease_token }], { uncount: false, error: LOST_WORKER_ERROR }, new Date());
+    await taskLeaseRelease(h.pool, [{ id: handle.id, leaseToken: rows[0].lease_token }], { how: "lost", error: LOST_WORKER_ERROR }, new Date());
     assert.equal(await handle.result(), "again");
     assert.deepEqual(aborted, ["the lease was lost: the connection to the server ended"]);
     await waitFor("a new session", () => sessionIds.length === 2);
@@ -99,6 +99,7 @@ describe("recovery against finishes, in SQL", () => {
         taskTypes: [`race${round}`],
         queues: [],
         typeTimeouts: {},
+        concurrency: 1,
         connectedAt: new Date(),
       });
       const ids = (await engine.dispatch(Array.from({ length: 40 }, () => ({ type: `race${round}`, maxAttempts: 3 })))).map((r) => r.id);
@@ -120,7 +121,7 @@ describe("recovery against finishes, in SQL", () => {
         taskFinishMany(h.pool, [{ id: leases[i].id, leaseToken: leases[i].leaseToken, outcome: { kind: "success", result: i } }], new Date());
       const split = round * 10;
       const finishes = leases.slice(0, split).map((_, i) => finish(i));
-      const recoveries = [0, 1, 2].map(() => taskLeaseRelease(h.pool, orphans, { uncount: false, error: LOST_WORKER_ERROR }, new Date()));
+      const recoveries = [0, 1, 2].map(() => taskLeaseRelease(h.pool, orphans, { how: "lost", error: LOST_WORKER_ERROR }, new Date()));
       finishes.push(...leases.slice(split).map((_, i) => finish(split + i)));
       const finished = (await Promise.all(finishes)).map((m, i) => m.get(leases[i].id));
       const releasedBy = (await Promise.all(recoveries)).map((m) => [...m.keys()]);

@@ -20,6 +20,7 @@ import {
   statusName,
   taskFromPb,
   watchEventFromPb,
+  workerFromPb,
   type JsonValue,
   type QueueInfo,
   type QueueList,
@@ -27,6 +28,7 @@ import {
   type TaskInfo,
   type TaskOrigin,
   type WatchEvent,
+  type WorkerInfo,
 } from "./types.js";
 
 export interface DispatchOptions {
@@ -150,6 +152,11 @@ export class TaskClient {
   /** Every cron schedule with its next and last run. */
   async listSchedules(): Promise<ScheduleInfo[]> {
     return (await call(() => this.rpc.listSchedules({}))).schedules.map(scheduleFromPb);
+  }
+
+  /** Every connected worker session, on every replica, oldest connection first. */
+  async listWorkers(): Promise<WorkerInfo[]> {
+    return (await call(() => this.rpc.listWorkers({}))).workers.map(workerFromPb);
   }
 
   /** Ends what the client opened itself; a transport passed in stays the caller's to end. */

@@ -19,8 +19,12 @@ export {
   type QueueInfo,
   type QueueList,
   type ScheduleInfo,
+  type AttemptInfo,
+  type AttemptOutcomeName,
   type TaskInfo,
   type TaskOrigin,
   type TaskStatusName,
+  type WaitReasonName,
   type WatchEvent,
+  type WorkerInfo,
 } from "./types.js";

@@ -5,8 +5,18 @@
  */
 import { toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, timestampDate, durationMs } from "@bufbuild/protobuf/wkt";
-import { Origin, PriorityBand, RejectReason, TaskStatus, type LogEntry as PbLogEntry, type Task } from "@taskq/protocol";
-import type { Queue, Schedule, WatchTaskResponse } from "@taskq/protocol";
+import {
+  AttemptOutcome,
+  Origin,
+  PriorityBand,
+  RejectReason,
+  TaskStatus,
+  WaitReason,
+  type Attempt,
+  type LogEntry as PbLogEntry,
+  type Task,
+} from "@taskq/protocol";
+import type { ConnectedWorker, Queue, Schedule, WatchTaskResponse } from "@taskq/protocol";
 
 export type { JsonObject, JsonValue };
 
@@ -99,7 +109,60 @@ export interface TaskInfo {
   timeoutMs: number | null;
   retryDelayMs: number;
   idempotencyKey: string;
+  /** Every attempt, oldest first (from status(); empty in lists and watches). */
+  attemptHistory: AttemptInfo[];
+  /** A pending task, from status() and listActive(): why it is not running yet; null otherwise. */
+  waiting: { reason: WaitReasonName; detail: string } | null;
 }
+
+/** What holds a pending task back (see WaitReason in task.proto). */
+export type WaitReasonName = "not_due" | "queue_paused" | "no_worker" | "queue_limit" | "global_limit" | "workers_busy";
+
+const WAIT_REASON_NAME: Partial<Record<WaitReason, WaitReasonName>> = {
+  [WaitReason.NOT_DUE]: "not_due",
+  [WaitReason.QUEUE_PAUSED]: "queue_paused",
+  [WaitReason.NO_WORKER]: "no_worker",
+  [WaitReason.QUEUE_LIMIT]: "queue_limit",
+  [WaitReason.GLOBAL_LIMIT]: "global_limit",
+  [WaitReason.WORKERS_BUSY]: "workers_busy",
+};
+
+/** How an attempt ended ("running" while it has not). */
+export type AttemptOutcomeName = "running" | "succeeded" | "failed" | "timed_out" | "lost" | "canceled" | "given_back" | "unspecified";
+
+/** One attempt: a lease of the task to a worker, from its start to its end. */
+export interface AttemptInfo {
+  number: number;
+  worker: string;
+  /** The server replica that held the worker's session ("" for attempts recorded before replicas were). */
+  replica: string;
+  startedAt: Date;
+  endedAt: Date | null;
+  outcome: AttemptOutcomeName;
+  /** Why it failed, timed out, was lost or interrupted; "" when it succeeded or runs. */
+  error: string;
+}
+
+const OUTCOME_NAME: Record<AttemptOutcome, AttemptOutcomeName> = {
+  [AttemptOutcome.UNSPECIFIED]: "unspecified",
+  [AttemptOutcome.RUNNING]: "running",
+  [AttemptOutcome.SUCCEEDED]: "succeeded",
+  [AttemptOutcome.FAILED]: "failed",
+  [AttemptOutcome.TIMED_OUT]: "timed_out",
+  [AttemptOutcome.LOST]: "lost",
+  [AttemptOutcome.CANCELED]: "canceled",
+  [AttemptOutcome.GIVEN_BACK]: "given_back",
+};
+
+const attemptFromPb = (a: Attempt): AttemptInfo => ({
+  number: a.number,
+  worker: a.worker,
+  replica: a.replica,
+  startedAt: a.startedAt ? timestampDate(a.startedAt) : new Date(0),
+  endedAt: a.endedAt ? timestampDate(a.endedAt) : null,
+  outcome: OUTCOME_NAME[a.outcome] ?? "unspecified",
+  error: a.error,
+});
 
 export interface QueueInfo {
   name: string;
@@ -111,6 +174,8 @@ export interface QueueInfo {
   timeoutMs: number | null;
   retryDelayMs: number | null;
   maxAttempts: number | null;
+  /** How long the oldest pending task that is due has waited since it became due, in ms; 0 when none waits. */
+  oldestDueMs: number;
 }
 
 /** What listQueues returns: every queue, the limit over all of them, and the tasks running in all of them. */
@@ -131,6 +196,7 @@ export function queueFromPb(q: Queue): QueueInfo {
     timeoutMs: q.timeout ? durationMs(q.timeout) : null,
     retryDelayMs: q.retryDelay ? durationMs(q.retryDelay) : null,
     maxAttempts: q.maxAttempts ?? null,
+    oldestDueMs: q.oldestDueAge ? durationMs(q.oldestDueAge) : 0,
   };
 }
 
@@ -159,6 +225,47 @@ export function scheduleFromPb(s: Schedule): ScheduleInfo {
     lastRunAt: s.lastRunAt ? timestampDate(s.lastRunAt) : null,
     lastTaskId: s.lastTaskId,
     lastStatus: s.lastStatus === TaskStatus.UNSPECIFIED ? null : statusName(s.lastStatus),
+  };
+}
+
+/**
+ * A connected worker session, on any replica. `credits` and `lastHeardAt` are as of its replica's last
+ * heartbeat of the session; the running tasks as of the call.
+ */
+export interface WorkerInfo {
+  sessionId: string;
+  name: string;
+  replicaId: string;
+  taskTypes: string[];
+  /** Empty: every queue. */
+  queues: string[];
+  /** As the worker declared it. */
+  concurrency: number;
+  credits: number;
+  running: number;
+  /** The tasks it runs, oldest lease first; at most 100. */
+  runningTaskIds: string[];
+  connectedAt: Date;
+  /** When the worker last sent anything; null before its replica first recorded it. */
+  lastHeardAt: Date | null;
+  /** When its replica last confirmed the session. */
+  heartbeatAt: Date;
+}
+
+export function workerFromPb(w: ConnectedWorker): WorkerInfo {
+  return {
+    sessionId: w.sessionId,
+    name: w.name,
+    replicaId: w.replicaId,
+    taskTypes: w.taskTypes,
+    queues: w.queues,
+    concurrency: w.concurrency,
+    credits: w.credits,
+    running: w.running,
+    runningTaskIds: w.runningTaskIds,
+    connectedAt: w.connectedAt ? timestampDate(w.connectedAt) : new Date(0),
+    lastHeardAt: w.lastHeardAt ? timestampDate(w.lastHeardAt) : null,
+    heartbeatAt: w.heartbeatAt ? timestampDate(w.heartbeatAt) : new Date(0),
   };
 }
 
@@ -215,6 +322,8 @@ export function taskFromPb(t: Task): TaskInfo {
     timeoutMs: t.timeout ? durationMs(t.timeout) : null,
     retryDelayMs: t.retryDelay ? durationMs(t.retryDelay) : 0,
     idempotencyKey: t.idempotencyKey,
+    attemptHistory: t.attemptHistory.map(attemptFromPb),
+    waiting: WAIT_REASON_NAME[t.waitReason] ? { reason: WAIT_REASON_NAME[t.waitReason]!, detail: t.waitDetail } : null,
   };
 }
 

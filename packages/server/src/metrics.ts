@@ -145,6 +145,11 @@ export class Metrics implements Meter {
       lines.push(
         ...gauge("taskq_queue_depth", "Pending tasks per queue (due now or later).", per((q) => q.pending)),
         ...gauge("taskq_queue_running", "Running and cancelling tasks per queue, on every replica.", per((q) => q.running)),
+        ...gauge(
+          "taskq_queue_oldest_due_seconds",
+          "How long the oldest pending task that is due has waited since it became due, per queue; 0 when none waits (what autoscalers scale workers on).",
+          per((q) => q.oldestDueMs / 1000),
+        ),
         ...gauge("taskq_queue_paused", "1 when the queue is paused.", per((q) => (q.paused ? 1 : 0))),
         ...gauge("taskq_queue_max_workers", "The queue's max_workers limit (queues without one are left out).", per((q) => q.maxWorkers ?? -1).filter(([, v]) => v >= 0)),
       );

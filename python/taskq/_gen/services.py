@@ -78,6 +78,12 @@ class TaskQueueStub:
             request_serializer=task_queue_pb2.ListSchedulesRequest.SerializeToString,
             response_deserializer=task_queue_pb2.ListSchedulesResponse.FromString,
         )
+        # ListWorkers lists every connected worker session, on every replica.
+        self.ListWorkers = channel.unary_unary(
+            "/taskq.v1.TaskQueue/ListWorkers",
+            request_serializer=task_queue_pb2.ListWorkersRequest.SerializeToString,
+            response_deserializer=task_queue_pb2.ListWorkersResponse.FromString,
+        )
 
 
 class WorkerServiceStub:

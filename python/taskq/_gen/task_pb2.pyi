@@ -8,6 +8,14 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
+ATTEMPT_OUTCOME_CANCELED: AttemptOutcome
+ATTEMPT_OUTCOME_FAILED: AttemptOutcome
+ATTEMPT_OUTCOME_GIVEN_BACK: AttemptOutcome
+ATTEMPT_OUTCOME_LOST: AttemptOutcome
+ATTEMPT_OUTCOME_RUNNING: AttemptOutcome
+ATTEMPT_OUTCOME_SUCCEEDED: AttemptOutcome
+ATTEMPT_OUTCOME_TIMED_OUT: AttemptOutcome
+ATTEMPT_OUTCOME_UNSPECIFIED: AttemptOutcome
 DESCRIPTOR: _descriptor.FileDescriptor
 ORIGIN_SYSTEM: Origin
 ORIGIN_UNSPECIFIED: Origin
@@ -27,6 +35,31 @@ TASK_STATUS_PENDING: TaskStatus
 TASK_STATUS_RUNNING: TaskStatus
 TASK_STATUS_STUCK: TaskStatus
 TASK_STATUS_UNSPECIFIED: TaskStatus
+WAIT_REASON_GLOBAL_LIMIT: WaitReason
+WAIT_REASON_NOT_DUE: WaitReason
+WAIT_REASON_NO_WORKER: WaitReason
+WAIT_REASON_QUEUE_LIMIT: WaitReason
+WAIT_REASON_QUEUE_PAUSED: WaitReason
+WAIT_REASON_UNSPECIFIED: WaitReason
+WAIT_REASON_WORKERS_BUSY: WaitReason
+
+class Attempt(_message.Message):
+    __slots__ = ["ended_at", "error", "number", "outcome", "replica", "started_at", "worker"]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    ended_at: _timestamp_pb2.Timestamp
+    error: str
+    number: int
+    outcome: AttemptOutcome
+    replica: str
+    started_at: _timestamp_pb2.Timestamp
+    worker: str
+    def __init__(self, number: _Optional[int] = ..., worker: _Optional[str] = ..., replica: _Optional[str] = ..., started_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., outcome: _Optional[_Union[AttemptOutcome, str]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class LogEntry(_message.Message):
     __slots__ = ["attempt", "message", "seq", "time"]
@@ -41,8 +74,9 @@ class LogEntry(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ["attempts", "created_at", "deadline", "display_initiator", "display_title", "error", "finished_at", "id", "idempotency_key", "initiator", "log", "max_attempts", "next_try_at", "node_id", "origin", "params", "priority", "priority_band", "queue", "result", "retry_backoff", "retry_delay", "started_at", "status", "status_values", "timeout", "title", "type", "worker"]
+    __slots__ = ["attempt_history", "attempts", "created_at", "deadline", "display_initiator", "display_title", "error", "finished_at", "id", "idempotency_key", "initiator", "log", "max_attempts", "next_try_at", "node_id", "origin", "params", "priority", "priority_band", "queue", "result", "retry_backoff", "retry_delay", "started_at", "status", "status_values", "timeout", "title", "type", "wait_detail", "wait_reason", "worker"]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_HISTORY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_INITIATOR_FIELD_NUMBER: _ClassVar[int]
@@ -70,7 +104,10 @@ class Task(_message.Message):
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_DETAIL_FIELD_NUMBER: _ClassVar[int]
+    WAIT_REASON_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
+    attempt_history: _containers.RepeatedCompositeFieldContainer[Attempt]
     attempts: int
     created_at: _timestamp_pb2.Timestamp
     deadline: _timestamp_pb2.Timestamp
@@ -99,8 +136,10 @@ class Task(_message.Message):
     timeout: _duration_pb2.Duration
     title: str
     type: str
+    wait_detail: str
+    wait_reason: WaitReason
     worker: str
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., title: _Optional[str] = ..., priority: _Optional[int] = ..., priority_band: _Optional[_Union[PriorityBand, str]] = ..., origin: _Optional[_Union[Origin, str]] = ..., initiator: _Optional[str] = ..., node_id: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., next_try_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., worker: _Optional[str] = ..., status_values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., log: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[RetryBackoff, str]] = ..., idempotency_key: _Optional[str] = ..., display_title: _Optional[str] = ..., display_initiator: _Optional[str] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., title: _Optional[str] = ..., priority: _Optional[int] = ..., priority_band: _Optional[_Union[PriorityBand, str]] = ..., origin: _Optional[_Union[Origin, str]] = ..., initiator: _Optional[str] = ..., node_id: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., next_try_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., worker: _Optional[str] = ..., status_values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., log: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[RetryBackoff, str]] = ..., idempotency_key: _Optional[str] = ..., display_title: _Optional[str] = ..., display_initiator: _Optional[str] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., attempt_history: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., wait_reason: _Optional[_Union[WaitReason, str]] = ..., wait_detail: _Optional[str] = ...) -> None: ...
 
 class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
@@ -112,4 +151,10 @@ class PriorityBand(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []
 
 class RetryBackoff(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class WaitReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
+
+class AttemptOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -21,6 +21,34 @@ ACTIVE_SORT_FIELD_TYPE: ActiveSortField
 ACTIVE_SORT_FIELD_UNSPECIFIED: ActiveSortField
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ConnectedWorker(_message.Message):
+    __slots__ = ["concurrency", "connected_at", "credits", "heartbeat_at", "last_heard_at", "name", "queues", "replica_id", "running", "running_task_ids", "session_id", "task_types"]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    CONNECTED_AT_FIELD_NUMBER: _ClassVar[int]
+    CREDITS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_AT_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARD_AT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    QUEUES_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_TYPES_FIELD_NUMBER: _ClassVar[int]
+    concurrency: int
+    connected_at: _timestamp_pb2.Timestamp
+    credits: int
+    heartbeat_at: _timestamp_pb2.Timestamp
+    last_heard_at: _timestamp_pb2.Timestamp
+    name: str
+    queues: _containers.RepeatedScalarFieldContainer[str]
+    replica_id: str
+    running: int
+    running_task_ids: _containers.RepeatedScalarFieldContainer[str]
+    session_id: str
+    task_types: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., replica_id: _Optional[str] = ..., task_types: _Optional[_Iterable[str]] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., credits: _Optional[int] = ..., running: _Optional[int] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., connected_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_heard_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class DispatchBatchRequest(_message.Message):
     __slots__ = ["tasks"]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -173,6 +201,16 @@ class ListSchedulesResponse(_message.Message):
     schedules: _containers.RepeatedCompositeFieldContainer[Schedule]
     def __init__(self, schedules: _Optional[_Iterable[_Union[Schedule, _Mapping]]] = ...) -> None: ...
 
+class ListWorkersRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class ListWorkersResponse(_message.Message):
+    __slots__ = ["workers"]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[ConnectedWorker]
+    def __init__(self, workers: _Optional[_Iterable[_Union[ConnectedWorker, _Mapping]]] = ...) -> None: ...
+
 class PauseQueueRequest(_message.Message):
     __slots__ = ["queue"]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
@@ -186,10 +224,11 @@ class PauseQueueResponse(_message.Message):
     def __init__(self, queue: _Optional[_Union[Queue, _Mapping]] = ...) -> None: ...
 
 class Queue(_message.Message):
-    __slots__ = ["max_attempts", "max_workers", "name", "paused", "pending", "retry_delay", "running", "timeout"]
+    __slots__ = ["max_attempts", "max_workers", "name", "oldest_due_age", "paused", "pending", "retry_delay", "running", "timeout"]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
+    OLDEST_DUE_AGE_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
     RETRY_DELAY_FIELD_NUMBER: _ClassVar[int]
@@ -198,12 +237,13 @@ class Queue(_message.Message):
     max_attempts: int
     max_workers: int
     name: str
+    oldest_due_age: _duration_pb2.Duration
     paused: bool
     pending: int
     retry_delay: _duration_pb2.Duration
     running: int
     timeout: _duration_pb2.Duration
-    def __init__(self, name: _Optional[str] = ..., max_workers: _Optional[int] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., paused: bool = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., max_workers: _Optional[int] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., paused: bool = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ..., oldest_due_age: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ResumeQueueRequest(_message.Message):
     __slots__ = ["queue"]

@@ -186,7 +186,7 @@ export class LeaseDispatcher {
       // Undelivered: they must go back, or they would sit on a session that never saw them until their
       // timeout. Through a database blip too (the reapers recover them if the database stays away).
       const wakeOnFree = this.opts.wakeOnFree;
-      await retryWhileUnreachable(() => taskLeaseRelease(this.db, orphans, { uncount: true, error: "", wakeOnFree }, this.clock.now()), {
+      await retryWhileUnreachable(() => taskLeaseRelease(this.db, orphans, { how: "undelivered", error: "", wakeOnFree }, this.clock.now()), {
         minMs: 50,
         maxMs: 1_000,
         giveUp: () => this.stopped,

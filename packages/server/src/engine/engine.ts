@@ -20,14 +20,16 @@ import { taskInterrupt } from "./sql/interrupt.js";
 import { taskGet, taskGetWithLog, taskListActive, taskListHistory } from "./sql/read.js";
 import { queueCountsList, queuePausedSet } from "./sql/queues.js";
 import { scheduleList } from "./sql/schedules.js";
+import { sessionList } from "./sql/sessions.js";
 import { SCHEDULER_INITIATOR, Scheduler, type FiredTick } from "./scheduler.js";
 import { BUILTIN_SCHEDULES, DEFAULT_HISTORY_RETENTION_DAYS, maintenanceHandlers } from "./maintenance.js";
 import { SystemWorker } from "./system-worker.js";
 import { SessionKeeper } from "./session-keeper.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
-import type { ActiveQuery, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, RetryBackoff } from "./types.js";
-import type { ScheduleDef, ScheduleRow, TaskDetail, WakeOnFree, WorkerHello } from "./types.js";
+import type { ActiveQuery, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, QueueCounts, RetryBackoff } from "./types.js";
+import type { ScheduleDef, ScheduleRow, TaskDetail, TaskRecord, WakeOnFree, WorkerHello, WorkerInfo } from "./types.js";
+import { explainWaits } from "./waiting.js";
 import { TaskEvents, type WatchEvent } from "./watch.js";
 import {
   DEFAULT_CANCEL_GRACE_MS,
@@ -261,6 +263,11 @@ export class Engine {
     return scheduleList(this.pool);
   }
 
+  /** Every connected worker session, on every replica (those heartbeated within the stale limit). */
+  listWorkers(): Promise<WorkerInfo[]> {
+    return sessionList(this.pool, this.timings.staleAfterMs);
+  }
+
   /** Worker sessions open on this replica (the server's own maintenance worker included). */
   get sessionCount(): number {
     return this.sessions.size;
@@ -310,11 +317,20 @@ export class Engine {
     };
   }
 
-  /** One task with its whole log. */
+  /** One task with its whole log, and why it waits when it is pending. */
   async status(id: string): Promise<TaskDetail> {
     const read = await taskGetWithLog(this.pool, id, 0);
     if (!read) throw notFound(`task ${id} not found`);
+    await this.explainWaits([read.task]);
     return { ...read.task, log: read.log };
+  }
+
+  /** Sets why each pending task of `tasks` waits (engine/waiting.ts). */
+  private explainWaits(tasks: TaskRecord[]): Promise<void> {
+    const queueMaxWorkers = new Map<string, number>();
+    for (const [name, q] of Object.entries(this.queues)) if (q.maxWorkers !== undefined) queueMaxWorkers.set(name, q.maxWorkers);
+    const limits = { queueMaxWorkers, globalMaxWorkers: this.globalMaxWorkers, staleAfterMs: this.timings.staleAfterMs };
+    return explainWaits(this.pool, tasks, limits, this.clock.now());
   }
 
   watch(id: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<WatchEvent> {
@@ -338,8 +354,9 @@ export class Engine {
 
   /** Every defined queue with its settings and what it holds now, and the global limit. */
   async listQueues(): Promise<{ queues: QueueInfo[]; globalMaxWorkers: number | null; running: number }> {
-    const counts = await queueCountsList(this.pool);
-    const queues = this.queueNames().map((name): QueueInfo => ({ name, ...this.queues[name], ...(counts.get(name) ?? { pending: 0, running: 0, paused: false }) }));
+    const counts = await queueCountsList(this.pool, this.clock.now());
+    const empty: QueueCounts = { pending: 0, running: 0, paused: false, oldestDueMs: 0 };
+    const queues = this.queueNames().map((name): QueueInfo => ({ name, ...this.queues[name], ...(counts.get(name) ?? empty) }));
     const running = [...counts.values()].reduce((n, c) => n + c.running, 0);
     return { queues, globalMaxWorkers: this.globalMaxWorkers, running };
   }
@@ -358,8 +375,11 @@ export class Engine {
     return settings;
   }
 
-  listActive(q: ActiveQuery) {
-    return taskListActive(this.pool, q);
+  /** A page of the live queue; pending tasks say why they wait. */
+  async listActive(q: ActiveQuery) {
+    const page = await taskListActive(this.pool, q);
+    await this.explainWaits(page.tasks);
+    return page;
   }
 
   listHistory(q: HistoryQuery) {

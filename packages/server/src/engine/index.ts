@@ -9,9 +9,12 @@
 export { Engine, type DispatchInput } from "./engine.js";
 export type { WorkerSession } from "./session.js";
 export type { WatchEvent } from "./watch.js";
+export { attemptsOf } from "./attempts.js";
 export type {
   ActiveSortColumn,
   ActiveStatus,
+  Attempt,
+  AttemptOutcome,
   CancelReason,
   FinishedAs,
   JsonObject,
@@ -22,7 +25,9 @@ export type {
   ScheduleRow,
   TaskRecord,
   TaskStatus,
+  WaitReason,
   WorkerHello,
+  WorkerInfo,
 } from "./types.js";
 
 // Settings and their defaults, as config reads them.

@@ -55,7 +55,7 @@ async function leaseRecoverOrphaned(
 ): Promise<RecoveredTask[]> {
   const orphans = await taskLeaseFindOrphaned(db, staleAfterMs);
   if (orphans.length === 0) return [];
-  const released = await taskLeaseRelease(db, orphans, { uncount: false, error: LOST_WORKER_ERROR, wakeOnFree }, now);
+  const released = await taskLeaseRelease(db, orphans, { how: "lost", error: LOST_WORKER_ERROR, wakeOnFree }, now);
   return [...released].map(([id, status]) => ({ id, status }));
 }
 

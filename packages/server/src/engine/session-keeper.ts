@@ -65,7 +65,10 @@ export class SessionKeeper {
     this.beating = true;
     const sentAt = performance.now();
     try {
-      const alive = await sessionHeartbeat(this.db, open.map((s) => s.id));
+      const alive = await sessionHeartbeat(
+        this.db,
+        open.map((s) => ({ id: s.id, credits: s.credits, silentForMs: s.silentForMs })),
+      );
       for (const session of open) {
         if (alive.has(session.id)) session.confirmed(sentAt);
         else session.end("the session's row was reaped while it lived: its leases were recovered");

@@ -114,6 +114,7 @@ export class WorkerSession {
       taskTypes: this.slot.types,
       queues: hello.queues,
       typeTimeouts: Object.fromEntries([...hello.taskTypes].filter(([, ms]) => ms !== null)) as JsonObject,
+      concurrency: hello.concurrency,
       connectedAt: deps.clock.now(),
     };
   }
@@ -179,6 +180,11 @@ export class WorkerSession {
     return this.leases.size;
   }
 
+  /** Credits granted and not yet used. */
+  get credits(): number {
+    return this.slot.credits;
+  }
+
   addCredits(count: number): void {
     if (this.mode === "closed") return;
     this.slot.credits = Math.min(MAX_CREDITS, this.slot.credits + count);
@@ -234,7 +240,7 @@ export class WorkerSession {
   async decline(taskId: string, leaseToken: string): Promise<FinishResult> {
     if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
     const { db, clock, wakeOnFree, meter } = this.deps;
-    const released = await taskLeaseRelease(db, [{ id: taskId, leaseToken }], { uncount: true, error: "", wakeOnFree }, clock.now());
+    const released = await taskLeaseRelease(db, [{ id: taskId, leaseToken }], { how: "declined", error: "", wakeOnFree }, clock.now());
     this.forget(taskId, leaseToken);
     const status = released.get(taskId);
     if (status === undefined) return { accepted: false, reason: "the lease is no longer valid" };
@@ -319,7 +325,7 @@ export class WorkerSession {
     const release = async () => {
       if (held.length > 0) {
         const wakeOnFree = this.deps.wakeOnFree;
-        const released = await taskLeaseRelease(db, held, { uncount: opts.uncount ?? false, error: reason, wakeOnFree }, clock.now());
+        const released = await taskLeaseRelease(db, held, { how: opts.uncount ? "shutdown" : "lost", error: reason, wakeOnFree }, clock.now());
         held.length = 0; // written: a retry of the row's delete must not release again
         for (const to of released.values()) this.deps.meter.attemptEnded(to, opts.uncount ? "shutdown" : "lost", null);
         log.info({ session: this.id, released: released.size }, "worker session closed; leases released");

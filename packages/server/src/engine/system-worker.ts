@@ -32,6 +32,7 @@ export class SystemWorker {
   get hello(): WorkerHello {
     return {
       workerName: "taskq-server",
+      concurrency: 1,
       taskTypes: new Map(Object.keys(this.handlers).map((type) => [type, null])),
       queues: [],
       schedules: [],

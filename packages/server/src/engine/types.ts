@@ -80,6 +80,17 @@ export interface TaskRecord {
   error: string;
   /** Every status change since the task was created, oldest first. */
   statusChanges: StatusChange[];
+  /** A pending task in Status and ListActive: why it is not running yet. */
+  waiting?: Waiting;
+}
+
+/** Why a pending task is not running yet (engine/waiting.ts). */
+export type WaitReason = "not_due" | "queue_paused" | "no_worker" | "queue_limit" | "global_limit" | "workers_busy";
+
+export interface Waiting {
+  reason: WaitReason;
+  /** For people: the queue, the limit, the due time. */
+  detail: string;
 }
 
 /** One change of a task's status, recorded by the statement that made it. */
@@ -94,6 +105,32 @@ export interface StatusChange {
   at: Date;
   /** The task's log sequence at the change: the log steps up to it came before it. */
   logSeq: number;
+  /** A running change: the replica holding the worker's session (unset before migration 009). */
+  replica?: string;
+  /** A change that ended an attempt, or the final change: how it came about (unset before migration 009). */
+  ended?: EndedBy;
+}
+
+/**
+ * How a change came about: the worker's finish, a timeout, a lost worker or session, a server shutdown,
+ * a declined or undelivered lease, or an interrupt of a pending task.
+ */
+export type EndedBy = "finish" | "timeout" | "lost" | "shutdown" | "declined" | "undelivered" | "interrupt";
+
+/** How an attempt ended ("running" while it has not). */
+export type AttemptOutcome = "running" | "succeeded" | "failed" | "timed_out" | "lost" | "canceled" | "given_back";
+
+/** One attempt: a lease of the task to a worker, from its start to its end. */
+export interface Attempt {
+  number: number;
+  worker: string;
+  /** "" for attempts recorded before replicas were. */
+  replica: string;
+  startedAt: Date;
+  endedAt: Date | null;
+  outcome: AttemptOutcome;
+  /** Why it failed, timed out, was lost or interrupted; "" when it succeeded or runs. */
+  error: string;
 }
 
 /** One task with its whole log, as Status returns it. */
@@ -138,6 +175,8 @@ export type CancelReason = "interrupted" | "timed_out" | "shutdown";
 /** What a worker says about itself when its session opens. */
 export interface WorkerHello {
   workerName: string;
+  /** As the worker declared it: informational, leases follow credits. */
+  concurrency: number;
   /** Task type → its default timeout (null: none declared). */
   taskTypes: Map<string, number | null>;
   /** Queues to take tasks from; empty means all. */
@@ -209,7 +248,30 @@ export interface SessionRow {
   queues: string[];
   /** Task type → the timeout (ms) the worker declared for it. */
   typeTimeouts: JsonObject;
+  /** As the worker declared it (informational). */
+  concurrency: number;
   connectedAt: Date;
+}
+
+/** A connected worker session, on any replica, as ListWorkers shows it. */
+export interface WorkerInfo {
+  sessionId: string;
+  name: string;
+  replicaId: string;
+  taskTypes: string[];
+  queues: string[];
+  concurrency: number;
+  /** Credits held at the replica's last heartbeat of the session. */
+  credits: number;
+  /** Tasks it runs now (running or cancelling). */
+  running: number;
+  /** The ids of the tasks it runs, at most RUNNING_IDS_SHOWN of them, oldest lease first. */
+  runningTaskIds: string[];
+  connectedAt: Date;
+  /** When the worker last sent anything, as of its replica's last heartbeat; null before the first. */
+  heardAt: Date | null;
+  /** When its replica last confirmed the session in the database. */
+  heartbeatAt: Date;
 }
 
 /** What one queue holds now, and whether it is paused. */
@@ -217,6 +279,8 @@ export interface QueueCounts {
   pending: number;
   running: number;
   paused: boolean;
+  /** How long the oldest pending task that is due has been due, in ms; 0 when none is. */
+  oldestDueMs: number;
 }
 
 /** The columns the live queue's list sorts by. */

@@ -1,15 +1,31 @@
 /** Engine ⇄ protobuf conversion for the RPC layer. */
-import { create, fromJson, toJson, type JsonValue as PbJsonValue } from "@bufbuild/protobuf";
+import { create, fromJson, toJson, type JsonValue as PbJsonValue, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate, ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
-import type { JsonValue, LogEntry, QueueInfo, ScheduleRow, TaskRecord, TaskStatus as EngineStatus } from "../engine/index.js";
+import { attemptsOf } from "../engine/index.js";
+import type {
+  Attempt,
+  AttemptOutcome as AttemptOutcomeName,
+  JsonValue,
+  LogEntry,
+  QueueInfo,
+  ScheduleRow,
+  TaskRecord,
+  TaskStatus as EngineStatus,
+  WaitReason as WaitReasonName,
+  WorkerInfo,
+} from "../engine/index.js";
 import { QueueSchema, ScheduleSchema, type Queue, type Schedule } from "@taskq/protocol";
 import {
+  AttemptOutcome,
+  type AttemptSchema,
+  type ConnectedWorkerSchema,
   LogEntrySchema,
   Origin,
   PriorityBand,
   RetryBackoff,
   TaskSchema,
   TaskStatus,
+  WaitReason,
   type LogEntry as PbLogEntry,
   type Task,
 } from "@taskq/protocol";
@@ -44,6 +60,7 @@ export function queueToPb(q: QueueInfo): Queue {
     timeout: q.timeoutMs === undefined ? undefined : durationFromMs(q.timeoutMs),
     retryDelay: q.retryDelayMs === undefined ? undefined : durationFromMs(q.retryDelayMs),
     maxAttempts: q.maxAttempts,
+    oldestDueAge: durationFromMs(q.oldestDueMs),
   });
 }
 
@@ -128,5 +145,52 @@ export function taskToPb(t: TaskRecord, opts: TaskToPbOptions): Task {
     retryDelay: durationFromMs(t.retryDelayMs),
     retryBackoff: t.retryBackoff === "exponential" ? RetryBackoff.EXPONENTIAL : RetryBackoff.FIXED,
     idempotencyKey: t.idempotencyKey ?? "",
+    attemptHistory: detail ? attemptsOf(t.statusChanges).map(attemptToPb) : [],
+    waitReason: t.waiting ? WAIT_REASON_TO_PB[t.waiting.reason] : WaitReason.UNSPECIFIED,
+    waitDetail: t.waiting?.detail ?? "",
   });
 }
+
+const WAIT_REASON_TO_PB: Record<WaitReasonName, WaitReason> = {
+  not_due: WaitReason.NOT_DUE,
+  queue_paused: WaitReason.QUEUE_PAUSED,
+  no_worker: WaitReason.NO_WORKER,
+  queue_limit: WaitReason.QUEUE_LIMIT,
+  global_limit: WaitReason.GLOBAL_LIMIT,
+  workers_busy: WaitReason.WORKERS_BUSY,
+};
+
+const OUTCOME_TO_PB: Record<AttemptOutcomeName, AttemptOutcome> = {
+  running: AttemptOutcome.RUNNING,
+  succeeded: AttemptOutcome.SUCCEEDED,
+  failed: AttemptOutcome.FAILED,
+  timed_out: AttemptOutcome.TIMED_OUT,
+  lost: AttemptOutcome.LOST,
+  canceled: AttemptOutcome.CANCELED,
+  given_back: AttemptOutcome.GIVEN_BACK,
+};
+
+export const workerToPb = (w: WorkerInfo): MessageInitShape<typeof ConnectedWorkerSchema> => ({
+  sessionId: w.sessionId,
+  name: w.name,
+  replicaId: w.replicaId,
+  taskTypes: w.taskTypes,
+  queues: w.queues,
+  concurrency: w.concurrency,
+  credits: w.credits,
+  running: w.running,
+  runningTaskIds: w.runningTaskIds,
+  connectedAt: timestampFromDate(w.connectedAt),
+  lastHeardAt: w.heardAt ? timestampFromDate(w.heardAt) : undefined,
+  heartbeatAt: timestampFromDate(w.heartbeatAt),
+});
+
+const attemptToPb = (a: Attempt): MessageInitShape<typeof AttemptSchema> => ({
+  number: a.number,
+  worker: a.worker,
+  replica: a.replica,
+  startedAt: timestampFromDate(a.startedAt),
+  endedAt: a.endedAt ? timestampFromDate(a.endedAt) : undefined,
+  outcome: OUTCOME_TO_PB[a.outcome],
+  error: a.error,
+});

@@ -12,7 +12,7 @@ import {
   WatchTaskResponseSchema,
   type WatchTaskResponse,
 } from "@taskq/protocol";
-import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, queueToPb, scheduleToPb, taskToPb, valueToPb } from "./convert.js";
+import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, queueToPb, scheduleToPb, taskToPb, valueToPb, workerToPb } from "./convert.js";
 import { CONNECTION, PerConnection } from "./connection.js";
 import { mapErrors, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
@@ -117,6 +117,8 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
     })),
 
     listSchedules: mapErrors(log, async () => ({ schedules: (await engine.listSchedules()).map(scheduleToPb) })),
+
+    listWorkers: mapErrors(log, async () => ({ workers: (await engine.listWorkers()).map(workerToPb) })),
 
     listHistory: mapErrors(log, async (req) => {
       const origin = v.enumValue("origin", req.origin, Origin);

@@ -470,7 +470,7 @@ function helloFromPb(h: Hello): WorkerHello {
       else if (t.timeZone) throw new Error(`${field}.time_zone: only meaningful with a schedule`);
     });
     const queues = h.queues.map((q, i) => v.name(`hello.queues[${i}]`, q, true));
-    return { workerName, taskTypes, queues, schedules };
+    return { workerName, concurrency: h.concurrency, taskTypes, queues, schedules };
   } catch (err) {
     throw new ConnectError((err as Error).message, Code.InvalidArgument);
   }

@@ -6,7 +6,7 @@
 
 /**
  * A CTE pair that deletes the rows of `tasks` named by `source` (a CTE with columns id, final_status,
- * result, final_error, where final_status is a final status) and archives them. `nowParam` is the
+ * result, final_error, ended_by, where final_status is a final status) and archives them. `nowParam` is the
  * placeholder of the finish time. Use it inside a WITH list: `with source as (...), ${archiveCtes(...)}`.
  */
 export function archiveCtes(source: string, nowParam: string): string {
@@ -14,19 +14,19 @@ export function archiveCtes(source: string, nowParam: string): string {
     archived_rows as (
       delete from taskq.tasks t using ${source} s
       where t.id = s.id and s.final_status in ('completed', 'failed', 'canceled', 'stuck')
-      returning t.*, s.final_status, s.result as final_result,
+      returning t.*, s.final_status, s.result as final_result, s.ended_by,
         -- A completed task's error is empty, whatever an earlier attempt left.
         case when s.final_status = 'completed' then '' else coalesce(s.final_error, t.error) end as final_error
     ),
     archived as (
       insert into taskq.history (id, type, queue, status, priority, params, title, origin, initiator, node_id,
         idempotency_key, attempts, max_attempts, retry_delay_ms, retry_backoff, timeout_ms, created_at,
-        started_at, finished_at, worker, status_values, log_seq, result, error, status_changes)
+        started_at, finished_at, worker, status_values, log_seq, result, error, status_changes, ended_by)
       select id, type, queue, final_status, priority, params, title, origin, initiator, node_id,
         idempotency_key, attempts, max_attempts, retry_delay_ms, retry_backoff, timeout_ms, created_at,
         started_at, ${nowParam}, worker, status_values, log_seq,
         case when final_status = 'completed' then final_result end,
-        final_error, status_changes
+        final_error, status_changes, ended_by
       from archived_rows
       returning id
     )`;

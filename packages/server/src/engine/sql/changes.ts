@@ -5,8 +5,9 @@
  */
 
 /**
- * The fields of one change; each is an SQL expression. `worker` and `error` may be omitted. The time is
- * kept as epoch ms: a number costs Postgres less to write than a timestamp's text, on every lease.
+ * The fields of one change; each is an SQL expression. `worker` and `error` may be omitted, and so may
+ * `replica` and `ended` (migration 009), which are written only when given. The time is kept as epoch
+ * ms: a number costs Postgres less to write than a timestamp's text, on every lease.
  */
 export interface ChangeSql {
   status: string;
@@ -16,10 +17,15 @@ export interface ChangeSql {
   seq: string;
   worker?: string;
   error?: string;
+  /** A running change: the replica holding the worker's session. */
+  replica?: string;
+  /** A change that ended an attempt: how (an EndedBy word). */
+  ended?: string;
 }
 
 /** An expression for the array `changes` with one change appended. */
 export function changeAppendSql(changes: string, c: ChangeSql): string {
+  const optional = [c.replica === undefined ? "" : `, 'r', ${c.replica}`, c.ended === undefined ? "" : `, 'o', ${c.ended}`].join("");
   return `${changes} || jsonb_build_object('s', ${c.status}, 'a', ${c.attempts}, 'w', ${c.worker ?? "''"},
-    'e', ${c.error ?? "''"}, 'at', date_part('epoch', (${c.at})::timestamptz) * 1000, 'q', ${c.seq})`;
+    'e', ${c.error ?? "''"}, 'at', date_part('epoch', (${c.at})::timestamptz) * 1000, 'q', ${c.seq}${optional})`;
 }

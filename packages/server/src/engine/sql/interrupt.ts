@@ -21,6 +21,7 @@ export async function taskInterrupt(
     text: `
       with source as (
         select t.id, t.status as was, t.session_id, t.lease_token, null::jsonb as result, $2::text as final_error,
+               'interrupt'::text as ended_by,
                case when t.status = 'pending' then 'canceled' else 'cancelling' end as final_status
         from taskq.tasks t where t.id = $1
         for update

@@ -103,7 +103,7 @@ export async function taskLeaseAvailable(
           and (not exists (select 1 from global_free) or c.global_rank <= (select n from global_free))
       ),
       leased as (
-        select p.id, p.session_id, ws.worker_name,
+        select p.id, p.session_id, ws.worker_name, ws.replica_id,
                coalesce(t.timeout_ms, (ws.type_timeouts ->> t.type)::int8, ($3::jsonb ->> t.type)::int8,
                         ($4::jsonb ->> t.queue)::int8, $5::int8) as effective_timeout_ms
         from picked p
@@ -115,7 +115,7 @@ export async function taskLeaseAvailable(
         set status = 'running', attempts = t.attempts + 1, started_at = $2, lease_token = gen_random_uuid(),
             session_id = l.session_id, worker = l.worker_name,
             deadline_at = $2 + make_interval(secs => l.effective_timeout_ms / 1000.0),
-            status_changes = ${changeAppendSql("t.status_changes", { status: "'running'::text", attempts: "t.attempts + 1", worker: "l.worker_name", at: "$2", seq: "t.log_seq" })}
+            status_changes = ${changeAppendSql("t.status_changes", { status: "'running'::text", attempts: "t.attempts + 1", worker: "l.worker_name", at: "$2", seq: "t.log_seq", replica: "l.replica_id" })}
         from leased l
         where t.id = l.id
         returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params::text as params_json, t.attempts,
@@ -233,14 +233,14 @@ export async function taskFinishMany(
                when i.kind = 'failure' then 'failed'
                when t.attempts >= t.max_attempts then 'failed'
                else 'pending' end as final_status,
-          coalesce(i.delay_ms, ${retryDelayMsSql("t")}) as delay_ms
+          coalesce(i.delay_ms, ${retryDelayMsSql("t")}) as delay_ms, 'finish'::text as ended_by
         ${HELD_TASKS}
       ),
       retried as (
         update taskq.tasks t
         set status = 'pending', next_try_at = $7::timestamptz + make_interval(secs => s.delay_ms / 1000.0),
             lease_token = null, session_id = null, deadline_at = null, error = coalesce(s.final_error, ''),
-            status_changes = ${changeAppendSql("t.status_changes", { status: "'pending'::text", attempts: "t.attempts", error: "coalesce(s.final_error, '')", at: "$7", seq: "t.log_seq" })}
+            status_changes = ${changeAppendSql("t.status_changes", { status: "'pending'::text", attempts: "t.attempts", error: "coalesce(s.final_error, '')", at: "$7", seq: "t.log_seq", ended: "'finish'" })}
         from source s where t.id = s.id and s.final_status = 'pending'
         returning t.id, t.next_try_at
       ),
@@ -269,15 +269,22 @@ export const wakeOnFreeSql = (param: string) =>
   `(select pg_notify('${CHANNEL_DISPATCH}', '') from source s where ${param}::text[] is null or s.queue = any(${param}::text[]) limit 1)`;
 
 /**
- * Ends leases whose worker is gone. A lease that never reached its worker gives its attempt back
- * (`uncount`); otherwise the attempt stands and the task returns to pending at once while attempts
- * remain, else ends STUCK. A cancelling task ends CANCELED. Guarded by token like a finish, so a task
- * that finished meanwhile is untouched. Wakes the dispatchers when anything went back to pending.
+ * How leases came to be released: their worker or session was "lost" (the attempt counts); or, giving
+ * the attempt back, the server shut down, the worker "declined" them unrun, or they were "undelivered"
+ * (claimed for a session that closed before they reached its worker).
+ */
+export type ReleaseHow = "lost" | "shutdown" | "declined" | "undelivered";
+
+/**
+ * Ends leases whose worker is gone or gave them back. An attempt lost with its worker stands: the task
+ * returns to pending at once while attempts remain, else ends STUCK. Any other release gives the attempt
+ * back. A cancelling task ends CANCELED. Guarded by token like a finish, so a task that finished
+ * meanwhile is untouched. Wakes the dispatchers when anything went back to pending.
  */
 export async function taskLeaseRelease(
   db: Db,
   leases: ReleaseInput[],
-  opts: { uncount: boolean; error: string; wakeOnFree?: WakeOnFree },
+  opts: { how: ReleaseHow; error: string; wakeOnFree?: WakeOnFree },
   now: Date,
 ): Promise<Map<string, FinishedAs>> {
   const { rows } = await db.query<{ id: string; final_status: FinishedAs }>({
@@ -292,7 +299,8 @@ export async function taskLeaseRelease(
           case when t.status = 'cancelling' then 'canceled'
                when $3 then 'pending'
                when t.attempts >= t.max_attempts then 'stuck'
-               else 'pending' end as final_status
+               else 'pending' end as final_status,
+          $7::text as ended_by
         ${HELD_TASKS}
       ),
       returned as (
@@ -307,6 +315,7 @@ export async function taskLeaseRelease(
               error: "case when $3 then '' else $4 end",
               at: "$5",
               seq: "t.log_seq",
+              ended: "$7::text",
             })}
         from source s where t.id = s.id and s.final_status = 'pending'
         returning t.id
@@ -317,7 +326,7 @@ export async function taskLeaseRelease(
              (select pg_notify('${CHANNEL_DISPATCH}', '') from returned limit 1) as woke,
              ${wakeOnFreeSql("$6")} as woke_freed
       from source s`,
-    values: [leases.map((l) => l.id), leases.map((l) => l.leaseToken), opts.uncount, opts.error, now, opts.wakeOnFree ?? []],
+    values: [leases.map((l) => l.id), leases.map((l) => l.leaseToken), opts.how !== "lost", opts.error, now, opts.wakeOnFree ?? [], opts.how],
   });
   return new Map(rows.map((r) => [r.id, r.final_status]));
 }

@@ -41,16 +41,19 @@ export async function queuePausedSet(db: Db, name: string, paused: boolean, now:
 }
 
 /** Pending and running (or cancelling) tasks per queue, and which queues are paused. */
-export async function queueCountsList(db: Db): Promise<Map<string, QueueCounts>> {
-  const { rows } = await db.query<{ name: string; pending: number; running: number; paused: boolean }>({
+export async function queueCountsList(db: Db, now: Date): Promise<Map<string, QueueCounts>> {
+  const { rows } = await db.query<{ name: string; pending: number; running: number; paused: boolean; oldest_due_ms: number }>({
     name: "queueCountsList",
     text: `
       select coalesce(c.queue, q.name) as name, coalesce(c.pending, 0)::int4 as pending,
-             coalesce(c.running, 0)::int4 as running, coalesce(q.paused, false) as paused
+             coalesce(c.running, 0)::int4 as running, coalesce(q.paused, false) as paused,
+             greatest(0, coalesce(extract(epoch from $1::timestamptz - c.oldest_due) * 1000, 0))::float8 as oldest_due_ms
       from (select queue, count(*) filter (where status = 'pending') as pending,
-                   count(*) filter (where status <> 'pending') as running
+                   count(*) filter (where status <> 'pending') as running,
+                   min(next_try_at) filter (where status = 'pending' and next_try_at <= $1) as oldest_due
             from taskq.tasks group by queue) c
       full join taskq.queues q on q.name = c.queue`,
+    values: [now],
   });
-  return new Map(rows.map((r) => [r.name, { pending: r.pending, running: r.running, paused: r.paused }]));
+  return new Map(rows.map((r) => [r.name, { pending: r.pending, running: r.running, paused: r.paused, oldestDueMs: r.oldest_due_ms }]));
 }

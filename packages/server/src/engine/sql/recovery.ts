@@ -32,7 +32,7 @@ export async function taskDeadlineExpire(db: Db, now: Date, wakeOnFree: WakeOnFr
           case when t.status = 'cancelling' then 'canceled'
                when t.attempts >= t.max_attempts then 'stuck'
                else 'pending' end as final_status,
-          ${retryDelayMsSql("t")} as delay_ms
+          ${retryDelayMsSql("t")} as delay_ms, 'timeout'::text as ended_by
         from taskq.tasks t
         where t.status in ('running', 'cancelling') and t.deadline_at <= $1
         order by t.deadline_at
@@ -43,7 +43,7 @@ export async function taskDeadlineExpire(db: Db, now: Date, wakeOnFree: WakeOnFr
         update taskq.tasks t
         set status = 'pending', next_try_at = $1::timestamptz + make_interval(secs => s.delay_ms / 1000.0),
             lease_token = null, session_id = null, deadline_at = null, error = s.final_error,
-            status_changes = ${changeAppendSql("t.status_changes", { status: "'pending'::text", attempts: "t.attempts", error: "s.final_error", at: "$1", seq: "t.log_seq" })}
+            status_changes = ${changeAppendSql("t.status_changes", { status: "'pending'::text", attempts: "t.attempts", error: "s.final_error", at: "$1", seq: "t.log_seq", ended: "'timeout'" })}
         from source s where t.id = s.id and s.final_status = 'pending'
         returning t.id, t.next_try_at
       ),

@@ -1,5 +1,5 @@
 /** Row ⇄ engine type conversion shared by the SQL modules. */
-import type { JsonObject, JsonValue, LogEntry, StatusChange, TaskRecord, TaskStatus } from "../types.js";
+import type { EndedBy, JsonObject, JsonValue, LogEntry, StatusChange, TaskRecord, TaskStatus } from "../types.js";
 
 /** The columns of tasks and history that a TaskRecord needs, in a form both tables can produce. */
 const TASK_COLUMNS = `id::text, type, queue, status, priority, params, title, origin, initiator, node_id,
@@ -8,10 +8,10 @@ const TASK_COLUMNS = `id::text, type, queue, status, priority, params, title, or
   status_changes`;
 
 /** A TaskRow from taskq.tasks. */
-export const ACTIVE_COLUMNS = `${TASK_COLUMNS}, next_try_at, deadline_at, null::timestamptz as finished_at, null::jsonb as result`;
+export const ACTIVE_COLUMNS = `${TASK_COLUMNS}, next_try_at, deadline_at, null::timestamptz as finished_at, null::jsonb as result, '' as ended_by`;
 
 /** A TaskRow from taskq.history. */
-export const HISTORY_COLUMNS = `${TASK_COLUMNS}, null::timestamptz as next_try_at, null::timestamptz as deadline_at, finished_at, result`;
+export const HISTORY_COLUMNS = `${TASK_COLUMNS}, null::timestamptz as next_try_at, null::timestamptz as deadline_at, finished_at, result, ended_by`;
 
 export interface TaskRow {
   id: string;
@@ -40,8 +40,10 @@ export interface TaskRow {
   log_seq: number;
   result: JsonValue | null;
   error: string;
-  /** "at" is in epoch ms. */
-  status_changes: { s: TaskStatus; a: number; w: string; e: string; at: number; q: number }[];
+  /** "at" is in epoch ms; "r" and "o" only where migration 009 says. */
+  status_changes: { s: TaskStatus; a: number; w: string; e: string; at: number; q: number; r?: string; o?: EndedBy }[];
+  /** How the final change came about; "" while active and for rows archived before migration 009. */
+  ended_by: EndedBy | "";
 }
 
 export function taskFromRow(r: TaskRow): TaskRecord {
@@ -83,19 +85,19 @@ export function taskFromRow(r: TaskRow): TaskRecord {
 function statusChangesOf(r: TaskRow): StatusChange[] {
   const changes = r.status_changes.map(changeFromJson);
   if (r.finished_at) {
-    changes.push({ status: r.status, attempts: r.attempts, worker: r.worker, error: r.error, at: r.finished_at, logSeq: Number(r.log_seq) });
+    const final: StatusChange = { status: r.status, attempts: r.attempts, worker: r.worker, error: r.error, at: r.finished_at, logSeq: Number(r.log_seq) };
+    if (r.ended_by) final.ended = r.ended_by;
+    changes.push(final);
   }
   return changes;
 }
 
-const changeFromJson = (c: TaskRow["status_changes"][number]): StatusChange => ({
-  status: c.s,
-  attempts: c.a,
-  worker: c.w,
-  error: c.e,
-  at: new Date(c.at),
-  logSeq: Number(c.q),
-});
+function changeFromJson(c: TaskRow["status_changes"][number]): StatusChange {
+  const change: StatusChange = { status: c.s, attempts: c.a, worker: c.w, error: c.e, at: new Date(c.at), logSeq: Number(c.q) };
+  if (c.r !== undefined) change.replica = c.r;
+  if (c.o !== undefined) change.ended = c.o;
+  return change;
+}
 
 export interface LogRow {
   seq: number;

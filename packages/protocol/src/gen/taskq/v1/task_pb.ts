@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/task.proto.
  */
 export const file_taskq_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChN0YXNrcS92MS90YXNrLnByb3RvEgh0YXNrcS52MSJjCghMb2dFbnRyeRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgDIAEoCRIPCgdhdHRlbXB0GAQgASgNIpoHCgRUYXNrEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDQoFcXVldWUYAyABKAkSJAoGc3RhdHVzGAQgASgOMhQudGFza3EudjEuVGFza1N0YXR1cxINCgV0aXRsZRgFIAEoCRIQCghwcmlvcml0eRgGIAEoBRItCg1wcmlvcml0eV9iYW5kGAcgASgOMhYudGFza3EudjEuUHJpb3JpdHlCYW5kEiAKBm9yaWdpbhgIIAEoDjIQLnRhc2txLnYxLk9yaWdpbhIRCglpbml0aWF0b3IYCSABKAkSDwoHbm9kZV9pZBgKIAEoCRInCgZwYXJhbXMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhAKCGF0dGVtcHRzGAwgASgNEhQKDG1heF9hdHRlbXB0cxgNIAEoDRIuCgpjcmVhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF90cnlfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBndvcmtlchgSIAEoCRIuCg1zdGF0dXNfdmFsdWVzGBMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIfCgNsb2cYFCADKAsyEi50YXNrcS52MS5Mb2dFbnRyeRImCgZyZXN1bHQYFSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYFiABKAkSKgoHdGltZW91dBgXIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGBkgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEhcKD2lkZW1wb3RlbmN5X2tleRgaIAEoCRIVCg1kaXNwbGF5X3RpdGxlGBsgASgJEhkKEWRpc3BsYXlfaW5pdGlhdG9yGBwgASgJEiwKCGRlYWRsaW5lGB0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCrbAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1RBU0tfU1RBVFVTX1BFTkRJTkcQARIXChNUQVNLX1NUQVRVU19SVU5OSU5HEAISGgoWVEFTS19TVEFUVVNfQ0FOQ0VMTElORxADEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBAEEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBAFEhgKFFRBU0tfU1RBVFVTX0NBTkNFTEVEEAYSFQoRVEFTS19TVEFUVVNfU1RVQ0sQBypECgZPcmlnaW4SFgoST1JJR0lOX1VOU1BFQ0lGSUVEEAASDwoLT1JJR0lOX1VTRVIQARIRCg1PUklHSU5fU1lTVEVNEAIqdgoMUHJpb3JpdHlCYW5kEh0KGVBSSU9SSVRZX0JBTkRfVU5TUEVDSUZJRUQQABIVChFQUklPUklUWV9CQU5EX0xPVxABEhgKFFBSSU9SSVRZX0JBTkRfTUVESVVNEAISFgoSUFJJT1JJVFlfQkFORF9ISUdIEAMqZQoMUmV0cnlCYWNrb2ZmEh0KGVJFVFJZX0JBQ0tPRkZfVU5TUEVDSUZJRUQQABIXChNSRVRSWV9CQUNLT0ZGX0ZJWEVEEAESHQoZUkVUUllfQkFDS09GRl9FWFBPTkVOVElBTBACYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChN0YXNrcS92MS90YXNrLnByb3RvEgh0YXNrcS52MSJjCghMb2dFbnRyeRILCgNzZXEYASABKAQSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHbWVzc2FnZRgDIAEoCRIPCgdhdHRlbXB0GAQgASgNIoYICgRUYXNrEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSDQoFcXVldWUYAyABKAkSJAoGc3RhdHVzGAQgASgOMhQudGFza3EudjEuVGFza1N0YXR1cxINCgV0aXRsZRgFIAEoCRIQCghwcmlvcml0eRgGIAEoBRItCg1wcmlvcml0eV9iYW5kGAcgASgOMhYudGFza3EudjEuUHJpb3JpdHlCYW5kEiAKBm9yaWdpbhgIIAEoDjIQLnRhc2txLnYxLk9yaWdpbhIRCglpbml0aWF0b3IYCSABKAkSDwoHbm9kZV9pZBgKIAEoCRInCgZwYXJhbXMYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhAKCGF0dGVtcHRzGAwgASgNEhQKDG1heF9hdHRlbXB0cxgNIAEoDRIuCgpjcmVhdGVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbmV4dF90cnlfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBndvcmtlchgSIAEoCRIuCg1zdGF0dXNfdmFsdWVzGBMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIfCgNsb2cYFCADKAsyEi50YXNrcS52MS5Mb2dFbnRyeRImCgZyZXN1bHQYFSABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYFiABKAkSKgoHdGltZW91dBgXIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgYIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGBkgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEhcKD2lkZW1wb3RlbmN5X2tleRgaIAEoCRIVCg1kaXNwbGF5X3RpdGxlGBsgASgJEhkKEWRpc3BsYXlfaW5pdGlhdG9yGBwgASgJEiwKCGRlYWRsaW5lGB0gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCg9hdHRlbXB0X2hpc3RvcnkYHiADKAsyES50YXNrcS52MS5BdHRlbXB0EikKC3dhaXRfcmVhc29uGB8gASgOMhQudGFza3EudjEuV2FpdFJlYXNvbhITCgt3YWl0X2RldGFpbBggIAEoCSLSAQoHQXR0ZW1wdBIOCgZudW1iZXIYASABKA0SDgoGd29ya2VyGAIgASgJEg8KB3JlcGxpY2EYAyABKAkSLgoKc3RhcnRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKB291dGNvbWUYBiABKA4yGC50YXNrcS52MS5BdHRlbXB0T3V0Y29tZRINCgVlcnJvchgHIAEoCSrbAQoKVGFza1N0YXR1cxIbChdUQVNLX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE1RBU0tfU1RBVFVTX1BFTkRJTkcQARIXChNUQVNLX1NUQVRVU19SVU5OSU5HEAISGgoWVEFTS19TVEFUVVNfQ0FOQ0VMTElORxADEhkKFVRBU0tfU1RBVFVTX0NPTVBMRVRFRBAEEhYKElRBU0tfU1RBVFVTX0ZBSUxFRBAFEhgKFFRBU0tfU1RBVFVTX0NBTkNFTEVEEAYSFQoRVEFTS19TVEFUVVNfU1RVQ0sQBypECgZPcmlnaW4SFgoST1JJR0lOX1VOU1BFQ0lGSUVEEAASDwoLT1JJR0lOX1VTRVIQARIRCg1PUklHSU5fU1lTVEVNEAIqdgoMUHJpb3JpdHlCYW5kEh0KGVBSSU9SSVRZX0JBTkRfVU5TUEVDSUZJRUQQABIVChFQUklPUklUWV9CQU5EX0xPVxABEhgKFFBSSU9SSVRZX0JBTkRfTUVESVVNEAISFgoSUFJJT1JJVFlfQkFORF9ISUdIEAMqZQoMUmV0cnlCYWNrb2ZmEh0KGVJFVFJZX0JBQ0tPRkZfVU5TUEVDSUZJRUQQABIXChNSRVRSWV9CQUNLT0ZGX0ZJWEVEEAESHQoZUkVUUllfQkFDS09GRl9FWFBPTkVOVElBTBACKtQBCgpXYWl0UmVhc29uEhsKF1dBSVRfUkVBU09OX1VOU1BFQ0lGSUVEEAASFwoTV0FJVF9SRUFTT05fTk9UX0RVRRABEhwKGFdBSVRfUkVBU09OX1FVRVVFX1BBVVNFRBACEhkKFVdBSVRfUkVBU09OX05PX1dPUktFUhADEhsKF1dBSVRfUkVBU09OX1FVRVVFX0xJTUlUEAQSHAoYV0FJVF9SRUFTT05fR0xPQkFMX0xJTUlUEAUSHAoYV0FJVF9SRUFTT05fV09SS0VSU19CVVNZEAYqgAIKDkF0dGVtcHRPdXRjb21lEh8KG0FUVEVNUFRfT1VUQ09NRV9VTlNQRUNJRklFRBAAEhsKF0FUVEVNUFRfT1VUQ09NRV9SVU5OSU5HEAESHQoZQVRURU1QVF9PVVRDT01FX1NVQ0NFRURFRBACEhoKFkFUVEVNUFRfT1VUQ09NRV9GQUlMRUQQAxIdChlBVFRFTVBUX09VVENPTUVfVElNRURfT1VUEAQSGAoUQVRURU1QVF9PVVRDT01FX0xPU1QQBRIcChhBVFRFTVBUX09VVENPTUVfQ0FOQ0VMRUQQBhIeChpBVFRFTVBUX09VVENPTUVfR0lWRU5fQkFDSxAHYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * LogEntry is one step of a task's append-only log.
@@ -264,6 +264,29 @@ export type Task = Message<"taskq.v1.Task"> & {
    * @generated from field: google.protobuf.Timestamp deadline = 29;
    */
   deadline?: Timestamp | undefined;
+
+  /**
+   * Every attempt, oldest first (in a Status response; empty in lists and watches). Attempts given back
+   * without counting (a server shutdown, a declined lease) are listed too, with the number the next
+   * attempt reuses.
+   *
+   * @generated from field: repeated taskq.v1.Attempt attempt_history = 30;
+   */
+  attemptHistory: Attempt[];
+
+  /**
+   * A PENDING task in a Status or ListActive response: why it is not running yet (unset otherwise).
+   *
+   * @generated from field: taskq.v1.WaitReason wait_reason = 31;
+   */
+  waitReason: WaitReason;
+
+  /**
+   * The same for people, naming the queue, the limit or the due time.
+   *
+   * @generated from field: string wait_detail = 32;
+   */
+  waitDetail: string;
 };
 
 /**
@@ -272,6 +295,70 @@ export type Task = Message<"taskq.v1.Task"> & {
  */
 export const TaskSchema: GenMessage<Task> = /*@__PURE__*/
   messageDesc(file_taskq_v1_task, 1);
+
+/**
+ * One attempt: a lease of the task to a worker, from its start to its end.
+ *
+ * @generated from message taskq.v1.Attempt
+ */
+export type Attempt = Message<"taskq.v1.Attempt"> & {
+  /**
+   * The attempt's number, starting at 1.
+   *
+   * @generated from field: uint32 number = 1;
+   */
+  number: number;
+
+  /**
+   * The worker that ran it.
+   *
+   * @generated from field: string worker = 2;
+   */
+  worker: string;
+
+  /**
+   * The id of the server replica that held the worker's session; empty for attempts recorded before
+   * replicas were.
+   *
+   * @generated from field: string replica = 3;
+   */
+  replica: string;
+
+  /**
+   * When it was leased.
+   *
+   * @generated from field: google.protobuf.Timestamp started_at = 4;
+   */
+  startedAt?: Timestamp | undefined;
+
+  /**
+   * When it ended; unset while it runs.
+   *
+   * @generated from field: google.protobuf.Timestamp ended_at = 5;
+   */
+  endedAt?: Timestamp | undefined;
+
+  /**
+   * How it ended.
+   *
+   * @generated from field: taskq.v1.AttemptOutcome outcome = 6;
+   */
+  outcome: AttemptOutcome;
+
+  /**
+   * Why it failed, timed out, was lost or was interrupted; empty when it succeeded or runs.
+   *
+   * @generated from field: string error = 7;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message taskq.v1.Attempt.
+ * Use `create(AttemptSchema)` to create a new message.
+ */
+export const AttemptSchema: GenMessage<Attempt> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task, 2);
 
 /**
  * TaskStatus is the one status enum of a task: three active states, four final ones.
@@ -450,4 +537,136 @@ export enum RetryBackoff {
  */
 export const RetryBackoffSchema: GenEnum<RetryBackoff> = /*@__PURE__*/
   enumDesc(file_taskq_v1_task, 3);
+
+/**
+ * WaitReason says what holds a pending task back, as the first of these that applies.
+ *
+ * @generated from enum taskq.v1.WaitReason
+ */
+export enum WaitReason {
+  /**
+   * Not pending, or not asked.
+   *
+   * @generated from enum value: WAIT_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * It is not due yet (a delay, run_at, or a retry's pause): next_try_at says when it is.
+   *
+   * @generated from enum value: WAIT_REASON_NOT_DUE = 1;
+   */
+  NOT_DUE = 1,
+
+  /**
+   * Its queue is paused.
+   *
+   * @generated from enum value: WAIT_REASON_QUEUE_PAUSED = 2;
+   */
+  QUEUE_PAUSED = 2,
+
+  /**
+   * No connected worker runs its type from its queue.
+   *
+   * @generated from enum value: WAIT_REASON_NO_WORKER = 3;
+   */
+  NO_WORKER = 3,
+
+  /**
+   * Its queue runs max_workers tasks already.
+   *
+   * @generated from enum value: WAIT_REASON_QUEUE_LIMIT = 4;
+   */
+  QUEUE_LIMIT = 4,
+
+  /**
+   * The server's global_max_workers tasks run already.
+   *
+   * @generated from enum value: WAIT_REASON_GLOBAL_LIMIT = 5;
+   */
+  GLOBAL_LIMIT = 5,
+
+  /**
+   * Workers that run it are connected but have no free credit for it now (busy, or tasks ahead of it
+   * in priority and due time take their credits first).
+   *
+   * @generated from enum value: WAIT_REASON_WORKERS_BUSY = 6;
+   */
+  WORKERS_BUSY = 6,
+}
+
+/**
+ * Describes the enum taskq.v1.WaitReason.
+ */
+export const WaitReasonSchema: GenEnum<WaitReason> = /*@__PURE__*/
+  enumDesc(file_taskq_v1_task, 4);
+
+/**
+ * AttemptOutcome says how an attempt ended.
+ *
+ * @generated from enum taskq.v1.AttemptOutcome
+ */
+export enum AttemptOutcome {
+  /**
+   * Not set.
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * It is running (or being interrupted).
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * The handler succeeded.
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * The handler failed (a failure, a retry, or a finish the server could not record as sent).
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * It ran past its timeout.
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_TIMED_OUT = 4;
+   */
+  TIMED_OUT = 4,
+
+  /**
+   * Its worker or the worker's session was lost.
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_LOST = 5;
+   */
+  LOST = 5,
+
+  /**
+   * It was interrupted.
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_CANCELED = 6;
+   */
+  CANCELED = 6,
+
+  /**
+   * It went back unrun or was cut short by a server shutdown, and did not count.
+   *
+   * @generated from enum value: ATTEMPT_OUTCOME_GIVEN_BACK = 7;
+   */
+  GIVEN_BACK = 7,
+}
+
+/**
+ * Describes the enum taskq.v1.AttemptOutcome.
+ */
+export const AttemptOutcomeSchema: GenEnum<AttemptOutcome> = /*@__PURE__*/
+  enumDesc(file_taskq_v1_task, 5);
 

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/task_queue.proto.
  */
 export const file_taskq_v1_task_queue: GenFile = /*@__PURE__*/
-  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSLkAwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJQg8KDV9tYXhfYXR0ZW1wdHMiNAoQRGlzcGF0Y2hSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiQAoURGlzcGF0Y2hCYXRjaFJlcXVlc3QSKAoFdGFza3MYASADKAsyGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QiRAoVRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlIiAKDVN0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg5TdGF0dXNSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4udGFza3EudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEItMBChFXYXRjaFRhc2tSZXNwb25zZRIiCghzbmFwc2hvdBgBIAEoCzIOLnRhc2txLnYxLlRhc2tIABIzCg1zdGF0dXNfY2hhbmdlGAIgASgLMhoudGFza3EudjEuVGFza1N0YXR1c0NoYW5nZUgAEjMKDHN0YXR1c192YWx1ZRgDIAEoCzIbLnRhc2txLnYxLlN0YXR1c1ZhbHVlQ2hhbmdlSAASJwoJbG9nX2VudHJ5GAQgASgLMhIudGFza3EudjEuTG9nRW50cnlIAEIHCgVldmVudCK7AQoQVGFza1N0YXR1c0NoYW5nZRIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEhAKCGF0dGVtcHRzGAIgASgNEg4KBndvcmtlchgDIAEoCRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRU3RhdHVzVmFsdWVDaGFuZ2USCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjMKEEludGVycnVwdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOQoRSW50ZXJydXB0UmVzcG9uc2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyLIAgoRTGlzdEFjdGl2ZVJlcXVlc3QSCgoCaWQYASABKAkSFAoMdGl0bGVfc2VhcmNoGAIgASgJEgwKBHR5cGUYAyABKAkSJgoIc3RhdHVzZXMYBCADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdzb3J0X2J5GAcgASgOMhkudGFza3EudjEuQWN0aXZlU29ydEZpZWxkEhIKCmRlc2NlbmRpbmcYCCABKAgSEQoJcGFnZV9zaXplGAkgASgNEhIKCnBhZ2VfdG9rZW4YCiABKAkSDQoFcXVldWUYCyABKAkiTAoSTGlzdEFjdGl2ZVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gEKEkxpc3RIaXN0b3J5UmVxdWVzdBIgCgZvcmlnaW4YASABKA4yEC50YXNrcS52MS5PcmlnaW4SJgoIc3RhdHVzZXMYAiADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAUgASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIk0KE0xpc3RIaXN0b3J5UmVzcG9uc2USHQoFdGFza3MYASADKAsyDi50YXNrcS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSL5AQoFUXVldWUSDAoEbmFtZRgBIAEoCRIYCgttYXhfd29ya2VycxgCIAEoDUgAiAEBEg8KB3BlbmRpbmcYAyABKA0SDwoHcnVubmluZxgEIAEoDRIOCgZwYXVzZWQYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IAYgBAUIOCgxfbWF4X3dvcmtlcnNCDwoNX21heF9hdHRlbXB0cyITChFMaXN0UXVldWVzUmVxdWVzdCJ+ChJMaXN0UXVldWVzUmVzcG9uc2USHwoGcXVldWVzGAEgAygLMg8udGFza3EudjEuUXVldWUSHwoSZ2xvYmFsX21heF93b3JrZXJzGAIgASgNSACIAQESDwoHcnVubmluZxgDIAEoDUIVChNfZ2xvYmFsX21heF93b3JrZXJzIiIKEVBhdXNlUXVldWVSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIeCgVxdWV1ZRgBIAEoCzIPLnRhc2txLnYxLlF1ZXVlIiMKElJlc3VtZVF1ZXVlUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSI1ChNSZXN1bWVRdWV1ZVJlc3BvbnNlEh4KBXF1ZXVlGAEgASgLMg8udGFza3EudjEuUXVldWUiiQIKCFNjaGVkdWxlEgwKBG5hbWUYASABKAkSDAoEY3JvbhgCIAEoCRIRCgl0aW1lX3pvbmUYAyABKAkSDAoEdHlwZRgEIAEoCRINCgVxdWV1ZRgFIAEoCRIOCgZzb3VyY2UYBiABKAkSLwoLbmV4dF9ydW5fYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2xhc3RfcnVuX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X3Rhc2tfaWQYCSABKAkSKQoLbGFzdF9zdGF0dXMYCiABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzIhYKFExpc3RTY2hlZHVsZXNSZXF1ZXN0Ij4KFUxpc3RTY2hlZHVsZXNSZXNwb25zZRIlCglzY2hlZHVsZXMYASADKAsyEi50YXNrcS52MS5TY2hlZHVsZSrHAgoPQWN0aXZlU29ydEZpZWxkEiEKHUFDVElWRV9TT1JUX0ZJRUxEX1VOU1BFQ0lGSUVEEAASGAoUQUNUSVZFX1NPUlRfRklFTERfSUQQARIcChhBQ1RJVkVfU09SVF9GSUVMRF9TVEFUVVMQAhIbChdBQ1RJVkVfU09SVF9GSUVMRF9USVRMRRADEiAKHEFDVElWRV9TT1JUX0ZJRUxEX0NSRUFURURfQVQQBBIgChxBQ1RJVkVfU09SVF9GSUVMRF9TVEFSVEVEX0FUEAUSHgoaQUNUSVZFX1NPUlRfRklFTERfQVRURU1QVFMQBhIeChpBQ1RJVkVfU09SVF9GSUVMRF9QUklPUklUWRAHEhoKFkFDVElWRV9TT1JUX0ZJRUxEX1RZUEUQCBIcChhBQ1RJVkVfU09SVF9GSUVMRF9PUklHSU4QCTKwBgoJVGFza1F1ZXVlEkEKCERpc3BhdGNoEhkudGFza3EudjEuRGlzcGF0Y2hSZXF1ZXN0GhoudGFza3EudjEuRGlzcGF0Y2hSZXNwb25zZRJQCg1EaXNwYXRjaEJhdGNoEh4udGFza3EudjEuRGlzcGF0Y2hCYXRjaFJlcXVlc3QaHy50YXNrcS52MS5EaXNwYXRjaEJhdGNoUmVzcG9uc2USOwoGU3RhdHVzEhcudGFza3EudjEuU3RhdHVzUmVxdWVzdBoYLnRhc2txLnYxLlN0YXR1c1Jlc3BvbnNlEkYKCVdhdGNoVGFzaxIaLnRhc2txLnYxLldhdGNoVGFza1JlcXVlc3QaGy50YXNrcS52MS5XYXRjaFRhc2tSZXNwb25zZTABEkQKCUludGVycnVwdBIaLnRhc2txLnYxLkludGVycnVwdFJlcXVlc3QaGy50YXNrcS52MS5JbnRlcnJ1cHRSZXNwb25zZRJHCgpMaXN0QWN0aXZlEhsudGFza3EudjEuTGlzdEFjdGl2ZVJlcXVlc3QaHC50YXNrcS52MS5MaXN0QWN0aXZlUmVzcG9uc2USSgoLTGlzdEhpc3RvcnkSHC50YXNrcS52MS5MaXN0SGlzdG9yeVJlcXVlc3QaHS50YXNrcS52MS5MaXN0SGlzdG9yeVJlc3BvbnNlEkcKCkxpc3RRdWV1ZXMSGy50YXNrcS52MS5MaXN0UXVldWVzUmVxdWVzdBocLnRhc2txLnYxLkxpc3RRdWV1ZXNSZXNwb25zZRJHCgpQYXVzZVF1ZXVlEhsudGFza3EudjEuUGF1c2VRdWV1ZVJlcXVlc3QaHC50YXNrcS52MS5QYXVzZVF1ZXVlUmVzcG9uc2USSgoLUmVzdW1lUXVldWUSHC50YXNrcS52MS5SZXN1bWVRdWV1ZVJlcXVlc3QaHS50YXNrcS52MS5SZXN1bWVRdWV1ZVJlc3BvbnNlElAKDUxpc3RTY2hlZHVsZXMSHi50YXNrcS52MS5MaXN0U2NoZWR1bGVzUmVxdWVzdBofLnRhc2txLnYxLkxpc3RTY2hlZHVsZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSLkAwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJQg8KDV9tYXhfYXR0ZW1wdHMiNAoQRGlzcGF0Y2hSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiQAoURGlzcGF0Y2hCYXRjaFJlcXVlc3QSKAoFdGFza3MYASADKAsyGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QiRAoVRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlIiAKDVN0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg5TdGF0dXNSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4udGFza3EudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEItMBChFXYXRjaFRhc2tSZXNwb25zZRIiCghzbmFwc2hvdBgBIAEoCzIOLnRhc2txLnYxLlRhc2tIABIzCg1zdGF0dXNfY2hhbmdlGAIgASgLMhoudGFza3EudjEuVGFza1N0YXR1c0NoYW5nZUgAEjMKDHN0YXR1c192YWx1ZRgDIAEoCzIbLnRhc2txLnYxLlN0YXR1c1ZhbHVlQ2hhbmdlSAASJwoJbG9nX2VudHJ5GAQgASgLMhIudGFza3EudjEuTG9nRW50cnlIAEIHCgVldmVudCK7AQoQVGFza1N0YXR1c0NoYW5nZRIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEhAKCGF0dGVtcHRzGAIgASgNEg4KBndvcmtlchgDIAEoCRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRU3RhdHVzVmFsdWVDaGFuZ2USCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjMKEEludGVycnVwdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOQoRSW50ZXJydXB0UmVzcG9uc2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyLIAgoRTGlzdEFjdGl2ZVJlcXVlc3QSCgoCaWQYASABKAkSFAoMdGl0bGVfc2VhcmNoGAIgASgJEgwKBHR5cGUYAyABKAkSJgoIc3RhdHVzZXMYBCADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdzb3J0X2J5GAcgASgOMhkudGFza3EudjEuQWN0aXZlU29ydEZpZWxkEhIKCmRlc2NlbmRpbmcYCCABKAgSEQoJcGFnZV9zaXplGAkgASgNEhIKCnBhZ2VfdG9rZW4YCiABKAkSDQoFcXVldWUYCyABKAkiTAoSTGlzdEFjdGl2ZVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gEKEkxpc3RIaXN0b3J5UmVxdWVzdBIgCgZvcmlnaW4YASABKA4yEC50YXNrcS52MS5PcmlnaW4SJgoIc3RhdHVzZXMYAiADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAUgASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIk0KE0xpc3RIaXN0b3J5UmVzcG9uc2USHQoFdGFza3MYASADKAsyDi50YXNrcS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKsAgoFUXVldWUSDAoEbmFtZRgBIAEoCRIYCgttYXhfd29ya2VycxgCIAEoDUgAiAEBEg8KB3BlbmRpbmcYAyABKA0SDwoHcnVubmluZxgEIAEoDRIOCgZwYXVzZWQYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IAYgBARIxCg5vbGRlc3RfZHVlX2FnZRgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIOCgxfbWF4X3dvcmtlcnNCDwoNX21heF9hdHRlbXB0cyITChFMaXN0UXVldWVzUmVxdWVzdCJ+ChJMaXN0UXVldWVzUmVzcG9uc2USHwoGcXVldWVzGAEgAygLMg8udGFza3EudjEuUXVldWUSHwoSZ2xvYmFsX21heF93b3JrZXJzGAIgASgNSACIAQESDwoHcnVubmluZxgDIAEoDUIVChNfZ2xvYmFsX21heF93b3JrZXJzIiIKEVBhdXNlUXVldWVSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIeCgVxdWV1ZRgBIAEoCzIPLnRhc2txLnYxLlF1ZXVlIiMKElJlc3VtZVF1ZXVlUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSI1ChNSZXN1bWVRdWV1ZVJlc3BvbnNlEh4KBXF1ZXVlGAEgASgLMg8udGFza3EudjEuUXVldWUiiQIKCFNjaGVkdWxlEgwKBG5hbWUYASABKAkSDAoEY3JvbhgCIAEoCRIRCgl0aW1lX3pvbmUYAyABKAkSDAoEdHlwZRgEIAEoCRINCgVxdWV1ZRgFIAEoCRIOCgZzb3VyY2UYBiABKAkSLwoLbmV4dF9ydW5fYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2xhc3RfcnVuX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X3Rhc2tfaWQYCSABKAkSKQoLbGFzdF9zdGF0dXMYCiABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzIhYKFExpc3RTY2hlZHVsZXNSZXF1ZXN0IhQKEkxpc3RXb3JrZXJzUmVxdWVzdCJBChNMaXN0V29ya2Vyc1Jlc3BvbnNlEioKB3dvcmtlcnMYASADKAsyGS50YXNrcS52MS5Db25uZWN0ZWRXb3JrZXIi0wIKD0Nvbm5lY3RlZFdvcmtlchISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKcmVwbGljYV9pZBgDIAEoCRISCgp0YXNrX3R5cGVzGAQgAygJEg4KBnF1ZXVlcxgFIAMoCRITCgtjb25jdXJyZW5jeRgGIAEoDRIPCgdjcmVkaXRzGAcgASgNEg8KB3J1bm5pbmcYCCABKA0SGAoQcnVubmluZ190YXNrX2lkcxgJIAMoCRIwCgxjb25uZWN0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfaGVhcmRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGhlYXJ0YmVhdF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEiUKCXNjaGVkdWxlcxgBIAMoCzISLnRhc2txLnYxLlNjaGVkdWxlKscCCg9BY3RpdmVTb3J0RmllbGQSIQodQUNUSVZFX1NPUlRfRklFTERfVU5TUEVDSUZJRUQQABIYChRBQ1RJVkVfU09SVF9GSUVMRF9JRBABEhwKGEFDVElWRV9TT1JUX0ZJRUxEX1NUQVRVUxACEhsKF0FDVElWRV9TT1JUX0ZJRUxEX1RJVExFEAMSIAocQUNUSVZFX1NPUlRfRklFTERfQ1JFQVRFRF9BVBAEEiAKHEFDVElWRV9TT1JUX0ZJRUxEX1NUQVJURURfQVQQBRIeChpBQ1RJVkVfU09SVF9GSUVMRF9BVFRFTVBUUxAGEh4KGkFDVElWRV9TT1JUX0ZJRUxEX1BSSU9SSVRZEAcSGgoWQUNUSVZFX1NPUlRfRklFTERfVFlQRRAIEhwKGEFDVElWRV9TT1JUX0ZJRUxEX09SSUdJThAJMvwGCglUYXNrUXVldWUSQQoIRGlzcGF0Y2gSGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QaGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlElAKDURpc3BhdGNoQmF0Y2gSHi50YXNrcS52MS5EaXNwYXRjaEJhdGNoUmVxdWVzdBofLnRhc2txLnYxLkRpc3BhdGNoQmF0Y2hSZXNwb25zZRI7CgZTdGF0dXMSFy50YXNrcS52MS5TdGF0dXNSZXF1ZXN0GhgudGFza3EudjEuU3RhdHVzUmVzcG9uc2USRgoJV2F0Y2hUYXNrEhoudGFza3EudjEuV2F0Y2hUYXNrUmVxdWVzdBobLnRhc2txLnYxLldhdGNoVGFza1Jlc3BvbnNlMAESRAoJSW50ZXJydXB0EhoudGFza3EudjEuSW50ZXJydXB0UmVxdWVzdBobLnRhc2txLnYxLkludGVycnVwdFJlc3BvbnNlEkcKCkxpc3RBY3RpdmUSGy50YXNrcS52MS5MaXN0QWN0aXZlUmVxdWVzdBocLnRhc2txLnYxLkxpc3RBY3RpdmVSZXNwb25zZRJKCgtMaXN0SGlzdG9yeRIcLnRhc2txLnYxLkxpc3RIaXN0b3J5UmVxdWVzdBodLnRhc2txLnYxLkxpc3RIaXN0b3J5UmVzcG9uc2USRwoKTGlzdFF1ZXVlcxIbLnRhc2txLnYxLkxpc3RRdWV1ZXNSZXF1ZXN0GhwudGFza3EudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlEkcKClBhdXNlUXVldWUSGy50YXNrcS52MS5QYXVzZVF1ZXVlUmVxdWVzdBocLnRhc2txLnYxLlBhdXNlUXVldWVSZXNwb25zZRJKCgtSZXN1bWVRdWV1ZRIcLnRhc2txLnYxLlJlc3VtZVF1ZXVlUmVxdWVzdBodLnRhc2txLnYxLlJlc3VtZVF1ZXVlUmVzcG9uc2USUAoNTGlzdFNjaGVkdWxlcxIeLnRhc2txLnYxLkxpc3RTY2hlZHVsZXNSZXF1ZXN0Gh8udGFza3EudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEkoKC0xpc3RXb3JrZXJzEhwudGFza3EudjEuTGlzdFdvcmtlcnNSZXF1ZXN0Gh0udGFza3EudjEuTGlzdFdvcmtlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * DispatchRequest describes one task to queue.
@@ -733,6 +733,13 @@ export type Queue = Message<"taskq.v1.Queue"> & {
    * @generated from field: optional uint32 max_attempts = 8;
    */
   maxAttempts?: number | undefined;
+
+  /**
+   * How long the oldest pending task that is due has waited since it became due; zero when none waits.
+   *
+   * @generated from field: google.protobuf.Duration oldest_due_age = 9;
+   */
+  oldestDueAge?: Duration | undefined;
 };
 
 /**
@@ -976,6 +983,142 @@ export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@_
   messageDesc(file_taskq_v1_task_queue, 24);
 
 /**
+ * ListWorkersRequest asks for the connected workers.
+ *
+ * @generated from message taskq.v1.ListWorkersRequest
+ */
+export type ListWorkersRequest = Message<"taskq.v1.ListWorkersRequest"> & {
+};
+
+/**
+ * Describes the message taskq.v1.ListWorkersRequest.
+ * Use `create(ListWorkersRequestSchema)` to create a new message.
+ */
+export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 25);
+
+/**
+ * ListWorkersResponse lists the connected worker sessions, oldest connection first.
+ *
+ * @generated from message taskq.v1.ListWorkersResponse
+ */
+export type ListWorkersResponse = Message<"taskq.v1.ListWorkersResponse"> & {
+  /**
+   * Every worker session whose replica confirmed it within the stale-session limit.
+   *
+   * @generated from field: repeated taskq.v1.ConnectedWorker workers = 1;
+   */
+  workers: ConnectedWorker[];
+};
+
+/**
+ * Describes the message taskq.v1.ListWorkersResponse.
+ * Use `create(ListWorkersResponseSchema)` to create a new message.
+ */
+export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 26);
+
+/**
+ * ConnectedWorker is one worker session (one WorkerService.Connect stream) as its replica last recorded
+ * it. Credits and last_heard_at are as of the replica's last heartbeat of the session (every heartbeat
+ * interval); the running tasks are read at the call.
+ *
+ * @generated from message taskq.v1.ConnectedWorker
+ */
+export type ConnectedWorker = Message<"taskq.v1.ConnectedWorker"> & {
+  /**
+   * The session's id (Welcome.session_id).
+   *
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Hello.worker_name.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * The id of the server replica holding the session.
+   *
+   * @generated from field: string replica_id = 3;
+   */
+  replicaId: string;
+
+  /**
+   * The task types it runs.
+   *
+   * @generated from field: repeated string task_types = 4;
+   */
+  taskTypes: string[];
+
+  /**
+   * The queues it takes tasks from; empty means every queue.
+   *
+   * @generated from field: repeated string queues = 5;
+   */
+  queues: string[];
+
+  /**
+   * Hello.concurrency, as the worker declared it.
+   *
+   * @generated from field: uint32 concurrency = 6;
+   */
+  concurrency: number;
+
+  /**
+   * Credits granted and not yet used.
+   *
+   * @generated from field: uint32 credits = 7;
+   */
+  credits: number;
+
+  /**
+   * How many tasks it runs now (RUNNING or CANCELLING).
+   *
+   * @generated from field: uint32 running = 8;
+   */
+  running: number;
+
+  /**
+   * The ids of the tasks it runs, oldest lease first; at most 100.
+   *
+   * @generated from field: repeated string running_task_ids = 9;
+   */
+  runningTaskIds: string[];
+
+  /**
+   * When the stream was opened.
+   *
+   * @generated from field: google.protobuf.Timestamp connected_at = 10;
+   */
+  connectedAt?: Timestamp | undefined;
+
+  /**
+   * When the worker last sent anything (a heartbeat if nothing else); unset before the first record.
+   *
+   * @generated from field: google.protobuf.Timestamp last_heard_at = 11;
+   */
+  lastHeardAt?: Timestamp | undefined;
+
+  /**
+   * When its replica last confirmed the session in the database.
+   *
+   * @generated from field: google.protobuf.Timestamp heartbeat_at = 12;
+   */
+  heartbeatAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.ConnectedWorker.
+ * Use `create(ConnectedWorkerSchema)` to create a new message.
+ */
+export const ConnectedWorkerSchema: GenMessage<ConnectedWorker> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 27);
+
+/**
  * ListSchedulesResponse lists the schedules by name.
  *
  * @generated from message taskq.v1.ListSchedulesResponse
@@ -994,7 +1137,7 @@ export type ListSchedulesResponse = Message<"taskq.v1.ListSchedulesResponse"> & 
  * Use `create(ListSchedulesResponseSchema)` to create a new message.
  */
 export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 25);
+  messageDesc(file_taskq_v1_task_queue, 28);
 
 /**
  * ActiveSortField is a column of the Active tasks list.
@@ -1196,6 +1339,16 @@ export const TaskQueue: GenService<{
     methodKind: "unary";
     input: typeof ListSchedulesRequestSchema;
     output: typeof ListSchedulesResponseSchema;
+  },
+  /**
+   * ListWorkers lists every connected worker session, on every replica.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.ListWorkers
+   */
+  listWorkers: {
+    methodKind: "unary";
+    input: typeof ListWorkersRequestSchema;
+    output: typeof ListWorkersResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskq_v1_task_queue, 0);

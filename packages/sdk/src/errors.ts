@@ -104,6 +104,20 @@ export class RetryableError extends TaskqError {
 }
 
 /**
+ * Thrown by `ctx.snooze(ms)` (or by a handler itself): this attempt does not count, and the task runs
+ * again once `delayMs` has passed (held to 0 ms to 7 days when the worker sends it). For a handler that
+ * finds it cannot proceed yet. Its code is Unavailable, gRPC's "try again".
+ */
+export class TaskSnoozed extends TaskqError {
+  readonly delayMs: number;
+  constructor(delayMs: number) {
+    super(`snoozed for ${delayMs} ms`, Code.Unavailable);
+    this.name = "TaskSnoozed";
+    this.delayMs = delayMs;
+  }
+}
+
+/**
  * The codes with which a server refuses a worker for good: connecting again with the same token and
  * hello gets the same answer (a bad or missing token, a token of the wrong role, a bad hello field such
  * as a type name or a cron expression, a protocol violation, a server without the WorkerService).

@@ -6,7 +6,7 @@
 export * from "./portable.js";
 export { TaskClient, type TaskClientOptions } from "./client.js";
 export { Worker, type Handler, type HandlerOptions, type ImmediateOptions, type TaskContext, type WorkerOptions, type WorkerSettings } from "./worker.js";
-export { RetryableError, TaskAbortedError, WorkerRefusedError, type AbortReason } from "./errors.js";
+export { RetryableError, TaskAbortedError, TaskSnoozed, WorkerRefusedError, type AbortReason } from "./errors.js";
 export type { RejectCode } from "./types.js";
 export { connect, type Connection, type ConnectionOptions } from "./transport.js";
 export {

@@ -128,7 +128,7 @@ const WAIT_REASON_NAME: Partial<Record<WaitReason, WaitReasonName>> = {
 };
 
 /** How an attempt ended ("running" while it has not). */
-export type AttemptOutcomeName = "running" | "succeeded" | "failed" | "timed_out" | "lost" | "canceled" | "given_back" | "unspecified";
+export type AttemptOutcomeName = "running" | "succeeded" | "failed" | "timed_out" | "lost" | "canceled" | "given_back" | "snoozed" | "unspecified";
 
 /** One attempt: a lease of the task to a worker, from its start to its end. */
 export interface AttemptInfo {
@@ -152,6 +152,7 @@ const OUTCOME_NAME: Record<AttemptOutcome, AttemptOutcomeName> = {
   [AttemptOutcome.LOST]: "lost",
   [AttemptOutcome.CANCELED]: "canceled",
   [AttemptOutcome.GIVEN_BACK]: "given_back",
+  [AttemptOutcome.SNOOZED]: "snoozed",
 };
 
 const attemptFromPb = (a: Attempt): AttemptInfo => ({

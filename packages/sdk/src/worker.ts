@@ -13,13 +13,13 @@
  * "disconnected") until stop().
  */
 import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
 import { hostname, tmpdir } from "node:os";
 import path from "node:path";
 import type { Lease } from "@taskq/protocol";
-import { bytesBound } from "@taskq/protocol";
+import { LIMITS, bytesBound } from "@taskq/protocol";
 import { DEFAULT_CONCURRENCY, DEFAULT_RECONNECT, DEFAULT_STOP_ABORT_WAIT_MS, DEFAULT_STOP_GRACE_MS, TEMP_CLEANUP_TYPE } from "./defaults.js";
-import { Code, TaskAbortedError, TaskqError, WorkerRefusedError, type AbortReason } from "./errors.js";
+import { Code, TaskAbortedError, TaskSnoozed, TaskqError, WorkerRefusedError, type AbortReason } from "./errors.js";
 import { Backoff } from "./internal/backoff.js";
 import { errorOutcome, successOutcome } from "./internal/outcomes.js";
 import { StreamSession, type Outcome } from "./internal/stream-session.js";
@@ -56,6 +56,18 @@ export interface TaskContext {
   tempDir(): Promise<string>;
   /** Keep the temp directory this many seconds after the task finishes; call after tempDir(). */
   setTempExpiration(seconds: number): Promise<void>;
+  /**
+   * Gives this attempt at least `ms` more from now before it times out (its deadline never moves
+   * earlier): for a handler that legitimately runs long. Not while the task is being interrupted (its
+   * grace period stays). Sent like a log step: nothing to await; a refusal comes as an
+   * "update rejected" event.
+   */
+  extendDeadline(ms: number): void;
+  /**
+   * Ends this attempt without spending it: the task waits `ms` (0 to 7 days), then runs again. Throws a
+   * TaskSnoozed for the worker to catch, so `ctx.snooze(60_000)` ends the handler where it is called.
+   */
+  snooze(ms: number): never;
 }
 
 export type Handler = (ctx: TaskContext) => unknown | Promise<unknown>;
@@ -303,6 +315,14 @@ export class Worker {
         return this.temp.create(taskId);
       },
       setTempExpiration: (seconds) => this.temp.setTtl(taskId, seconds * 1000),
+      extendDeadline: (ms) => {
+        if (!open) return;
+        const timeout = durationFromMs(Math.round(Math.min(Math.max(ms, 1), LIMITS.durationMs)));
+        session.send({ case: "extendDeadline", value: { taskId, leaseToken, timeout } });
+      },
+      snooze: (ms) => {
+        throw new TaskSnoozed(ms);
+      },
     };
     let finished: { outcome: Outcome; bytes: number };
     try {
@@ -351,6 +371,11 @@ export class Worker {
         return this.temp.create(id);
       },
       setTempExpiration: (seconds) => this.temp.setTtl(id, seconds * 1000),
+      // No timeout applies here; a snooze ends the run as a TaskSnoozed error (there is no queue to wait in).
+      extendDeadline: () => {},
+      snooze: (ms) => {
+        throw new TaskSnoozed(ms);
+      },
     };
     try {
       return await handler.fn(ctx);

@@ -78,7 +78,7 @@ export class Metrics implements Meter {
   private readonly finishedTotal = new Counter("taskq_tasks_finished_total", "Tasks that reached a final status, by status.");
   private readonly retriedTotal = new Counter(
     "taskq_tasks_retried_total",
-    "Attempts that ended with the task going back to the queue, by why (retry, timeout, lost worker, shutdown).",
+    "Attempts that ended with the task going back to the queue, by why (retry, timeout, lost worker, shutdown, declined, snoozed).",
   );
   private readonly leaseLatency = new Histogram(
     "taskq_lease_latency_seconds",

@@ -39,6 +39,16 @@ class Decline(_message.Message):
     __slots__ = []
     def __init__(self) -> None: ...
 
+class ExtendDeadline(_message.Message):
+    __slots__ = ["lease_token", "task_id", "timeout"]
+    LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    lease_token: str
+    task_id: str
+    timeout: _duration_pb2.Duration
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class Failure(_message.Message):
     __slots__ = ["error"]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -46,20 +56,22 @@ class Failure(_message.Message):
     def __init__(self, error: _Optional[str] = ...) -> None: ...
 
 class Finish(_message.Message):
-    __slots__ = ["decline", "failure", "lease_token", "retry", "success", "task_id"]
+    __slots__ = ["decline", "failure", "lease_token", "retry", "snooze", "success", "task_id"]
     DECLINE_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     RETRY_FIELD_NUMBER: _ClassVar[int]
+    SNOOZE_FIELD_NUMBER: _ClassVar[int]
     SUCCESS_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     decline: Decline
     failure: Failure
     lease_token: str
     retry: Retry
+    snooze: Snooze
     success: Success
     task_id: str
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., decline: _Optional[_Union[Decline, _Mapping]] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., success: _Optional[_Union[Success, _Mapping]] = ..., failure: _Optional[_Union[Failure, _Mapping]] = ..., retry: _Optional[_Union[Retry, _Mapping]] = ..., decline: _Optional[_Union[Decline, _Mapping]] = ..., snooze: _Optional[_Union[Snooze, _Mapping]] = ...) -> None: ...
 
 class FinishAck(_message.Message):
     __slots__ = ["error", "lease_token", "status", "task_id"]
@@ -195,6 +207,12 @@ class SetStatusValue(_message.Message):
     value: _struct_pb2.Value
     def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
+class Snooze(_message.Message):
+    __slots__ = ["delay"]
+    DELAY_FIELD_NUMBER: _ClassVar[int]
+    delay: _duration_pb2.Duration
+    def __init__(self, delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class Success(_message.Message):
     __slots__ = ["result"]
     RESULT_FIELD_NUMBER: _ClassVar[int]
@@ -248,9 +266,10 @@ class WorkerBatch(_message.Message):
     def __init__(self, messages: _Optional[_Iterable[_Union[WorkerMessage, _Mapping]]] = ...) -> None: ...
 
 class WorkerMessage(_message.Message):
-    __slots__ = ["batch", "credits", "finish", "heartbeat", "hello", "log_step", "status_value"]
+    __slots__ = ["batch", "credits", "extend_deadline", "finish", "heartbeat", "hello", "log_step", "status_value"]
     BATCH_FIELD_NUMBER: _ClassVar[int]
     CREDITS_FIELD_NUMBER: _ClassVar[int]
+    EXTEND_DEADLINE_FIELD_NUMBER: _ClassVar[int]
     FINISH_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     HELLO_FIELD_NUMBER: _ClassVar[int]
@@ -258,12 +277,13 @@ class WorkerMessage(_message.Message):
     STATUS_VALUE_FIELD_NUMBER: _ClassVar[int]
     batch: WorkerBatch
     credits: Credits
+    extend_deadline: ExtendDeadline
     finish: Finish
     heartbeat: Heartbeat
     hello: Hello
     log_step: LogStep
     status_value: SetStatusValue
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., log_step: _Optional[_Union[LogStep, _Mapping]] = ..., status_value: _Optional[_Union[SetStatusValue, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ...) -> None: ...
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., credits: _Optional[_Union[Credits, _Mapping]] = ..., log_step: _Optional[_Union[LogStep, _Mapping]] = ..., status_value: _Optional[_Union[SetStatusValue, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., finish: _Optional[_Union[Finish, _Mapping]] = ..., batch: _Optional[_Union[WorkerBatch, _Mapping]] = ..., extend_deadline: _Optional[_Union[ExtendDeadline, _Mapping]] = ...) -> None: ...
 
 class CancelReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

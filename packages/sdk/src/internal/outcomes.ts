@@ -7,6 +7,8 @@
  *                                the task did not fail on its own
  *   threw a RetryableError       retry, after its delay held to what the protocol takes (0 to 7 days),
  *                                or the task's retry delay when it gave none
+ *   threw TaskSnoozed            snooze (ctx.snooze): due again after its delay (held likewise, NaN
+ *                                as 0), the attempt not counted
  *   threw anything else          failure
  *
  * The error text is never empty: the server keeps the previous attempt's error when it gets an empty
@@ -16,7 +18,7 @@ import { fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
 import { LIMITS, bytesBound } from "@taskq/protocol";
 import { MAX_RESULT_BYTES } from "../defaults.js";
-import { RetryableError } from "../errors.js";
+import { RetryableError, TaskSnoozed } from "../errors.js";
 import type { Outcome } from "./stream-session.js";
 
 interface Finished {
@@ -48,6 +50,7 @@ export function errorOutcome(thrown: unknown, cutOff: boolean): Finished {
   // The server ends an interrupted task CANCELED whatever comes, and refuses a finish for an attempt that already ended.
   if (cutOff) return { outcome: { case: "retry", value: { error, delay: durationFromMs(0) } }, bytes };
   if (thrown instanceof RetryableError) return { outcome: { case: "retry", value: { error, delay: retryDelay(thrown.delayMs) } }, bytes };
+  if (thrown instanceof TaskSnoozed) return { outcome: { case: "snooze", value: { delay: retryDelay(thrown.delayMs) ?? durationFromMs(0) } }, bytes: bytesBound(0, 0) };
   return { outcome: { case: "failure", value: { error } }, bytes };
 }
 

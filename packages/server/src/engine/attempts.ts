@@ -56,6 +56,8 @@ function outcomeOf(change: StatusChange, attempt: number): AttemptOutcome {
         case "declined":
         case "undelivered":
           return "given_back";
+        case "snoozed":
+          return "snoozed";
         default:
           // Recorded before migration 009: an attempt given back left the count below its number.
           return change.attempts < attempt ? "given_back" : "failed";

@@ -410,6 +410,7 @@ export class Engine {
         leaseValidityMs: this.timings.leaseValidityMs,
         stopping: () => this.stopping,
         onLease: (lease) => this.reaper.expect(lease.deadlineAt),
+        onDeadline: (at) => this.reaper.expect(at),
         onClose: (s) => this.sessions.delete(s.id),
       },
       hello,

@@ -6,7 +6,7 @@
 import type { FinishedAs } from "./types.js";
 
 /** How an attempt ended: the worker finished it, its deadline passed, or its worker was lost. */
-export type AttemptEnd = "finish" | "declined" | "timeout" | "lost" | "shutdown";
+export type AttemptEnd = "finish" | "declined" | "snoozed" | "timeout" | "lost" | "shutdown";
 
 export interface Meter {
   /** Tasks newly queued (idempotent repeats not counted). */

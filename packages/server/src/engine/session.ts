@@ -32,7 +32,7 @@ import type { Db } from "./sql/db.js";
 import { retryWhileUnreachable } from "./errors.js";
 import { taskLeaseRelease } from "./sql/lease.js";
 import { sessionDelete, sessionUpsert } from "./sql/sessions.js";
-import { taskLogAppend, taskStatusValueSet } from "./sql/updates.js";
+import { taskDeadlineExtend, taskLogAppend, taskStatusValueSet } from "./sql/updates.js";
 import type {
   CancelReason,
   FinishResult,
@@ -74,6 +74,8 @@ export interface SessionDeps {
   stopping(): boolean;
   /** A lease was handed to the worker (the reaper wants its deadline). */
   onLease(lease: LeasedTask): void;
+  /** An attempt's deadline moved later (the reaper wants it). */
+  onDeadline(at: Date): void;
   onClose(session: WorkerSession): void;
 }
 
@@ -234,18 +236,26 @@ export class WorkerSession {
   }
 
   /**
-   * The worker gives a lease back unrun: the task is due again at once and the attempt does not count
-   * (a task being interrupted ends CANCELED).
+   * The worker gives a lease back without spending its attempt: declined unrun (due again at once), or
+   * snoozed by its handler (due after `delayMs`). A task being interrupted ends CANCELED.
    */
-  async decline(taskId: string, leaseToken: string): Promise<FinishResult> {
+  async giveBack(taskId: string, leaseToken: string, how: "declined" | "snoozed", delayMs = 0): Promise<FinishResult> {
     if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
     const { db, clock, wakeOnFree, meter } = this.deps;
-    const released = await taskLeaseRelease(db, [{ id: taskId, leaseToken }], { how: "declined", error: "", wakeOnFree }, clock.now());
+    const released = await taskLeaseRelease(db, [{ id: taskId, leaseToken }], { how, error: "", wakeOnFree, delayMs }, clock.now());
     this.forget(taskId, leaseToken);
     const status = released.get(taskId);
     if (status === undefined) return { accepted: false, reason: "the lease is no longer valid" };
-    meter.attemptEnded(status, "declined", null);
+    meter.attemptEnded(status, how, null);
     return { accepted: true, status };
+  }
+
+  /** Gives a running attempt at least `ms` more from now; false when the lease is not held or the task is being interrupted. */
+  async extendDeadline(taskId: string, leaseToken: string, ms: number): Promise<boolean> {
+    if (!this.holds(taskId, leaseToken)) return false;
+    const deadline = await taskDeadlineExtend(this.deps.db, { id: taskId, leaseToken, ms }, this.deps.clock.now());
+    if (deadline) this.deps.onDeadline(deadline);
+    return deadline !== null;
   }
 
   /** Told by the engine that a task it holds must stop. */

@@ -113,12 +113,12 @@ export interface StatusChange {
 
 /**
  * How a change came about: the worker's finish, a timeout, a lost worker or session, a server shutdown,
- * a declined or undelivered lease, or an interrupt of a pending task.
+ * a declined, snoozed or undelivered lease, or an interrupt of a pending task.
  */
-export type EndedBy = "finish" | "timeout" | "lost" | "shutdown" | "declined" | "undelivered" | "interrupt";
+export type EndedBy = "finish" | "timeout" | "lost" | "shutdown" | "declined" | "snoozed" | "undelivered" | "interrupt";
 
 /** How an attempt ended ("running" while it has not). */
-export type AttemptOutcome = "running" | "succeeded" | "failed" | "timed_out" | "lost" | "canceled" | "given_back";
+export type AttemptOutcome = "running" | "succeeded" | "failed" | "timed_out" | "lost" | "canceled" | "given_back" | "snoozed";
 
 /** One attempt: a lease of the task to a worker, from its start to its end. */
 export interface Attempt {
@@ -265,7 +265,7 @@ export interface WorkerInfo {
   credits: number;
   /** Tasks it runs now (running or cancelling). */
   running: number;
-  /** The ids of the tasks it runs, at most RUNNING_IDS_SHOWN of them, oldest lease first. */
+  /** The ids of the tasks it runs, at most 100 of them (sql/sessions.ts), oldest lease first. */
   runningTaskIds: string[];
   connectedAt: Date;
   /** When the worker last sent anything, as of its replica's last heartbeat; null before the first. */

@@ -168,6 +168,7 @@ const OUTCOME_TO_PB: Record<AttemptOutcomeName, AttemptOutcome> = {
   lost: AttemptOutcome.LOST,
   canceled: AttemptOutcome.CANCELED,
   given_back: AttemptOutcome.GIVEN_BACK,
+  snoozed: AttemptOutcome.SNOOZED,
 };
 
 export const workerToPb = (w: WorkerInfo): MessageInitShape<typeof ConnectedWorkerSchema> => ({

@@ -278,6 +278,23 @@ async function readMessages(
         inOrder(finish.taskId, () => handleFinish(finish, session, outbox));
         break;
       }
+      case "extendDeadline": {
+        const { taskId, leaseToken, timeout } = m.value;
+        inOrder(taskId, async () => {
+          const fenced = fence(taskId, leaseToken);
+          if ("problem" in fenced) return void outbox.push(updateRejected(taskId, leaseToken, fenced.problem));
+          let ms: number | undefined;
+          try {
+            ms = v.duration("timeout", timeout, { min: 1 });
+          } catch (err) {
+            return void outbox.push(updateRejected(taskId, leaseToken, invalid((err as Error).message)));
+          }
+          if (ms === undefined) return void outbox.push(updateRejected(taskId, leaseToken, invalid("timeout: required")));
+          const extended = await writes.run(() => session.extendDeadline(taskId, fenced.token, ms));
+          if (!extended) outbox.push(updateRejected(taskId, leaseToken, NOT_HELD_OR_INTERRUPTED));
+        });
+        break;
+      }
       default:
         throw new ConnectError("empty or unknown worker message", Code.InvalidArgument);
     }
@@ -327,16 +344,34 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): 
     outbox.push(reply({ case: "finishRejected", value: { taskId, leaseToken, reason, code } }, reason.length));
   const fenced = fence(taskId, leaseToken);
   if ("problem" in fenced) return void rejected(fenced.problem);
-  if (f.outcome.case === "decline") {
-    const declined = await session.decline(taskId, fenced.token);
-    if (!declined.accepted) return void rejected({ reason: declined.reason, code: RejectReason.NOT_HELD });
-    return void outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[declined.status] } }));
+  const { token } = fenced;
+  if (f.outcome.case === "decline" || f.outcome.case === "snooze") {
+    let delayMs = 0;
+    if (f.outcome.case === "snooze") {
+      try {
+        delayMs = v.duration("snooze.delay", f.outcome.value.delay, { min: 0 }) ?? 0;
+      } catch (err) {
+        // A snooze the server cannot take is recorded as a failed attempt, as any malformed finish is.
+        return void (await finishAs({ kind: "retry", error: refusal((err as Error).message), delayMs: null }, refusal((err as Error).message)));
+      }
+    }
+    const how = f.outcome.case === "decline" ? "declined" : "snoozed";
+    const given = await session.giveBack(taskId, token, how, delayMs);
+    if (!given.accepted) return void rejected({ reason: given.reason, code: RejectReason.NOT_HELD });
+    return void outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[given.status] } }));
   }
   const { outcome, error } = outcomeFromPb(f);
-  const result = await session.finish(taskId, fenced.token, outcome);
-  if (!result.accepted) return void rejected({ reason: result.reason, code: RejectReason.NOT_HELD });
-  outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status], error } }, error.length));
+  await finishAs(outcome, error);
+
+  async function finishAs(outcome: Outcome, error: string): Promise<void> {
+    const result = await session.finish(taskId, token, outcome);
+    if (!result.accepted) return void rejected({ reason: result.reason, code: RejectReason.NOT_HELD });
+    outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status], error } }, error.length));
+  }
 }
+
+/** The error of a finish the server records as a failed attempt instead of as sent. */
+const refusal = (why: string) => `the worker's finish was refused: ${why}`;
 
 /**
  * The outcome to record for a finish. One that cannot be recorded as sent becomes a failed attempt
@@ -346,7 +381,7 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): 
 function outcomeFromPb(f: Finish): { outcome: Outcome; error: string } {
   const recorded = (outcome: Outcome) => ({ outcome, error: "" });
   const refused = (why: string) => {
-    const error = `the worker's finish was refused: ${why}`;
+    const error = refusal(why);
     return { outcome: { kind: "retry" as const, error, delayMs: null }, error };
   };
   switch (f.outcome.case) {
@@ -369,7 +404,7 @@ function outcomeFromPb(f: Finish): { outcome: Outcome; error: string } {
       return recorded({ kind: "retry", error: errorText(f.outcome.value.error), delayMs: delayMs ?? null });
     }
     default:
-      return refused("outcome: required (success, failure, retry or decline)");
+      return refused("outcome: required (success, failure, retry, decline or snooze)");
   }
 }
 
@@ -380,6 +415,10 @@ interface Rejection {
 }
 
 const NOT_HELD: Rejection = { reason: "this session does not hold that lease", code: RejectReason.NOT_HELD };
+const NOT_HELD_OR_INTERRUPTED: Rejection = {
+  reason: "this session does not hold that lease, or the task is being interrupted (its grace period is not extended)",
+  code: RejectReason.NOT_HELD,
+};
 const invalid = (reason: string): Rejection => ({ reason, code: RejectReason.INVALID });
 const limit = (reason: string): Rejection => ({ reason, code: RejectReason.LIMIT });
 

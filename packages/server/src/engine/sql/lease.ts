@@ -270,10 +270,10 @@ export const wakeOnFreeSql = (param: string) =>
 
 /**
  * How leases came to be released: their worker or session was "lost" (the attempt counts); or, giving
- * the attempt back, the server shut down, the worker "declined" them unrun, or they were "undelivered"
- * (claimed for a session that closed before they reached its worker).
+ * the attempt back, the server shut down, the worker "declined" them unrun or its handler "snoozed"
+ * them, or they were "undelivered" (claimed for a session that closed before they reached its worker).
  */
-export type ReleaseHow = "lost" | "shutdown" | "declined" | "undelivered";
+export type ReleaseHow = "lost" | "shutdown" | "declined" | "snoozed" | "undelivered";
 
 /**
  * Ends leases whose worker is gone or gave them back. An attempt lost with its worker stands: the task
@@ -284,7 +284,7 @@ export type ReleaseHow = "lost" | "shutdown" | "declined" | "undelivered";
 export async function taskLeaseRelease(
   db: Db,
   leases: ReleaseInput[],
-  opts: { how: ReleaseHow; error: string; wakeOnFree?: WakeOnFree },
+  opts: { how: ReleaseHow; error: string; wakeOnFree?: WakeOnFree; delayMs?: number },
   now: Date,
 ): Promise<Map<string, FinishedAs>> {
   const { rows } = await db.query<{ id: string; final_status: FinishedAs }>({
@@ -305,7 +305,8 @@ export async function taskLeaseRelease(
       ),
       returned as (
         update taskq.tasks t
-        set status = 'pending', next_try_at = $5, lease_token = null, session_id = null, deadline_at = null,
+        set status = 'pending', next_try_at = $5::timestamptz + make_interval(secs => $8 / 1000.0),
+            lease_token = null, session_id = null, deadline_at = null,
             attempts = case when $3 then t.attempts - 1 else t.attempts end,
             started_at = case when $3 then null else t.started_at end,
             error = case when $3 then t.error else $4 end,
@@ -318,15 +319,25 @@ export async function taskLeaseRelease(
               ended: "$7::text",
             })}
         from source s where t.id = s.id and s.final_status = 'pending'
-        returning t.id
+        returning t.id, t.next_try_at
       ),
       ${archiveCtes("source", "$5")}
       select s.id::text, s.final_status,
              (select pg_notify('${CHANNEL_TASK}', string_agg(id::text, ',')) from source) as notified,
-             (select pg_notify('${CHANNEL_DISPATCH}', '') from returned limit 1) as woke,
+             (select pg_notify('${CHANNEL_DISPATCH}', '') from returned where next_try_at <= $5 limit 1) as woke,
+             ${dueNotifySql("(select * from returned where next_try_at > $5) later")} as due,
              ${wakeOnFreeSql("$6")} as woke_freed
       from source s`,
-    values: [leases.map((l) => l.id), leases.map((l) => l.leaseToken), opts.how !== "lost", opts.error, now, opts.wakeOnFree ?? [], opts.how],
+    values: [
+      leases.map((l) => l.id),
+      leases.map((l) => l.leaseToken),
+      opts.how !== "lost",
+      opts.error,
+      now,
+      opts.wakeOnFree ?? [],
+      opts.how,
+      opts.delayMs ?? 0,
+    ],
   });
   return new Map(rows.map((r) => [r.id, r.final_status]));
 }

@@ -49,7 +49,7 @@ export async function sessionHeartbeat(db: Db, beats: SessionBeat[]): Promise<Se
 }
 
 /** How many running task ids ListWorkers shows per worker. */
-export const RUNNING_IDS_SHOWN = 100;
+const RUNNING_IDS_SHOWN = 100;
 
 /**
  * The sessions heartbeated within `staleAfterMs`, on every replica, oldest connection first, with the

@@ -28,6 +28,24 @@ export async function taskLogAppend(
 }
 
 /**
+ * Gives a running attempt at least `ms` more from `now`: its deadline becomes the later of the two. The
+ * new deadline, or null when the token no longer holds the lease or the task is being interrupted (a
+ * grace period is not extended).
+ */
+export async function taskDeadlineExtend(db: Db, p: { id: string; leaseToken: string; ms: number }, now: Date): Promise<Date | null> {
+  const { rows } = await db.query<{ deadline_at: Date }>({
+    name: "taskDeadlineExtend",
+    text: `
+      update taskq.tasks
+      set deadline_at = greatest(deadline_at, $3::timestamptz + make_interval(secs => $4 / 1000.0))
+      where id = $1 and lease_token = $2 and status = 'running'
+      returning deadline_at`,
+    values: [p.id, p.leaseToken, now, p.ms],
+  });
+  return rows[0]?.deadline_at ?? null;
+}
+
+/**
  * Sets one status value: "set", "not_held" when the token no longer holds the lease, or "full" when the
  * task already has `maxKeys` other keys (an existing key may always be set again).
  */

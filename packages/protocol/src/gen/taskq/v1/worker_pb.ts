@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/worker.proto.
  */
 export const file_taskq_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChV0YXNrcS92MS93b3JrZXIucHJvdG8SCHRhc2txLnYxIrECCg1Xb3JrZXJNZXNzYWdlEiAKBWhlbGxvGAEgASgLMg8udGFza3EudjEuSGVsbG9IABIkCgdjcmVkaXRzGAIgASgLMhEudGFza3EudjEuQ3JlZGl0c0gAEiUKCGxvZ19zdGVwGAMgASgLMhEudGFza3EudjEuTG9nU3RlcEgAEjAKDHN0YXR1c192YWx1ZRgEIAEoCzIYLnRhc2txLnYxLlNldFN0YXR1c1ZhbHVlSAASKAoJaGVhcnRiZWF0GAUgASgLMhMudGFza3EudjEuSGVhcnRiZWF0SAASIgoGZmluaXNoGAYgASgLMhAudGFza3EudjEuRmluaXNoSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5Xb3JrZXJCYXRjaEgAQgkKB21lc3NhZ2UiOAoLV29ya2VyQmF0Y2gSKQoIbWVzc2FnZXMYASADKAsyFy50YXNrcS52MS5Xb3JrZXJNZXNzYWdlIoIBCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRImCgp0YXNrX3R5cGVzGAIgAygLMhIudGFza3EudjEuVGFza1R5cGUSDgoGcXVldWVzGAMgAygJEhMKC2NvbmN1cnJlbmN5GAQgASgNEhcKD2FjY2VwdHNfYmF0Y2hlcxgFIAEoCCJpCghUYXNrVHlwZRIMCgRuYW1lGAEgASgJEioKB3RpbWVvdXQYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEAoIc2NoZWR1bGUYAyABKAkSEQoJdGltZV96b25lGAQgASgJIhgKB0NyZWRpdHMSDQoFY291bnQYASABKA0iQAoHTG9nU3RlcBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg8KB21lc3NhZ2UYAyABKAkiagoOU2V0U3RhdHVzVmFsdWUSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRILCgNrZXkYAyABKAkSJQoFdmFsdWUYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoJSGVhcnRiZWF0EgsKA3NlcRgBIAEoBCLNAQoGRmluaXNoEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoHc3VjY2VzcxgDIAEoCzIRLnRhc2txLnYxLlN1Y2Nlc3NIABIkCgdmYWlsdXJlGAQgASgLMhEudGFza3EudjEuRmFpbHVyZUgAEiAKBXJldHJ5GAUgASgLMg8udGFza3EudjEuUmV0cnlIABIkCgdkZWNsaW5lGAYgASgLMhEudGFza3EudjEuRGVjbGluZUgAQgkKB291dGNvbWUiMQoHU3VjY2VzcxImCgZyZXN1bHQYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoHRmFpbHVyZRINCgVlcnJvchgBIAEoCSIJCgdEZWNsaW5lIkAKBVJldHJ5Eg0KBWVycm9yGAEgASgJEigKBWRlbGF5GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIvQCCg1TZXJ2ZXJNZXNzYWdlEiQKB3dlbGNvbWUYASABKAsyES50YXNrcS52MS5XZWxjb21lSAASIAoFbGVhc2UYAiABKAsyDy50YXNrcS52MS5MZWFzZUgAEiIKBmNhbmNlbBgDIAEoCzIQLnRhc2txLnYxLkNhbmNlbEgAEikKCmZpbmlzaF9hY2sYBCABKAsyEy50YXNrcS52MS5GaW5pc2hBY2tIABIzCg9maW5pc2hfcmVqZWN0ZWQYBSABKAsyGC50YXNrcS52MS5GaW5pc2hSZWplY3RlZEgAEjMKD3VwZGF0ZV9yZWplY3RlZBgGIAEoCzIYLnRhc2txLnYxLlVwZGF0ZVJlamVjdGVkSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5TZXJ2ZXJCYXRjaEgAEi8KDWhlYXJ0YmVhdF9hY2sYCCABKAsyFi50YXNrcS52MS5IZWFydGJlYXRBY2tIAEIJCgdtZXNzYWdlIjgKC1NlcnZlckJhdGNoEikKCG1lc3NhZ2VzGAEgAygLMhcudGFza3EudjEuU2VydmVyTWVzc2FnZSLlAQoHV2VsY29tZRISCgpzZXNzaW9uX2lkGAEgASgJEhEKCXNlcnZlcl9pZBgCIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFwoPYWNjZXB0c19iYXRjaGVzGAQgASgIEjEKDmxlYXNlX3ZhbGlkaXR5GAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjAKDXNpbGVuY2VfbGltaXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24ingIKBUxlYXNlEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSDAoEdHlwZRgDIAEoCRINCgVxdWV1ZRgEIAEoCRInCgZwYXJhbXMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Eg8KB2F0dGVtcHQYBiABKA0SFAoMbWF4X2F0dGVtcHRzGAcgASgNEioKB3RpbWVvdXQYCCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDQoFdGl0bGUYCSABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAogASgJEi4KCmNyZWF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlYKBkNhbmNlbBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEiYKBnJlYXNvbhgDIAEoDjIWLnRhc2txLnYxLkNhbmNlbFJlYXNvbiJOCgxIZWFydGJlYXRBY2sSCwoDc2VxGAEgASgEEjEKDmxlYXNlX3ZhbGlkaXR5GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uImYKCUZpbmlzaEFjaxIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEiQKBnN0YXR1cxgDIAEoDjIULnRhc2txLnYxLlRhc2tTdGF0dXMSDQoFZXJyb3IYBCABKAkibAoORmluaXNoUmVqZWN0ZWQSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkSJAoEY29kZRgEIAEoDjIWLnRhc2txLnYxLlJlamVjdFJlYXNvbiJsCg5VcGRhdGVSZWplY3RlZBIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIkCgRjb2RlGAQgASgOMhYudGFza3EudjEuUmVqZWN0UmVhc29uKoUBCgxDYW5jZWxSZWFzb24SHQoZQ0FOQ0VMX1JFQVNPTl9VTlNQRUNJRklFRBAAEh0KGUNBTkNFTF9SRUFTT05fSU5URVJSVVBURUQQARIbChdDQU5DRUxfUkVBU09OX1RJTUVEX09VVBACEhoKFkNBTkNFTF9SRUFTT05fU0hVVERPV04QAyp9CgxSZWplY3RSZWFzb24SHQoZUkVKRUNUX1JFQVNPTl9VTlNQRUNJRklFRBAAEhoKFlJFSkVDVF9SRUFTT05fTk9UX0hFTEQQARIZChVSRUpFQ1RfUkVBU09OX0lOVkFMSUQQAhIXChNSRUpFQ1RfUkVBU09OX0xJTUlUEAMyUAoNV29ya2VyU2VydmljZRI/CgdDb25uZWN0EhcudGFza3EudjEuV29ya2VyTWVzc2FnZRoXLnRhc2txLnYxLlNlcnZlck1lc3NhZ2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("ChV0YXNrcS92MS93b3JrZXIucHJvdG8SCHRhc2txLnYxIuYCCg1Xb3JrZXJNZXNzYWdlEiAKBWhlbGxvGAEgASgLMg8udGFza3EudjEuSGVsbG9IABIkCgdjcmVkaXRzGAIgASgLMhEudGFza3EudjEuQ3JlZGl0c0gAEiUKCGxvZ19zdGVwGAMgASgLMhEudGFza3EudjEuTG9nU3RlcEgAEjAKDHN0YXR1c192YWx1ZRgEIAEoCzIYLnRhc2txLnYxLlNldFN0YXR1c1ZhbHVlSAASKAoJaGVhcnRiZWF0GAUgASgLMhMudGFza3EudjEuSGVhcnRiZWF0SAASIgoGZmluaXNoGAYgASgLMhAudGFza3EudjEuRmluaXNoSAASJgoFYmF0Y2gYByABKAsyFS50YXNrcS52MS5Xb3JrZXJCYXRjaEgAEjMKD2V4dGVuZF9kZWFkbGluZRgIIAEoCzIYLnRhc2txLnYxLkV4dGVuZERlYWRsaW5lSABCCQoHbWVzc2FnZSI4CgtXb3JrZXJCYXRjaBIpCghtZXNzYWdlcxgBIAMoCzIXLnRhc2txLnYxLldvcmtlck1lc3NhZ2UiggEKBUhlbGxvEhMKC3dvcmtlcl9uYW1lGAEgASgJEiYKCnRhc2tfdHlwZXMYAiADKAsyEi50YXNrcS52MS5UYXNrVHlwZRIOCgZxdWV1ZXMYAyADKAkSEwoLY29uY3VycmVuY3kYBCABKA0SFwoPYWNjZXB0c19iYXRjaGVzGAUgASgIImkKCFRhc2tUeXBlEgwKBG5hbWUYASABKAkSKgoHdGltZW91dBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIQCghzY2hlZHVsZRgDIAEoCRIRCgl0aW1lX3pvbmUYBCABKAkiGAoHQ3JlZGl0cxINCgVjb3VudBgBIAEoDSJACgdMb2dTdGVwEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSDwoHbWVzc2FnZRgDIAEoCSJqCg5TZXRTdGF0dXNWYWx1ZRIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEgsKA2tleRgDIAEoCRIlCgV2YWx1ZRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSJiCg5FeHRlbmREZWFkbGluZRIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEioKB3RpbWVvdXQYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iGAoJSGVhcnRiZWF0EgsKA3NlcRgBIAEoBCLxAQoGRmluaXNoEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSJAoHc3VjY2VzcxgDIAEoCzIRLnRhc2txLnYxLlN1Y2Nlc3NIABIkCgdmYWlsdXJlGAQgASgLMhEudGFza3EudjEuRmFpbHVyZUgAEiAKBXJldHJ5GAUgASgLMg8udGFza3EudjEuUmV0cnlIABIkCgdkZWNsaW5lGAYgASgLMhEudGFza3EudjEuRGVjbGluZUgAEiIKBnNub296ZRgHIAEoCzIQLnRhc2txLnYxLlNub296ZUgAQgkKB291dGNvbWUiMQoHU3VjY2VzcxImCgZyZXN1bHQYASABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUiGAoHRmFpbHVyZRINCgVlcnJvchgBIAEoCSIJCgdEZWNsaW5lIjIKBlNub296ZRIoCgVkZWxheRgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJACgVSZXRyeRINCgVlcnJvchgBIAEoCRIoCgVkZWxheRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiL0AgoNU2VydmVyTWVzc2FnZRIkCgd3ZWxjb21lGAEgASgLMhEudGFza3EudjEuV2VsY29tZUgAEiAKBWxlYXNlGAIgASgLMg8udGFza3EudjEuTGVhc2VIABIiCgZjYW5jZWwYAyABKAsyEC50YXNrcS52MS5DYW5jZWxIABIpCgpmaW5pc2hfYWNrGAQgASgLMhMudGFza3EudjEuRmluaXNoQWNrSAASMwoPZmluaXNoX3JlamVjdGVkGAUgASgLMhgudGFza3EudjEuRmluaXNoUmVqZWN0ZWRIABIzCg91cGRhdGVfcmVqZWN0ZWQYBiABKAsyGC50YXNrcS52MS5VcGRhdGVSZWplY3RlZEgAEiYKBWJhdGNoGAcgASgLMhUudGFza3EudjEuU2VydmVyQmF0Y2hIABIvCg1oZWFydGJlYXRfYWNrGAggASgLMhYudGFza3EudjEuSGVhcnRiZWF0QWNrSABCCQoHbWVzc2FnZSI4CgtTZXJ2ZXJCYXRjaBIpCghtZXNzYWdlcxgBIAMoCzIXLnRhc2txLnYxLlNlcnZlck1lc3NhZ2Ui5QEKB1dlbGNvbWUSEgoKc2Vzc2lvbl9pZBgBIAEoCRIRCglzZXJ2ZXJfaWQYAiABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhcKD2FjY2VwdHNfYmF0Y2hlcxgEIAEoCBIxCg5sZWFzZV92YWxpZGl0eRgFIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIwCg1zaWxlbmNlX2xpbWl0GAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIp4CCgVMZWFzZRIPCgd0YXNrX2lkGAEgASgJEhMKC2xlYXNlX3Rva2VuGAIgASgJEgwKBHR5cGUYAyABKAkSDQoFcXVldWUYBCABKAkSJwoGcGFyYW1zGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdhdHRlbXB0GAYgASgNEhQKDG1heF9hdHRlbXB0cxgHIAEoDRIqCgd0aW1lb3V0GAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBXRpdGxlGAkgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgKIAEoCRIuCgpjcmVhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJWCgZDYW5jZWwSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRImCgZyZWFzb24YAyABKA4yFi50YXNrcS52MS5DYW5jZWxSZWFzb24iTgoMSGVhcnRiZWF0QWNrEgsKA3NlcRgBIAEoBBIxCg5sZWFzZV92YWxpZGl0eRgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJmCglGaW5pc2hBY2sSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIkCgZzdGF0dXMYAyABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEg0KBWVycm9yGAQgASgJImwKDkZpbmlzaFJlamVjdGVkEg8KB3Rhc2tfaWQYASABKAkSEwoLbGVhc2VfdG9rZW4YAiABKAkSDgoGcmVhc29uGAMgASgJEiQKBGNvZGUYBCABKA4yFi50YXNrcS52MS5SZWplY3RSZWFzb24ibAoOVXBkYXRlUmVqZWN0ZWQSDwoHdGFza19pZBgBIAEoCRITCgtsZWFzZV90b2tlbhgCIAEoCRIOCgZyZWFzb24YAyABKAkSJAoEY29kZRgEIAEoDjIWLnRhc2txLnYxLlJlamVjdFJlYXNvbiqFAQoMQ2FuY2VsUmVhc29uEh0KGUNBTkNFTF9SRUFTT05fVU5TUEVDSUZJRUQQABIdChlDQU5DRUxfUkVBU09OX0lOVEVSUlVQVEVEEAESGwoXQ0FOQ0VMX1JFQVNPTl9USU1FRF9PVVQQAhIaChZDQU5DRUxfUkVBU09OX1NIVVRET1dOEAMqfQoMUmVqZWN0UmVhc29uEh0KGVJFSkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIaChZSRUpFQ1RfUkVBU09OX05PVF9IRUxEEAESGQoVUkVKRUNUX1JFQVNPTl9JTlZBTElEEAISFwoTUkVKRUNUX1JFQVNPTl9MSU1JVBADMlAKDVdvcmtlclNlcnZpY2USPwoHQ29ubmVjdBIXLnRhc2txLnYxLldvcmtlck1lc3NhZ2UaFy50YXNrcS52MS5TZXJ2ZXJNZXNzYWdlKAEwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * WorkerMessage is one message from a worker to the server.
@@ -83,6 +83,14 @@ export type WorkerMessage = Message<"taskq.v1.WorkerMessage"> & {
      */
     value: WorkerBatch;
     case: "batch";
+  } | {
+    /**
+     * Gives a running attempt more time before it times out.
+     *
+     * @generated from field: taskq.v1.ExtendDeadline extend_deadline = 8;
+     */
+    value: ExtendDeadline;
+    case: "extendDeadline";
   } | { case: undefined; value?: undefined };
 };
 
@@ -310,6 +318,44 @@ export const SetStatusValueSchema: GenMessage<SetStatusValue> = /*@__PURE__*/
   messageDesc(file_taskq_v1_worker, 6);
 
 /**
+ * ExtendDeadline gives a RUNNING attempt at least `timeout` more from now: its deadline becomes the later
+ * of the one it has and now plus `timeout`, so it never moves earlier. No reply when done; an
+ * UpdateRejected when the session does not hold the lease or the task is being interrupted (NOT_HELD: a
+ * CANCELLING task's grace period is not extended), or `timeout` is out of range (INVALID).
+ *
+ * @generated from message taskq.v1.ExtendDeadline
+ */
+export type ExtendDeadline = Message<"taskq.v1.ExtendDeadline"> & {
+  /**
+   * The task id from the lease.
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * The lease token from the lease.
+   *
+   * @generated from field: string lease_token = 2;
+   */
+  leaseToken: string;
+
+  /**
+   * How long from now the attempt may run at least: 1 ms to 7 days.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 3;
+   */
+  timeout?: Duration | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.ExtendDeadline.
+ * Use `create(ExtendDeadlineSchema)` to create a new message.
+ */
+export const ExtendDeadlineSchema: GenMessage<ExtendDeadline> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_worker, 7);
+
+/**
  * Heartbeat shows the worker is alive. A worker sends one every Welcome.heartbeat_interval whether or
  * not it has anything else to say; one with a seq is answered by a HeartbeatAck.
  *
@@ -330,7 +376,7 @@ export type Heartbeat = Message<"taskq.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 7);
+  messageDesc(file_taskq_v1_worker, 8);
 
 /**
  * Finish reports the outcome of one attempt of a leased task.
@@ -389,6 +435,15 @@ export type Finish = Message<"taskq.v1.Finish"> & {
      */
     value: Decline;
     case: "decline";
+  } | {
+    /**
+     * The handler asks to run again later: the task goes back to the queue, due after the delay, and this
+     * attempt does not count.
+     *
+     * @generated from field: taskq.v1.Snooze snooze = 7;
+     */
+    value: Snooze;
+    case: "snooze";
   } | { case: undefined; value?: undefined };
 };
 
@@ -397,7 +452,7 @@ export type Finish = Message<"taskq.v1.Finish"> & {
  * Use `create(FinishSchema)` to create a new message.
  */
 export const FinishSchema: GenMessage<Finish> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 8);
+  messageDesc(file_taskq_v1_worker, 9);
 
 /**
  * Success carries the handler's result.
@@ -418,7 +473,7 @@ export type Success = Message<"taskq.v1.Success"> & {
  * Use `create(SuccessSchema)` to create a new message.
  */
 export const SuccessSchema: GenMessage<Success> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 9);
+  messageDesc(file_taskq_v1_worker, 10);
 
 /**
  * Failure carries the reason a task failed for good.
@@ -439,7 +494,7 @@ export type Failure = Message<"taskq.v1.Failure"> & {
  * Use `create(FailureSchema)` to create a new message.
  */
 export const FailureSchema: GenMessage<Failure> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 10);
+  messageDesc(file_taskq_v1_worker, 11);
 
 /**
  * Decline gives a lease back unrun, for a worker that is stopping or received the lease too late to
@@ -455,7 +510,30 @@ export type Decline = Message<"taskq.v1.Decline"> & {
  * Use `create(DeclineSchema)` to create a new message.
  */
 export const DeclineSchema: GenMessage<Decline> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 11);
+  messageDesc(file_taskq_v1_worker, 12);
+
+/**
+ * Snooze puts the task back to wait, its attempt not counted: for a handler that finds it cannot proceed
+ * yet (a resource not ready, a rate limit's window) without spending an attempt. A task being
+ * interrupted ends CANCELED.
+ *
+ * @generated from message taskq.v1.Snooze
+ */
+export type Snooze = Message<"taskq.v1.Snooze"> & {
+  /**
+   * How long until the task is due again: 0 to 7 days.
+   *
+   * @generated from field: google.protobuf.Duration delay = 1;
+   */
+  delay?: Duration | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.Snooze.
+ * Use `create(SnoozeSchema)` to create a new message.
+ */
+export const SnoozeSchema: GenMessage<Snooze> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_worker, 13);
 
 /**
  * Retry asks for another attempt.
@@ -483,7 +561,7 @@ export type Retry = Message<"taskq.v1.Retry"> & {
  * Use `create(RetrySchema)` to create a new message.
  */
 export const RetrySchema: GenMessage<Retry> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 12);
+  messageDesc(file_taskq_v1_worker, 14);
 
 /**
  * ServerMessage is one message from the server to a worker.
@@ -568,7 +646,7 @@ export type ServerMessage = Message<"taskq.v1.ServerMessage"> & {
  * Use `create(ServerMessageSchema)` to create a new message.
  */
 export const ServerMessageSchema: GenMessage<ServerMessage> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 13);
+  messageDesc(file_taskq_v1_worker, 15);
 
 /**
  * ServerBatch carries several server messages in one, meant exactly as if they had been sent one after
@@ -590,7 +668,7 @@ export type ServerBatch = Message<"taskq.v1.ServerBatch"> & {
  * Use `create(ServerBatchSchema)` to create a new message.
  */
 export const ServerBatchSchema: GenMessage<ServerBatch> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 14);
+  messageDesc(file_taskq_v1_worker, 16);
 
 /**
  * Welcome opens a session.
@@ -648,7 +726,7 @@ export type Welcome = Message<"taskq.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 15);
+  messageDesc(file_taskq_v1_worker, 17);
 
 /**
  * Lease hands one task to the worker.
@@ -739,7 +817,7 @@ export type Lease = Message<"taskq.v1.Lease"> & {
  * Use `create(LeaseSchema)` to create a new message.
  */
 export const LeaseSchema: GenMessage<Lease> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 16);
+  messageDesc(file_taskq_v1_worker, 18);
 
 /**
  * Cancel tells the worker to stop a task.
@@ -774,7 +852,7 @@ export type Cancel = Message<"taskq.v1.Cancel"> & {
  * Use `create(CancelSchema)` to create a new message.
  */
 export const CancelSchema: GenMessage<Cancel> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 17);
+  messageDesc(file_taskq_v1_worker, 19);
 
 /**
  * HeartbeatAck answers a Heartbeat that carried a seq. The session's leases stay valid until
@@ -807,7 +885,7 @@ export type HeartbeatAck = Message<"taskq.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 18);
+  messageDesc(file_taskq_v1_worker, 20);
 
 /**
  * FinishAck confirms that a finish was recorded, and ends the lease.
@@ -851,7 +929,7 @@ export type FinishAck = Message<"taskq.v1.FinishAck"> & {
  * Use `create(FinishAckSchema)` to create a new message.
  */
 export const FinishAckSchema: GenMessage<FinishAck> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 19);
+  messageDesc(file_taskq_v1_worker, 21);
 
 /**
  * FinishRejected says a finish changed nothing: the lease was no longer held, or the finish could not
@@ -894,7 +972,7 @@ export type FinishRejected = Message<"taskq.v1.FinishRejected"> & {
  * Use `create(FinishRejectedSchema)` to create a new message.
  */
 export const FinishRejectedSchema: GenMessage<FinishRejected> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 20);
+  messageDesc(file_taskq_v1_worker, 22);
 
 /**
  * UpdateRejected says a log step or status value changed nothing.
@@ -936,7 +1014,7 @@ export type UpdateRejected = Message<"taskq.v1.UpdateRejected"> & {
  * Use `create(UpdateRejectedSchema)` to create a new message.
  */
 export const UpdateRejectedSchema: GenMessage<UpdateRejected> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_worker, 21);
+  messageDesc(file_taskq_v1_worker, 23);
 
 /**
  * CancelReason says why a worker must stop a task.

@@ -23,6 +23,8 @@ from .types import (
     ACTIVE_STATUSES,
     FINAL_STATUSES,
     TASK_STATUSES,
+    AttemptInfo,
+    AttemptOutcome,
     LogEvent,
     LogStep,
     QueueInfo,
@@ -35,7 +37,10 @@ from .types import (
     TaskOrigin,
     TaskPage,
     TaskStatus,
+    WaitingInfo,
+    WaitReason,
     WatchEvent,
+    WorkerInfo,
 )
 from .worker import DEFAULT_CONCURRENCY, DEFAULT_RECONNECT, DEFAULT_STOP_GRACE_S, TEMP_CLEANUP_TYPE, Handler, Worker
 
@@ -54,6 +59,8 @@ __all__ = [
     "MAX_RESULT_BYTES",
     "TASK_STATUSES",
     "TEMP_CLEANUP_TYPE",
+    "AttemptInfo",
+    "AttemptOutcome",
     "CancelReason",
     "DispatchItem",
     "Handler",
@@ -81,7 +88,10 @@ __all__ = [
     "TaskStatus",
     "TaskqError",
     "TlsOptions",
+    "WaitReason",
+    "WaitingInfo",
     "WatchEvent",
     "Worker",
+    "WorkerInfo",
     "WorkerRefusedError",
 ]

@@ -34,6 +34,7 @@ from .types import (
     TaskPage,
     TaskStatus,
     WatchEvent,
+    WorkerInfo,
     duration,
     is_final,
     queue_from_pb,
@@ -42,6 +43,7 @@ from .types import (
     status_number,
     task_from_pb,
     timestamp,
+    worker_from_pb,
 )
 
 # The unary calls' deadline by default: long enough to ride out a server restart, short enough to notice a wrong URL.
@@ -271,6 +273,11 @@ class TaskClient:
         """Every cron schedule with its next and last run."""
         res = self._call(self.rpc.ListSchedules, task_queue_pb2.ListSchedulesRequest())
         return [schedule_from_pb(s) for s in res.schedules]
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """Every connected worker session, on every replica, oldest connection first."""
+        res = self._call(self.rpc.ListWorkers, task_queue_pb2.ListWorkersRequest())
+        return [worker_from_pb(w) for w in res.workers]
 
 
 class TaskHandle:

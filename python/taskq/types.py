@@ -1,7 +1,8 @@
 """
-Plain Python shapes of tasks, queues, schedules and watch events, converted from the wire types:
-statuses and origins as names, times as timezone-aware datetimes (UTC), durations in seconds (float),
-JSON as Python values (see _json.py for numbers). Nothing a caller handles needs the generated code.
+Plain Python shapes of tasks, queues, schedules, workers and watch events, converted from the wire
+types: statuses, origins, attempt outcomes and wait reasons as names, times as timezone-aware datetimes
+(UTC), durations in seconds (float), JSON as Python values (see _json.py for numbers). Nothing a caller
+handles needs the generated code.
 """
 from __future__ import annotations
 
@@ -23,8 +24,32 @@ ACTIVE_STATUSES: tuple[TaskStatus, ...] = ("pending", "running", "cancelling")
 # The statuses a task ends in; it changes no more after one.
 FINAL_STATUSES: tuple[TaskStatus, ...] = ("completed", "failed", "canceled", "stuck")
 
+# How an attempt ended ("running" while it has not; "unspecified" for a value this SDK does not know).
+AttemptOutcome = Literal["running", "succeeded", "failed", "timed_out", "lost", "canceled", "given_back", "unspecified"]
+# What holds a pending task back, as the first of these that applies (see WaitReason in task.proto).
+WaitReason = Literal["not_due", "queue_paused", "no_worker", "queue_limit", "global_limit", "workers_busy"]
+
 _STATUS_BY_NUMBER: dict[int, TaskStatus] = {i + 1: name for i, name in enumerate(TASK_STATUSES)}
 _NUMBER_BY_STATUS: dict[str, int] = {name: number for number, name in _STATUS_BY_NUMBER.items()}
+
+
+_OUTCOME_BY_NUMBER: dict[int, AttemptOutcome] = {
+    task_pb2.ATTEMPT_OUTCOME_RUNNING: "running",
+    task_pb2.ATTEMPT_OUTCOME_SUCCEEDED: "succeeded",
+    task_pb2.ATTEMPT_OUTCOME_FAILED: "failed",
+    task_pb2.ATTEMPT_OUTCOME_TIMED_OUT: "timed_out",
+    task_pb2.ATTEMPT_OUTCOME_LOST: "lost",
+    task_pb2.ATTEMPT_OUTCOME_CANCELED: "canceled",
+    task_pb2.ATTEMPT_OUTCOME_GIVEN_BACK: "given_back",
+}
+_WAIT_REASON_BY_NUMBER: dict[int, WaitReason] = {
+    task_pb2.WAIT_REASON_NOT_DUE: "not_due",
+    task_pb2.WAIT_REASON_QUEUE_PAUSED: "queue_paused",
+    task_pb2.WAIT_REASON_NO_WORKER: "no_worker",
+    task_pb2.WAIT_REASON_QUEUE_LIMIT: "queue_limit",
+    task_pb2.WAIT_REASON_GLOBAL_LIMIT: "global_limit",
+    task_pb2.WAIT_REASON_WORKERS_BUSY: "workers_busy",
+}
 
 
 def is_final(status: TaskStatus) -> bool:
@@ -68,6 +93,30 @@ class LogStep:
     attempt: int
 
 
+@dataclass(frozen=True)
+class AttemptInfo:
+    """One attempt: a lease of the task to a worker, from its start to its end."""
+
+    number: int
+    worker: str
+    # The server replica that held the worker's session ("" for attempts recorded before replicas were).
+    replica: str
+    started_at: datetime
+    # None while it runs.
+    ended_at: datetime | None
+    outcome: AttemptOutcome
+    # Why it failed, timed out, was lost or was interrupted; "" when it succeeded or runs.
+    error: str
+
+
+@dataclass(frozen=True)
+class WaitingInfo:
+    """Why a pending task is not running yet: the reason, and the same for people (naming the queue, the limit or the due time)."""
+
+    reason: WaitReason
+    detail: str
+
+
 @dataclass
 class TaskInfo:
     id: str
@@ -103,6 +152,11 @@ class TaskInfo:
     timeout: float | None
     retry_delay: float
     idempotency_key: str
+    # Every attempt, oldest first (from status(); empty in lists and watches). Attempts given back
+    # without counting are listed too, with the number the next attempt reuses.
+    attempt_history: list[AttemptInfo]
+    # A pending task, from status() and list_active(): why it is not running yet; None otherwise.
+    waiting: WaitingInfo | None
 
 
 @dataclass(frozen=True)
@@ -116,6 +170,8 @@ class QueueInfo:
     timeout: float | None
     retry_delay: float | None
     max_attempts: int | None
+    # Seconds the oldest pending task that is due has waited since it became due; 0.0 when none waits.
+    oldest_due: float
 
 
 @dataclass(frozen=True)
@@ -139,6 +195,33 @@ class ScheduleInfo:
     last_run_at: datetime | None
     last_task_id: str
     last_status: TaskStatus | None
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """
+    A connected worker session, on any replica, as its replica last recorded it: `credits` and
+    `last_heard_at` are as of the replica's last heartbeat of the session, the running tasks as of the call.
+    """
+
+    session_id: str
+    name: str
+    replica_id: str
+    task_types: list[str]
+    # Empty: every queue.
+    queues: list[str]
+    # As the worker declared it.
+    concurrency: int
+    # Granted and not yet used.
+    credits: int
+    # How many tasks it runs (running or cancelling), and their ids, oldest lease first (at most 100).
+    running: int
+    running_task_ids: list[str]
+    connected_at: datetime
+    # When the worker last sent anything; None before its replica first recorded it.
+    last_heard_at: datetime | None
+    # When its replica last confirmed the session.
+    heartbeat_at: datetime
 
 
 @dataclass(frozen=True)
@@ -189,6 +272,18 @@ def log_step_from_pb(e: task_pb2.LogEntry) -> LogStep:
     return LogStep(seq=e.seq, time=_time(e.time), message=e.message, attempt=e.attempt)
 
 
+def attempt_from_pb(a: task_pb2.Attempt) -> AttemptInfo:
+    return AttemptInfo(
+        number=a.number,
+        worker=a.worker,
+        replica=a.replica,
+        started_at=_time(a.started_at),
+        ended_at=_time(a.ended_at) if a.HasField("ended_at") else None,
+        outcome=_OUTCOME_BY_NUMBER.get(a.outcome, "unspecified"),
+        error=a.error,
+    )
+
+
 def task_from_pb(t: task_pb2.Task) -> TaskInfo:
     def when(name: str) -> datetime | None:
         return _time(getattr(t, name)) if t.HasField(name) else None
@@ -223,7 +318,15 @@ def task_from_pb(t: task_pb2.Task) -> TaskInfo:
         timeout=seconds(t.timeout) if t.HasField("timeout") else None,
         retry_delay=seconds(t.retry_delay),
         idempotency_key=t.idempotency_key,
+        attempt_history=[attempt_from_pb(a) for a in t.attempt_history],
+        waiting=_waiting(t),
     )
+
+
+def _waiting(t: task_pb2.Task) -> WaitingInfo | None:
+    """Why a pending task waits; None when it does not (or the server gave a reason this SDK does not know)."""
+    reason = _WAIT_REASON_BY_NUMBER.get(t.wait_reason)
+    return WaitingInfo(reason, t.wait_detail) if reason else None
 
 
 def queue_from_pb(q: task_queue_pb2.Queue) -> QueueInfo:
@@ -236,6 +339,7 @@ def queue_from_pb(q: task_queue_pb2.Queue) -> QueueInfo:
         timeout=seconds(q.timeout) if q.HasField("timeout") else None,
         retry_delay=seconds(q.retry_delay) if q.HasField("retry_delay") else None,
         max_attempts=q.max_attempts if q.HasField("max_attempts") else None,
+        oldest_due=seconds(q.oldest_due_age),
     )
 
 
@@ -251,6 +355,23 @@ def schedule_from_pb(s: task_queue_pb2.Schedule) -> ScheduleInfo:
         last_run_at=_time(s.last_run_at) if s.HasField("last_run_at") else None,
         last_task_id=s.last_task_id,
         last_status=None if s.last_status == task_pb2.TASK_STATUS_UNSPECIFIED else status_name(s.last_status),
+    )
+
+
+def worker_from_pb(w: task_queue_pb2.ConnectedWorker) -> WorkerInfo:
+    return WorkerInfo(
+        session_id=w.session_id,
+        name=w.name,
+        replica_id=w.replica_id,
+        task_types=list(w.task_types),
+        queues=list(w.queues),
+        concurrency=w.concurrency,
+        credits=w.credits,
+        running=w.running,
+        running_task_ids=list(w.running_task_ids),
+        connected_at=_time(w.connected_at),
+        last_heard_at=_time(w.last_heard_at) if w.HasField("last_heard_at") else None,
+        heartbeat_at=_time(w.heartbeat_at),
     )
 
 

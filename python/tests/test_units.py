@@ -1,6 +1,7 @@
 """
 Pieces that need no server: JSON conversion, URLs, reconnect pauses, the resumed watch's catch-up, the
-retry delay a handler's exception becomes, the generated code's freshness.
+names of attempt outcomes and wait reasons, the retry delay a handler's exception becomes, the generated
+code's freshness.
 """
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from conftest import PYTHON_DIR
 
 import taskq
 from taskq._connection import target_of
-from taskq._gen import worker_pb2
+from taskq._gen import task_pb2, worker_pb2
 from taskq._json import clean_text, from_value, to_value
 from taskq._lease_runner import _set_error
 from taskq._reconnect import ReconnectBackoff
 from taskq._watch import catch_up
 from taskq.errors import CancelReason
-from taskq.types import LogStep, StatusEvent, StatusValueEvent
+from taskq.types import LogStep, StatusEvent, StatusValueEvent, task_from_pb
 
 
 def test_whole_numbers_come_back_as_int_within_2_to_the_53() -> None:
@@ -84,6 +85,25 @@ def test_a_resumed_watch_reports_what_changed_while_it_was_away() -> None:
     assert events[2] == StatusEvent("completed", 1, "", {"ok": True}, "", t0)
 
 
+def test_attempt_outcomes_and_wait_reasons_become_names() -> None:
+    t = task_pb2.Task(id="1", wait_reason=task_pb2.WAIT_REASON_QUEUE_LIMIT, wait_detail='queue "narrow" runs 1 of its max_workers 1')
+    t.attempt_history.add(number=1, worker="w", outcome=task_pb2.ATTEMPT_OUTCOME_TIMED_OUT, error="attempt 1 timed out after 5s")
+    t.attempt_history.add(number=2, worker="w", outcome=task_pb2.ATTEMPT_OUTCOME_GIVEN_BACK).ended_at.FromSeconds(60)
+    t.attempt_history.add(number=2, worker="w", outcome=task_pb2.ATTEMPT_OUTCOME_RUNNING)
+    t.attempt_history.add(number=2, worker="w", outcome=99)  # type: ignore[arg-type]  # from a newer server
+    task = task_from_pb(t)
+    assert [(a.number, a.outcome, a.error) for a in task.attempt_history] == [
+        (1, "timed_out", "attempt 1 timed out after 5s"),
+        (2, "given_back", ""),
+        (2, "running", ""),
+        (2, "unspecified", ""),
+    ]
+    assert [a.ended_at for a in task.attempt_history[1:3]] == [datetime(1970, 1, 1, 0, 1, tzinfo=UTC), None]
+    assert task.waiting == taskq.WaitingInfo("queue_limit", 'queue "narrow" runs 1 of its max_workers 1')
+    assert task_from_pb(task_pb2.Task(id="2")).waiting is None, "unset: the task does not wait"
+    assert task_from_pb(task_pb2.Task(id="3", wait_reason=99)).waiting is None, "a reason this SDK does not know"  # type: ignore[arg-type]
+
+
 def test_the_generated_code_is_what_generate_py_makes() -> None:
     check = subprocess.run([sys.executable, str(PYTHON_DIR / "generate.py"), "--check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
@@ -95,7 +115,7 @@ def _task(**fields: object) -> taskq.TaskInfo:
         id="1", type="t", queue="default", status="pending", title="", display_title="", priority=0, priority_band="low",
         origin="user", initiator="", display_initiator="", node_id="", params={}, attempts=0, max_attempts=10, created_at=t0,
         started_at=None, finished_at=None, next_try_at=None, deadline=None, worker="", status_values={}, log=[], result=None,
-        error="", timeout=None, retry_delay=30.0, idempotency_key="",
+        error="", timeout=None, retry_delay=30.0, idempotency_key="", attempt_history=[], waiting=None,
     )  # fmt: skip
     base.update(fields)
     return taskq.TaskInfo(**base)  # type: ignore[arg-type]

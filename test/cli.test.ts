@@ -12,18 +12,22 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { after, before, test } from "node:test";
-import { DEFAULT_URL } from "@taskq/sdk";
-import { Harness } from "./helpers.js";
+import { DEFAULT_URL, RetryableError } from "@taskq/sdk";
+import { Harness, waitFor } from "./helpers.js";
 
 let h: Harness;
 let url: string;
+let replicaId: string;
 before(async () => {
   h = await Harness.create();
   const replica = await h.replica({
     queues: { video: { maxWorkers: 2 } },
     schedules: [{ name: "nightly", cron: "0 3 * * *", timeZone: "Europe/Berlin", type: "cli.job" }],
+    // Short liveness timings: the replica heartbeats its worker sessions (what `workers` shows) every 160 ms.
+    staleCheckMs: 2_000,
   });
   url = replica.server.url;
+  replicaId = replica.engine.replicaId;
 });
 after(() => h.close());
 
@@ -57,6 +61,9 @@ function builtTaskq(args: string[], opts: { cwd?: string } = {}): Promise<Run> {
   }
   return node([path.join(CLI, "bin", "taskq.js"), ...args], opts);
 }
+
+/** A length of time as the CLI prints one: "850ms", "12.3s", "4m05s", "2h03m". */
+const DURATION = String.raw`\d+(?:ms|\.\ds|m\d\ds|h\d\dm)`;
 
 /** A directory of its own for files a test writes, removed after the test. */
 async function scratch(t: { after(fn: () => Promise<void>): void }): Promise<string> {
@@ -121,9 +128,12 @@ test("interrupt, history, queues (with pause and resume) and schedules", async (
   const paused = await taskq("queues", "pause", "video");
   assert.match(paused.stdout, /^queue video paused \(1 pending, 0 running\)$/m);
   const list = (await taskq("queues")).stdout;
-  assert.match(list, /^QUEUE\s+MAX WORKERS\s+PENDING\s+RUNNING\s+PAUSED$/m);
-  assert.match(list, /^video\s+2\s+1\s+0\s+yes$/m);
+  assert.match(list, /^QUEUE\s+MAX WORKERS\s+PENDING\s+OLDEST WAIT\s+RUNNING\s+PAUSED$/m);
+  assert.match(list, new RegExp(`^video\\s+2\\s+1\\s+${DURATION}\\s+0\\s+yes$`, "m"), "its task has waited since it was queued");
   assert.match(list, /^scheduled\s+1\s+/m);
+  assert.match(list, /^default\s+-\s+0\s+-\s+0\s+no$/m, "nothing waits: no oldest wait");
+  const video = JSON.parse((await taskq("queues", "--json")).stdout).queues.find((q: { name: string }) => q.name === "video");
+  assert.ok(video.oldestDueMs > 0, `oldestDueMs ${video.oldestDueMs}`);
   assert.equal(JSON.parse((await taskq("queues", "resume", "video", "--json")).stdout).paused, false);
 
   assert.match((await taskq("interrupt", id, "--reason", "not needed")).stdout, new RegExp(`^task ${id} canceled$`, "m"));
@@ -137,6 +147,86 @@ test("interrupt, history, queues (with pause and resume) and schedules", async (
 
   const schedules = (await taskq("schedules")).stdout;
   assert.match(schedules, /^nightly\s+0 3 \* \* \*\s+Europe\/Berlin\s+cli\.job\s+scheduled\s+\S+ \S+\s+-\s+-\s+config$/m);
+});
+
+test("status: why a pending task waits, and every attempt with its outcome, worker, duration and error", async () => {
+  const orphan = JSON.parse((await taskq("dispatch", "nobody.runs", "--json")).stdout).taskId;
+  const pending = await taskq("status", orphan);
+  assert.equal(pending.code, 0, pending.stderr);
+  assert.match(pending.stdout, /^waiting\s+No worker: no connected worker runs type "nobody\.runs" from queue "default"$/m);
+  assert.doesNotMatch(pending.stdout, /^attempt history:$/m, "never leased: no attempts");
+  assert.deepEqual(JSON.parse((await taskq("status", orphan, "--json")).stdout).waiting, {
+    reason: "no_worker",
+    detail: 'no connected worker runs type "nobody.runs" from queue "default"',
+  });
+  await h.client().interrupt(orphan);
+
+  const worker = h.worker({ name: "cli-flaky" });
+  worker.register("cli.flaky", (ctx) => {
+    if (ctx.attempt === 1) throw new RetryableError("first try fails", { delayMs: 0 });
+    return "ok";
+  });
+  await worker.start();
+  const handle = await h.client().dispatch("cli.flaky", {}, { maxAttempts: 2 });
+  assert.equal(await handle.result(), "ok");
+  await worker.stop();
+
+  const done = (await taskq("status", handle.id)).stdout;
+  assert.doesNotMatch(done, /^waiting/m, "a finished task waits for nothing");
+  const attempts = done.slice(done.indexOf("attempt history:\n")).trimEnd().split("\n");
+  assert.equal(attempts.length, 4, done);
+  assert.match(attempts[1], /^ {2}#\s+STARTED\s+OUTCOME\s+WORKER\s+DURATION\s+ERROR$/);
+  assert.match(attempts[2], new RegExp(`^  1\\s+\\S+ \\S+\\s+Failed\\s+cli-flaky\\s+${DURATION}\\s+first try fails$`));
+  assert.match(attempts[3], new RegExp(`^  2\\s+\\S+ \\S+\\s+Succeeded\\s+cli-flaky\\s+${DURATION}$`));
+  const asJson = JSON.parse((await taskq("status", handle.id, "--json")).stdout);
+  assert.equal(asJson.waiting, null);
+  assert.deepEqual(
+    asJson.attemptHistory.map((a: { number: number; outcome: string; worker: string; error: string }) => [a.number, a.outcome, a.worker, a.error]),
+    [
+      [1, "failed", "cli-flaky", "first try fails"],
+      [2, "succeeded", "cli-flaky", ""],
+    ],
+  );
+});
+
+test("workers: one line per connected worker with its replica, task types, queues, load, credits and last message; --json", async () => {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const worker = h.worker({ name: "cli-worker", concurrency: 3, queues: ["default", "video"] });
+  worker.register("cli.hold", () => released.then(() => "done"));
+  await worker.start();
+  const handle = await h.client().dispatch("cli.hold", {});
+  // Credits and the last message are written by the replica's next heartbeat of the session.
+  // Workers of earlier tests may still be leaving: wait for the server's own and this one alone.
+  const info = await waitFor("the worker running its task, as a heartbeat recorded it", async () => {
+    const ws = await h.client().listWorkers();
+    const w = ws.find((x) => x.name === "cli-worker");
+    return ws.length === 2 && w && w.running === 1 && w.credits === 2 && w.lastHeardAt ? w : null;
+  });
+
+  const text = await taskq("workers");
+  assert.equal(text.code, 0, text.stderr);
+  const lines = text.stdout.trimEnd().split("\n");
+  assert.match(lines[0], /^WORKER\s+REPLICA\s+TASK TYPES\s+QUEUES\s+RUNNING\s+CREDITS\s+LAST HEARD$/);
+  const types = info.taskTypes.join(", ").replace(/\./g, "\\.");
+  assert.ok(info.taskTypes.includes("cli.hold"));
+  assert.match(text.stdout, new RegExp(`^cli-worker\\s+${replicaId}\\s+${types}\\s+default, video\\s+1/3\\s+2\\s+\\d+s ago$`, "m"));
+  // The server's own maintenance worker is connected too, to every queue.
+  assert.match(text.stdout, new RegExp(`^taskq-server\\s+${replicaId}\\s+.+\\s+all\\s+0/1\\s+\\d+\\s+(?:\\d+s ago|-)$`, "m"));
+  assert.equal(lines.length, 3, text.stdout);
+
+  const listed = JSON.parse((await taskq("workers", "--json")).stdout) as Record<string, unknown>[];
+  const mine = listed.find((w) => w.name === "cli-worker");
+  assert.deepEqual(
+    mine && { sessionId: mine.sessionId, replicaId: mine.replicaId, queues: mine.queues, concurrency: mine.concurrency, runningTaskIds: mine.runningTaskIds },
+    { sessionId: info.sessionId, replicaId, queues: ["default", "video"], concurrency: 3, runningTaskIds: [handle.id] },
+  );
+  assert.equal(typeof mine?.lastHeardAt, "string");
+
+  assert.equal((await taskq("workers", "extra")).code, 2);
+  release();
+  assert.equal(await handle.result(), "done");
+  await worker.stop();
 });
 
 test("usage errors exit 2, server errors exit 1", async () => {

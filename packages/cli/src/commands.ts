@@ -10,20 +10,22 @@ import {
   TASK_STATUSES,
   TaskClient,
   type ActiveSortKey,
+  type AttemptInfo,
   type ConnectionOptions,
   type JsonObject,
   type TaskInfo,
   type TaskOrigin,
   type WatchEvent,
+  type WorkerInfo,
 } from "@taskq/sdk";
 import { UsageError, int, keyValues, oneOf, out, paramValue, parse } from "./args.js";
-import { capitalize, json, priority, table, time } from "./format.js";
+import { ago, capitalize, duration, json, priority, table, time, words } from "./format.js";
 
 type Command = (args: string[], client: () => TaskClient) => Promise<number>;
 
 /** Runs a server command (main.ts has checked that `name` is one); the client connects on first use. */
 export async function runCommand(name: string, args: string[]): Promise<number> {
-  const commands: Record<string, Command> = { dispatch, status, watch, interrupt, active, history, queues, schedules };
+  const commands: Record<string, Command> = { dispatch, status, watch, interrupt, active, history, queues, schedules, workers };
   let client: TaskClient | null = null;
   const connect = () => (client ??= new TaskClient(connectionOf(args)));
   try {
@@ -99,6 +101,10 @@ async function status(args: string[], client: () => TaskClient): Promise<number>
   const fields: [string, string][] = [
     ["id", task.id],
     ["status", capitalize(task.status)],
+  ];
+  // A pending task: what holds it back, as the server judged it just now.
+  if (task.waiting) fields.push(["waiting", `${words(task.waiting.reason)}: ${task.waiting.detail}`]);
+  fields.push(
     ["title", task.displayTitle],
     ["type", task.type],
     ["queue", task.queue],
@@ -110,7 +116,7 @@ async function status(args: string[], client: () => TaskClient): Promise<number>
     ["started", time(task.startedAt)],
     ["finished", time(task.finishedAt)],
     ["worker", task.worker || "-"],
-  ];
+  );
   if (task.nodeId) fields.push(["node", task.nodeId]);
   for (const [key, value] of Object.entries(task.statusValues)) fields.push([key, json(value)]);
   if (task.result !== undefined) fields.push(["result", json(task.result)]);
@@ -119,8 +125,27 @@ async function status(args: string[], client: () => TaskClient): Promise<number>
   for (const [k, v] of fields) out(`${k.padEnd(width)}  ${v}`);
   if (task.log.length > 0) out("log:");
   for (const step of task.log) out(`  #${step.seq} ${time(step.time)}  ${step.message}`);
+  if (task.attemptHistory.length > 0) {
+    out("attempt history:");
+    out(indent(attemptTable(task.attemptHistory)));
+  }
   return 0;
 }
+
+/** One row per attempt; a running attempt has no duration yet. */
+function attemptTable(attempts: AttemptInfo[]): string {
+  const rows = attempts.map((a) => [
+    String(a.number),
+    time(a.startedAt),
+    words(a.outcome),
+    a.worker || "-",
+    a.endedAt ? duration(a.endedAt.getTime() - a.startedAt.getTime()) : "-",
+    a.error,
+  ]);
+  return table(["#", "started", "outcome", "worker", "duration", "error"], rows);
+}
+
+const indent = (lines: string) => lines.replace(/^/gm, "  ");
 
 async function watch(args: string[], client: () => TaskClient): Promise<number> {
   const { values, positionals } = parse(args, {});
@@ -239,10 +264,12 @@ async function queues(args: string[], client: () => TaskClient): Promise<number>
     q.name,
     q.maxWorkers === null ? "-" : String(q.maxWorkers),
     String(q.pending),
+    q.oldestDueMs > 0 ? duration(q.oldestDueMs) : "-",
     String(q.running),
     q.paused ? "yes" : "no",
   ]);
-  out(table(["queue", "max workers", "pending", "running", "paused"], rows));
+  // OLDEST WAIT: how long the queue's oldest due pending task has waited since it became due.
+  out(table(["queue", "max workers", "pending", "oldest wait", "running", "paused"], rows));
   out(`global max workers: ${list.globalMaxWorkers ?? "-"}; running in all queues: ${list.running}`);
   return 0;
 }
@@ -257,5 +284,31 @@ async function schedules(args: string[], client: () => TaskClient): Promise<numb
   }
   const rows = list.map((s) => [s.name, s.cron, s.timeZone, s.type, s.queue, time(s.nextRunAt), time(s.lastRunAt), s.lastStatus ?? "-", s.source]);
   out(table(["schedule", "cron", "time zone", "type", "queue", "next run", "last run", "last status", "source"], rows));
+  return 0;
+}
+
+/**
+ * The connected workers on every replica, oldest connection first. Credits and LAST HEARD are as of the
+ * replica's last heartbeat of the session (every few seconds); RUNNING is as of the call.
+ */
+async function workers(args: string[], client: () => TaskClient): Promise<number> {
+  const { values, positionals } = parse(args, {});
+  if (positionals.length > 0) throw new UsageError("workers: takes no arguments");
+  const list = await client().listWorkers();
+  if (values.json) {
+    out(json(list));
+    return 0;
+  }
+  const rows = list.map((w: WorkerInfo) => [
+    w.name,
+    w.replicaId,
+    w.taskTypes.join(", "),
+    w.queues.length > 0 ? w.queues.join(", ") : "all",
+    // A worker that declared no concurrency (0) says nothing about how many it runs at once.
+    `${w.running}/${w.concurrency || "-"}`,
+    String(w.credits),
+    ago(w.lastHeardAt),
+  ]);
+  out(table(["worker", "replica", "task types", "queues", "running", "credits", "last heard"], rows));
   return 0;
 }

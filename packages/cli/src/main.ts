@@ -15,13 +15,15 @@ const USAGE = `taskq: operate a taskq server (--url or TASKQ_URL, default http:/
 
   taskq dispatch <type> [-p key=value]... [--params JSON] [--queue Q] [--title T] [--priority N]
                  [--delay-ms N] [--max-attempts N] [--timeout-ms N] [--idempotency-key K] [--watch]
-  taskq status <id>                 one task: fields, status values, log, result or error
+  taskq status <id>                 one task: fields, why it waits, status values, log, result or
+                                    error, every attempt
   taskq watch <id>                  the log live until the task ends; exit 1 unless it COMPLETED
   taskq interrupt <id> [--reason R]
   taskq active [--status S]... [--type T] [--search TEXT] [--sort COLUMN] [--desc] [--limit N]
   taskq history [--origin user|system|all] [--status S]... [--type T] [--limit N]
   taskq queues [pause <queue> | resume <queue>]
   taskq schedules
+  taskq workers                     connected workers: replica, task types, queues, running, credits
   taskq run <module> <type> [--key=value]...
                                     immediate mode: run a handler of the Worker that <module> exports,
                                     here, with no server; log lines and the result go to stdout
@@ -30,7 +32,7 @@ const USAGE = `taskq: operate a taskq server (--url or TASKQ_URL, default http:/
 Options: --json for machine-readable output, --url URL, --token TOKEN, --ca FILE, --help.
 Exit codes: 0 success, 1 failure (an error from the server, or a task that did not complete), 2 usage.`;
 
-const SERVER_COMMANDS = new Set(["dispatch", "status", "watch", "interrupt", "active", "history", "queues", "schedules"]);
+const SERVER_COMMANDS = new Set(["dispatch", "status", "watch", "interrupt", "active", "history", "queues", "schedules", "workers"]);
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;

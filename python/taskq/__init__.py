@@ -17,6 +17,7 @@ from .errors import (
     TaskCancelled,
     TaskFailedError,
     TaskqError,
+    TaskSnoozed,
     WorkerRefusedError,
 )
 from .types import (
@@ -85,6 +86,7 @@ __all__ = [
     "TaskInfo",
     "TaskOrigin",
     "TaskPage",
+    "TaskSnoozed",
     "TaskStatus",
     "TaskqError",
     "TlsOptions",

@@ -45,6 +45,9 @@ class _PrintReporter:
     def set_status(self, key: str, value: JsonValue) -> None:
         self._report(f"[status] {key} = {dumps(value)}")
 
+    def extend_deadline(self, seconds: float) -> None:
+        pass  # no timeout applies here
+
 
 def run_handler(
     fn: Callable[[TaskContext], Any],

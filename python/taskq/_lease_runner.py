@@ -15,13 +15,16 @@ Outcomes:
                                  risking the whole stream
   returned something not JSON    failure, saying what and where (NaN, an infinity, a set, ...): the
                                  server could not record it either
-  raised after being cancelled   retry with delay 0, whatever it raised (a RetryableError too): an attempt
-                                 cut off (interrupt, timeout, lease lost, worker stopping) did not fail on
-                                 its own, so it is given back at once rather than after the task's retry
-                                 delay, and never fails the task for good; the server ends an interrupted
-                                 task CANCELED whatever the outcome (as the TypeScript SDK does)
+  raised after being cancelled   retry with delay 0, whatever it raised (a RetryableError or TaskSnoozed
+                                 too): an attempt cut off (interrupt, timeout, lease lost, worker
+                                 stopping) did not fail on its own, so it is given back at once rather
+                                 than after the task's retry delay, and never fails the task for good;
+                                 the server ends an interrupted task CANCELED whatever the outcome (as
+                                 the TypeScript SDK does)
   raised RetryableError          retry, after its delay (clamped to the protocol's 0 to 7 days; none, the
                                  task's retry delay, when it gave none or NaN)
+  raised TaskSnoozed             snooze (ctx.snooze): due again after its delay (clamped likewise, NaN as
+                                 0), the attempt not counted
   raised anything else           failure, with the exception's message
 """
 from __future__ import annotations
@@ -34,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
+from google.protobuf import duration_pb2
 
 from ._gen import worker_pb2
 from ._json import JsonValue, clean_text, from_struct, json_size, to_value
@@ -41,18 +45,19 @@ from ._outbox import bytes_bound
 from ._session import StreamSession
 from ._temp_dirs import TempDirs
 from .context import TaskContext, describe
-from .errors import CancelReason, RetryableError, TaskqError
+from .errors import CancelReason, RetryableError, TaskqError, TaskSnoozed
 from .types import duration
 
 # The largest result a server keeps, as JSON; a worker fails an attempt whose result is larger.
 MAX_RESULT_BYTES = 1024 * 1024
 # The server refuses (and ends the stream over) any message over 4 MiB; keep a finish well below.
 _MAX_FINISH_PROTO_BYTES = 4 * 1024 * 1024 - 64 * 1024
-_MAX_RETRY_DELAY_S = 7 * 24 * 3600.0
+# The longest delay a retry or a snooze may carry.
+_MAX_DELAY_S = 7 * 24 * 3600.0
 
 
 class _StreamReporter:
-    """A context's log steps and status values, queued on its session from whatever thread the handler runs in."""
+    """A context's log steps, status values and deadline extensions, queued on its session from whatever thread the handler runs in."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, session: StreamSession, task_id: str, lease_token: str) -> None:
         self._loop, self._session, self._task_id, self._token = loop, session, task_id, lease_token
@@ -66,6 +71,10 @@ class _StreamReporter:
         update = worker_pb2.SetStatusValue(task_id=self._task_id, lease_token=self._token, key=clean_text(key))
         update.value.CopyFrom(to_value(value, f"set_status({key})"))
         self._queue(worker_pb2.WorkerMessage(status_value=update), bytes_bound(json_size(value), len(key)))
+
+    def extend_deadline(self, seconds: float) -> None:
+        extend = worker_pb2.ExtendDeadline(task_id=self._task_id, lease_token=self._token, timeout=duration(seconds))
+        self._queue(worker_pb2.WorkerMessage(extend_deadline=extend), bytes_bound(0, 0))
 
     def _queue(self, message: worker_pb2.WorkerMessage, size: int) -> None:
         with contextlib.suppress(RuntimeError):  # the worker's loop has closed: the attempt is long over
@@ -226,7 +235,15 @@ def _set_error(finish: worker_pb2.Finish, err: BaseException, cancelled: CancelR
     elif isinstance(err, RetryableError):
         finish.retry.error = message
         if err.delay is not None and not math.isnan(err.delay):  # NaN: no delay given, as in the TypeScript SDK
-            finish.retry.delay.CopyFrom(duration(min(max(err.delay, 0.0), _MAX_RETRY_DELAY_S)))
+            finish.retry.delay.CopyFrom(_held_delay(err.delay))
+    elif isinstance(err, TaskSnoozed):
+        finish.snooze.delay.CopyFrom(_held_delay(0.0 if math.isnan(err.delay) else err.delay))
+        return bytes_bound(0, 0)
     else:
         finish.failure.error = message
     return bytes_bound(0, len(message))
+
+
+def _held_delay(seconds: float) -> duration_pb2.Duration:
+    """A retry's or a snooze's delay, held to what the protocol takes (0 to 7 days)."""
+    return duration(min(max(seconds, 0.0), _MAX_DELAY_S))

@@ -1,6 +1,7 @@
 """
 TaskContext: what a handler gets. The task's fields, a log and status values that reach watchers
-while the task runs, a temp directory, and cancellation.
+while the task runs, a temp directory, more time (extend_deadline), a way to run again later without
+spending the attempt (snooze), and cancellation.
 
 Cancellation is cooperative: when the task is interrupted, times out, the server shuts down, the
 stream to it breaks, or the worker stops past its grace, `cancelled` (a threading.Event) is set and
@@ -11,27 +12,37 @@ reported as a retry with a delay of 0 (_lease_runner.py): an interrupted task en
 comes, the server has already ended an attempt that timed out, met its shutdown or lost its lease,
 and one cut off by the worker stopping runs again at once.
 
-log, set_status and progress may be called from any thread; once the attempt has ended they do
-nothing.
+log, set_status, progress and extend_deadline may be called from any thread; once the attempt has
+ended they do nothing.
 """
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from ._json import JsonObject, JsonValue, to_value
-from .errors import CancelReason, TaskCancelled
+from .errors import CancelReason, TaskCancelled, TaskSnoozed, invalid
+
+# What ExtendDeadline takes: 1 ms to 7 days.
+MIN_EXTENSION_S = 0.001
+MAX_EXTENSION_S = 7 * 24 * 3600.0
 
 
 class Reporter(Protocol):
-    """Where a context's log steps and status values go: the worker's stream, or the terminal (immediate mode)."""
+    """
+    Where a context's log steps, status values and deadline extensions go: the worker's stream, or the
+    terminal (immediate mode, where no timeout applies and an extension goes nowhere).
+    """
 
     def log(self, message: str) -> None: ...
 
     def set_status(self, key: str, value: JsonValue) -> None: ...
+
+    def extend_deadline(self, seconds: float) -> None: ...
 
 
 class TempDirAccess(Protocol):
@@ -100,6 +111,28 @@ class TaskContext:
     def progress(self, percent: float) -> None:
         """Shorthand for set_status("progress", percent)."""
         self.set_status("progress", percent)
+
+    def extend_deadline(self, seconds: float) -> None:
+        """
+        Gives this attempt at least `seconds` more from now before it times out (held to 1 ms to 7
+        days; the deadline never moves earlier): for a handler that legitimately runs long, calling it
+        as often as it likes, say every minute. Not while the task is being interrupted (its grace
+        period stays). Sent like a log step: nothing to wait for; a refusal comes as an "update
+        rejected" event. Raises TaskqError (INVALID_ARGUMENT) for NaN, which says no length of time.
+        """
+        if math.isnan(seconds):
+            raise invalid("extend_deadline: seconds is NaN")
+        if self._open:
+            self._reporter.extend_deadline(min(max(seconds, MIN_EXTENSION_S), MAX_EXTENSION_S))
+
+    def snooze(self, seconds: float) -> NoReturn:
+        """
+        Ends this attempt without spending it: the task waits `seconds` (held to 0 to 7 days; NaN as
+        0), then runs again. Raises TaskSnoozed for the worker to catch, so `ctx.snooze(60)` ends the
+        handler where it is called (a handler that catches it must raise it again). In immediate mode
+        there is no queue to wait in: the run fails with the TaskSnoozed.
+        """
+        raise TaskSnoozed(seconds)
 
     def raise_if_cancelled(self) -> None:
         """Raises TaskCancelled once the attempt must stop."""

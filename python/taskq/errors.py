@@ -6,6 +6,7 @@ grpc.StatusCode), with the original exception as __cause__ where there is one, s
     TaskFailedError     result() of a task that ended FAILED, CANCELED or STUCK; carries the task
     TaskCancelled       raised by ctx.sleep() and ctx.raise_if_cancelled(): the attempt must stop
     RetryableError      raised by a handler to ask for another attempt
+    TaskSnoozed         raised by ctx.snooze(): run again later, this attempt not counted
     WorkerRefusedError  raised by Worker.start() and run(): the server refused the worker before ever
                         welcoming it, and connecting again cannot help
     JsonValueError      a value taskq cannot carry as JSON (NaN, an infinity, ...); also a ValueError
@@ -101,6 +102,18 @@ class RetryableError(TaskqError):
 
     def __init__(self, message: str, delay: float | None = None) -> None:
         super().__init__(grpc.StatusCode.UNAVAILABLE, message)
+        self.delay = delay
+
+
+class TaskSnoozed(TaskqError):
+    """
+    Raised by ctx.snooze(seconds) (or by a handler itself): this attempt does not count, and the task
+    runs again once `delay` seconds have passed (held to 0 to 7 days when the worker sends it; NaN as
+    0). For a handler that finds it cannot proceed yet. Its code is UNAVAILABLE, gRPC's "try again".
+    """
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(grpc.StatusCode.UNAVAILABLE, f"snoozed for {delay:.15g} s")
         self.delay = delay
 
 

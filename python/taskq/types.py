@@ -25,7 +25,7 @@ ACTIVE_STATUSES: tuple[TaskStatus, ...] = ("pending", "running", "cancelling")
 FINAL_STATUSES: tuple[TaskStatus, ...] = ("completed", "failed", "canceled", "stuck")
 
 # How an attempt ended ("running" while it has not; "unspecified" for a value this SDK does not know).
-AttemptOutcome = Literal["running", "succeeded", "failed", "timed_out", "lost", "canceled", "given_back", "unspecified"]
+AttemptOutcome = Literal["running", "succeeded", "failed", "timed_out", "lost", "canceled", "given_back", "snoozed", "unspecified"]
 # What holds a pending task back, as the first of these that applies (see WaitReason in task.proto).
 WaitReason = Literal["not_due", "queue_paused", "no_worker", "queue_limit", "global_limit", "workers_busy"]
 
@@ -41,6 +41,7 @@ _OUTCOME_BY_NUMBER: dict[int, AttemptOutcome] = {
     task_pb2.ATTEMPT_OUTCOME_LOST: "lost",
     task_pb2.ATTEMPT_OUTCOME_CANCELED: "canceled",
     task_pb2.ATTEMPT_OUTCOME_GIVEN_BACK: "given_back",
+    task_pb2.ATTEMPT_OUTCOME_SNOOZED: "snoozed",
 }
 _WAIT_REASON_BY_NUMBER: dict[int, WaitReason] = {
     task_pb2.WAIT_REASON_NOT_DUE: "not_due",

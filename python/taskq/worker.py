@@ -1,11 +1,12 @@
 """
 Worker: register handlers by task type, start, and the worker holds one stream to the server, running
 up to `concurrency` tasks at once. A handler's return value is the task's result (one over 1 MiB as
-JSON fails the attempt as retryable); a raised RetryableError asks for another attempt; any other
-exception fails the task. Plain functions run in a thread pool of `concurrency` threads, which costs
-more CPU per task (README.md); `async def` handlers run on the worker's own event loop (they must not
-block it: that loop also carries the stream's heartbeats). Interrupts, timeouts and the like reach a
-handler through its context (context.py).
+JSON fails the attempt as retryable); a raised RetryableError asks for another attempt; TaskSnoozed
+(ctx.snooze) puts the task back to wait without spending the attempt; any other exception fails the
+task. Plain functions run in a thread pool of `concurrency` threads, which costs more CPU per task
+(README.md); `async def` handlers run on the worker's own event loop (they must not block it: that
+loop also carries the stream's heartbeats). Interrupts, timeouts and the like reach a handler through
+its context (context.py).
 
 The stream reconnects with backoff and jitter when it breaks (_reconnect.py). A bad token, a refused
 hello, or a server that is not taskq, before the server ever welcomed the worker, ends the worker

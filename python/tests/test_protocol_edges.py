@@ -57,6 +57,12 @@ def fake_worker(url: str, tmp_path: Path, events: Events) -> taskq.Worker:
         ctx.cancelled.wait(30)
         raise RetryableError("try again in an hour", delay=3600)
 
+    @worker.task("py.fake.snooze-later")
+    def snooze_later(ctx: TaskContext) -> object:
+        ctx.log("waiting")
+        ctx.cancelled.wait(30)
+        ctx.snooze(3600)
+
     return worker
 
 
@@ -178,7 +184,7 @@ def test_answers_to_finishes_reach_the_log_with_their_codes(
 
 
 def cutting_off(finishes: list[worker_pb2.Finish]) -> Script:
-    """Leases two tasks and cancels each once its handler has logged: 1 interrupted, 2 timed out."""
+    """Leases three tasks and cancels each once its handler has logged: 1 interrupted, 2 and 3 timed out."""
 
     def script(requests: Iterator[worker_pb2.WorkerMessage], context: Any) -> Iterator[worker_pb2.ServerMessage]:
         from_worker = messages(requests)
@@ -186,7 +192,9 @@ def cutting_off(finishes: list[worker_pb2.Finish]) -> Script:
         yield welcome()
         yield lease("1", "py.fake.wait")
         yield lease("2", "py.fake.retry-later")
-        reasons = {"1": worker_pb2.CANCEL_REASON_INTERRUPTED, "2": worker_pb2.CANCEL_REASON_TIMED_OUT}
+        yield lease("3", "py.fake.snooze-later")
+        timed_out = worker_pb2.CANCEL_REASON_TIMED_OUT
+        reasons = {"1": worker_pb2.CANCEL_REASON_INTERRUPTED, "2": timed_out, "3": timed_out}
         for m in from_worker:
             kind = m.WhichOneof("message")
             if kind == "log_step":
@@ -206,13 +214,13 @@ def test_a_handler_cut_off_by_a_cancel_gives_its_attempt_back_with_no_delay(
     worker = fake_worker(server.url, tmp_path, [])
     try:
         worker.start(timeout=20)
-        wait_until("both finishes", lambda: len(finishes) == 2)
+        wait_until("the three finishes", lambda: len(finishes) == 3)
     finally:
         worker.stop(grace=1)
     by_task = {f.task_id: f for f in finishes}
     # Delay 0, not none (which would mean the task's retry delay); the cancel comes first, so a
-    # RetryableError raised once cut off does not keep its own delay either.
-    for task_id, error in [("1", "the task was interrupted"), ("2", "try again in an hour")]:
+    # RetryableError raised once cut off does not keep its own delay either, nor a snooze its own.
+    for task_id, error in [("1", "the task was interrupted"), ("2", "try again in an hour"), ("3", "snoozed for 3600 s")]:
         f = by_task[task_id]
         assert (f.WhichOneof("outcome"), f.retry.error) == ("retry", error)
         assert f.retry.HasField("delay") and f.retry.delay.ToNanoseconds() == 0, f

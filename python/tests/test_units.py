@@ -1,7 +1,7 @@
 """
 Pieces that need no server: JSON conversion, URLs, reconnect pauses, the resumed watch's catch-up, the
-names of attempt outcomes and wait reasons, the retry delay a handler's exception becomes, the generated
-code's freshness.
+names of attempt outcomes and wait reasons, the retry or snooze delay a handler's exception becomes, the
+generated code's freshness.
 """
 from __future__ import annotations
 
@@ -89,16 +89,18 @@ def test_attempt_outcomes_and_wait_reasons_become_names() -> None:
     t = task_pb2.Task(id="1", wait_reason=task_pb2.WAIT_REASON_QUEUE_LIMIT, wait_detail='queue "narrow" runs 1 of its max_workers 1')
     t.attempt_history.add(number=1, worker="w", outcome=task_pb2.ATTEMPT_OUTCOME_TIMED_OUT, error="attempt 1 timed out after 5s")
     t.attempt_history.add(number=2, worker="w", outcome=task_pb2.ATTEMPT_OUTCOME_GIVEN_BACK).ended_at.FromSeconds(60)
+    t.attempt_history.add(number=2, worker="w", outcome=task_pb2.ATTEMPT_OUTCOME_SNOOZED)
     t.attempt_history.add(number=2, worker="w", outcome=task_pb2.ATTEMPT_OUTCOME_RUNNING)
     t.attempt_history.add(number=2, worker="w", outcome=99)  # type: ignore[arg-type]  # from a newer server
     task = task_from_pb(t)
     assert [(a.number, a.outcome, a.error) for a in task.attempt_history] == [
         (1, "timed_out", "attempt 1 timed out after 5s"),
         (2, "given_back", ""),
+        (2, "snoozed", ""),
         (2, "running", ""),
         (2, "unspecified", ""),
     ]
-    assert [a.ended_at for a in task.attempt_history[1:3]] == [datetime(1970, 1, 1, 0, 1, tzinfo=UTC), None]
+    assert [task.attempt_history[i].ended_at for i in (1, 3)] == [datetime(1970, 1, 1, 0, 1, tzinfo=UTC), None]
     assert task.waiting == taskq.WaitingInfo("queue_limit", 'queue "narrow" runs 1 of its max_workers 1')
     assert task_from_pb(task_pb2.Task(id="2")).waiting is None, "unset: the task does not wait"
     assert task_from_pb(task_pb2.Task(id="3", wait_reason=99)).waiting is None, "a reason this SDK does not know"  # type: ignore[arg-type]
@@ -141,3 +143,21 @@ def test_whatever_an_attempt_cut_off_raises_is_a_retry_at_once() -> None:
     assert retry_delay_of(taskq.TaskCancelled("worker_stopping"), "worker_stopping") == 0
     assert retry_delay_of(ValueError("half done"), "lease_lost") == 0
     assert retry_delay_of(taskq.RetryableError("again", delay=60), "interrupted") == 0
+    assert retry_delay_of(taskq.TaskSnoozed(60), "timed_out") == 0, "a snooze cut off is a retry at once too, as in TypeScript"
+
+
+def snooze_delay_of(err: taskq.TaskSnoozed) -> float:
+    """The delay of the snooze that `err`, raised by a handler, becomes."""
+    finish = worker_pb2.Finish()
+    _set_error(finish, err, None)
+    assert finish.WhichOneof("outcome") == "snooze", finish
+    assert finish.snooze.HasField("delay"), "always a delay: none is not a snooze the server takes"
+    return float(finish.snooze.delay.ToNanoseconds() / 1e9)
+
+
+def test_a_snoozes_delay_is_held_to_what_the_protocol_takes() -> None:
+    assert snooze_delay_of(taskq.TaskSnoozed(1.5)) == 1.5
+    assert snooze_delay_of(taskq.TaskSnoozed(0)) == 0
+    assert snooze_delay_of(taskq.TaskSnoozed(-5)) == 0
+    assert snooze_delay_of(taskq.TaskSnoozed(float("inf"))) == 7 * 24 * 3600
+    assert snooze_delay_of(taskq.TaskSnoozed(float("nan"))) == 0

@@ -1,7 +1,9 @@
 /**
  * TaskClient: dispatch tasks and follow them. `dispatch` returns a TaskHandle whose `result()` waits
- * for the outcome, `watch()` streams every change, and `interrupt()` stops the task. Every method
- * takes and returns the SDK's own types (types.ts, lists.ts) and rejects with a TaskqError.
+ * for the outcome, `watch()` streams every change, `interrupt()` stops the task and `retry()` runs a
+ * failed one again as a new task. Operators interrupt or retry many tasks at once (interruptMany,
+ * retryMany) and read the audit log of what was done (listAudit). Every method takes and returns the
+ * SDK's own types (types.ts, lists.ts, bulk.ts) and rejects with a TaskqError.
  *
  * This is the client on any connect Transport, with nothing from Node: the entry for browsers and
  * other runtimes ("@taskq/sdk/client"). The Node entry's TaskClient (client.ts) adds connecting by URL.
@@ -10,6 +12,16 @@ import { create, type JsonObject } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client, type Transport } from "@connectrpc/connect";
 import { DispatchRequestSchema, Origin, RetryBackoff, TaskQueue } from "@taskq/protocol";
+import {
+  auditEntryFromPb,
+  taskFilterToPb,
+  type AuditPage,
+  type BulkOptions,
+  type BulkResult,
+  type InterruptManyOptions,
+  type ListAuditOptions,
+  type TaskFilter,
+} from "./bulk.js";
 import { Code, TaskFailedError, TaskqError, call } from "./errors.js";
 import { resumingWatch } from "./internal/resuming-watch.js";
 import { listActiveRequest, listHistoryRequest, type ListActiveOptions, type ListHistoryOptions, type TaskPage } from "./lists.js";
@@ -120,6 +132,45 @@ export class TaskClient {
     return statusName(res.status) === "canceled" ? "canceled" : "cancelling";
   }
 
+  /**
+   * Runs a FAILED, CANCELED or STUCK task again as a new task with the same type, queue, params and
+   * settings; the new task's `retryOf` and the old one's `retriedAs` link them. A task retried before
+   * gives back that retry, with `created` false. FAILED_PRECONDITION for a task still active or
+   * COMPLETED. Needs an admin token when the server has auth.
+   */
+  async retry(id: string): Promise<TaskHandle> {
+    const res = await call(() => this.rpc.retry({ taskId: id }));
+    return new TaskHandle(this, res.taskId, res.created);
+  }
+
+  /**
+   * Interrupts the pending and running tasks `filter` matches, as interrupt() does each, at most
+   * `limit` (default 10,000) per call; `moreRemain` says to call again. `dryRun` only counts them.
+   * Needs an admin token when the server has auth.
+   */
+  async interruptMany(filter: TaskFilter, opts: InterruptManyOptions = {}): Promise<BulkResult> {
+    const req = { filter: taskFilterToPb(filter), dryRun: opts.dryRun, limit: opts.limit, reason: opts.reason };
+    const res = await call(() => this.rpc.interruptMany(req));
+    return { count: res.count, moreRemain: res.moreRemain };
+  }
+
+  /**
+   * Retries the failed, canceled and stuck tasks `filter` matches that were not retried yet, as retry()
+   * does each, at most `limit` (default 10,000) per call; `moreRemain` says to call again. `dryRun`
+   * only counts them. Needs an admin token when the server has auth.
+   */
+  async retryMany(filter: TaskFilter, opts: BulkOptions = {}): Promise<BulkResult> {
+    const req = { filter: taskFilterToPb(filter), dryRun: opts.dryRun, limit: opts.limit };
+    const res = await call(() => this.rpc.retryMany(req));
+    return { count: res.count, moreRemain: res.moreRemain };
+  }
+
+  /** One page of the audit log (retries and bulk actions: who, what, how many), newest first. Admin only. */
+  async listAudit(opts: ListAuditOptions = {}): Promise<AuditPage> {
+    const res = await call(() => this.rpc.listAudit({ pageSize: opts.pageSize, pageToken: opts.pageToken }));
+    return { entries: res.entries.map(auditEntryFromPb), nextPageToken: res.nextPageToken };
+  }
+
   /** One page of the Active list: tasks pending, running or cancelling, filtered and sorted. */
   async listActive(opts: ListActiveOptions = {}): Promise<TaskPage> {
     const req = listActiveRequest(opts);
@@ -202,6 +253,11 @@ export class TaskHandle {
 
   interrupt(reason?: string): Promise<"canceled" | "cancelling"> {
     return this.client.interrupt(this.id, reason);
+  }
+
+  /** Runs the task again as a new one, once it FAILED, was CANCELED or is STUCK; see TaskClient.retry. */
+  retry(): Promise<TaskHandle> {
+    return this.client.retry(this.id);
   }
 }
 

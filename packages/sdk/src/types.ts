@@ -113,6 +113,10 @@ export interface TaskInfo {
   attemptHistory: AttemptInfo[];
   /** A pending task, from status() and listActive(): why it is not running yet; null otherwise. */
   waiting: { reason: WaitReasonName; detail: string } | null;
+  /** The task this one retries (made by retry() or retryMany()); "" for a task dispatched as itself. */
+  retryOf: string;
+  /** The task that retries this one, once it was retried; "" until then. */
+  retriedAs: string;
 }
 
 /** What holds a pending task back (see WaitReason in task.proto). */
@@ -325,6 +329,8 @@ export function taskFromPb(t: Task): TaskInfo {
     idempotencyKey: t.idempotencyKey,
     attemptHistory: t.attemptHistory.map(attemptFromPb),
     waiting: WAIT_REASON_NAME[t.waitReason] ? { reason: WAIT_REASON_NAME[t.waitReason]!, detail: t.waitDetail } : null,
+    retryOf: t.retryOf,
+    retriedAs: t.retriedAs,
   };
 }
 

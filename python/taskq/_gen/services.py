@@ -84,6 +84,30 @@ class TaskQueueStub:
             request_serializer=task_queue_pb2.ListWorkersRequest.SerializeToString,
             response_deserializer=task_queue_pb2.ListWorkersResponse.FromString,
         )
+        # Retry dispatches a fresh task with the settings of a FAILED, CANCELED or STUCK one, linked both ways; retrying a task already retried returns that retry.
+        self.Retry = channel.unary_unary(
+            "/taskq.v1.TaskQueue/Retry",
+            request_serializer=task_queue_pb2.RetryRequest.SerializeToString,
+            response_deserializer=task_queue_pb2.RetryResponse.FromString,
+        )
+        # InterruptMany interrupts the pending and running tasks a filter matches, as Interrupt does each, in batches.
+        self.InterruptMany = channel.unary_unary(
+            "/taskq.v1.TaskQueue/InterruptMany",
+            request_serializer=task_queue_pb2.InterruptManyRequest.SerializeToString,
+            response_deserializer=task_queue_pb2.InterruptManyResponse.FromString,
+        )
+        # RetryMany retries the FAILED, CANCELED and STUCK tasks a filter matches that were not retried yet, in batches.
+        self.RetryMany = channel.unary_unary(
+            "/taskq.v1.TaskQueue/RetryMany",
+            request_serializer=task_queue_pb2.RetryManyRequest.SerializeToString,
+            response_deserializer=task_queue_pb2.RetryManyResponse.FromString,
+        )
+        # ListAudit lists what Retry, InterruptMany and RetryMany changed, and who asked, newest first.
+        self.ListAudit = channel.unary_unary(
+            "/taskq.v1.TaskQueue/ListAudit",
+            request_serializer=task_queue_pb2.ListAuditRequest.SerializeToString,
+            response_deserializer=task_queue_pb2.ListAuditResponse.FromString,
+        )
 
 
 class WorkerServiceStub:

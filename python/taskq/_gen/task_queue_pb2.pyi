@@ -21,6 +21,22 @@ ACTIVE_SORT_FIELD_TYPE: ActiveSortField
 ACTIVE_SORT_FIELD_UNSPECIFIED: ActiveSortField
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class AuditEntry(_message.Message):
+    __slots__ = ["action", "actor", "affected", "id", "params", "time"]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    AFFECTED_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    actor: str
+    affected: int
+    id: str
+    params: _struct_pb2.Struct
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., actor: _Optional[str] = ..., action: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., affected: _Optional[int] = ...) -> None: ...
+
 class ConnectedWorker(_message.Message):
     __slots__ = ["concurrency", "connected_at", "credits", "heartbeat_at", "last_heard_at", "name", "queues", "replica_id", "running", "running_task_ids", "session_id", "task_types"]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +119,26 @@ class DispatchResponse(_message.Message):
     task_id: str
     def __init__(self, task_id: _Optional[str] = ..., created: bool = ...) -> None: ...
 
+class InterruptManyRequest(_message.Message):
+    __slots__ = ["dry_run", "filter", "limit", "reason"]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    filter: TaskFilter
+    limit: int
+    reason: str
+    def __init__(self, filter: _Optional[_Union[TaskFilter, _Mapping]] = ..., dry_run: bool = ..., limit: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class InterruptManyResponse(_message.Message):
+    __slots__ = ["count", "more_remain"]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MORE_REMAIN_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    more_remain: bool
+    def __init__(self, count: _Optional[int] = ..., more_remain: bool = ...) -> None: ...
+
 class InterruptRequest(_message.Message):
     __slots__ = ["reason", "task_id"]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +186,22 @@ class ListActiveResponse(_message.Message):
     next_page_token: str
     tasks: _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]
     def __init__(self, tasks: _Optional[_Iterable[_Union[_task_pb2.Task, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuditRequest(_message.Message):
+    __slots__ = ["page_size", "page_token"]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListAuditResponse(_message.Message):
+    __slots__ = ["entries", "next_page_token"]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AuditEntry]
+    next_page_token: str
+    def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListHistoryRequest(_message.Message):
     __slots__ = ["created_after", "created_before", "origin", "page_size", "page_token", "statuses", "type"]
@@ -257,6 +309,38 @@ class ResumeQueueResponse(_message.Message):
     queue: Queue
     def __init__(self, queue: _Optional[_Union[Queue, _Mapping]] = ...) -> None: ...
 
+class RetryManyRequest(_message.Message):
+    __slots__ = ["dry_run", "filter", "limit"]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    dry_run: bool
+    filter: TaskFilter
+    limit: int
+    def __init__(self, filter: _Optional[_Union[TaskFilter, _Mapping]] = ..., dry_run: bool = ..., limit: _Optional[int] = ...) -> None: ...
+
+class RetryManyResponse(_message.Message):
+    __slots__ = ["count", "more_remain"]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MORE_REMAIN_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    more_remain: bool
+    def __init__(self, count: _Optional[int] = ..., more_remain: bool = ...) -> None: ...
+
+class RetryRequest(_message.Message):
+    __slots__ = ["task_id"]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class RetryResponse(_message.Message):
+    __slots__ = ["created", "task_id"]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    created: bool
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ..., created: bool = ...) -> None: ...
+
 class Schedule(_message.Message):
     __slots__ = ["cron", "last_run_at", "last_status", "last_task_id", "name", "next_run_at", "queue", "source", "time_zone", "type"]
     CRON_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +384,22 @@ class StatusValueChange(_message.Message):
     key: str
     value: _struct_pb2.Value
     def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
+class TaskFilter(_message.Message):
+    __slots__ = ["created_after", "created_before", "origin", "queue", "statuses", "type"]
+    CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    created_after: _timestamp_pb2.Timestamp
+    created_before: _timestamp_pb2.Timestamp
+    origin: _task_pb2.Origin
+    queue: str
+    statuses: _containers.RepeatedScalarFieldContainer[_task_pb2.TaskStatus]
+    type: str
+    def __init__(self, queue: _Optional[str] = ..., type: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_task_pb2.TaskStatus, str]]] = ..., created_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[_task_pb2.Origin, str]] = ...) -> None: ...
 
 class TaskStatusChange(_message.Message):
     __slots__ = ["attempts", "error", "result", "status", "time", "worker"]

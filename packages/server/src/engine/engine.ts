@@ -1,5 +1,6 @@
 /**
- * The queue engine of one server replica: dispatch, read, watch, interrupt, and worker sessions.
+ * The queue engine of one server replica: dispatch, read, watch, interrupt, retries and bulk actions
+ * (operator-actions.ts), and worker sessions.
  * It owns the replica's notifier, lease dispatcher, finish batcher, reaper and session keeper; it
  * knows nothing of gRPC. Every input reaching it is already well-formed (the RPC layer validates fields);
  * the engine checks what needs its own state, such as whether a queue exists.
@@ -25,9 +26,10 @@ import { SCHEDULER_INITIATOR, Scheduler, type FiredTick } from "./scheduler.js";
 import { BUILTIN_SCHEDULES, DEFAULT_HISTORY_RETENTION_DAYS, maintenanceHandlers } from "./maintenance.js";
 import { SystemWorker } from "./system-worker.js";
 import { SessionKeeper } from "./session-keeper.js";
+import { OperatorActions } from "./operator-actions.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
-import type { ActiveQuery, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, QueueCounts, RetryBackoff } from "./types.js";
+import type { ActiveQuery, AuditEntry, BulkRequest, BulkResult, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, QueueCounts, RetryBackoff } from "./types.js";
 import type { ScheduleDef, ScheduleRow, TaskDetail, TaskRecord, WakeOnFree, WorkerHello, WorkerInfo } from "./types.js";
 import { explainWaits } from "./waiting.js";
 import { TaskEvents, type WatchEvent } from "./watch.js";
@@ -117,6 +119,7 @@ export class Engine {
   private readonly systemWorker: SystemWorker;
   private readonly meter: Meter;
   private readonly keeper: SessionKeeper;
+  private readonly operatorActions: OperatorActions;
   private stopping = false;
   private readonly drain = new AbortController();
 
@@ -170,6 +173,15 @@ export class Engine {
       silentAfterMs: this.timings.silentAfterMs,
       sessions: () => this.sessions.values(),
       onTick: () => this.systemWorker.keepAlive(),
+    });
+    this.operatorActions = new OperatorActions({
+      pool: this.pool,
+      clock: this.clock,
+      meter: this.meter,
+      cancelGraceMs: this.cancelGraceMs,
+      queueNames: () => this.queueNames(),
+      added: (count) => this.tableStats.added(count),
+      expectDeadline: (at) => this.reaper.expect(at),
     });
     this.events = new TaskEvents(this.notifier);
     this.notifier.on(CHANNEL_DISPATCH, (queues) => this.dispatcher.workArrived(queues));
@@ -350,6 +362,29 @@ export class Engine {
     const task = await taskGet(this.pool, id);
     if (!task) throw notFound(`task ${id} not found`);
     throw failedPrecondition(`task ${id} already finished as ${task.status}`);
+  }
+
+  /**
+   * Dispatches a fresh task like a FAILED, CANCELED or STUCK one, linked both ways; a task retried
+   * before returns that retry (created false). Audited as `actor`'s.
+   */
+  retry(id: string, actor: string): Promise<DispatchResult> {
+    return this.operatorActions.retry(id, actor);
+  }
+
+  /** Interrupts the pending and running tasks a filter matches, in batches (operator-actions.ts); audited. */
+  interruptMany(req: BulkRequest & { reason: string }): Promise<BulkResult> {
+    return this.operatorActions.interruptMany(req);
+  }
+
+  /** Retries the FAILED, CANCELED and STUCK tasks a filter matches that were not retried yet, in batches; audited. */
+  retryMany(req: BulkRequest): Promise<BulkResult> {
+    return this.operatorActions.retryMany(req);
+  }
+
+  /** One page of the audit log, newest first, after the entry `beforeId` (null: from the newest). */
+  listAudit(q: { limit: number; beforeId: string | null }): Promise<AuditEntry[]> {
+    return this.operatorActions.listAudit(q);
   }
 
   /** Every defined queue with its settings and what it holds now, and the global limit. */

@@ -10,11 +10,13 @@ export { Engine, type DispatchInput } from "./engine.js";
 export type { WorkerSession } from "./session.js";
 export type { WatchEvent } from "./watch.js";
 export { attemptsOf } from "./attempts.js";
+export { BULK_LIMIT_MAX } from "./operator-actions.js";
 export type {
   ActiveSortColumn,
   ActiveStatus,
   Attempt,
   AttemptOutcome,
+  AuditEntry,
   CancelReason,
   FinishedAs,
   JsonObject,
@@ -23,6 +25,7 @@ export type {
   LogEntry,
   Outcome,
   ScheduleRow,
+  TaskFilter,
   TaskRecord,
   TaskStatus,
   WaitReason,

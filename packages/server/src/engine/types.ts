@@ -80,6 +80,10 @@ export interface TaskRecord {
   error: string;
   /** Every status change since the task was created, oldest first. */
   statusChanges: StatusChange[];
+  /** The finished task this one retries; null for a task dispatched as itself. */
+  retryOf: string | null;
+  /** The task that retries this finished one; null until it is retried (always, while active). */
+  retriedAs: string | null;
   /** A pending task in Status and ListActive: why it is not running yet. */
   waiting?: Waiting;
 }
@@ -320,6 +324,59 @@ export interface HistoryQuery {
   createdBefore: Date | null;
   limit: number;
   after: { createdAt: Date; id: string } | null;
+}
+
+/**
+ * The tasks a bulk action applies to: each field that is set must match (null: any). `statuses` are
+ * those the action may take (empty: every one it may).
+ */
+export interface TaskFilter {
+  queue: string | null;
+  type: string | null;
+  statuses: TaskStatus[];
+  createdAfter: Date | null;
+  createdBefore: Date | null;
+  origin: Origin | null;
+}
+
+/** A bulk action: which tasks, at most how many, whether only to count them, and who asks. */
+export interface BulkRequest {
+  filter: TaskFilter;
+  limit: number;
+  dryRun: boolean;
+  /** Who asked, for the audit log. */
+  actor: string;
+}
+
+export interface BulkResult {
+  /** Tasks changed; with dryRun, tasks that match, at most the limit. */
+  count: number;
+  /** Whether matching tasks remain beyond what the call acted on (or, with dryRun, would). */
+  moreRemain: boolean;
+}
+
+/** What an audited call did: "retry", "interrupt_many" or "retry_many". */
+export type AuditAction = "retry" | "interrupt_many" | "retry_many";
+
+/**
+ * The audit row of a statement that changes tasks: who asked, what, with which parameters. `id` names
+ * the row an earlier batch of the same call wrote, to count up; null for a new row.
+ */
+export interface AuditRecord {
+  id: string | null;
+  actor: string;
+  action: AuditAction;
+  params: JsonObject;
+}
+
+/** One row of the audit log. */
+export interface AuditEntry {
+  id: string;
+  at: Date;
+  actor: string;
+  action: AuditAction;
+  params: JsonObject;
+  affected: number;
 }
 
 /** Who declared a schedule: the config, a worker's hello, or the engine's built-in maintenance. */

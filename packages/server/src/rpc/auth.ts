@@ -2,16 +2,17 @@
  * Bearer-token auth: every call but the health check carries `authorization: Bearer <token>`, and the
  * token's role decides what it may call.
  *
- *   client  dispatch, status, watch, interrupt and the lists (TaskQueue, except pausing queues)
+ *   client  dispatch, status, watch, interrupt and the lists (TaskQueue, except the admin's methods)
  *   worker  WorkerService.Connect
- *   admin   everything, including PauseQueue and ResumeQueue
+ *   admin   everything, including PauseQueue, ResumeQueue, Retry, InterruptMany, RetryMany and ListAudit
  *
  * A missing or unknown token is UNAUTHENTICATED; a known token whose role does not cover the method is
  * PERMISSION_DENIED. Both are decided before the implementation runs, so a refused call changes nothing.
- * Tokens are held as SHA-256 digests and compared in constant time.
+ * Tokens are held as SHA-256 digests and compared in constant time. The token a call was let in with is
+ * in its context (CALLER), so the audit log can name who acted (`actorOf`).
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, createContextKey, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { Health } from "@taskq/protocol/grpc";
 import { TaskQueue } from "@taskq/protocol";
 import { WorkerService } from "@taskq/protocol";
@@ -30,7 +31,25 @@ export interface AuthToken {
 export const tokenDigest = (token: string): Buffer => createHash("sha256").update(token, "utf8").digest();
 
 /** Methods only an admin may call; every other TaskQueue method is open to clients as well. */
-const ADMIN_ONLY = new Set([TaskQueue.method.pauseQueue.name, TaskQueue.method.resumeQueue.name]);
+const ADMIN_ONLY = new Set(
+  [
+    TaskQueue.method.pauseQueue,
+    TaskQueue.method.resumeQueue,
+    TaskQueue.method.retry,
+    TaskQueue.method.interruptMany,
+    TaskQueue.method.retryMany,
+    TaskQueue.method.listAudit,
+  ].map((m) => m.name),
+);
+
+/** The token a call was let in with; null when the server runs without auth. */
+const CALLER = createContextKey<AuthToken | null>(null, { description: "the auth token of the call" });
+
+/** Who made a call, for the audit log: its token's name (every token has one), or "anonymous" without auth. */
+export function actorOf(values: ContextValues): string {
+  const token = values.get(CALLER);
+  return token ? token.name || token.role : "anonymous";
+}
 
 /** The roles that may call a method, or "anyone" for methods that need no token. */
 function rolesFor(service: string, method: string): readonly Role[] | "anyone" {
@@ -67,6 +86,7 @@ export function authInterceptor(tokens: readonly AuthToken[]): Interceptor {
     if (!allowed.includes(token.role)) {
       throw new ConnectError(`role ${token.role} may not call ${req.service.typeName}/${req.method.name}`, Code.PermissionDenied);
     }
+    req.contextValues.set(CALLER, token);
     return next(req);
   };
 }

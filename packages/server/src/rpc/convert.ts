@@ -5,6 +5,7 @@ import { attemptsOf } from "../engine/index.js";
 import type {
   Attempt,
   AttemptOutcome as AttemptOutcomeName,
+  AuditEntry,
   JsonValue,
   LogEntry,
   QueueInfo,
@@ -18,6 +19,7 @@ import { QueueSchema, ScheduleSchema, type Queue, type Schedule } from "@taskq/p
 import {
   AttemptOutcome,
   type AttemptSchema,
+  type AuditEntrySchema,
   type ConnectedWorkerSchema,
   LogEntrySchema,
   Origin,
@@ -148,6 +150,8 @@ export function taskToPb(t: TaskRecord, opts: TaskToPbOptions): Task {
     attemptHistory: detail ? attemptsOf(t.statusChanges).map(attemptToPb) : [],
     waitReason: t.waiting ? WAIT_REASON_TO_PB[t.waiting.reason] : WaitReason.UNSPECIFIED,
     waitDetail: t.waiting?.detail ?? "",
+    retryOf: t.retryOf ?? "",
+    retriedAs: t.retriedAs ?? "",
   });
 }
 
@@ -194,4 +198,13 @@ const attemptToPb = (a: Attempt): MessageInitShape<typeof AttemptSchema> => ({
   endedAt: a.endedAt ? timestampFromDate(a.endedAt) : undefined,
   outcome: OUTCOME_TO_PB[a.outcome],
   error: a.error,
+});
+
+export const auditEntryToPb = (e: AuditEntry): MessageInitShape<typeof AuditEntrySchema> => ({
+  id: e.id,
+  time: timestampFromDate(e.at),
+  actor: e.actor,
+  action: e.action,
+  params: e.params,
+  affected: e.affected,
 });

@@ -4,7 +4,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { invalidArgument } from "../engine/index.js";
-import type { ActiveSortColumn, ActiveStatus, Engine, TaskStatus as EngineStatus, WatchEvent } from "../engine/index.js";
+import type { ActiveSortColumn, ActiveStatus, Engine, WatchEvent } from "../engine/index.js";
 import { Origin, TaskStatus } from "@taskq/protocol";
 import {
   ActiveSortField,
@@ -12,7 +12,8 @@ import {
   WatchTaskResponseSchema,
   type WatchTaskResponse,
 } from "@taskq/protocol";
-import { STATUS_FROM_PB, STATUS_TO_PB, logEntryToPb, queueToPb, scheduleToPb, taskToPb, valueToPb, workerToPb } from "./convert.js";
+import { STATUS_TO_PB, auditEntryToPb, logEntryToPb, queueToPb, scheduleToPb, taskToPb, valueToPb, workerToPb } from "./convert.js";
+import { actorOf } from "./auth.js";
 import { CONNECTION, PerConnection } from "./connection.js";
 import { mapErrors, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
@@ -30,14 +31,6 @@ const SORT_COLUMN: Record<ActiveSortField, ActiveSortColumn> = {
   [ActiveSortField.TYPE]: "type",
   [ActiveSortField.ORIGIN]: "origin",
 };
-
-function statuses(field: string, values: TaskStatus[], allowed: EngineStatus[]): EngineStatus[] {
-  return values.map((s, i) => {
-    const status = STATUS_FROM_PB.get(s);
-    if (!status || !allowed.includes(status)) throw invalidArgument(`${field}[${i}]: ${TaskStatus[s] ?? s} is not allowed here`);
-    return status;
-  });
-}
 
 export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeof TaskQueue> {
   const watchers = new PerConnection(v.LIMITS.watchersPerConnection);
@@ -91,7 +84,7 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
         titleSearch: v.text("title_search", req.titleSearch, v.LIMITS.titleLength) || null,
         type: v.name("type", req.type, false) || null,
         queue: v.name("queue", req.queue, false) || null,
-        statuses: statuses("statuses", req.statuses, ["pending", "running", "cancelling"]) as ActiveStatus[],
+        statuses: v.statuses("statuses", req.statuses, ["pending", "running", "cancelling"]) as ActiveStatus[],
         createdAfter: v.timestamp("created_after", req.createdAfter) ?? null,
         createdBefore: v.timestamp("created_before", req.createdBefore) ?? null,
         sortBy,
@@ -120,13 +113,45 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
 
     listWorkers: mapErrors(log, async () => ({ workers: (await engine.listWorkers()).map(workerToPb) })),
 
+    retry: mapErrors(log, async (req, ctx) => {
+      const result = await engine.retry(v.taskId("task_id", req.taskId), actorOf(ctx.values));
+      return { taskId: result.id, created: result.created };
+    }),
+
+    interruptMany: mapErrors(log, (req, ctx) =>
+      engine.interruptMany({
+        filter: v.taskFilter("filter", req.filter, ["pending", "running"]),
+        limit: v.bulkLimit("limit", req.limit),
+        dryRun: req.dryRun,
+        reason: v.text("reason", req.reason, v.LIMITS.titleLength),
+        actor: actorOf(ctx.values),
+      }),
+    ),
+
+    retryMany: mapErrors(log, (req, ctx) =>
+      engine.retryMany({
+        filter: v.taskFilter("filter", req.filter, ["failed", "canceled", "stuck"]),
+        limit: v.bulkLimit("limit", req.limit),
+        dryRun: req.dryRun,
+        actor: actorOf(ctx.values),
+      }),
+    ),
+
+    listAudit: mapErrors(log, async (req) => {
+      const limit = v.pageSize("page_size", req.pageSize);
+      const beforeId = req.pageToken ? auditCursor(req.pageToken) : null;
+      const entries = await engine.listAudit({ limit, beforeId });
+      const last = entries.length === limit ? entries.at(-1)! : null;
+      return { entries: entries.map(auditEntryToPb), nextPageToken: last ? encodePageToken({ id: last.id }) : "" };
+    }),
+
     listHistory: mapErrors(log, async (req) => {
       const origin = v.enumValue("origin", req.origin, Origin);
       const limit = v.pageSize("page_size", req.pageSize);
       const after = req.pageToken ? historyCursor(req.pageToken) : null;
       const tasks = await engine.listHistory({
         origin: origin === Origin.USER ? "user" : origin === Origin.SYSTEM ? "system" : null,
-        statuses: statuses("statuses", req.statuses, ["running", "cancelling", "completed", "failed", "canceled", "stuck"]),
+        statuses: v.statuses("statuses", req.statuses, ["running", "cancelling", "completed", "failed", "canceled", "stuck"]),
         type: v.name("type", req.type, false) || null,
         createdAfter: v.timestamp("created_after", req.createdAfter) ?? null,
         createdBefore: v.timestamp("created_before", req.createdBefore) ?? null,
@@ -157,6 +182,12 @@ function activeCursor(token: string, column: ActiveSortColumn, descending: boole
     ((column === "id" || column === "attempts" || column === "priority" || column === "status") && !/^-?\d{1,19}$/.test(c.value));
   if (bad) throw invalidArgument("page_token: not a page token from this list");
   return { value: c.value, id: c.id };
+}
+
+function auditCursor(token: string): string {
+  const { id } = decodePageToken("page_token", token, ["id"]);
+  if (!/^[1-9][0-9]{0,18}$/.test(id)) throw invalidArgument("page_token: not a page token from this list");
+  return id;
 }
 
 function historyCursor(token: string) {

@@ -5,8 +5,10 @@
  */
 import { fromJson, toBinary } from "@bufbuild/protobuf";
 import { StructSchema, durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { DEFAULT_TIME_ZONE, cronParse, invalidArgument, type DispatchInput, type JsonObject } from "../engine/index.js";
-import { LIMITS, Origin, RetryBackoff, bytesBound, type DispatchRequest } from "@taskq/protocol";
+import { BULK_LIMIT_MAX, DEFAULT_TIME_ZONE, cronParse, invalidArgument, type DispatchInput, type JsonObject } from "../engine/index.js";
+import type { TaskFilter as EngineTaskFilter, TaskStatus as EngineStatus } from "../engine/index.js";
+import { LIMITS, Origin, RetryBackoff, TaskStatus, bytesBound, type DispatchRequest, type TaskFilter } from "@taskq/protocol";
+import { STATUS_FROM_PB } from "./convert.js";
 
 export { LIMITS };
 
@@ -96,6 +98,40 @@ export function cron(field: string, expression: string, timeZone: string): { cro
 export function pageSize(field: string, value: number): number {
   if (value > LIMITS.pageSize) throw invalidArgument(`${field}: at most ${LIMITS.pageSize}`);
   return value === 0 ? 50 : value;
+}
+
+/** Statuses of a filter, each one of `allowed`. */
+export function statuses(field: string, values: TaskStatus[], allowed: readonly EngineStatus[]): EngineStatus[] {
+  return values.map((s, i) => {
+    const status = STATUS_FROM_PB.get(s);
+    if (!status || !allowed.includes(status)) {
+      const names = allowed.map((a) => a.toUpperCase()).join(", ");
+      throw invalidArgument(`${field}[${i}]: ${TaskStatus[s] ?? s} is not allowed here (allowed: ${names})`);
+    }
+    return status;
+  });
+}
+
+/** A bulk action's filter, its statuses among `allowed`; at least one field must be set. */
+export function taskFilter(field: string, f: TaskFilter | undefined, allowed: readonly EngineStatus[]): EngineTaskFilter {
+  const origin = enumValue(`${field}.origin`, f?.origin ?? Origin.UNSPECIFIED, Origin);
+  const filter: EngineTaskFilter = {
+    queue: name(`${field}.queue`, f?.queue ?? "", false) || null,
+    type: name(`${field}.type`, f?.type ?? "", false) || null,
+    statuses: statuses(`${field}.statuses`, f?.statuses ?? [], allowed),
+    createdAfter: timestamp(`${field}.created_after`, f?.createdAfter) ?? null,
+    createdBefore: timestamp(`${field}.created_before`, f?.createdBefore) ?? null,
+    origin: origin === Origin.USER ? "user" : origin === Origin.SYSTEM ? "system" : null,
+  };
+  const empty = filter.queue === null && filter.type === null && filter.statuses.length === 0 && !filter.createdAfter && !filter.createdBefore && filter.origin === null;
+  if (empty) throw invalidArgument(`${field}: set at least one field (to act on every task, name the statuses)`);
+  return filter;
+}
+
+/** The most tasks a bulk action may act on: 1 to BULK_LIMIT_MAX; 0 means BULK_LIMIT_MAX. */
+export function bulkLimit(field: string, value: number): number {
+  if (value > BULK_LIMIT_MAX) throw invalidArgument(`${field}: at most ${BULK_LIMIT_MAX}`);
+  return value === 0 ? BULK_LIMIT_MAX : value;
 }
 
 export function dispatchRequest(r: DispatchRequest, prefix = ""): DispatchInput {

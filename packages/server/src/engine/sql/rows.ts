@@ -5,13 +5,15 @@ import type { EndedBy, JsonObject, JsonValue, LogEntry, StatusChange, TaskRecord
 const TASK_COLUMNS = `id::text, type, queue, status, priority, params, title, origin, initiator, node_id,
   idempotency_key, attempts, max_attempts, retry_delay_ms::float8 as retry_delay_ms, retry_backoff,
   timeout_ms::float8 as timeout_ms, created_at, started_at, worker, status_values, log_seq::float8 as log_seq, error,
-  status_changes`;
+  status_changes, retry_of::text`;
 
 /** A TaskRow from taskq.tasks. */
-export const ACTIVE_COLUMNS = `${TASK_COLUMNS}, next_try_at, deadline_at, null::timestamptz as finished_at, null::jsonb as result, '' as ended_by`;
+export const ACTIVE_COLUMNS = `${TASK_COLUMNS}, next_try_at, deadline_at, null::timestamptz as finished_at, null::jsonb as result, '' as ended_by,
+  null::text as retried_as`;
 
 /** A TaskRow from taskq.history. */
-export const HISTORY_COLUMNS = `${TASK_COLUMNS}, null::timestamptz as next_try_at, null::timestamptz as deadline_at, finished_at, result, ended_by`;
+export const HISTORY_COLUMNS = `${TASK_COLUMNS}, null::timestamptz as next_try_at, null::timestamptz as deadline_at, finished_at, result, ended_by,
+  retried_as::text`;
 
 export interface TaskRow {
   id: string;
@@ -44,6 +46,9 @@ export interface TaskRow {
   status_changes: { s: TaskStatus; a: number; w: string; e: string; at: number; q: number; r?: string; o?: EndedBy }[];
   /** How the final change came about; "" while active and for rows archived before migration 009. */
   ended_by: EndedBy | "";
+  retry_of: string | null;
+  /** Always null for an active task: only a finished one can have been retried. */
+  retried_as: string | null;
 }
 
 export function taskFromRow(r: TaskRow): TaskRecord {
@@ -75,6 +80,8 @@ export function taskFromRow(r: TaskRow): TaskRecord {
     result: r.status === "completed" ? r.result : undefined,
     error: r.error,
     statusChanges: statusChangesOf(r),
+    retryOf: r.retry_of,
+    retriedAs: r.retried_as,
   };
 }
 

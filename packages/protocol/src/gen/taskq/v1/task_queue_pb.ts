@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/task_queue.proto.
  */
 export const file_taskq_v1_task_queue: GenFile = /*@__PURE__*/
-  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSLkAwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJQg8KDV9tYXhfYXR0ZW1wdHMiNAoQRGlzcGF0Y2hSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiQAoURGlzcGF0Y2hCYXRjaFJlcXVlc3QSKAoFdGFza3MYASADKAsyGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QiRAoVRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlIiAKDVN0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg5TdGF0dXNSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4udGFza3EudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEItMBChFXYXRjaFRhc2tSZXNwb25zZRIiCghzbmFwc2hvdBgBIAEoCzIOLnRhc2txLnYxLlRhc2tIABIzCg1zdGF0dXNfY2hhbmdlGAIgASgLMhoudGFza3EudjEuVGFza1N0YXR1c0NoYW5nZUgAEjMKDHN0YXR1c192YWx1ZRgDIAEoCzIbLnRhc2txLnYxLlN0YXR1c1ZhbHVlQ2hhbmdlSAASJwoJbG9nX2VudHJ5GAQgASgLMhIudGFza3EudjEuTG9nRW50cnlIAEIHCgVldmVudCK7AQoQVGFza1N0YXR1c0NoYW5nZRIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEhAKCGF0dGVtcHRzGAIgASgNEg4KBndvcmtlchgDIAEoCRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRU3RhdHVzVmFsdWVDaGFuZ2USCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjMKEEludGVycnVwdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOQoRSW50ZXJydXB0UmVzcG9uc2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyLIAgoRTGlzdEFjdGl2ZVJlcXVlc3QSCgoCaWQYASABKAkSFAoMdGl0bGVfc2VhcmNoGAIgASgJEgwKBHR5cGUYAyABKAkSJgoIc3RhdHVzZXMYBCADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdzb3J0X2J5GAcgASgOMhkudGFza3EudjEuQWN0aXZlU29ydEZpZWxkEhIKCmRlc2NlbmRpbmcYCCABKAgSEQoJcGFnZV9zaXplGAkgASgNEhIKCnBhZ2VfdG9rZW4YCiABKAkSDQoFcXVldWUYCyABKAkiTAoSTGlzdEFjdGl2ZVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gEKEkxpc3RIaXN0b3J5UmVxdWVzdBIgCgZvcmlnaW4YASABKA4yEC50YXNrcS52MS5PcmlnaW4SJgoIc3RhdHVzZXMYAiADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAUgASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIk0KE0xpc3RIaXN0b3J5UmVzcG9uc2USHQoFdGFza3MYASADKAsyDi50YXNrcS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKsAgoFUXVldWUSDAoEbmFtZRgBIAEoCRIYCgttYXhfd29ya2VycxgCIAEoDUgAiAEBEg8KB3BlbmRpbmcYAyABKA0SDwoHcnVubmluZxgEIAEoDRIOCgZwYXVzZWQYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IAYgBARIxCg5vbGRlc3RfZHVlX2FnZRgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIOCgxfbWF4X3dvcmtlcnNCDwoNX21heF9hdHRlbXB0cyITChFMaXN0UXVldWVzUmVxdWVzdCJ+ChJMaXN0UXVldWVzUmVzcG9uc2USHwoGcXVldWVzGAEgAygLMg8udGFza3EudjEuUXVldWUSHwoSZ2xvYmFsX21heF93b3JrZXJzGAIgASgNSACIAQESDwoHcnVubmluZxgDIAEoDUIVChNfZ2xvYmFsX21heF93b3JrZXJzIiIKEVBhdXNlUXVldWVSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIeCgVxdWV1ZRgBIAEoCzIPLnRhc2txLnYxLlF1ZXVlIiMKElJlc3VtZVF1ZXVlUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSI1ChNSZXN1bWVRdWV1ZVJlc3BvbnNlEh4KBXF1ZXVlGAEgASgLMg8udGFza3EudjEuUXVldWUiiQIKCFNjaGVkdWxlEgwKBG5hbWUYASABKAkSDAoEY3JvbhgCIAEoCRIRCgl0aW1lX3pvbmUYAyABKAkSDAoEdHlwZRgEIAEoCRINCgVxdWV1ZRgFIAEoCRIOCgZzb3VyY2UYBiABKAkSLwoLbmV4dF9ydW5fYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2xhc3RfcnVuX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X3Rhc2tfaWQYCSABKAkSKQoLbGFzdF9zdGF0dXMYCiABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzIhYKFExpc3RTY2hlZHVsZXNSZXF1ZXN0IhQKEkxpc3RXb3JrZXJzUmVxdWVzdCJBChNMaXN0V29ya2Vyc1Jlc3BvbnNlEioKB3dvcmtlcnMYASADKAsyGS50YXNrcS52MS5Db25uZWN0ZWRXb3JrZXIi0wIKD0Nvbm5lY3RlZFdvcmtlchISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKcmVwbGljYV9pZBgDIAEoCRISCgp0YXNrX3R5cGVzGAQgAygJEg4KBnF1ZXVlcxgFIAMoCRITCgtjb25jdXJyZW5jeRgGIAEoDRIPCgdjcmVkaXRzGAcgASgNEg8KB3J1bm5pbmcYCCABKA0SGAoQcnVubmluZ190YXNrX2lkcxgJIAMoCRIwCgxjb25uZWN0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfaGVhcmRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGhlYXJ0YmVhdF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEiUKCXNjaGVkdWxlcxgBIAMoCzISLnRhc2txLnYxLlNjaGVkdWxlKscCCg9BY3RpdmVTb3J0RmllbGQSIQodQUNUSVZFX1NPUlRfRklFTERfVU5TUEVDSUZJRUQQABIYChRBQ1RJVkVfU09SVF9GSUVMRF9JRBABEhwKGEFDVElWRV9TT1JUX0ZJRUxEX1NUQVRVUxACEhsKF0FDVElWRV9TT1JUX0ZJRUxEX1RJVExFEAMSIAocQUNUSVZFX1NPUlRfRklFTERfQ1JFQVRFRF9BVBAEEiAKHEFDVElWRV9TT1JUX0ZJRUxEX1NUQVJURURfQVQQBRIeChpBQ1RJVkVfU09SVF9GSUVMRF9BVFRFTVBUUxAGEh4KGkFDVElWRV9TT1JUX0ZJRUxEX1BSSU9SSVRZEAcSGgoWQUNUSVZFX1NPUlRfRklFTERfVFlQRRAIEhwKGEFDVElWRV9TT1JUX0ZJRUxEX09SSUdJThAJMvwGCglUYXNrUXVldWUSQQoIRGlzcGF0Y2gSGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QaGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlElAKDURpc3BhdGNoQmF0Y2gSHi50YXNrcS52MS5EaXNwYXRjaEJhdGNoUmVxdWVzdBofLnRhc2txLnYxLkRpc3BhdGNoQmF0Y2hSZXNwb25zZRI7CgZTdGF0dXMSFy50YXNrcS52MS5TdGF0dXNSZXF1ZXN0GhgudGFza3EudjEuU3RhdHVzUmVzcG9uc2USRgoJV2F0Y2hUYXNrEhoudGFza3EudjEuV2F0Y2hUYXNrUmVxdWVzdBobLnRhc2txLnYxLldhdGNoVGFza1Jlc3BvbnNlMAESRAoJSW50ZXJydXB0EhoudGFza3EudjEuSW50ZXJydXB0UmVxdWVzdBobLnRhc2txLnYxLkludGVycnVwdFJlc3BvbnNlEkcKCkxpc3RBY3RpdmUSGy50YXNrcS52MS5MaXN0QWN0aXZlUmVxdWVzdBocLnRhc2txLnYxLkxpc3RBY3RpdmVSZXNwb25zZRJKCgtMaXN0SGlzdG9yeRIcLnRhc2txLnYxLkxpc3RIaXN0b3J5UmVxdWVzdBodLnRhc2txLnYxLkxpc3RIaXN0b3J5UmVzcG9uc2USRwoKTGlzdFF1ZXVlcxIbLnRhc2txLnYxLkxpc3RRdWV1ZXNSZXF1ZXN0GhwudGFza3EudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlEkcKClBhdXNlUXVldWUSGy50YXNrcS52MS5QYXVzZVF1ZXVlUmVxdWVzdBocLnRhc2txLnYxLlBhdXNlUXVldWVSZXNwb25zZRJKCgtSZXN1bWVRdWV1ZRIcLnRhc2txLnYxLlJlc3VtZVF1ZXVlUmVxdWVzdBodLnRhc2txLnYxLlJlc3VtZVF1ZXVlUmVzcG9uc2USUAoNTGlzdFNjaGVkdWxlcxIeLnRhc2txLnYxLkxpc3RTY2hlZHVsZXNSZXF1ZXN0Gh8udGFza3EudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEkoKC0xpc3RXb3JrZXJzEhwudGFza3EudjEuTGlzdFdvcmtlcnNSZXF1ZXN0Gh0udGFza3EudjEuTGlzdFdvcmtlcnNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSLkAwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJQg8KDV9tYXhfYXR0ZW1wdHMiNAoQRGlzcGF0Y2hSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiQAoURGlzcGF0Y2hCYXRjaFJlcXVlc3QSKAoFdGFza3MYASADKAsyGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QiRAoVRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlIiAKDVN0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg5TdGF0dXNSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4udGFza3EudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEItMBChFXYXRjaFRhc2tSZXNwb25zZRIiCghzbmFwc2hvdBgBIAEoCzIOLnRhc2txLnYxLlRhc2tIABIzCg1zdGF0dXNfY2hhbmdlGAIgASgLMhoudGFza3EudjEuVGFza1N0YXR1c0NoYW5nZUgAEjMKDHN0YXR1c192YWx1ZRgDIAEoCzIbLnRhc2txLnYxLlN0YXR1c1ZhbHVlQ2hhbmdlSAASJwoJbG9nX2VudHJ5GAQgASgLMhIudGFza3EudjEuTG9nRW50cnlIAEIHCgVldmVudCK7AQoQVGFza1N0YXR1c0NoYW5nZRIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEhAKCGF0dGVtcHRzGAIgASgNEg4KBndvcmtlchgDIAEoCRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRU3RhdHVzVmFsdWVDaGFuZ2USCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjMKEEludGVycnVwdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOQoRSW50ZXJydXB0UmVzcG9uc2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyLIAgoRTGlzdEFjdGl2ZVJlcXVlc3QSCgoCaWQYASABKAkSFAoMdGl0bGVfc2VhcmNoGAIgASgJEgwKBHR5cGUYAyABKAkSJgoIc3RhdHVzZXMYBCADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdzb3J0X2J5GAcgASgOMhkudGFza3EudjEuQWN0aXZlU29ydEZpZWxkEhIKCmRlc2NlbmRpbmcYCCABKAgSEQoJcGFnZV9zaXplGAkgASgNEhIKCnBhZ2VfdG9rZW4YCiABKAkSDQoFcXVldWUYCyABKAkiTAoSTGlzdEFjdGl2ZVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gEKEkxpc3RIaXN0b3J5UmVxdWVzdBIgCgZvcmlnaW4YASABKA4yEC50YXNrcS52MS5PcmlnaW4SJgoIc3RhdHVzZXMYAiADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAUgASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIk0KE0xpc3RIaXN0b3J5UmVzcG9uc2USHQoFdGFza3MYASADKAsyDi50YXNrcS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKsAgoFUXVldWUSDAoEbmFtZRgBIAEoCRIYCgttYXhfd29ya2VycxgCIAEoDUgAiAEBEg8KB3BlbmRpbmcYAyABKA0SDwoHcnVubmluZxgEIAEoDRIOCgZwYXVzZWQYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IAYgBARIxCg5vbGRlc3RfZHVlX2FnZRgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIOCgxfbWF4X3dvcmtlcnNCDwoNX21heF9hdHRlbXB0cyITChFMaXN0UXVldWVzUmVxdWVzdCJ+ChJMaXN0UXVldWVzUmVzcG9uc2USHwoGcXVldWVzGAEgAygLMg8udGFza3EudjEuUXVldWUSHwoSZ2xvYmFsX21heF93b3JrZXJzGAIgASgNSACIAQESDwoHcnVubmluZxgDIAEoDUIVChNfZ2xvYmFsX21heF93b3JrZXJzIiIKEVBhdXNlUXVldWVSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIeCgVxdWV1ZRgBIAEoCzIPLnRhc2txLnYxLlF1ZXVlIiMKElJlc3VtZVF1ZXVlUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSI1ChNSZXN1bWVRdWV1ZVJlc3BvbnNlEh4KBXF1ZXVlGAEgASgLMg8udGFza3EudjEuUXVldWUiiQIKCFNjaGVkdWxlEgwKBG5hbWUYASABKAkSDAoEY3JvbhgCIAEoCRIRCgl0aW1lX3pvbmUYAyABKAkSDAoEdHlwZRgEIAEoCRINCgVxdWV1ZRgFIAEoCRIOCgZzb3VyY2UYBiABKAkSLwoLbmV4dF9ydW5fYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2xhc3RfcnVuX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X3Rhc2tfaWQYCSABKAkSKQoLbGFzdF9zdGF0dXMYCiABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzIhYKFExpc3RTY2hlZHVsZXNSZXF1ZXN0IhQKEkxpc3RXb3JrZXJzUmVxdWVzdCJBChNMaXN0V29ya2Vyc1Jlc3BvbnNlEioKB3dvcmtlcnMYASADKAsyGS50YXNrcS52MS5Db25uZWN0ZWRXb3JrZXIi0wIKD0Nvbm5lY3RlZFdvcmtlchISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKcmVwbGljYV9pZBgDIAEoCRISCgp0YXNrX3R5cGVzGAQgAygJEg4KBnF1ZXVlcxgFIAMoCRITCgtjb25jdXJyZW5jeRgGIAEoDRIPCgdjcmVkaXRzGAcgASgNEg8KB3J1bm5pbmcYCCABKA0SGAoQcnVubmluZ190YXNrX2lkcxgJIAMoCRIwCgxjb25uZWN0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfaGVhcmRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGhlYXJ0YmVhdF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEiUKCXNjaGVkdWxlcxgBIAMoCzISLnRhc2txLnYxLlNjaGVkdWxlIh8KDFJldHJ5UmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjEKDVJldHJ5UmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIPCgdjcmVhdGVkGAIgASgIItoBCgpUYXNrRmlsdGVyEg0KBXF1ZXVlGAEgASgJEgwKBHR5cGUYAiABKAkSJgoIc3RhdHVzZXMYAyADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4ibAoUSW50ZXJydXB0TWFueVJlcXVlc3QSJAoGZmlsdGVyGAEgASgLMhQudGFza3EudjEuVGFza0ZpbHRlchIPCgdkcnlfcnVuGAIgASgIEg0KBWxpbWl0GAMgASgNEg4KBnJlYXNvbhgEIAEoCSI7ChVJbnRlcnJ1cHRNYW55UmVzcG9uc2USDQoFY291bnQYASABKA0SEwoLbW9yZV9yZW1haW4YAiABKAgiWAoQUmV0cnlNYW55UmVxdWVzdBIkCgZmaWx0ZXIYASABKAsyFC50YXNrcS52MS5UYXNrRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgSDQoFbGltaXQYAyABKA0iNwoRUmV0cnlNYW55UmVzcG9uc2USDQoFY291bnQYASABKA0SEwoLbW9yZV9yZW1haW4YAiABKAgiOQoQTGlzdEF1ZGl0UmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJTChFMaXN0QXVkaXRSZXNwb25zZRIlCgdlbnRyaWVzGAEgAygLMhQudGFza3EudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkinAEKCkF1ZGl0RW50cnkSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEicKBnBhcmFtcxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIYWZmZWN0ZWQYBiABKA0qxwIKD0FjdGl2ZVNvcnRGaWVsZBIhCh1BQ1RJVkVfU09SVF9GSUVMRF9VTlNQRUNJRklFRBAAEhgKFEFDVElWRV9TT1JUX0ZJRUxEX0lEEAESHAoYQUNUSVZFX1NPUlRfRklFTERfU1RBVFVTEAISGwoXQUNUSVZFX1NPUlRfRklFTERfVElUTEUQAxIgChxBQ1RJVkVfU09SVF9GSUVMRF9DUkVBVEVEX0FUEAQSIAocQUNUSVZFX1NPUlRfRklFTERfU1RBUlRFRF9BVBAFEh4KGkFDVElWRV9TT1JUX0ZJRUxEX0FUVEVNUFRTEAYSHgoaQUNUSVZFX1NPUlRfRklFTERfUFJJT1JJVFkQBxIaChZBQ1RJVkVfU09SVF9GSUVMRF9UWVBFEAgSHAoYQUNUSVZFX1NPUlRfRklFTERfT1JJR0lOEAkylAkKCVRhc2tRdWV1ZRJBCghEaXNwYXRjaBIZLnRhc2txLnYxLkRpc3BhdGNoUmVxdWVzdBoaLnRhc2txLnYxLkRpc3BhdGNoUmVzcG9uc2USUAoNRGlzcGF0Y2hCYXRjaBIeLnRhc2txLnYxLkRpc3BhdGNoQmF0Y2hSZXF1ZXN0Gh8udGFza3EudjEuRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEjsKBlN0YXR1cxIXLnRhc2txLnYxLlN0YXR1c1JlcXVlc3QaGC50YXNrcS52MS5TdGF0dXNSZXNwb25zZRJGCglXYXRjaFRhc2sSGi50YXNrcS52MS5XYXRjaFRhc2tSZXF1ZXN0GhsudGFza3EudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJECglJbnRlcnJ1cHQSGi50YXNrcS52MS5JbnRlcnJ1cHRSZXF1ZXN0GhsudGFza3EudjEuSW50ZXJydXB0UmVzcG9uc2USRwoKTGlzdEFjdGl2ZRIbLnRhc2txLnYxLkxpc3RBY3RpdmVSZXF1ZXN0GhwudGFza3EudjEuTGlzdEFjdGl2ZVJlc3BvbnNlEkoKC0xpc3RIaXN0b3J5EhwudGFza3EudjEuTGlzdEhpc3RvcnlSZXF1ZXN0Gh0udGFza3EudjEuTGlzdEhpc3RvcnlSZXNwb25zZRJHCgpMaXN0UXVldWVzEhsudGFza3EudjEuTGlzdFF1ZXVlc1JlcXVlc3QaHC50YXNrcS52MS5MaXN0UXVldWVzUmVzcG9uc2USRwoKUGF1c2VRdWV1ZRIbLnRhc2txLnYxLlBhdXNlUXVldWVSZXF1ZXN0GhwudGFza3EudjEuUGF1c2VRdWV1ZVJlc3BvbnNlEkoKC1Jlc3VtZVF1ZXVlEhwudGFza3EudjEuUmVzdW1lUXVldWVSZXF1ZXN0Gh0udGFza3EudjEuUmVzdW1lUXVldWVSZXNwb25zZRJQCg1MaXN0U2NoZWR1bGVzEh4udGFza3EudjEuTGlzdFNjaGVkdWxlc1JlcXVlc3QaHy50YXNrcS52MS5MaXN0U2NoZWR1bGVzUmVzcG9uc2USSgoLTGlzdFdvcmtlcnMSHC50YXNrcS52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHS50YXNrcS52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEjgKBVJldHJ5EhYudGFza3EudjEuUmV0cnlSZXF1ZXN0GhcudGFza3EudjEuUmV0cnlSZXNwb25zZRJQCg1JbnRlcnJ1cHRNYW55Eh4udGFza3EudjEuSW50ZXJydXB0TWFueVJlcXVlc3QaHy50YXNrcS52MS5JbnRlcnJ1cHRNYW55UmVzcG9uc2USRAoJUmV0cnlNYW55EhoudGFza3EudjEuUmV0cnlNYW55UmVxdWVzdBobLnRhc2txLnYxLlJldHJ5TWFueVJlc3BvbnNlEkQKCUxpc3RBdWRpdBIaLnRhc2txLnYxLkxpc3RBdWRpdFJlcXVlc3QaGy50YXNrcS52MS5MaXN0QXVkaXRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * DispatchRequest describes one task to queue.
@@ -1140,6 +1140,357 @@ export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*
   messageDesc(file_taskq_v1_task_queue, 28);
 
 /**
+ * RetryRequest names the finished task to retry.
+ *
+ * @generated from message taskq.v1.RetryRequest
+ */
+export type RetryRequest = Message<"taskq.v1.RetryRequest"> & {
+  /**
+   * The id of a FAILED, CANCELED or STUCK task.
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+};
+
+/**
+ * Describes the message taskq.v1.RetryRequest.
+ * Use `create(RetryRequestSchema)` to create a new message.
+ */
+export const RetryRequestSchema: GenMessage<RetryRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 29);
+
+/**
+ * RetryResponse names the task that retries the one asked for.
+ *
+ * @generated from message taskq.v1.RetryResponse
+ */
+export type RetryResponse = Message<"taskq.v1.RetryResponse"> & {
+  /**
+   * The id of the new task (its retry_of is the task asked for).
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * False when the task had been retried already and task_id is that earlier retry: nothing new was queued.
+   *
+   * @generated from field: bool created = 2;
+   */
+  created: boolean;
+};
+
+/**
+ * Describes the message taskq.v1.RetryResponse.
+ * Use `create(RetryResponseSchema)` to create a new message.
+ */
+export const RetryResponseSchema: GenMessage<RetryResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 30);
+
+/**
+ * TaskFilter selects the tasks of a bulk action: a task matches when it matches every field that is set. At least
+ * one field must be set; to act on every task, name the statuses.
+ *
+ * @generated from message taskq.v1.TaskFilter
+ */
+export type TaskFilter = Message<"taskq.v1.TaskFilter"> & {
+  /**
+   * Only tasks of this queue.
+   *
+   * @generated from field: string queue = 1;
+   */
+  queue: string;
+
+  /**
+   * Only tasks of this type.
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * Only tasks in these statuses; empty means every status the action applies to.
+   *
+   * @generated from field: repeated taskq.v1.TaskStatus statuses = 3;
+   */
+  statuses: TaskStatus[];
+
+  /**
+   * Only tasks created at or after this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 4;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * Only tasks created before this time.
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 5;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * USER or SYSTEM tasks only; UNSPECIFIED matches both.
+   *
+   * @generated from field: taskq.v1.Origin origin = 6;
+   */
+  origin: Origin;
+};
+
+/**
+ * Describes the message taskq.v1.TaskFilter.
+ * Use `create(TaskFilterSchema)` to create a new message.
+ */
+export const TaskFilterSchema: GenMessage<TaskFilter> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 31);
+
+/**
+ * InterruptManyRequest selects the tasks to interrupt.
+ *
+ * @generated from message taskq.v1.InterruptManyRequest
+ */
+export type InterruptManyRequest = Message<"taskq.v1.InterruptManyRequest"> & {
+  /**
+   * The tasks to interrupt; statuses may be PENDING and RUNNING (empty: both).
+   *
+   * @generated from field: taskq.v1.TaskFilter filter = 1;
+   */
+  filter?: TaskFilter | undefined;
+
+  /**
+   * Only count the tasks that would be interrupted; change nothing.
+   *
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+
+  /**
+   * The most tasks to interrupt in this call, 1 to 10,000; 0 means 10,000.
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+
+  /**
+   * Why the tasks are interrupted; recorded as each task's error ("interrupted: <reason>").
+   *
+   * @generated from field: string reason = 4;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message taskq.v1.InterruptManyRequest.
+ * Use `create(InterruptManyRequestSchema)` to create a new message.
+ */
+export const InterruptManyRequestSchema: GenMessage<InterruptManyRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 32);
+
+/**
+ * InterruptManyResponse says how many tasks the call interrupted, or would have.
+ *
+ * @generated from message taskq.v1.InterruptManyResponse
+ */
+export type InterruptManyResponse = Message<"taskq.v1.InterruptManyResponse"> & {
+  /**
+   * The tasks interrupted (pending ones CANCELED, running ones CANCELLING); with dry_run, those that match, at most limit.
+   *
+   * @generated from field: uint32 count = 1;
+   */
+  count: number;
+
+  /**
+   * True when matching tasks remain beyond this call's: call again to go on.
+   *
+   * @generated from field: bool more_remain = 2;
+   */
+  moreRemain: boolean;
+};
+
+/**
+ * Describes the message taskq.v1.InterruptManyResponse.
+ * Use `create(InterruptManyResponseSchema)` to create a new message.
+ */
+export const InterruptManyResponseSchema: GenMessage<InterruptManyResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 33);
+
+/**
+ * RetryManyRequest selects the tasks to retry.
+ *
+ * @generated from message taskq.v1.RetryManyRequest
+ */
+export type RetryManyRequest = Message<"taskq.v1.RetryManyRequest"> & {
+  /**
+   * The tasks to retry; statuses may be FAILED, CANCELED and STUCK (empty: all three). Tasks retried already are skipped.
+   *
+   * @generated from field: taskq.v1.TaskFilter filter = 1;
+   */
+  filter?: TaskFilter | undefined;
+
+  /**
+   * Only count the tasks that would be retried; change nothing.
+   *
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+
+  /**
+   * The most tasks to retry in this call, 1 to 10,000; 0 means 10,000.
+   *
+   * @generated from field: uint32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message taskq.v1.RetryManyRequest.
+ * Use `create(RetryManyRequestSchema)` to create a new message.
+ */
+export const RetryManyRequestSchema: GenMessage<RetryManyRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 34);
+
+/**
+ * RetryManyResponse says how many tasks the call retried, or would have.
+ *
+ * @generated from message taskq.v1.RetryManyResponse
+ */
+export type RetryManyResponse = Message<"taskq.v1.RetryManyResponse"> & {
+  /**
+   * The tasks retried (one new task each); with dry_run, those that match, at most limit.
+   *
+   * @generated from field: uint32 count = 1;
+   */
+  count: number;
+
+  /**
+   * True when matching tasks remain beyond this call's: call again to go on.
+   *
+   * @generated from field: bool more_remain = 2;
+   */
+  moreRemain: boolean;
+};
+
+/**
+ * Describes the message taskq.v1.RetryManyResponse.
+ * Use `create(RetryManyResponseSchema)` to create a new message.
+ */
+export const RetryManyResponseSchema: GenMessage<RetryManyResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 35);
+
+/**
+ * ListAuditRequest pages the audit log.
+ *
+ * @generated from message taskq.v1.ListAuditRequest
+ */
+export type ListAuditRequest = Message<"taskq.v1.ListAuditRequest"> & {
+  /**
+   * The most entries to return, 1 to 500; 0 means 50.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of a previous response.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message taskq.v1.ListAuditRequest.
+ * Use `create(ListAuditRequestSchema)` to create a new message.
+ */
+export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 36);
+
+/**
+ * ListAuditResponse is one page of the audit log, newest first.
+ *
+ * @generated from message taskq.v1.ListAuditResponse
+ */
+export type ListAuditResponse = Message<"taskq.v1.ListAuditResponse"> & {
+  /**
+   * The entries.
+   *
+   * @generated from field: repeated taskq.v1.AuditEntry entries = 1;
+   */
+  entries: AuditEntry[];
+
+  /**
+   * Pass as page_token to read the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message taskq.v1.ListAuditResponse.
+ * Use `create(ListAuditResponseSchema)` to create a new message.
+ */
+export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 37);
+
+/**
+ * AuditEntry is one call that changed tasks: a Retry, or an InterruptMany or RetryMany that was not a dry run.
+ *
+ * @generated from message taskq.v1.AuditEntry
+ */
+export type AuditEntry = Message<"taskq.v1.AuditEntry"> & {
+  /**
+   * The entry's id, increasing with each entry.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * When the call began.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * Who called: the name of the auth token used, or "anonymous" when the server runs without auth.
+   *
+   * @generated from field: string actor = 3;
+   */
+  actor: string;
+
+  /**
+   * What was done: "retry", "interrupt_many" or "retry_many".
+   *
+   * @generated from field: string action = 4;
+   */
+  action: string;
+
+  /**
+   * What was asked: the task id and its retry's id for a retry, the filter, limit and reason for a bulk action.
+   *
+   * @generated from field: google.protobuf.Struct params = 5;
+   */
+  params?: JsonObject | undefined;
+
+  /**
+   * How many tasks the call changed.
+   *
+   * @generated from field: uint32 affected = 6;
+   */
+  affected: number;
+};
+
+/**
+ * Describes the message taskq.v1.AuditEntry.
+ * Use `create(AuditEntrySchema)` to create a new message.
+ */
+export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 38);
+
+/**
  * ActiveSortField is a column of the Active tasks list.
  *
  * @generated from enum taskq.v1.ActiveSortField
@@ -1349,6 +1700,47 @@ export const TaskQueue: GenService<{
     methodKind: "unary";
     input: typeof ListWorkersRequestSchema;
     output: typeof ListWorkersResponseSchema;
+  },
+  /**
+   * Retry dispatches a fresh task with the settings of a FAILED, CANCELED or STUCK one, linked both ways; retrying
+   * a task already retried returns that retry.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.Retry
+   */
+  retry: {
+    methodKind: "unary";
+    input: typeof RetryRequestSchema;
+    output: typeof RetryResponseSchema;
+  },
+  /**
+   * InterruptMany interrupts the pending and running tasks a filter matches, as Interrupt does each, in batches.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.InterruptMany
+   */
+  interruptMany: {
+    methodKind: "unary";
+    input: typeof InterruptManyRequestSchema;
+    output: typeof InterruptManyResponseSchema;
+  },
+  /**
+   * RetryMany retries the FAILED, CANCELED and STUCK tasks a filter matches that were not retried yet, in batches.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.RetryMany
+   */
+  retryMany: {
+    methodKind: "unary";
+    input: typeof RetryManyRequestSchema;
+    output: typeof RetryManyResponseSchema;
+  },
+  /**
+   * ListAudit lists what Retry, InterruptMany and RetryMany changed, and who asked, newest first.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.ListAudit
+   */
+  listAudit: {
+    methodKind: "unary";
+    input: typeof ListAuditRequestSchema;
+    output: typeof ListAuditResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskq_v1_task_queue, 0);

@@ -10,11 +10,13 @@
  */
 import type pg from "pg";
 
-export type Kind = "chaos.quick" | "chaos.slow" | "chaos.retry" | "chaos.fail" | "chaos.interrupted";
+export type Kind = "chaos.quick" | "chaos.slow" | "chaos.retry" | "chaos.snooze" | "chaos.extend" | "chaos.fail" | "chaos.interrupted";
 const EXPECTED: Record<Kind, string> = {
   "chaos.quick": "completed",
   "chaos.slow": "completed",
   "chaos.retry": "completed",
+  "chaos.snooze": "completed",
+  "chaos.extend": "completed",
   "chaos.fail": "failed",
   "chaos.interrupted": "canceled",
 };
@@ -82,10 +84,11 @@ export async function verify(db: pg.Pool, dispatched: Map<string, Kind>): Promis
       }
     }
   }
-  // One attempt (task and attempt number) run twice, by its executions or by its side effects, is a duplicate.
+  // One attempt (task and attempt number) run twice, by its executions or by its side effects, is a
+  // duplicate. A run that snoozed does not spend its attempt: the next run has the same number.
   const twice = await db.query<{ task_id: string; attempt: number; n: number }>(
     `select task_id::text, attempt, max(n)::int4 as n from (
-       select task_id, attempt, count(*) as n from chaos_runs group by 1, 2
+       select task_id, attempt, count(*) as n from chaos_runs where end_kind is distinct from 'snoozed' group by 1, 2
        union all
        select task_id, attempt, count(*) from chaos_effects group by 1, 2
      ) x where n > 1 group by 1, 2`,

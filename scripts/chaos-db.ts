@@ -35,7 +35,7 @@ export async function chaosTablesCreate(db: pg.Pool): Promise<void> {
       started_at   timestamptz not null,
       recorded_at  timestamptz not null default clock_timestamp(),
       ended_at     timestamptz,
-      end_kind     text check (end_kind in ('returned', 'threw', 'aborted')),
+      end_kind     text check (end_kind in ('returned', 'threw', 'aborted', 'snoozed')),
       aborted_at   timestamptz,
       abort_reason text
     );

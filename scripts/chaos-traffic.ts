@@ -7,17 +7,20 @@
  * or busy machine every replica answers late, and a call that is always abandoned never lands), back
  * down by half after each answer.
  *
- * Mix: 84 % quick tasks, 4 % slow ones (1–2 s, with log steps and progress), 5 % that fail twice with a
- * retryable error and complete on attempt 3, 3 % that fail for good, 4 % long ones that get interrupted.
+ * Mix: 78 % quick tasks, 4 % slow ones (1–2 s, with log steps and progress), 5 % that fail twice with a
+ * retryable error and complete on attempt 3, 3 % that snooze before they complete, 3 % that outlive their
+ * 400 ms timeout by extending their deadline, 3 % that fail for good, 4 % long ones that get interrupted.
  */
 import { Code, TaskClient, TaskqError } from "@taskq/sdk";
 import type { Kind } from "./chaos-check.js";
 import { pick, say, sleep } from "./chaos-procs.js";
 
 const KIND_MIX: [Kind, number][] = [
-  ["chaos.quick", 0.84],
+  ["chaos.quick", 0.78],
   ["chaos.slow", 0.04],
   ["chaos.retry", 0.05],
+  ["chaos.snooze", 0.03],
+  ["chaos.extend", 0.03],
   ["chaos.fail", 0.03],
   ["chaos.interrupted", 0.04],
 ];
@@ -61,6 +64,7 @@ export class Traffic {
             idempotencyKey: key,
             maxAttempts: 100, // a lost worker costs an attempt; a failing handler fails at once whatever this says
             retryDelayMs: 100,
+            timeoutMs: kind === "chaos.extend" ? 400 : undefined,
             title: key,
           })),
         );

@@ -7,17 +7,20 @@
  * killed mid-run leaves its row without an end. Handlers that complete also record their side effect,
  * one row per attempt, in chaos_effects, so the run can check that every completed task really ran.
  *
- * The SDK's TaskContext does not expose the lease token, so an execution is known by task and attempt.
+ * The SDK's TaskContext does not expose the lease token, so an execution is known by task and attempt;
+ * a run that snoozed (its end kind says so) leaves its attempt number to the next run.
  *
  * Environment: CHAOS_URL (the replica to connect to, through the run's proxy), CHAOS_DATABASE_URL (the
  * database, directly), CHAOS_NAME (the worker's name, as in tasks.worker; a run row has it and the pid).
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
-import { RetryableError, TaskAbortedError, Worker, type TaskContext } from "@taskq/sdk";
+import { RetryableError, TaskAbortedError, TaskSnoozed, Worker, type TaskContext } from "@taskq/sdk";
 import { clockAgrees, clockRead } from "./chaos-db.js";
 
 const NAME = process.env.CHAOS_NAME ?? "chaos-worker";
+/** Tasks this process has snoozed (chaos.snooze snoozes once per process that runs it). */
+const snoozedHere = new Set<string>();
 const pool = new pg.Pool({ connectionString: process.env.CHAOS_DATABASE_URL, max: 8 });
 pool.on("error", () => {}); // the database restarts during the run; queries below retry
 
@@ -53,7 +56,7 @@ interface RunStart {
 interface RunEnd {
   id: string;
   endedAt: number;
-  endKind: "returned" | "threw" | "aborted";
+  endKind: "returned" | "threw" | "aborted" | "snoozed";
   abortedAt: number | null;
   abortReason: string | null;
 }
@@ -147,6 +150,9 @@ async function recorded<T>(ctx: TaskContext, body: () => Promise<T>): Promise<T>
     const result = await body();
     endKind = "returned";
     return result;
+  } catch (err) {
+    if (err instanceof TaskSnoozed) endKind = "snoozed";
+    throw err;
   } finally {
     const why: unknown = ctx.signal.reason;
     const reason = !ctx.signal.aborted ? null : why instanceof TaskAbortedError ? why.reason : String(why);
@@ -206,6 +212,26 @@ worker
     recorded(ctx, async () => {
       await effect(ctx);
       throw new Error("fails on purpose");
+    }),
+  )
+  .register("chaos.snooze", (ctx) =>
+    recorded(ctx, async () => {
+      // Snoozes the first time this process runs it, so a task snoozes once per worker at most (its
+      // attempt number does not move), then completes.
+      if (!snoozedHere.has(ctx.id)) {
+        snoozedHere.add(ctx.id);
+        ctx.snooze(100);
+      }
+      return { effect: await effect(ctx), attempt: ctx.attempt };
+    }),
+  )
+  .register("chaos.extend", (ctx) =>
+    recorded(ctx, async () => {
+      // Dispatched with a 400 ms timeout: it completes only because it asks for more time first.
+      ctx.extendDeadline(10_000);
+      await sleep(700, ctx.signal);
+      if (ctx.signal.aborted) throw ctx.signal.reason;
+      return { effect: await effect(ctx), attempt: ctx.attempt };
     }),
   )
   .register("chaos.interrupted", (ctx) =>

@@ -9,7 +9,7 @@
  *
  * Mix: 78 % quick tasks, 4 % slow ones (1–2 s, with log steps and progress), 5 % that fail twice with a
  * retryable error and complete on attempt 3, 3 % that snooze before they complete, 3 % that outlive their
- * 400 ms timeout by extending their deadline, 3 % that fail for good, 4 % long ones that get interrupted.
+ * 5 s timeout by extending their deadline, 3 % that fail for good, 4 % long ones that get interrupted.
  */
 import { Code, TaskClient, TaskqError } from "@taskq/sdk";
 import type { Kind } from "./chaos-check.js";
@@ -64,7 +64,7 @@ export class Traffic {
             idempotencyKey: key,
             maxAttempts: 100, // a lost worker costs an attempt; a failing handler fails at once whatever this says
             retryDelayMs: 100,
-            timeoutMs: kind === "chaos.extend" ? 400 : undefined,
+            timeoutMs: kind === "chaos.extend" ? 5_000 : undefined,
             title: key,
           })),
         );

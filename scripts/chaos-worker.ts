@@ -227,9 +227,11 @@ worker
   )
   .register("chaos.extend", (ctx) =>
     recorded(ctx, async () => {
-      // Dispatched with a 400 ms timeout: it completes only because it asks for more time first.
-      ctx.extendDeadline(10_000);
-      await sleep(700, ctx.signal);
+      // Dispatched with a 5 s timeout: it completes only because it asks for more time first. The timeout
+      // stays above the run's longest stalls: it counts from the lease on the server, so a lease held up
+      // longer than that on its way (a paused replica or worker, a cut link) would start late.
+      ctx.extendDeadline(30_000);
+      await sleep(6_000, ctx.signal);
       if (ctx.signal.aborted) throw ctx.signal.reason;
       return { effect: await effect(ctx), attempt: ctx.attempt };
     }),

@@ -7,6 +7,9 @@
  *   duplicate  an outcome recorded twice (a task both active and finished), or one attempt run twice
  *              (two executions in chaos_runs, or two side effects, of one task and attempt number)
  *   stuck      left RUNNING or CANCELLING, or ended STUCK
+ *
+ * The retries an operator made (Retry, RetryMany: found by their retry_of) are checked like the tasks they
+ * retry; a task retried more than once is a duplicate, and so is a retry its original does not name.
  */
 import type pg from "pg";
 
@@ -26,6 +29,8 @@ export interface Report {
   duplicate: number;
   stuck: number;
   reruns: number;
+  /** Tasks made by Retry or RetryMany. */
+  retries: number;
   statuses: Record<string, number>;
   problems: string[];
 }
@@ -40,12 +45,33 @@ export async function verify(db: pg.Pool, dispatched: Map<string, Kind>): Promis
     "select id::text, status, result, attempts from taskq.history where type like 'chaos.%'",
   );
   const effects = await db.query<{ id: string; task_id: string; attempt: number }>("select id::text, task_id::text, attempt from chaos_effects");
+  const retries = await db.query<{ id: string; retry_of: string; retried_as: string | null }>(
+    `select t.id::text, t.retry_of::text, h.retried_as::text from (
+       select id, retry_of from taskq.tasks where retry_of is not null
+       union all select id, retry_of from taskq.history where retry_of is not null
+     ) t left join taskq.history h on h.id = t.retry_of order by t.id`,
+  );
+  const all = new Map(dispatched);
+  const retriedAs = new Map<string, string>();
+  for (const r of retries.rows) {
+    const kind = all.get(r.retry_of);
+    if (!kind) continue; // not a chaos task
+    all.set(r.id, kind);
+    if (retriedAs.has(r.retry_of)) {
+      duplicate++;
+      problems.push(`duplicate: task ${r.retry_of} was retried as ${retriedAs.get(r.retry_of)} and as ${r.id}`);
+    } else if (r.retried_as !== r.id) {
+      duplicate++;
+      problems.push(`duplicate: task ${r.id} retries ${r.retry_of}, which names ${r.retried_as ?? "no retry"}`);
+    }
+    retriedAs.set(r.retry_of, r.id);
+  }
   const activeById = new Map(active.rows.map((r) => [r.id, r.status]));
   const finishedById = new Map(finished.rows.map((r) => [r.id, r]));
   const effectById = new Map(effects.rows.map((e) => [e.id, e]));
   const statuses: Record<string, number> = {};
 
-  for (const [id, kind] of dispatched) {
+  for (const [id, kind] of all) {
     const live = activeById.get(id);
     const done = finishedById.get(id);
     if (live && done) {
@@ -100,5 +126,5 @@ export async function verify(db: pg.Pool, dispatched: Map<string, Kind>): Promis
   const perTask = new Map<string, number>();
   for (const e of effects.rows) perTask.set(e.task_id, (perTask.get(e.task_id) ?? 0) + 1);
   const reruns = [...perTask.values()].reduce((n, c) => n + (c - 1), 0);
-  return { lost, duplicate, stuck, reruns, statuses, problems };
+  return { lost, duplicate, stuck, reruns, retries: all.size - dispatched.size, statuses, problems };
 }

@@ -42,6 +42,7 @@ export function figuresOf({ seconds, cluster: c, faults, tasks, crashes, report,
     runsOnTakenBackLeases: runs.onTakenBack,
     statuses: report.statuses,
     reruns: report.reruns,
+    retries: report.retries,
     executions: runs.runs,
     executionsUnended: runs.unended,
     overlaps: runs.overlaps,
@@ -58,7 +59,7 @@ export function figuresOf({ seconds, cluster: c, faults, tasks, crashes, report,
 }
 
 export function printReport(f: Figures, staleCheckMs: number): void {
-  say(`statuses: ${JSON.stringify(f.statuses)}; attempts re-run: ${f.reruns}`);
+  say(`statuses: ${JSON.stringify(f.statuses)}; attempts re-run: ${f.reruns}; tasks retried by an operator: ${f.retries}`);
   say(`faults: ${Object.entries(f.faults).map(([c, n]) => `${c} ${n}`).join(", ")}; replica stops that caught a claim in flight: ${f.stopsWithClaimInFlight}`);
   say(`executions: ${f.executions}, ${f.executionsUnended} still going at the end; longest abort → end: ${f.abortToEndMaxMs} ms`);
   for (const [kind, o] of Object.entries(f.overlaps)) say(`overlapping attempts, older one ${kind}: ${o.count}, ${o.totalMs} ms in all, longest ${o.maxMs} ms`);

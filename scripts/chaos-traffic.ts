@@ -10,8 +10,13 @@
  * Mix: 78 % quick tasks, 4 % slow ones (1–2 s, with log steps and progress), 5 % that fail twice with a
  * retryable error and complete on attempt 3, 3 % that snooze before they complete, 3 % that outlive their
  * 5 s timeout by extending their deadline, 3 % that fail for good, 4 % long ones that get interrupted.
+ *
+ * An operator retries failed tasks meanwhile (retry()): one at a time with Retry, each asked of two
+ * replicas at once (both must answer with the same retry), and a few at a time with RetryMany. Retries
+ * fail again, and are retried in turn; chaos-check.ts finds every retry by its retry_of and checks it
+ * like the task it retries.
  */
-import { Code, TaskClient, TaskqError } from "@taskq/sdk";
+import { Code, TaskClient, TaskqError, type TaskHandle } from "@taskq/sdk";
 import type { Kind } from "./chaos-check.js";
 import { pick, say, sleep } from "./chaos-procs.js";
 
@@ -36,6 +41,8 @@ export class Traffic {
   /** Every task dispatched, by id. */
   readonly dispatched = new Map<string, Kind>();
   private readonly interrupts: string[] = [];
+  /** Tasks that fail for good, to retry once they have. */
+  private readonly failing: string[] = [];
   private readonly clients: TaskClient[];
   private stopping = false;
   private callTimeoutMs = CALL_TIMEOUT_MS;
@@ -79,6 +86,7 @@ export class Traffic {
       handles.forEach((h, i) => {
         this.dispatched.set(h.id, batch[i].kind);
         if (batch[i].kind === "chaos.interrupted") this.interrupts.push(h.id);
+        if (batch[i].kind === "chaos.fail") this.failing.push(h.id);
       });
       await sleep(40);
     }
@@ -96,6 +104,33 @@ export class Traffic {
       await this.anyReplica((c) => c.interrupt(id, "chaos")).catch((err: unknown) => {
         if (!(err instanceof TaskqError && err.code === Code.FailedPrecondition)) throw err; // already finished is fine
       });
+    }
+  }
+
+  /**
+   * Until `stop()`: every half second or so, either retries one task that failed (on two replicas at
+   * once: both must name the same retry) or retries up to 20 failed ones with RetryMany. A task not
+   * failed yet is put back for later.
+   */
+  async retry(): Promise<void> {
+    while (!this.stopping) {
+      await sleep(250 + Math.random() * 500);
+      if (Math.random() < 0.3) {
+        await this.anyReplica((c) => c.retryMany({ type: "chaos.fail", statuses: ["failed"] }, { limit: 20 }));
+        continue;
+      }
+      const id = this.failing.shift();
+      if (!id) continue;
+      const retries = await Promise.all([1, 2].map(() => this.anyReplica((c) => c.retry(id)).catch((err: unknown) => err)));
+      const refused = retries.filter((r) => r instanceof TaskqError && r.code === Code.FailedPrecondition);
+      if (refused.length > 0) {
+        this.failing.push(id); // not failed yet
+        continue;
+      }
+      const [a, b] = retries;
+      if (a instanceof Error) throw a;
+      if (b instanceof Error) throw b;
+      if ((a as TaskHandle).id !== (b as TaskHandle).id) throw new Error(`task ${id} retried twice: as ${(a as TaskHandle).id} and ${(b as TaskHandle).id}`);
     }
   }
 

@@ -1,7 +1,8 @@
 /**
  * `npm run chaos`: the crash test. Three server replicas and four worker processes share one Postgres
  * (chaos-cluster.ts). For CHAOS_SECONDS (default 300) tasks are dispatched (chaos-traffic.ts: quick,
- * slow, retrying, failing, and long ones that get interrupted) while faults are dealt at random
+ * slow, retrying, snoozing, deadline-extending, failing ones that an operator retries, and long ones
+ * that get interrupted) while faults are dealt at random
  * (chaos-faults.ts): SIGKILL, SIGSTOP/SIGCONT, stalled or reset links between a replica and Postgres and
  * between a worker and its replica, a worker killed during its replica's short database outage, one
  * Postgres restart, and two replicas whose clocks are 300 s ahead and behind. Then the run waits for
@@ -91,6 +92,7 @@ async function main(): Promise<number> {
       .catch(fail)
       .finally(() => (dispatchDone = true));
     const interrupting = t.interrupt().catch(fail);
+    const retrying = t.retry().catch(fail);
     const crashes: string[] = [];
     let faulting = true;
     const watching = watchCrashes(c, crashes, () => faulting, fail);
@@ -102,7 +104,7 @@ async function main(): Promise<number> {
     await dealing;
     faulting = false;
     t.stop();
-    await Promise.all([interrupting, watching]);
+    await Promise.all([interrupting, retrying, watching]);
     if (failure) throw new Error(failure);
     await Promise.all(c.procs.map((p) => c.restart(p)));
 

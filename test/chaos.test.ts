@@ -50,12 +50,13 @@ test(`chaos: ${SECONDS} s of faults lose nothing and run nothing on a lease it n
   const m = SUMMARY.exec(last);
   assert.ok(m, `the last line is not the summary:\n${tail}`);
   const [tasks, kills, lost, duplicate, stuck, afterFinal, takenBack] = m.slice(1).map(Number);
-  const figures = JSON.parse(await readFile(json, "utf8")) as { faults: Record<FaultClass, number> };
+  const figures = JSON.parse(await readFile(json, "utf8")) as { faults: Record<FaultClass, number>; retries: number };
 
   const missing = FAULT_CLASSES.filter((c) => !(figures.faults[c] >= 1));
   assert.deepEqual(missing, [], `fault classes never dealt: ${missing.join(", ")}\n${tail}`);
   assert.ok(tasks >= MIN_TASKS, `only ${tasks} tasks: dispatching stalled (no replica accepted a batch for a minute)\n${tail}`);
   assert.ok(kills >= 2, `only ${kills} kills`);
+  assert.ok(figures.retries >= 1, `no task was retried by the operator's Retry or RetryMany\n${tail}`);
   assert.deepEqual(
     { lost, duplicate, stuck, afterFinal, takenBack },
     { lost: 0, duplicate: 0, stuck: 0, afterFinal: 0, takenBack: 0 },

@@ -187,7 +187,7 @@ describe("built-in maintenance", () => {
   });
   after(() => h.close());
 
-  test("history retention runs daily at 02:00 in the server, deletes what finished over 30 days ago, and shows in history", async () => {
+  test("history retention runs daily at 02:00 in the server, deletes what finished over 30 days ago and older audit entries, and shows in history", async () => {
     const engine = h.replicas[0].engine;
     const client = h.client();
     const builtins = (await client.listSchedules()).filter((s) => s.source === "builtin").map((s) => [s.name, s.cron]);
@@ -201,20 +201,31 @@ describe("built-in maintenance", () => {
     await worker.start();
     const old = await client.dispatch("old", {}, { idempotencyKey: "old-1" });
     await old.result();
+    // An operator's bulk action now, and another after the jump: only the first is old enough to go.
+    await client.dispatch("unrun", {});
+    assert.equal((await client.interruptMany({ type: "unrun" }, { reason: "old" })).count, 1);
     // One jump to a tick, 32 days on. The scheduler's own timer may fire the tick before the call below
     // does; either way it fires once, and the task finished now is not old enough to go.
     clock.set(new Date("2026-05-03T02:00:00Z"));
     const recent = await client.dispatch("old", {}, { idempotencyKey: "recent-1" });
     await recent.result();
+    await client.dispatch("unrun", {});
+    assert.equal((await client.interruptMany({ type: "unrun" }, { reason: "recent" })).count, 1);
     await engine.fireSchedules();
     const retention = (await client.listSchedules()).find((s) => s.name === "taskq.history-retention")!;
     assert.equal(retention.lastRunAt?.toISOString(), "2026-04-02T02:00:00.000Z", "the missed ticks ran once, as the first of them");
     const cleanup = client.handle(retention.lastTaskId);
     assert.deepEqual(await cleanup.result(), {
-      deletedTasks: 1,
+      deletedTasks: 2,
       deletedLogSteps: 1,
+      deletedAuditEntries: 1,
       finishedBefore: "2026-04-03T02:00:00.000Z",
     });
+    assert.deepEqual(
+      (await client.listAudit()).entries.map((e) => e.params.reason),
+      ["recent"],
+      "the audit entry from before the retention period went",
+    );
     await assert.rejects(old.status(), (err: TaskqError) => err.code === Code.NotFound);
     assert.equal((await recent.status()).status, "completed");
     const keys = (await h.pool.query("select key from taskq.idempotency_keys order by key")).rows.map((r) => r.key);
@@ -226,7 +237,8 @@ describe("built-in maintenance", () => {
       { origin: task.origin, initiator: task.displayInitiator, worker: task.worker, title: task.displayTitle },
       { origin: "system", initiator: "Scheduler", worker: "taskq-server", title: "History retention" },
     );
-    assert.match(task.log[0].message, /^deleted 1 tasks that finished before 2026-04-03T02:00:00\.000Z/);
+    assert.match(task.log[0].message, /^deleted 2 tasks that finished before 2026-04-03T02:00:00\.000Z/);
+    assert.equal(task.log[1].message, "deleted 1 audit log entries made before 2026-04-03T02:00:00.000Z");
     await worker.stop();
   });
 });

@@ -3,13 +3,14 @@
  * runs for them. They appear in history like any scheduled task.
  *
  *   taskq.history-retention   daily at 02:00 UTC: deletes tasks that finished more than the retention
- *                             period ago, with their log steps, idempotency keys and schedule runs
+ *                             period ago, with their log steps, idempotency keys and schedule runs, and
+ *                             the audit log's entries older than that
  *   taskq.temp-cleanup        hourly: run by SDK workers, which delete their expired temp directories
  */
 import type { Clock } from "./clock.js";
 import type { ScheduleConfig } from "./settings.js";
 import type { Db } from "./sql/db.js";
-import { historyDeleteFinishedBefore } from "./sql/retention.js";
+import { auditDeleteBefore, historyDeleteFinishedBefore } from "./sql/retention.js";
 import type { SystemHandler } from "./system-worker.js";
 
 const HISTORY_RETENTION_TYPE = "taskq.history-retention";
@@ -38,7 +39,14 @@ export function maintenanceHandlers(deps: { db: Db; clock: Clock; retentionDays:
         if (batch.tasks < DELETE_BATCH || signal.aborted) break;
       }
       await log(`deleted ${tasks} tasks that finished before ${before.toISOString()}, with ${logSteps} log steps`);
-      return { deletedTasks: tasks, deletedLogSteps: logSteps, finishedBefore: before.toISOString() };
+      let auditEntries = 0;
+      for (;;) {
+        const deleted = await auditDeleteBefore(deps.db, before, DELETE_BATCH);
+        auditEntries += deleted;
+        if (deleted < DELETE_BATCH || signal.aborted) break;
+      }
+      await log(`deleted ${auditEntries} audit log entries made before ${before.toISOString()}`);
+      return { deletedTasks: tasks, deletedLogSteps: logSteps, deletedAuditEntries: auditEntries, finishedBefore: before.toISOString() };
     },
   };
 }

@@ -1,4 +1,4 @@
-/** The statement of the history retention cleanup. */
+/** The statements of the history retention cleanup. */
 import type { Db } from "./db.js";
 
 /**
@@ -21,4 +21,14 @@ export async function historyDeleteFinishedBefore(db: Db, before: Date, limit: n
     values: [before, limit],
   });
   return { tasks: rows[0].tasks, logSteps: rows[0].log_steps };
+}
+
+/** Deletes up to `limit` of the oldest audit log entries made before `before`; returns how many went. */
+export async function auditDeleteBefore(db: Db, before: Date, limit: number): Promise<number> {
+  const { rowCount } = await db.query({
+    name: "auditDeleteBefore",
+    text: "delete from taskq.audit_log where id in (select id from taskq.audit_log where at < $1 order by id limit $2)",
+    values: [before, limit],
+  });
+  return rowCount ?? 0;
 }

@@ -3,21 +3,17 @@
  * replica on loopback. Dispatched tasks show in Active tasks; a task's page shows log lines as they
  * arrive; Interrupt (confirmed) ends it Canceled in Task history; the origin filter works; queues and
  * schedules show; with auth on, the page asks for a token and uses it. Screenshots go to
- * test-artifacts/dashboard (ignored by git).
- *
- * Needs /usr/bin/chromium (Debian's chromium package; .ci/run installs it), or CHROMIUM_PATH.
+ * test-artifacts/dashboard (ignored by git). The newer screens have their own files:
+ * dashboard-lists.test.ts (status tabs, filters, bulk selection), dashboard-task.test.ts (attempts,
+ * retry, the log panel), dashboard-ops.test.ts (workers, pause and resume, charts, a narrow window,
+ * the icon).
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
 import { after, before, test } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { tokenDigest } from "../packages/server/src/rpc/auth.js";
+import { ARTIFACTS, button, exactly, launchBrowser, openPage } from "./dashboard-browser.js";
 import { Harness, waitFor } from "./helpers.js";
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const ARTIFACTS = "test-artifacts/dashboard";
-/** Chromium flags for this machine: no sandbox as root, and none of the background traffic a closed network refuses. */
-const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 
 let h: Harness;
 let browser: Browser;
@@ -25,8 +21,6 @@ let url: string;
 let release: () => void = () => {};
 
 before(async () => {
-  assert.ok(existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: install Debian's chromium package (apt-get install chromium) or set CHROMIUM_PATH`);
-  mkdirSync(ARTIFACTS, { recursive: true });
   h = await Harness.create();
   const replica = await h.replica({
     queues: { default: {}, reports: { maxWorkers: 2 } },
@@ -57,7 +51,7 @@ before(async () => {
     }
   });
   await worker.start();
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS });
+  browser = await launchBrowser();
 });
 
 after(async () => {
@@ -66,30 +60,16 @@ after(async () => {
   await h?.close();
 });
 
-/**
- * Text on the page is matched whole, never as a substring: "step 1" must not also find "step 10" (a
- * strict-mode violation once both are there), nor "Page 1" a "Page 10".
- */
-const exactly = (text: string) => new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`);
-
-/** The timeline entry whose message is exactly `message` (an entry is time, attempt, message). */
+/** The log line whose message is exactly `message` (a line is time, message). */
 const logLine = (page: Page, message: string) => page.locator("ol.timeline li").filter({ has: page.getByText(message, { exact: true }) });
 
 /** The pager's label for page `n` (Active tasks adds " · refreshed <time>" to it). */
 const pageLabel = (page: Page, n: number) => page.locator(".pager .origin", { hasText: new RegExp(`^Page ${n}( · refreshed .*)?$`) });
 
-/** A button by its whole label. */
-const button = (page: Page, label: string) => page.getByRole("button", { name: label, exact: true });
-
 /** A sortable column header by its whole label. */
 const header = (page: Page, label: string) => page.locator("th.sortable", { hasText: exactly(label) });
 
-async function open(path = "/"): Promise<Page> {
-  const page = await browser.newPage();
-  page.on("pageerror", (err) => assert.fail(`page error: ${err.message}`));
-  await page.goto(`${url}${path}`);
-  return page;
-}
+const open = (path = "/"): Promise<Page> => openPage(browser, url, path);
 
 test("Active tasks lists dispatched tasks with their columns, searchable by title and type", async () => {
   const client = h.client();
@@ -99,18 +79,20 @@ test("Active tasks lists dispatched tasks with their columns, searchable by titl
   const page = await open();
   const row = page.locator(`tr[data-task="${waiting.id}"]`);
   await row.waitFor();
+  // The first cell holds the row's checkbox (bulk selection).
   const cells = await row.locator("td").allInnerTexts();
-  assert.equal(cells[0], "User");
-  assert.equal(cells[1], waiting.id);
-  assert.equal(cells[2], "Pending");
-  assert.equal(cells[3], "Nightly export");
-  assert.equal(cells[5], "—"); // not started
-  assert.equal(cells[7], "High");
-  assert.equal(cells[8], "dash.unclaimed");
+  assert.equal(cells[0], "");
+  assert.equal(cells[1], "User");
+  assert.equal(cells[2], waiting.id);
+  assert.equal(cells[3], "Pending");
+  assert.equal(cells[4], "Nightly export");
+  assert.equal(cells[6], "—"); // not started
+  assert.equal(cells[8], "High");
+  assert.equal(cells[9], "dash.unclaimed");
   const thumbnails = page.locator("tbody tr[data-task]").filter({ has: page.getByRole("cell", { name: "Thumbnail batch", exact: true }) });
   assert.equal(await thumbnails.locator(".badge.medium").textContent(), "Medium");
 
-  const titles = () => page.locator("tbody tr[data-task] td:nth-child(4)").allInnerTexts();
+  const titles = () => page.locator("tbody tr[data-task] td:nth-child(5)").allInnerTexts();
   await page.fill('input[name="title"]', "thumbnail");
   await waitFor("the title search", async () => (await titles()).join() === "Thumbnail batch");
   await page.fill('input[name="title"]', "");
@@ -137,7 +119,7 @@ test("Active tasks lists dispatched tasks with their columns, searchable by titl
   // Sorting by priority, lowest first, then highest first.
   await page.fill('input[name="type"]', "");
   await waitFor("all three again", async () => (await titles()).length === 3);
-  const bands = () => page.locator("tbody tr[data-task] td:nth-child(8)").allInnerTexts();
+  const bands = () => page.locator("tbody tr[data-task] td:nth-child(9)").allInnerTexts();
   // (Created at, newest first, the default order, happens to be Low, Medium, High too: wait for the header.)
   await header(page, "Priority").click();
   await page.locator("th.sorted:not(.desc)", { hasText: exactly("Priority") }).waitFor();
@@ -188,7 +170,7 @@ test("a task's page shows log lines as they arrive; Interrupt ends it Canceled, 
   const row = page.locator(`tr[data-task="${task.id}"]`);
   await row.waitFor();
   assert.equal(await row.locator("[data-status]").textContent(), "Canceled");
-  assert.equal(await row.locator("td").nth(2).textContent(), "Long report");
+  assert.equal(await row.locator("td").nth(3).textContent(), "Long report");
   await page.close();
 });
 
@@ -226,8 +208,8 @@ test("Task history filters by origin: User, System, All", async () => {
   const rows = (id: string) => page.locator(`tr[data-task="${id}"]`);
   await rows(user.id).waitFor();
   await rows(system.id).waitFor();
-  assert.equal(await rows(user.id).locator("td").nth(3).textContent(), "ada");
-  assert.equal(await rows(system.id).locator("td").nth(3).textContent(), "Scheduler");
+  assert.equal(await rows(user.id).locator("td").nth(4).textContent(), "ada");
+  assert.equal(await rows(system.id).locator("td").nth(4).textContent(), "Scheduler");
 
   await page.selectOption('select[name="origin"]', { label: "User" });
   await waitFor("the User filter", async () => (await rows(system.id).count()) === 0 && (await rows(user.id).count()) === 1);
@@ -266,7 +248,7 @@ test("Queues and schedules show depth, running against the limit, and paused que
   const row = page.locator('tr[data-queue="reports"]');
   await row.waitFor();
   const cells = await row.locator("td").allInnerTexts();
-  assert.deepEqual(cells, ["reports", "1", "0 / 2", "Paused"]);
+  assert.deepEqual(cells, ["reports", "1", "0 / 2", "Paused", "Resume"]);
   const schedule = await page.locator('tr[data-schedule="nightly-cleanup"] td').allInnerTexts();
   assert.deepEqual(schedule.slice(0, 5), ["nightly-cleanup", "0 3 * * *", "Europe/Berlin", "dash.cleanup", "scheduled"]);
   assert.match(schedule[5], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/); // the next run

@@ -318,3 +318,28 @@ test("responses go uncompressed even to a client that accepts gzip; gzip request
     session.close();
   }
 });
+
+test("grpc-js: the operator's calls: counts, stats, a selection interrupted, a prefix listed", async () => {
+  const queue = new v1.TaskQueue(address, grpc.credentials.createInsecure());
+  clients.push(queue);
+  const ids: string[] = [];
+  for (const type of ["ops.a.one", "ops.a.two", "ops.b"]) ids.push((await unary<{ task_id: string }>(queue, "Dispatch", { type })).task_id);
+
+  const listed = await unary<{ tasks: { id: string }[] }>(queue, "ListActive", { type_prefix: "ops.a." });
+  assert.deepEqual(listed.tasks.map((t) => t.id).sort(), ids.slice(0, 2).sort());
+
+  const counted = await unary<{ counts: { status: string; count: number; more: boolean }[] }>(queue, "CountTasks", { type_prefix: "ops." });
+  assert.deepEqual(counted.counts.find((c) => c.status === "TASK_STATUS_PENDING"), { status: "TASK_STATUS_PENDING", count: 3, more: false });
+
+  const interrupted = await unary<{ count: number }>(queue, "InterruptMany", { filter: { ids: [ids[0], ids[2]] }, reason: "selected" });
+  assert.equal(interrupted.count, 2);
+  const history = await unary<{ tasks: { id: string; status: string }[] }>(queue, "ListHistory", { type_prefix: "ops.", statuses: ["TASK_STATUS_CANCELED"] });
+  assert.deepEqual(history.tasks.map((t) => t.id).sort(), [ids[0], ids[2]].sort());
+
+  // A replica samples as it starts, and then every minute (the default interval).
+  const stats = await waitFor("a sample of the default queue", async () => {
+    const res = await unary<{ samples: { queue: string }[]; interval: { seconds: string } }>(queue, "GetStats", { window: { seconds: 600 } });
+    return res.samples.some((s) => s.queue === "default") ? res : null;
+  });
+  assert.equal(stats.interval.seconds, "60");
+});

@@ -1,6 +1,6 @@
 """
-The taskq SDK for Python: a client that dispatches and follows tasks (TaskClient), and a worker that
-runs them (Worker). It depends only on grpcio and protobuf. Everything it takes and returns is its own
+The taskq SDK for Python: a client that dispatches and follows tasks and lets operators act on many at
+once (TaskClient), and a worker that runs them (Worker). It depends only on grpcio and protobuf. Everything it takes and returns is its own
 type; everything it raises is a TaskqError.
 """
 from ._connection import DEFAULT_URL, TlsOptions
@@ -26,14 +26,21 @@ from .types import (
     TASK_STATUSES,
     AttemptInfo,
     AttemptOutcome,
+    AuditEntry,
+    AuditPage,
+    BulkResult,
     LogEvent,
     LogStep,
     QueueInfo,
     QueueList,
     ScheduleInfo,
     SnapshotEvent,
+    Stats,
+    StatsSample,
+    StatusCount,
     StatusEvent,
     StatusValueEvent,
+    TaskFilter,
     TaskInfo,
     TaskOrigin,
     TaskPage,
@@ -62,6 +69,9 @@ __all__ = [
     "TEMP_CLEANUP_TYPE",
     "AttemptInfo",
     "AttemptOutcome",
+    "AuditEntry",
+    "AuditPage",
+    "BulkResult",
     "CancelReason",
     "DispatchItem",
     "Handler",
@@ -75,13 +85,17 @@ __all__ = [
     "RetryableError",
     "ScheduleInfo",
     "SnapshotEvent",
+    "Stats",
+    "StatsSample",
     "StatusCode",
+    "StatusCount",
     "StatusEvent",
     "StatusValueEvent",
     "TaskCancelled",
     "TaskClient",
     "TaskContext",
     "TaskFailedError",
+    "TaskFilter",
     "TaskHandle",
     "TaskInfo",
     "TaskOrigin",

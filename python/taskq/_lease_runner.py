@@ -136,6 +136,8 @@ class LeaseRunner:
             idempotency_key=lease.idempotency_key,
             reporter=_StreamReporter(self._loop, session, task_id, token),
             temp_dirs=self._temp,
+            trace_parent=lease.trace_parent,
+            trace_state=lease.trace_state,
         )
         self._attempts[token] = (ctx, session)
         return self._run(ctx, token, session)

@@ -1,14 +1,17 @@
 """
 TaskClient: dispatch tasks and follow them. `dispatch` returns a TaskHandle whose `result()` waits for
-the outcome, `watch()` yields every change, and `interrupt()` stops the task. Every method takes and
-returns the SDK's own types (types.py) and raises TaskqError. The client is synchronous and safe to
-share between threads.
+the outcome, `watch()` yields every change, `interrupt()` stops the task and `retry()` runs a failed one
+again as a new task. Operators interrupt or retry many tasks at once (interrupt_many, retry_many), read
+the audit log of what was done (list_audit), count tasks by status (count_tasks) and read what the
+server sampled of each queue (get_stats). Every method takes and returns the SDK's own types (types.py)
+and raises TaskqError. The client is synchronous and safe to share between threads.
 
 Calls are made with wait_for_ready: while the server is unreachable (restarting), a call waits for it
 instead of failing at once, up to `call_timeout` seconds for the unary calls. Times are in seconds.
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,23 +27,33 @@ from ._json import JsonObject, JsonValue, to_struct
 from ._watch import resuming_watch
 from .errors import TaskFailedError, TaskqError, invalid
 from .types import (
+    AuditPage,
+    BulkResult,
     QueueInfo,
     QueueList,
     ScheduleInfo,
     SnapshotEvent,
+    Stats,
+    StatusCount,
     StatusEvent,
+    TaskFilter,
     TaskInfo,
     TaskOrigin,
     TaskPage,
     TaskStatus,
     WatchEvent,
     WorkerInfo,
+    audit_entry_from_pb,
     duration,
     is_final,
+    origin_number,
     queue_from_pb,
     schedule_from_pb,
+    stats_from_pb,
+    status_count_from_pb,
     status_name,
-    status_number,
+    status_numbers,
+    task_filter_to_pb,
     task_from_pb,
     timestamp,
     worker_from_pb,
@@ -68,6 +81,14 @@ _SORT_FIELDS: dict[str, Any] = {
 }
 
 Response = TypeVar("Response")
+
+# A W3C traceparent: version (not ff), trace id and parent id (not all zeros), flags, in lowercase hex; a
+# version after 00 may add fields, which the server ignores, as the recommendation says.
+_TRACEPARENT = re.compile(r"(?!ff)([0-9a-f]{2})-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}(-[\x20-\x7e]*)?")
+# What gRPC metadata can carry: printable ASCII.
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+# The largest value a uint32 field holds: a larger count is sent as this, for the server to refuse with its own limit.
+_UINT32_MAX = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -123,8 +144,11 @@ class TaskClient:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: Any, request: Any, deadline: float | None = None) -> Any:
-        """One unary call, within call_timeout and, when given, before `deadline` (a time.monotonic() value)."""
+    def _call(self, method: Any, request: Any, deadline: float | None = None, metadata: Sequence[tuple[str, str]] = ()) -> Any:
+        """
+        One unary call, within call_timeout and, when given, before `deadline` (a time.monotonic() value),
+        with `metadata` sent besides the token.
+        """
         timeout = self._timeout
         if deadline is not None:
             left = deadline - time.monotonic()
@@ -132,7 +156,7 @@ class TaskClient:
                 raise TaskqError(grpc.StatusCode.DEADLINE_EXCEEDED, "the deadline passed before the call")
             timeout = left if timeout is None else min(timeout, left)
         try:
-            return method(request, metadata=self._metadata, wait_for_ready=True, timeout=timeout)
+            return method(request, metadata=(*self._metadata, *metadata), wait_for_ready=True, timeout=timeout)
         except grpc.RpcError as err:
             raise TaskqError.from_rpc_error(err) from err
 
@@ -154,19 +178,32 @@ class TaskClient:
         delay: float | None = None,
         run_at: datetime | None = None,
         idempotency_key: str | None = None,
+        trace_parent: str | None = None,
+        trace_state: str | None = None,
     ) -> TaskHandle:
-        """Queues a task; the options are DispatchItem's (durations in seconds)."""
+        """
+        Queues a task; the options are DispatchItem's (durations in seconds). `trace_parent` and
+        `trace_state` are the W3C trace context of the caller's span (the `traceparent` and `tracestate`
+        headers), sent as the call's gRPC metadata of those names so that the task joins the trace.
+        """
         item = DispatchItem(
             type, params, queue, title, priority, origin, initiator, node_id, timeout,
             max_attempts, retry_delay, backoff, delay, run_at, idempotency_key,
         )
-        res = self._call(self.rpc.Dispatch, dispatch_request(item))
+        metadata = trace_metadata(trace_parent, trace_state)
+        res = self._call(self.rpc.Dispatch, dispatch_request(item), metadata=metadata)
         return TaskHandle(self, res.task_id, res.created)
 
-    def dispatch_batch(self, items: Iterable[DispatchItem]) -> list[TaskHandle]:
-        """Queues many tasks in one round trip; all or none. Handles come back in the same order."""
+    def dispatch_batch(
+        self, items: Iterable[DispatchItem], *, trace_parent: str | None = None, trace_state: str | None = None
+    ) -> list[TaskHandle]:
+        """
+        Queues many tasks in one round trip; all or none. Handles come back in the same order. The trace
+        context, as dispatch() takes it, is the call's: it applies to every task of the batch.
+        """
+        metadata = trace_metadata(trace_parent, trace_state)
         req = task_queue_pb2.DispatchBatchRequest(tasks=[dispatch_request(i) for i in items])
-        res = self._call(self.rpc.DispatchBatch, req)
+        res = self._call(self.rpc.DispatchBatch, req, metadata=metadata)
         return [TaskHandle(self, r.task_id, r.created) for r in res.results]
 
     def handle(self, task_id: str) -> TaskHandle:
@@ -195,12 +232,77 @@ class TaskClient:
         res = self._call(self.rpc.Interrupt, task_queue_pb2.InterruptRequest(task_id=task_id, reason=reason))
         return "canceled" if status_name(res.status) == "canceled" else "cancelling"
 
+    def retry(self, task_id: str) -> TaskHandle:
+        """
+        Runs a FAILED, CANCELED or STUCK task again as a new task with the same type, queue, params and
+        settings, and returns the new task's handle; the new task's `retry_of` and the old one's
+        `retried_as` link them. A task retried before gives back that retry, with `created` False.
+        FAILED_PRECONDITION for a task still active or COMPLETED. Needs an admin token when the server has auth.
+        """
+        res = self._call(self.rpc.Retry, task_queue_pb2.RetryRequest(task_id=task_id))
+        return TaskHandle(self, res.task_id, res.created)
+
+    def interrupt_many(self, filter: TaskFilter, *, dry_run: bool = False, limit: int | None = None, reason: str = "") -> BulkResult:
+        """
+        Interrupts the pending and running tasks `filter` matches, as interrupt() does each, at most `limit`
+        (default 10,000) per call; `more_remain` says to call again. `dry_run` only counts them. An empty
+        filter is refused (INVALID_ARGUMENT). Needs an admin token when the server has auth.
+        """
+        req = task_queue_pb2.InterruptManyRequest(
+            filter=task_filter_to_pb(filter), dry_run=dry_run, limit=_count("limit", limit), reason=reason
+        )
+        res = self._call(self.rpc.InterruptMany, req)
+        return BulkResult(res.count, res.more_remain)
+
+    def retry_many(self, filter: TaskFilter, *, dry_run: bool = False, limit: int | None = None) -> BulkResult:
+        """
+        Retries the failed, canceled and stuck tasks `filter` matches that were not retried yet, as retry()
+        does each, at most `limit` (default 10,000) per call; `more_remain` says to call again. `dry_run`
+        only counts them. An empty filter is refused (INVALID_ARGUMENT). Needs an admin token when the
+        server has auth.
+        """
+        req = task_queue_pb2.RetryManyRequest(filter=task_filter_to_pb(filter), dry_run=dry_run, limit=_count("limit", limit))
+        res = self._call(self.rpc.RetryMany, req)
+        return BulkResult(res.count, res.more_remain)
+
+    def list_audit(self, *, page_size: int | None = None, page_token: str = "") -> AuditPage:
+        """
+        One page of the audit log (retries and bulk actions: who, what, how many), newest first; at most
+        `page_size` entries (1 to 500, default 50). Needs an admin token when the server has auth.
+        """
+        req = task_queue_pb2.ListAuditRequest(page_size=_count("page_size", page_size), page_token=page_token)
+        res = self._call(self.rpc.ListAudit, req)
+        return AuditPage([audit_entry_from_pb(e) for e in res.entries], res.next_page_token)
+
+    def count_tasks(
+        self, *, queue: str | None = None, type_prefix: str | None = None, origin: TaskOrigin | None = None
+    ) -> list[StatusCount]:
+        """
+        How many tasks are in each status: every status, in TASK_STATUSES order, zeros included; a count
+        stops at 10,000 and says so. `type_prefix` keeps the tasks whose type starts with it (case matters).
+        """
+        req = task_queue_pb2.CountTasksRequest(queue=queue or "", type_prefix=type_prefix or "", origin=origin_number(origin))
+        return [status_count_from_pb(c) for c in self._call(self.rpc.CountTasks, req).counts]
+
+    def get_stats(self, *, window: float | None = None, queue: str | None = None) -> Stats:
+        """
+        Each queue's depth and finished tasks by status, as the server sampled them over the last `window`
+        seconds (default one hour, at most 24 hours), oldest first; `queue` narrows them to one queue.
+        """
+        req = task_queue_pb2.GetStatsRequest(queue=queue or "")
+        if window is not None:
+            if not window > 0:
+                raise invalid(f"window: {window} is not a positive number of seconds")
+            req.window.CopyFrom(duration(window))
+        return stats_from_pb(self._call(self.rpc.GetStats, req))
+
     def list_active(
         self,
         *,
         id: str = "",
         title_search: str = "",
         type: str = "",
+        type_prefix: str = "",
         queue: str = "",
         statuses: Sequence[TaskStatus] = (),
         created_after: datetime | None = None,
@@ -210,15 +312,19 @@ class TaskClient:
         page_size: int = 0,
         page_token: str = "",
     ) -> TaskPage:
-        """One page of the Active list: tasks pending, running or cancelling, filtered and sorted."""
+        """
+        One page of the Active list: tasks pending, running or cancelling, filtered and sorted. `type_prefix`
+        keeps the tasks whose type starts with it (case matters).
+        """
         if sort is not None and sort not in _SORT_FIELDS:
             raise invalid(f'sort: "{sort}" is not one of {", ".join(_SORT_FIELDS)}')
         req = task_queue_pb2.ListActiveRequest(
             id=id,
             title_search=title_search,
             type=type,
+            type_prefix=type_prefix,
             queue=queue,
-            statuses=_statuses(statuses),
+            statuses=status_numbers(statuses),
             sort_by=_SORT_FIELDS[sort] if sort else task_queue_pb2.ACTIVE_SORT_FIELD_UNSPECIFIED,
             descending=descending,
             page_size=page_size,
@@ -239,15 +345,23 @@ class TaskClient:
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         type: str = "",
+        type_prefix: str = "",
+        queue: str = "",
         page_size: int = 0,
         page_token: str = "",
     ) -> TaskPage:
-        """One page of the Task history: running and finished tasks, newest first, filtered."""
-        origins = {None: task_pb2.ORIGIN_UNSPECIFIED, "user": task_pb2.ORIGIN_USER, "system": task_pb2.ORIGIN_SYSTEM}
-        if origin not in origins:
-            raise invalid(f'origin: "{origin}" is not user or system')
+        """
+        One page of the Task history: running and finished tasks, newest first, filtered. `type_prefix`
+        keeps the tasks whose type starts with it (case matters).
+        """
         req = task_queue_pb2.ListHistoryRequest(
-            origin=origins[origin], statuses=_statuses(statuses), type=type, page_size=page_size, page_token=page_token
+            origin=origin_number(origin),
+            statuses=status_numbers(statuses),
+            type=type,
+            type_prefix=type_prefix,
+            queue=queue,
+            page_size=page_size,
+            page_token=page_token,
         )
         if created_after is not None:
             req.created_after.CopyFrom(timestamp(created_after))
@@ -323,6 +437,10 @@ class TaskHandle:
     def interrupt(self, reason: str = "") -> Literal["canceled", "cancelling"]:
         return self._client.interrupt(self.id, reason)
 
+    def retry(self) -> TaskHandle:
+        """Runs the task again as a new one, once it FAILED, was CANCELED or is STUCK; see TaskClient.retry."""
+        return self._client.retry(self.id)
+
     def _final_task(self, deadline: float | None) -> TaskInfo:
         """The finished task as Status reads it (a TaskFailedError carries it whole), read before `deadline`."""
         request = task_queue_pb2.StatusRequest(task_id=self.id)
@@ -336,14 +454,11 @@ class TaskHandle:
 
 
 def dispatch_request(item: DispatchItem) -> task_queue_pb2.DispatchRequest:
-    origins = {None: task_pb2.ORIGIN_UNSPECIFIED, "user": task_pb2.ORIGIN_USER, "system": task_pb2.ORIGIN_SYSTEM}
     backoffs = {
         None: task_pb2.RETRY_BACKOFF_UNSPECIFIED,
         "fixed": task_pb2.RETRY_BACKOFF_FIXED,
         "exponential": task_pb2.RETRY_BACKOFF_EXPONENTIAL,
     }
-    if item.origin not in origins:
-        raise invalid(f'origin: "{item.origin}" is not user or system')
     if item.backoff not in backoffs:
         raise invalid(f'backoff: "{item.backoff}" is not fixed or exponential')
     req = task_queue_pb2.DispatchRequest(
@@ -351,7 +466,7 @@ def dispatch_request(item: DispatchItem) -> task_queue_pb2.DispatchRequest:
         queue=item.queue or "",
         title=item.title or "",
         priority=item.priority or 0,
-        origin=origins[item.origin],
+        origin=origin_number(item.origin),
         initiator=item.initiator or "",
         node_id=item.node_id or "",
         retry_backoff=backoffs[item.backoff],
@@ -371,14 +486,36 @@ def dispatch_request(item: DispatchItem) -> task_queue_pb2.DispatchRequest:
     return req
 
 
-def _statuses(names: Sequence[str]) -> list[Any]:
-    numbers: list[Any] = []
-    for i, name in enumerate(names):
-        number = status_number(name)
-        if number is None:
-            raise invalid(f'statuses[{i}]: "{name}" is not a status')
-        numbers.append(number)
-    return numbers
+def trace_metadata(trace_parent: str | None, trace_state: str | None) -> list[tuple[str, str]]:
+    """
+    The W3C trace context as gRPC metadata (`traceparent`, `tracestate`). A malformed traceparent is
+    refused (INVALID_ARGUMENT): the server would ignore it, as W3C says to, and the task would silently
+    start a trace of its own. A tracestate needs a traceparent (alone it means nothing), and both must
+    be printable ASCII, all that gRPC metadata carries.
+    """
+    metadata: list[tuple[str, str]] = []
+    if trace_parent is not None:
+        m = _TRACEPARENT.fullmatch(trace_parent)
+        if not m or (m.group(1) == "00" and m.group(2) is not None):
+            shape = "00-<32 hex>-<16 hex>-<2 hex>, lowercase, ids not all zero"
+            raise invalid(f'trace_parent: "{trace_parent}" is not a W3C traceparent ({shape})')
+        metadata.append(("traceparent", trace_parent))
+    if trace_state is not None:
+        if trace_parent is None:
+            raise invalid("trace_state: given without trace_parent")
+        if not _PRINTABLE_ASCII.fullmatch(trace_state):
+            raise invalid(f"trace_state: {trace_state!r} holds characters other than printable ASCII")
+        metadata.append(("tracestate", trace_state))
+    return metadata
+
+
+def _count(name: str, value: int | None) -> int:
+    """An optional count (a limit, a page size) for the wire, where 0 means the server's default: None sends that."""
+    if value is None:
+        return 0
+    if value < 1:
+        raise invalid(f"{name}: {value} is less than 1 (leave it out for the server's default)")
+    return min(value, _UINT32_MAX)
 
 
 __all__ = ["DEFAULT_CALL_TIMEOUT_S", "DispatchItem", "JsonObject", "TaskClient", "TaskHandle"]

@@ -1,7 +1,7 @@
 """
-TaskContext: what a handler gets. The task's fields, a log and status values that reach watchers
-while the task runs, a temp directory, more time (extend_deadline), a way to run again later without
-spending the attempt (snooze), and cancellation.
+TaskContext: what a handler gets. The task's fields (with the W3C trace context it was dispatched
+in), a log and status values that reach watchers while the task runs, a temp directory, more time
+(extend_deadline), a way to run again later without spending the attempt (snooze), and cancellation.
 
 Cancellation is cooperative: when the task is interrupted, times out, the server shuts down, the
 stream to it breaks, or the worker stops past its grace, `cancelled` (a threading.Event) is set and
@@ -65,6 +65,8 @@ class TaskContext:
         idempotency_key: str,
         reporter: Reporter,
         temp_dirs: TempDirAccess,
+        trace_parent: str = "",
+        trace_state: str = "",
     ) -> None:
         self.id = id
         self.type = type
@@ -76,6 +78,11 @@ class TaskContext:
         self.max_attempts = max_attempts
         # The key given at dispatch; with `attempt`, what a handler needs to avoid repeating side effects.
         self.idempotency_key = idempotency_key
+        # The W3C traceparent the lease carried: the trace the task was dispatched in ("" when none), for a
+        # handler to continue it (as the parent of its own span) or to pass it on.
+        self.trace_parent = trace_parent
+        # The W3C tracestate that goes with trace_parent ("" when none).
+        self.trace_state = trace_state
         # Set when the attempt must stop; cancel_reason says why.
         self.cancelled = threading.Event()
         self._reason: CancelReason | None = None

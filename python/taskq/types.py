@@ -1,19 +1,21 @@
 """
-Plain Python shapes of tasks, queues, schedules, workers and watch events, converted from the wire
-types: statuses, origins, attempt outcomes and wait reasons as names, times as timezone-aware datetimes
-(UTC), durations in seconds (float), JSON as Python values (see _json.py for numbers). Nothing a caller
-handles needs the generated code.
+Plain Python shapes of tasks, queues, schedules, workers, watch events, bulk actions, the audit log and
+sampled statistics, converted from and to the wire types: statuses, origins, attempt outcomes and wait
+reasons as names, times as timezone-aware datetimes (UTC), durations in seconds (float), JSON as Python
+values (see _json.py for numbers). Nothing a caller handles needs the generated code.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from ._gen import task_pb2, task_queue_pb2
 from ._json import JsonObject, JsonValue, from_struct, from_value
+from .errors import invalid
 
 TaskStatus = Literal["pending", "running", "cancelling", "completed", "failed", "canceled", "stuck"]
 TaskOrigin = Literal["user", "system"]
@@ -64,6 +66,25 @@ def status_name(number: int) -> TaskStatus:
 def status_number(name: str) -> int | None:
     """The wire value of a status name; None for a string that names none."""
     return _NUMBER_BY_STATUS.get(name)
+
+
+def status_numbers(names: Sequence[str], what: str = "statuses") -> list[Any]:
+    """The wire values of status names, refusing (INVALID_ARGUMENT) a string that names none."""
+    numbers: list[Any] = []
+    for i, name in enumerate(names):
+        number = status_number(name)
+        if number is None:
+            raise invalid(f'{what}[{i}]: "{name}" is not a status')
+        numbers.append(number)
+    return numbers
+
+
+def origin_number(origin: str | None, what: str = "origin") -> Any:
+    """The wire value of an origin name, UNSPECIFIED for None; INVALID_ARGUMENT for anything else."""
+    origins = {None: task_pb2.ORIGIN_UNSPECIFIED, "user": task_pb2.ORIGIN_USER, "system": task_pb2.ORIGIN_SYSTEM}
+    if origin not in origins:
+        raise invalid(f'{what}: "{origin}" is not user or system')
+    return origins[origin]
 
 
 def seconds(d: duration_pb2.Duration) -> float:
@@ -158,6 +179,10 @@ class TaskInfo:
     attempt_history: list[AttemptInfo]
     # A pending task, from status() and list_active(): why it is not running yet; None otherwise.
     waiting: WaitingInfo | None
+    # The task this one retries (made by retry() or retry_many()); "" for a task dispatched as itself.
+    retry_of: str = ""
+    # The task that retries this one, once it was retried; "" until then.
+    retried_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -231,6 +256,103 @@ class TaskPage:
 
     tasks: list[TaskInfo]
     next_page_token: str
+
+
+@dataclass(frozen=True)
+class TaskFilter:
+    """
+    The tasks a bulk action (interrupt_many, retry_many) applies to: a task matches when it matches every
+    field given. At least one must be given (the server refuses an empty filter with INVALID_ARGUMENT);
+    to act on every task, name the statuses.
+    """
+
+    queue: str | None = None
+    type: str | None = None
+    # Only tasks whose type starts with this text (case matters).
+    type_prefix: str | None = None
+    # Only the tasks with these ids, at most 500: a selection.
+    ids: Sequence[str] | None = None
+    # Only tasks in these statuses; default every status the action applies to: pending and running for
+    # interrupt_many, failed, canceled and stuck for retry_many.
+    statuses: Sequence[TaskStatus] | None = None
+    # Only tasks created at or after this time (naive datetimes are taken as local time).
+    created_after: datetime | None = None
+    # Only tasks created before this time.
+    created_before: datetime | None = None
+    # Only tasks of this origin; default both.
+    origin: TaskOrigin | None = None
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    """What interrupt_many() or retry_many() did, or with dry_run would do."""
+
+    # The tasks acted on; with dry_run, the tasks that match, at most the limit.
+    count: int
+    # Whether matching tasks remain beyond this call's: call again to go on.
+    more_remain: bool
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One call that changed tasks: a retry, or a bulk action that was not a dry run."""
+
+    # Increasing with each entry.
+    id: str
+    # When the call began.
+    time: datetime
+    # The name of the auth token used; "anonymous" when the server runs without auth.
+    actor: str
+    # "retry", "interrupt_many" or "retry_many".
+    action: str
+    # What was asked: the task id and its retry's id (task_id, retry_id), or the filter, limit and reason.
+    params: JsonObject
+    # How many tasks the call changed.
+    affected: int
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    """One page of the audit log, newest first, and the next page's token, "" on the last."""
+
+    entries: list[AuditEntry]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class StatusCount:
+    """How many tasks are in one status."""
+
+    status: TaskStatus
+    # At most 10,000: the server stops counting there.
+    count: int
+    # True when there are more than `count`.
+    more: bool
+
+
+@dataclass(frozen=True)
+class StatsSample:
+    """One queue at one sampling time: its depth then, and the tasks that finished since its sample before."""
+
+    time: datetime
+    queue: str
+    # Tasks waiting (due or not) at that time.
+    pending: int
+    # Tasks running or being interrupted at that time.
+    running: int
+    # Tasks that finished in each final status since the queue's sample before.
+    completed: int
+    failed: int
+    canceled: int
+    stuck: int
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The samples of a window, oldest first, and how often the server samples (seconds)."""
+
+    interval: float
+    samples: list[StatsSample]
 
 
 @dataclass(frozen=True)
@@ -321,6 +443,8 @@ def task_from_pb(t: task_pb2.Task) -> TaskInfo:
         idempotency_key=t.idempotency_key,
         attempt_history=[attempt_from_pb(a) for a in t.attempt_history],
         waiting=_waiting(t),
+        retry_of=t.retry_of,
+        retried_as=t.retried_as,
     )
 
 
@@ -374,6 +498,54 @@ def worker_from_pb(w: task_queue_pb2.ConnectedWorker) -> WorkerInfo:
         last_heard_at=_time(w.last_heard_at) if w.HasField("last_heard_at") else None,
         heartbeat_at=_time(w.heartbeat_at),
     )
+
+
+def task_filter_to_pb(f: TaskFilter) -> task_queue_pb2.TaskFilter:
+    """The wire filter; a status or origin name the wire has no value for is refused here, not sent as "any"."""
+    for name in ("ids", "statuses"):
+        # A string is a sequence of strings too: one id given bare would be sent as its characters.
+        if isinstance(getattr(f, name), str):
+            raise invalid(f"filter.{name}: a string, not a list of them")
+    pb = task_queue_pb2.TaskFilter(
+        queue=f.queue or "",
+        type=f.type or "",
+        type_prefix=f.type_prefix or "",
+        ids=list(f.ids or ()),
+        statuses=status_numbers(f.statuses or (), "filter.statuses"),
+        origin=origin_number(f.origin, "filter.origin"),
+    )
+    if f.created_after is not None:
+        pb.created_after.CopyFrom(timestamp(f.created_after))
+    if f.created_before is not None:
+        pb.created_before.CopyFrom(timestamp(f.created_before))
+    return pb
+
+
+def audit_entry_from_pb(e: task_queue_pb2.AuditEntry) -> AuditEntry:
+    return AuditEntry(
+        id=e.id, time=_time(e.time), actor=e.actor, action=e.action, params=from_struct(e.params), affected=e.affected
+    )
+
+
+def status_count_from_pb(c: task_queue_pb2.StatusCount) -> StatusCount:
+    return StatusCount(status=status_name(c.status), count=c.count, more=c.more)
+
+
+def stats_from_pb(res: task_queue_pb2.GetStatsResponse) -> Stats:
+    samples = [
+        StatsSample(
+            time=_time(s.time),
+            queue=s.queue,
+            pending=s.pending,
+            running=s.running,
+            completed=s.completed,
+            failed=s.failed,
+            canceled=s.canceled,
+            stuck=s.stuck,
+        )
+        for s in res.samples
+    ]
+    return Stats(interval=seconds(res.interval), samples=samples)
 
 
 def watch_event_from_pb(r: task_queue_pb2.WatchTaskResponse) -> WatchEvent | None:

@@ -19,6 +19,10 @@ export interface TaskFilter {
   queue?: string;
   /** Only tasks of this type. */
   type?: string;
+  /** Only tasks whose type starts with this text (case matters). */
+  typePrefix?: string;
+  /** Only the tasks with these ids, at most 500: a selection. */
+  ids?: string[];
   /**
    * Only tasks in these statuses; default every status the action applies to: pending and running for
    * interruptMany, failed, canceled and stuck for retryMany.
@@ -85,6 +89,8 @@ export function taskFilterToPb(f: TaskFilter) {
   return create(TaskFilterSchema, {
     queue: f.queue,
     type: f.type,
+    typePrefix: f.typePrefix,
+    ids: f.ids,
     statuses: (f.statuses ?? []).map((name, i): TaskStatus => {
       const status = statusFromName(name);
       if (status === undefined) throw invalid(`statuses[${i}]: "${name}" is not a status`);

@@ -26,6 +26,16 @@ import { Code, TaskFailedError, TaskqError, call } from "./errors.js";
 import { resumingWatch } from "./internal/resuming-watch.js";
 import { listActiveRequest, listHistoryRequest, type ListActiveOptions, type ListHistoryOptions, type TaskPage } from "./lists.js";
 import {
+  countTasksRequest,
+  getStatsRequest,
+  statsFromPb,
+  statusCountsFromPb,
+  type CountTasksOptions,
+  type GetStatsOptions,
+  type Stats,
+  type StatusCount,
+} from "./stats.js";
+import {
   isFinalStatus,
   queueFromPb,
   scheduleFromPb,
@@ -208,6 +218,18 @@ export class TaskClient {
   /** Every connected worker session, on every replica, oldest connection first. */
   async listWorkers(): Promise<WorkerInfo[]> {
     return (await call(() => this.rpc.listWorkers({}))).workers.map(workerFromPb);
+  }
+
+  /** How many tasks are in each status (every status, zeros included); a count stops at 10,000 and says so. */
+  async countTasks(opts: CountTasksOptions = {}): Promise<StatusCount[]> {
+    const req = countTasksRequest(opts);
+    return statusCountsFromPb(await call(() => this.rpc.countTasks(req)));
+  }
+
+  /** Each queue's depth and finished tasks by status, as the server sampled them over the last hour (or `windowMs`). */
+  async getStats(opts: GetStatsOptions = {}): Promise<Stats> {
+    const req = getStatsRequest(opts);
+    return statsFromPb(await call(() => this.rpc.getStats(req)));
   }
 
   /** Ends what the client opened itself; a transport passed in stays the caller's to end. */

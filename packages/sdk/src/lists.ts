@@ -34,6 +34,8 @@ export interface ListActiveOptions {
   titleSearch?: string;
   /** Only tasks of this type. */
   type?: string;
+  /** Only tasks whose type starts with this text (case matters). */
+  typePrefix?: string;
   /** Only tasks of this queue. */
   queue?: string;
   /** Only tasks in these statuses; default all three. */
@@ -64,6 +66,10 @@ export interface ListHistoryOptions {
   createdBefore?: Date;
   /** Only tasks of this type. */
   type?: string;
+  /** Only tasks whose type starts with this text (case matters). */
+  typePrefix?: string;
+  /** Only tasks of this queue. */
+  queue?: string;
   /** The most tasks to return, 1 to 500; default the server's, 50. */
   pageSize?: number;
   /** The nextPageToken of a previous page with the same filters. */
@@ -82,6 +88,7 @@ export function listActiveRequest(o: ListActiveOptions) {
     id: o.id,
     titleSearch: o.titleSearch,
     type: o.type,
+    typePrefix: o.typePrefix,
     queue: o.queue,
     statuses: statuses(o.statuses),
     createdAfter: timestamp("createdAfter", o.createdAfter),
@@ -102,6 +109,8 @@ export function listHistoryRequest(o: ListHistoryOptions) {
     createdAfter: timestamp("createdAfter", o.createdAfter),
     createdBefore: timestamp("createdBefore", o.createdBefore),
     type: o.type,
+    typePrefix: o.typePrefix,
+    queue: o.queue,
     pageSize: o.pageSize,
     pageToken: o.pageToken,
   });

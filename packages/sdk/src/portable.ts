@@ -6,7 +6,9 @@
 export { TaskClient, TaskHandle, type DispatchItem, type DispatchOptions, type WatchOptions } from "./client-core.js";
 export { ACTIVE_SORT_KEYS, type ActiveSortKey, type ListActiveOptions, type ListHistoryOptions, type TaskPage } from "./lists.js";
 export type { AuditEntry, AuditPage, BulkOptions, BulkResult, InterruptManyOptions, ListAuditOptions, TaskFilter } from "./bulk.js";
+export type { CountTasksOptions, GetStatsOptions, Stats, StatsSample, StatusCount } from "./stats.js";
 export { Code, TaskFailedError, TaskqError } from "./errors.js";
+export { traceInterceptor } from "./tracing.js";
 export { DEFAULT_WATCH_RESUME } from "./defaults.js";
 export {
   ACTIVE_STATUSES,

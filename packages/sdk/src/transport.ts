@@ -1,6 +1,7 @@
 /**
  * The connection the SDK speaks gRPC over: HTTP/2 to a taskq server, in cleartext (http://) or TLS
- * (https://), with a bearer token on every call when one is given. Each client and worker owns one
+ * (https://), with a bearer token on every call when one is given, and the active OpenTelemetry trace
+ * context on every dispatch (tracing.ts). Each client and worker owns one
  * session manager, so close() can end the HTTP/2 session instead of leaving it open (idle sessions
  * would otherwise keep a process alive for minutes).
  */
@@ -8,6 +9,7 @@ import type { Interceptor, Transport } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { DEFAULT_PING_INTERVAL_MS, DEFAULT_URL } from "./defaults.js";
 import { Code, TaskqError } from "./errors.js";
+import { traceInterceptor } from "./tracing.js";
 
 /** How to reach a server: shared by TaskClient and Worker. */
 export interface ConnectionOptions {
@@ -33,7 +35,8 @@ export function connect(opts: ConnectionOptions = {}, tuning: { pingIntervalMs?:
   } catch (err) {
     throw new TaskqError(`url: "${url}" is not a URL`, Code.InvalidArgument, { cause: err });
   }
-  const interceptors: Interceptor[] = [];
+  // The active OpenTelemetry context goes with each dispatch (tracing.ts).
+  const interceptors: Interceptor[] = [traceInterceptor];
   const token = opts.token;
   if (token) {
     interceptors.push((next) => (req) => {

@@ -11,6 +11,9 @@
  * reject and the worker stop; anything else (the server not up yet, the network) is tried again with
  * backoff. Once welcomed, the worker reconnects whatever ends its stream, and reports it (onEvent
  * "disconnected") until stop().
+ *
+ * Each handler runs inside an OpenTelemetry span, "taskq.run <type>", in the trace its task was
+ * dispatched in (tracing.ts); a no-op unless the application registers an OpenTelemetry SDK.
  */
 import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
@@ -25,6 +28,7 @@ import { errorOutcome, successOutcome } from "./internal/outcomes.js";
 import { StreamSession, type Outcome } from "./internal/stream-session.js";
 import { TempDirs } from "./internal/temp-dirs.js";
 import { connect, type Connection, type ConnectionOptions } from "./transport.js";
+import { runSpanStart } from "./tracing.js";
 
 export interface TaskContext {
   readonly id: string;
@@ -37,6 +41,13 @@ export interface TaskContext {
   readonly maxAttempts: number;
   /** The key given at dispatch; with `attempt`, what a handler needs to avoid repeating side effects. */
   readonly idempotencyKey: string;
+  /**
+   * The W3C traceparent the lease carried: the trace the task was dispatched in ("" when none). For
+   * handlers that pass it on by hand; with OpenTelemetry set up, the handler's own span is active anyway.
+   */
+  readonly traceParent: string;
+  /** The W3C tracestate that goes with traceParent ("" when none). */
+  readonly traceState: string;
   /**
    * Aborts when the task is interrupted, times out, or the worker loses its lease or stops; its reason
    * is a TaskAbortedError saying which. Whatever the handler returns after that, the task does not
@@ -299,6 +310,8 @@ export class Worker {
       attempt: lease.attempt,
       maxAttempts: lease.maxAttempts,
       idempotencyKey: lease.idempotencyKey,
+      traceParent: lease.traceParent,
+      traceState: lease.traceState,
       signal: abort.signal,
       log: (message) => {
         const text = String(message);
@@ -325,16 +338,18 @@ export class Worker {
       },
     };
     let finished: { outcome: Outcome; bytes: number };
+    const span = runSpanStart(lease);
     try {
       const handler = this.handlers.get(lease.type);
       if (!handler) throw new TaskqError(`no handler registered for task type ${lease.type}`, Code.NotFound);
-      finished = successOutcome(await handler.fn(ctx));
+      finished = successOutcome(await span.within(() => handler.fn(ctx)));
     } catch (err) {
       finished = errorOutcome(err, abort.signal.aborted);
     } finally {
       open = false;
       this.aborts.delete(leaseToken);
     }
+    span.end(...spanOutcome(finished.outcome));
     // The temp directory's expiry starts now; a failure to mark it must not lose the outcome.
     if (usedTempDir) await this.temp.finished(taskId).catch((err) => this.emit("temp dir", { task: taskId, error: String(err) }));
     session.finish(lease, finished.outcome, finished.bytes);
@@ -362,6 +377,8 @@ export class Worker {
       attempt: 1,
       maxAttempts: 1,
       idempotencyKey: "",
+      traceParent: "",
+      traceState: "",
       signal: opts.signal ?? new AbortController().signal,
       log: (message) => report(`[log] ${message}`),
       setStatus: (key, value) => report(`[status] ${key} = ${JSON.stringify(value)}`),
@@ -388,6 +405,17 @@ export class Worker {
   async removeExpiredTempDirs(): Promise<string[]> {
     const running = new Set([...this.aborts.values()].map((a) => a.taskId));
     return this.temp.removeExpired(running);
+  }
+}
+
+/** An attempt's outcome as its span ends with it: the outcome's name, and the error of a failed attempt. */
+function spanOutcome(outcome: Outcome): [string, string?] {
+  switch (outcome?.case) {
+    case "failure":
+    case "retry":
+      return [outcome.case, (outcome.value as { error?: string }).error ?? ""];
+    default:
+      return [outcome?.case ?? "none"];
   }
 }
 

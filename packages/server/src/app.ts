@@ -206,6 +206,7 @@ export async function startReplica(
     staleCheckMs: config.staleCheckMs,
     cancelGraceMs: config.cancelGraceMs,
     defaultTimeoutMs: config.defaultTimeoutMs,
+    statsIntervalMs: config.statsIntervalMs,
   });
   // The database may go away between the migration and the start: start a fresh engine once it is back.
   const engine = await whenDatabaseAnswers(async () => {

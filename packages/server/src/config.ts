@@ -10,6 +10,7 @@ import {
   DEFAULT_SHUTDOWN_GRACE_MS,
   DEFAULT_STALE_CHECK_MS,
   DEFAULT_TIMEOUT_MS,
+  DEFAULT_STATS_INTERVAL_MS,
   DEFAULT_TIME_ZONE,
   cronParse,
   type JsonObject,
@@ -76,6 +77,8 @@ export interface ServerConfig {
   shutdownGraceMs: number;
   /** The timeout of tasks whose dispatch, type and queue set none. */
   defaultTimeoutMs: number;
+  /** How often each queue's depth and finished tasks are sampled for the dashboard's charts (GetStats). */
+  statsIntervalMs: number;
   /** Bearer tokens and their roles; empty: no auth (allowed on loopback, or when forced). */
   authTokens: AuthToken[];
   /** Serve TLS with this certificate and key; with a client CA, clients must present a certificate it signed. */
@@ -115,6 +118,7 @@ export interface ConfigSource {
   TASKQ_CANCEL_GRACE_MS?: string;
   TASKQ_SHUTDOWN_GRACE_MS?: string;
   TASKQ_DEFAULT_TIMEOUT_MS?: string;
+  TASKQ_STATS_INTERVAL_MS?: string;
   /** Overrides global_max_workers of the config file. */
   TASKQ_GLOBAL_MAX_WORKERS?: string;
   /** Overrides history_retention_days of the config file. */
@@ -166,6 +170,7 @@ export function loadConfig(src: ConfigSource): ServerConfig {
     cancelGraceMs: int("TASKQ_CANCEL_GRACE_MS", DEFAULT_CANCEL_GRACE_MS, 0, 86_400_000),
     shutdownGraceMs: int("TASKQ_SHUTDOWN_GRACE_MS", DEFAULT_SHUTDOWN_GRACE_MS, 0, 86_400_000),
     defaultTimeoutMs: int("TASKQ_DEFAULT_TIMEOUT_MS", DEFAULT_TIMEOUT_MS, 1_000, 7 * 86_400_000),
+    statsIntervalMs: int("TASKQ_STATS_INTERVAL_MS", DEFAULT_STATS_INTERVAL_MS, 1_000, 3_600_000),
     authTokens: file.authTokens,
     tls: tlsFromFiles(src, problems),
   };

@@ -1,7 +1,8 @@
 /**
  * The dashboard's files (dist/dashboard, built from dashboard/ by scripts/build-dashboard.mjs), read
- * once at start and served at / and /dashboard/* on the server's own port. They hold no data, so they need no token; the
- * page asks for one when the API does.
+ * once at start and served on the server's own port: index.html at /, the icon at /favicon.svg (where
+ * browsers look for it), everything else at /dashboard/*. They hold no data, so they need no token;
+ * the page asks for one when the API does.
  */
 import { readFile, readdir } from "node:fs/promises";
 import path from "node:path";
@@ -21,7 +22,11 @@ const TYPES: Record<string, string> = {
   ".js": "text/javascript; charset=utf-8",
   ".css": "text/css; charset=utf-8",
   ".map": "application/json; charset=utf-8",
+  ".svg": "image/svg+xml",
 };
+
+/** Files served at the root rather than under /dashboard/. */
+const AT_ROOT: Record<string, string> = { "index.html": "/", "favicon.svg": "/favicon.svg" };
 
 /** URL path → file. Without a build, "/" says how to make one. */
 export async function dashboardFiles(log: Logger, dir = DASHBOARD_DIST): Promise<Record<string, StaticFile>> {
@@ -38,8 +43,7 @@ export async function dashboardFiles(log: Logger, dir = DASHBOARD_DIST): Promise
     const type = TYPES[path.extname(name)];
     if (!type) continue;
     const file = { contentType: type, body: await readFile(path.join(dir, name)) };
-    if (name === "index.html") files["/"] = file;
-    else files[`/dashboard/${name}`] = file;
+    files[AT_ROOT[name] ?? `/dashboard/${name}`] = file;
   }
   return files;
 }

@@ -108,6 +108,18 @@ class TaskQueueStub:
             request_serializer=task_queue_pb2.ListAuditRequest.SerializeToString,
             response_deserializer=task_queue_pb2.ListAuditResponse.FromString,
         )
+        # CountTasks counts tasks in each status (a count stops at 10,000 and says so), for status tabs.
+        self.CountTasks = channel.unary_unary(
+            "/taskq.v1.TaskQueue/CountTasks",
+            request_serializer=task_queue_pb2.CountTasksRequest.SerializeToString,
+            response_deserializer=task_queue_pb2.CountTasksResponse.FromString,
+        )
+        # GetStats returns what the server sampled of each queue over a recent window: its depth, and the tasks that finished, by final status, since the sample before.
+        self.GetStats = channel.unary_unary(
+            "/taskq.v1.TaskQueue/GetStats",
+            request_serializer=task_queue_pb2.GetStatsRequest.SerializeToString,
+            response_deserializer=task_queue_pb2.GetStatsResponse.FromString,
+        )
 
 
 class WorkerServiceStub:

@@ -65,6 +65,22 @@ class ConnectedWorker(_message.Message):
     task_types: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, session_id: _Optional[str] = ..., name: _Optional[str] = ..., replica_id: _Optional[str] = ..., task_types: _Optional[_Iterable[str]] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., credits: _Optional[int] = ..., running: _Optional[int] = ..., running_task_ids: _Optional[_Iterable[str]] = ..., connected_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_heard_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., heartbeat_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class CountTasksRequest(_message.Message):
+    __slots__ = ["origin", "queue", "type_prefix"]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    origin: _task_pb2.Origin
+    queue: str
+    type_prefix: str
+    def __init__(self, queue: _Optional[str] = ..., type_prefix: _Optional[str] = ..., origin: _Optional[_Union[_task_pb2.Origin, str]] = ...) -> None: ...
+
+class CountTasksResponse(_message.Message):
+    __slots__ = ["counts"]
+    COUNTS_FIELD_NUMBER: _ClassVar[int]
+    counts: _containers.RepeatedCompositeFieldContainer[StatusCount]
+    def __init__(self, counts: _Optional[_Iterable[_Union[StatusCount, _Mapping]]] = ...) -> None: ...
+
 class DispatchBatchRequest(_message.Message):
     __slots__ = ["tasks"]
     TASKS_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +135,22 @@ class DispatchResponse(_message.Message):
     task_id: str
     def __init__(self, task_id: _Optional[str] = ..., created: bool = ...) -> None: ...
 
+class GetStatsRequest(_message.Message):
+    __slots__ = ["queue", "window"]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    queue: str
+    window: _duration_pb2.Duration
+    def __init__(self, window: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., queue: _Optional[str] = ...) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ["interval", "samples"]
+    INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    interval: _duration_pb2.Duration
+    samples: _containers.RepeatedCompositeFieldContainer[StatsSample]
+    def __init__(self, samples: _Optional[_Iterable[_Union[StatsSample, _Mapping]]] = ..., interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
 class InterruptManyRequest(_message.Message):
     __slots__ = ["dry_run", "filter", "limit", "reason"]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
@@ -154,7 +186,7 @@ class InterruptResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[_task_pb2.TaskStatus, str]] = ...) -> None: ...
 
 class ListActiveRequest(_message.Message):
-    __slots__ = ["created_after", "created_before", "descending", "id", "page_size", "page_token", "queue", "sort_by", "statuses", "title_search", "type"]
+    __slots__ = ["created_after", "created_before", "descending", "id", "page_size", "page_token", "queue", "sort_by", "statuses", "title_search", "type", "type_prefix"]
     CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
     CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     DESCENDING_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +198,7 @@ class ListActiveRequest(_message.Message):
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     TITLE_SEARCH_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_PREFIX_FIELD_NUMBER: _ClassVar[int]
     created_after: _timestamp_pb2.Timestamp
     created_before: _timestamp_pb2.Timestamp
     descending: bool
@@ -177,7 +210,8 @@ class ListActiveRequest(_message.Message):
     statuses: _containers.RepeatedScalarFieldContainer[_task_pb2.TaskStatus]
     title_search: str
     type: str
-    def __init__(self, id: _Optional[str] = ..., title_search: _Optional[str] = ..., type: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_task_pb2.TaskStatus, str]]] = ..., created_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., sort_by: _Optional[_Union[ActiveSortField, str]] = ..., descending: bool = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., queue: _Optional[str] = ...) -> None: ...
+    type_prefix: str
+    def __init__(self, id: _Optional[str] = ..., title_search: _Optional[str] = ..., type: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_task_pb2.TaskStatus, str]]] = ..., created_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., sort_by: _Optional[_Union[ActiveSortField, str]] = ..., descending: bool = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., queue: _Optional[str] = ..., type_prefix: _Optional[str] = ...) -> None: ...
 
 class ListActiveResponse(_message.Message):
     __slots__ = ["next_page_token", "tasks"]
@@ -204,22 +238,26 @@ class ListAuditResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AuditEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ListHistoryRequest(_message.Message):
-    __slots__ = ["created_after", "created_before", "origin", "page_size", "page_token", "statuses", "type"]
+    __slots__ = ["created_after", "created_before", "origin", "page_size", "page_token", "queue", "statuses", "type", "type_prefix"]
     CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
     CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_PREFIX_FIELD_NUMBER: _ClassVar[int]
     created_after: _timestamp_pb2.Timestamp
     created_before: _timestamp_pb2.Timestamp
     origin: _task_pb2.Origin
     page_size: int
     page_token: str
+    queue: str
     statuses: _containers.RepeatedScalarFieldContainer[_task_pb2.TaskStatus]
     type: str
-    def __init__(self, origin: _Optional[_Union[_task_pb2.Origin, str]] = ..., statuses: _Optional[_Iterable[_Union[_task_pb2.TaskStatus, str]]] = ..., created_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    type_prefix: str
+    def __init__(self, origin: _Optional[_Union[_task_pb2.Origin, str]] = ..., statuses: _Optional[_Iterable[_Union[_task_pb2.TaskStatus, str]]] = ..., created_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., type: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., queue: _Optional[str] = ..., type_prefix: _Optional[str] = ...) -> None: ...
 
 class ListHistoryResponse(_message.Message):
     __slots__ = ["next_page_token", "tasks"]
@@ -365,6 +403,36 @@ class Schedule(_message.Message):
     type: str
     def __init__(self, name: _Optional[str] = ..., cron: _Optional[str] = ..., time_zone: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., source: _Optional[str] = ..., next_run_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_run_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., last_task_id: _Optional[str] = ..., last_status: _Optional[_Union[_task_pb2.TaskStatus, str]] = ...) -> None: ...
 
+class StatsSample(_message.Message):
+    __slots__ = ["canceled", "completed", "failed", "pending", "queue", "running", "stuck", "time"]
+    CANCELED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    STUCK_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    canceled: int
+    completed: int
+    failed: int
+    pending: int
+    queue: str
+    running: int
+    stuck: int
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., queue: _Optional[str] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., canceled: _Optional[int] = ..., stuck: _Optional[int] = ...) -> None: ...
+
+class StatusCount(_message.Message):
+    __slots__ = ["count", "more", "status"]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    more: bool
+    status: _task_pb2.TaskStatus
+    def __init__(self, status: _Optional[_Union[_task_pb2.TaskStatus, str]] = ..., count: _Optional[int] = ..., more: bool = ...) -> None: ...
+
 class StatusRequest(_message.Message):
     __slots__ = ["task_id"]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -386,20 +454,24 @@ class StatusValueChange(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
 
 class TaskFilter(_message.Message):
-    __slots__ = ["created_after", "created_before", "origin", "queue", "statuses", "type"]
+    __slots__ = ["created_after", "created_before", "ids", "origin", "queue", "statuses", "type", "type_prefix"]
     CREATED_AFTER_FIELD_NUMBER: _ClassVar[int]
     CREATED_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     QUEUE_FIELD_NUMBER: _ClassVar[int]
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    TYPE_PREFIX_FIELD_NUMBER: _ClassVar[int]
     created_after: _timestamp_pb2.Timestamp
     created_before: _timestamp_pb2.Timestamp
+    ids: _containers.RepeatedScalarFieldContainer[str]
     origin: _task_pb2.Origin
     queue: str
     statuses: _containers.RepeatedScalarFieldContainer[_task_pb2.TaskStatus]
     type: str
-    def __init__(self, queue: _Optional[str] = ..., type: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_task_pb2.TaskStatus, str]]] = ..., created_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[_task_pb2.Origin, str]] = ...) -> None: ...
+    type_prefix: str
+    def __init__(self, queue: _Optional[str] = ..., type: _Optional[str] = ..., statuses: _Optional[_Iterable[_Union[_task_pb2.TaskStatus, str]]] = ..., created_after: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., created_before: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., origin: _Optional[_Union[_task_pb2.Origin, str]] = ..., ids: _Optional[_Iterable[str]] = ..., type_prefix: _Optional[str] = ...) -> None: ...
 
 class TaskStatusChange(_message.Message):
     __slots__ = ["attempts", "error", "result", "status", "time", "worker"]

@@ -126,7 +126,7 @@ class Hello(_message.Message):
     def __init__(self, worker_name: _Optional[str] = ..., task_types: _Optional[_Iterable[_Union[TaskType, _Mapping]]] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., accepts_batches: bool = ...) -> None: ...
 
 class Lease(_message.Message):
-    __slots__ = ["attempt", "created_at", "idempotency_key", "lease_token", "max_attempts", "params", "queue", "task_id", "timeout", "title", "type"]
+    __slots__ = ["attempt", "created_at", "idempotency_key", "lease_token", "max_attempts", "params", "queue", "task_id", "timeout", "title", "trace_parent", "trace_state", "type"]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,8 @@ class Lease(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
+    TRACE_PARENT_FIELD_NUMBER: _ClassVar[int]
+    TRACE_STATE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     attempt: int
     created_at: _timestamp_pb2.Timestamp
@@ -148,8 +150,10 @@ class Lease(_message.Message):
     task_id: str
     timeout: _duration_pb2.Duration
     title: str
+    trace_parent: str
+    trace_state: str
     type: str
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., title: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., title: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., trace_parent: _Optional[str] = ..., trace_state: _Optional[str] = ...) -> None: ...
 
 class LogStep(_message.Message):
     __slots__ = ["lease_token", "message", "task_id"]

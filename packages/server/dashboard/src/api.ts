@@ -34,3 +34,17 @@ export const needsToken = (err: unknown): boolean =>
 export const isFinal = (err: unknown): boolean => err instanceof TaskqError && (err.code === Code.NotFound || err.code === Code.InvalidArgument);
 
 export const describe = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * Reports the failure of an operator's action (pause, retry, interrupt many), named like "Pausing queue
+ * reports". Those calls need an admin token when the server has auth, and a client token is refused
+ * with PERMISSION_DENIED: that is said beside the action (`show`), plainly, rather than by sending the
+ * operator to the token form, which is for a missing or unknown token (`onAuth`).
+ */
+export function actionFailed(action: string, err: unknown, onAuth: (err: unknown) => boolean, show: (message: string) => void): void {
+  if (err instanceof TaskqError && err.code === Code.PermissionDenied) show(`${action} needs an admin token: the server refused this one (${describe(err)}).`);
+  else if (!onAuth(err)) show(`${action} failed: ${describe(err)}`);
+}
+
+/** True when the server does not have this call (an older server): the view says so and leaves that part out. */
+export const isUnimplemented = (err: unknown): boolean => err instanceof TaskqError && err.code === Code.Unimplemented;

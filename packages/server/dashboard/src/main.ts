@@ -1,7 +1,8 @@
 /**
- * The taskq dashboard: Active tasks, Task history, task details and queues, in the browser, over the
- * same TaskQueue API every client uses. Routes live in the URL hash (#/active, #/history,
- * #/task/ID, #/queues). When the server wants a token, every view gives way to a token form.
+ * The taskq dashboard: Active tasks, Task history, task details, queues (with activity charts) and
+ * workers, in the browser, over the same TaskQueue API every client uses. Routes live in the URL hash
+ * (#/active, #/history, #/task/ID, #/queues, #/workers). When the server wants a token, every view
+ * gives way to a token form.
  */
 import { needsToken, token } from "./api.js";
 import { fill, h } from "./dom.js";
@@ -10,6 +11,7 @@ import { historyView } from "./views/history.js";
 import { queuesView } from "./views/queues.js";
 import { taskView } from "./views/task.js";
 import type { View } from "./views/view.js";
+import { workersView } from "./views/workers.js";
 
 const main = document.getElementById("view")!;
 let current: View | null = null;
@@ -58,6 +60,7 @@ function route() {
   if (name === "task" && arg) show(taskView(decodeURIComponent(arg), onAuth));
   else if (name === "history") show(historyView(onAuth));
   else if (name === "queues") show(queuesView(onAuth));
+  else if (name === "workers") show(workersView(onAuth));
   else show(activeView(onAuth));
 }
 

@@ -15,6 +15,8 @@ import { failedPrecondition, invalidArgument, notFound, unavailable } from "./er
 import { FinishBatcher } from "./finisher.js";
 import { DispatchBatcher } from "./inserter.js";
 import { TableStats } from "./table-stats.js";
+import { DEFAULT_STATS_INTERVAL_MS, StatsSampler } from "./stats-sampler.js";
+import { queueStatsList, taskCountsByStatus } from "./sql/stats.js";
 import { Notifier } from "./notifier.js";
 import { CHANNEL_CANCEL, CHANNEL_DISPATCH, CHANNEL_SCHEDULE } from "./sql/db.js";
 import { taskInterrupt } from "./sql/interrupt.js";
@@ -29,7 +31,9 @@ import { SessionKeeper } from "./session-keeper.js";
 import { OperatorActions } from "./operator-actions.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
+import type { CountQuery, StatsSample, StatusCount } from "./types.js";
 import type { ActiveQuery, AuditEntry, BulkRequest, BulkResult, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, QueueCounts, RetryBackoff } from "./types.js";
+import type { TraceContext } from "./types.js";
 import type { ScheduleDef, ScheduleRow, TaskDetail, TaskRecord, WakeOnFree, WorkerHello, WorkerInfo } from "./types.js";
 import { explainWaits } from "./waiting.js";
 import { TaskEvents, type WatchEvent } from "./watch.js";
@@ -74,6 +78,8 @@ export interface EngineOptions {
   defaultTimeoutMs?: number;
   /** Told what happens, for metrics; default: nothing is counted. */
   meter?: Meter;
+  /** How often the queues' depth and finished tasks are sampled for GetStats; default a minute. */
+  statsIntervalMs?: number;
 }
 
 /** A dispatch as the caller gives it: everything but the type may be left to defaults. */
@@ -94,6 +100,8 @@ export interface DispatchInput {
   /** Eligible this long after dispatch, by the engine's clock; ignored when runAt is set. */
   delayMs?: number;
   idempotencyKey?: string;
+  /** The trace context to store with the task (the dispatch span's); absent outside any trace. */
+  trace?: TraceContext | null;
 }
 
 export class Engine {
@@ -107,6 +115,7 @@ export class Engine {
   private readonly finisher: FinishBatcher;
   private readonly inserter: DispatchBatcher;
   private readonly tableStats: TableStats;
+  private readonly statsSampler: StatsSampler;
   private readonly events: TaskEvents;
   private readonly reaper: Reaper;
   private readonly sessions = new Map<string, WorkerSession>();
@@ -151,6 +160,10 @@ export class Engine {
     this.finisher = new FinishBatcher(this.pool, this.clock, this.wakeOnFree);
     this.inserter = new DispatchBatcher(this.pool, this.clock);
     this.tableStats = new TableStats(this.pool, this.log);
+    this.statsSampler = new StatsSampler(this.pool, this.clock, this.log, {
+      intervalMs: opts.statsIntervalMs ?? DEFAULT_STATS_INTERVAL_MS,
+      queues: () => this.queueNames(),
+    });
     const systemHandlers = maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays: opts.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS });
     this.scheduler = new Scheduler(this.pool, this.clock, this.log, {
       // A built-in schedule the server does not run itself (taskq.temp-cleanup, for SDK workers) waits
@@ -216,6 +229,7 @@ export class Engine {
       await this.scheduler.replace(source, this.configSchedules.filter((d) => d.source === source));
     }
     this.scheduler.start();
+    this.statsSampler.start();
     await this.systemWorker.start((hello, sink) => this.openSession(hello, sink));
   }
 
@@ -241,6 +255,7 @@ export class Engine {
     this.dispatcher.stop();
     await this.reaper.stop();
     await this.scheduler.stop();
+    await this.statsSampler.stop();
     const sessions = [...this.sessions.values()];
     const idle = Promise.all(sessions.map((s) => s.whenIdle()));
     let timer: NodeJS.Timeout | undefined;
@@ -326,6 +341,7 @@ export class Engine {
       retryBackoff: input.retryBackoff ?? "fixed",
       runAt: input.runAt ?? (input.delayMs ? new Date(this.clock.now().getTime() + input.delayMs) : null),
       idempotencyKey: input.idempotencyKey || null,
+      trace: input.trace ?? null,
     };
   }
 
@@ -388,6 +404,22 @@ export class Engine {
   }
 
   /** Every defined queue with its settings and what it holds now, and the global limit. */
+  /** How many tasks are in each status (each count stops after COUNT_CAP). */
+  countTasks(q: CountQuery): Promise<StatusCount[]> {
+    return taskCountsByStatus(this.pool, q);
+  }
+
+  /** The samples of the last `windowMs`, oldest first, of one queue or of all; and how often they are taken. */
+  async stats(windowMs: number, queue: string | null): Promise<{ samples: StatsSample[]; intervalMs: number }> {
+    const since = new Date(this.clock.now().getTime() - windowMs);
+    return { samples: await queueStatsList(this.pool, since, queue), intervalMs: this.statsSampler.intervalMs };
+  }
+
+  /** Samples the queues now (unless a sample was written within half an interval); for tests and operators. */
+  sampleStats(): Promise<boolean> {
+    return this.statsSampler.sample();
+  }
+
   async listQueues(): Promise<{ queues: QueueInfo[]; globalMaxWorkers: number | null; running: number }> {
     const counts = await queueCountsList(this.pool, this.clock.now());
     const empty: QueueCounts = { pending: 0, running: 0, paused: false, oldestDueMs: 0 };

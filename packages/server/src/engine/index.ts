@@ -11,6 +11,7 @@ export type { WorkerSession } from "./session.js";
 export type { WatchEvent } from "./watch.js";
 export { attemptsOf } from "./attempts.js";
 export { BULK_LIMIT_MAX } from "./operator-actions.js";
+export { DEFAULT_STATS_INTERVAL_MS } from "./stats-sampler.js";
 export type {
   ActiveSortColumn,
   ActiveStatus,
@@ -25,6 +26,7 @@ export type {
   LogEntry,
   Outcome,
   ScheduleRow,
+  StatsSample,
   TaskFilter,
   TaskRecord,
   TaskStatus,
@@ -50,6 +52,10 @@ export { DEFAULT_TIME_ZONE, cronParse } from "./cron.js";
 
 // Errors: what the RPC layer maps to status codes (and raises for bad input), and the database-outage helpers.
 export { EngineError, invalidArgument, isDatabaseUnreachable, retryWhileUnreachable, type EngineErrorKind } from "./errors.js";
+
+// Tracing: the W3C trace context stored with a task, and the span of a dispatch (see tracing.ts).
+export { contextFromTrace, dispatchSpanStart, spanEnd, traceOf } from "./tracing.js";
+export type { TraceContext } from "./types.js";
 
 // Time, the schema, and what the engine reports for metrics.
 export { CLOCK_OFFSET_WORTH_LOGGING_MS, DatabaseClock, type Clock } from "./clock.js";

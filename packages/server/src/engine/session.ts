@@ -33,14 +33,17 @@ import { retryWhileUnreachable } from "./errors.js";
 import { taskLeaseRelease } from "./sql/lease.js";
 import { sessionDelete, sessionUpsert } from "./sql/sessions.js";
 import { taskDeadlineExtend, taskLogAppend, taskStatusValueSet } from "./sql/updates.js";
+import { finishTraced, leaseSpanRecord } from "./tracing.js";
 import type {
   CancelReason,
+  FinishedAs,
   FinishResult,
   JsonObject,
   JsonValue,
   LeasedTask,
   Outcome,
   SessionRow,
+  TraceContext,
   WakeOnFree,
   WorkerHello,
 } from "./types.js";
@@ -84,8 +87,11 @@ const MAX_CREDITS = 10_000;
 
 export class WorkerSession {
   readonly id = randomUUID();
-  /** Task id → the lease this session holds, and when it was delivered (real time, for run durations). */
-  private readonly leases = new Map<string, { token: string; deliveredAt: number }>();
+  /**
+   * Task id → the lease this session holds, when it was delivered (real time, for run durations), and the
+   * trace context the worker was given with it (the parent of the finish's span; null: untraced).
+   */
+  private readonly leases = new Map<string, { token: string; deliveredAt: number; trace: TraceContext | null }>();
   private readonly slot: SessionSlot;
   private readonly row: SessionRow;
   private mode: "opening" | "open" | "closed" = "opening";
@@ -201,10 +207,17 @@ export class WorkerSession {
       this.end("the session's leases lapsed: the database has not confirmed it in time");
       return false;
     }
-    this.leases.set(lease.id, { token: lease.leaseToken, deliveredAt: performance.now() });
+    const trace = leaseSpanRecord(lease.trace, {
+      "taskq.task.id": lease.id,
+      "taskq.task.type": lease.type,
+      "taskq.queue": lease.queue,
+      "taskq.attempt": lease.attempt,
+      "taskq.worker": this.hello.workerName,
+    });
+    this.leases.set(lease.id, { token: lease.leaseToken, deliveredAt: performance.now(), trace });
     this.deps.meter.leased(this.deps.clock.now().getTime() - lease.dueAt.getTime());
     this.deps.onLease(lease);
-    this.sink.lease(lease);
+    this.sink.lease(trace === lease.trace ? lease : { ...lease, trace });
     return true;
   }
 
@@ -227,12 +240,18 @@ export class WorkerSession {
 
   async finish(taskId: string, leaseToken: string, outcome: Outcome): Promise<FinishResult> {
     if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
-    const status = await this.deps.finisher.finish({ id: taskId, leaseToken, outcome });
+    const status = await this.finishTraced(taskId, outcome.kind, () => this.deps.finisher.finish({ id: taskId, leaseToken, outcome }));
     const lease = this.leases.get(taskId);
     this.forget(taskId, leaseToken);
     if (status === null) return { accepted: false, reason: "the lease is no longer valid" };
     this.deps.meter.attemptEnded(status, "finish", lease ? performance.now() - lease.deliveredAt : null);
     return { accepted: true, status };
+  }
+
+  /** Records an outcome (`write`) in a taskq.finish span when the lease is traced. */
+  private finishTraced(taskId: string, outcome: string, write: () => Promise<FinishedAs | null>): Promise<FinishedAs | null> {
+    const trace = this.leases.get(taskId)?.trace ?? null;
+    return finishTraced(trace, { "taskq.task.id": taskId, "taskq.outcome": outcome, "taskq.worker": this.hello.workerName }, write);
   }
 
   /**
@@ -242,10 +261,12 @@ export class WorkerSession {
   async giveBack(taskId: string, leaseToken: string, how: "declined" | "snoozed", delayMs = 0): Promise<FinishResult> {
     if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
     const { db, clock, wakeOnFree, meter } = this.deps;
-    const released = await taskLeaseRelease(db, [{ id: taskId, leaseToken }], { how, error: "", wakeOnFree, delayMs }, clock.now());
+    const status = await this.finishTraced(taskId, how, async () => {
+      const released = await taskLeaseRelease(db, [{ id: taskId, leaseToken }], { how, error: "", wakeOnFree, delayMs }, clock.now());
+      return released.get(taskId) ?? null;
+    });
     this.forget(taskId, leaseToken);
-    const status = released.get(taskId);
-    if (status === undefined) return { accepted: false, reason: "the lease is no longer valid" };
+    if (status === null) return { accepted: false, reason: "the lease is no longer valid" };
     meter.attemptEnded(status, how, null);
     return { accepted: true, status };
   }

@@ -34,6 +34,16 @@ export interface NewTask {
   /** When the task becomes eligible; null means now. */
   runAt: Date | null;
   idempotencyKey: string | null;
+  /** The trace context of the dispatch; absent or null outside any trace. */
+  trace?: TraceContext | null;
+}
+
+/** A W3C trace context as stored with a task and handed out with its leases (see tracing.ts). */
+export interface TraceContext {
+  /** A W3C traceparent, such as 00-<trace id>-<span id>-01. */
+  parent: string;
+  /** The W3C tracestate that goes with it; null when there is none. */
+  state: string | null;
 }
 
 export interface DispatchResult {
@@ -163,6 +173,8 @@ export interface LeasedTask {
   createdAt: Date;
   /** When the task became due (its run_at, or the end of its retry delay). */
   dueAt: Date;
+  /** The trace context the worker continues: the stored one, or the lease span's once it is recorded. */
+  trace: TraceContext | null;
 }
 
 export type Outcome =
@@ -304,6 +316,8 @@ export interface ActiveQuery {
   id: string | null;
   titleSearch: string | null;
   type: string | null;
+  /** Only types that start with this text. */
+  typePrefix: string | null;
   queue: string | null;
   statuses: ActiveStatus[];
   createdAfter: Date | null;
@@ -320,6 +334,9 @@ export interface HistoryQuery {
   origin: Origin | null;
   statuses: TaskStatus[];
   type: string | null;
+  /** Only types that start with this text. */
+  typePrefix: string | null;
+  queue: string | null;
   createdAfter: Date | null;
   createdBefore: Date | null;
   limit: number;
@@ -333,10 +350,40 @@ export interface HistoryQuery {
 export interface TaskFilter {
   queue: string | null;
   type: string | null;
+  /** Only types that start with this text. */
+  typePrefix: string | null;
   statuses: TaskStatus[];
   createdAfter: Date | null;
   createdBefore: Date | null;
   origin: Origin | null;
+  /** Only these tasks (empty: any). */
+  ids: string[];
+}
+
+/** What CountTasks narrows to (null: any). */
+export interface CountQuery {
+  queue: string | null;
+  typePrefix: string | null;
+  origin: Origin | null;
+}
+
+/** How many tasks are in one status; counting stops after COUNT_CAP and `more` says so. */
+export interface StatusCount {
+  status: TaskStatus;
+  count: number;
+  more: boolean;
+}
+
+/** One queue at one sampling time: its depth then, and its tasks finished since its sample before. */
+export interface StatsSample {
+  at: Date;
+  queue: string;
+  pending: number;
+  running: number;
+  completed: number;
+  failed: number;
+  canceled: number;
+  stuck: number;
 }
 
 /** A bulk action: which tasks, at most how many, whether only to count them, and who asks. */

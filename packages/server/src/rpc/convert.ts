@@ -10,6 +10,7 @@ import type {
   LogEntry,
   QueueInfo,
   ScheduleRow,
+  StatsSample,
   TaskRecord,
   TaskStatus as EngineStatus,
   WaitReason as WaitReasonName,
@@ -21,6 +22,7 @@ import {
   type AttemptSchema,
   type AuditEntrySchema,
   type ConnectedWorkerSchema,
+  type StatsSampleSchema,
   LogEntrySchema,
   Origin,
   PriorityBand,
@@ -207,4 +209,15 @@ export const auditEntryToPb = (e: AuditEntry): MessageInitShape<typeof AuditEntr
   action: e.action,
   params: e.params,
   affected: e.affected,
+});
+
+export const statsSampleToPb = (s: StatsSample): MessageInitShape<typeof StatsSampleSchema> => ({
+  time: timestampFromDate(s.at),
+  queue: s.queue,
+  pending: s.pending,
+  running: s.running,
+  completed: s.completed,
+  failed: s.failed,
+  canceled: s.canceled,
+  stuck: s.stuck,
 });

@@ -1,6 +1,6 @@
 /** The TaskQueue service: validate, call the engine, convert. */
 import { create } from "@bufbuild/protobuf";
-import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { invalidArgument } from "../engine/index.js";
@@ -12,11 +12,12 @@ import {
   WatchTaskResponseSchema,
   type WatchTaskResponse,
 } from "@taskq/protocol";
-import { STATUS_TO_PB, auditEntryToPb, logEntryToPb, queueToPb, scheduleToPb, taskToPb, valueToPb, workerToPb } from "./convert.js";
+import { STATUS_TO_PB, auditEntryToPb, logEntryToPb, queueToPb, scheduleToPb, statsSampleToPb, taskToPb, valueToPb, workerToPb } from "./convert.js";
 import { actorOf } from "./auth.js";
 import { CONNECTION, PerConnection } from "./connection.js";
 import { mapErrors, toConnectError } from "./errors.js";
 import { decodePageToken, encodePageToken } from "./page-token.js";
+import { dispatchTraced } from "./tracing.js";
 import * as v from "./validate.js";
 
 const SORT_COLUMN: Record<ActiveSortField, ActiveSortColumn> = {
@@ -35,18 +36,33 @@ const SORT_COLUMN: Record<ActiveSortField, ActiveSortColumn> = {
 export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeof TaskQueue> {
   const watchers = new PerConnection(v.LIMITS.watchersPerConnection);
   return {
-    dispatch: mapErrors(log, async (req) => {
-      const [result] = await engine.dispatch([v.dispatchRequest(req)]);
-      return { taskId: result.id, created: result.created };
-    }),
+    // Both run in a taskq.dispatch span and store its trace context with the tasks (rpc/tracing.ts).
+    dispatch: mapErrors(log, (req, ctx) =>
+      dispatchTraced(
+        ctx.requestHeader,
+        { "rpc.method": "Dispatch", "taskq.task.type": req.type, "taskq.queue": req.queue || "default" },
+        async (trace) => {
+          const [result] = await engine.dispatch([{ ...v.dispatchRequest(req), trace }]);
+          return { taskId: result.id, created: result.created };
+        },
+        (r) => ({ "taskq.task.id": r.taskId, "taskq.task.created": r.created }),
+      ),
+    ),
 
-    dispatchBatch: mapErrors(log, async (req) => {
-      if (req.tasks.length === 0) throw invalidArgument("tasks: at least one task is required");
-      if (req.tasks.length > v.LIMITS.batchSize) throw invalidArgument(`tasks: at most ${v.LIMITS.batchSize} per batch`);
-      const inputs = req.tasks.map((t, i) => v.dispatchRequest(t, `tasks[${i}].`));
-      const results = await engine.dispatch(inputs);
-      return { results: results.map((r) => ({ taskId: r.id, created: r.created })) };
-    }),
+    dispatchBatch: mapErrors(log, (req, ctx) =>
+      dispatchTraced(
+        ctx.requestHeader,
+        { "rpc.method": "DispatchBatch", "taskq.task.count": req.tasks.length },
+        async (trace) => {
+          if (req.tasks.length === 0) throw invalidArgument("tasks: at least one task is required");
+          if (req.tasks.length > v.LIMITS.batchSize) throw invalidArgument(`tasks: at most ${v.LIMITS.batchSize} per batch`);
+          const inputs = req.tasks.map((t, i) => ({ ...v.dispatchRequest(t, `tasks[${i}].`), trace }));
+          const results = await engine.dispatch(inputs);
+          return { results: results.map((r) => ({ taskId: r.id, created: r.created })) };
+        },
+        (r) => ({ "taskq.task.created": r.results.filter((t) => t.created).length }),
+      ),
+    ),
 
     status: mapErrors(log, async (req) => {
       const task = await engine.status(v.taskId("task_id", req.taskId));
@@ -83,6 +99,7 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
         id: req.id ? v.taskId("id", req.id) : null,
         titleSearch: v.text("title_search", req.titleSearch, v.LIMITS.titleLength) || null,
         type: v.name("type", req.type, false) || null,
+        typePrefix: v.name("type_prefix", req.typePrefix, false) || null,
         queue: v.name("queue", req.queue, false) || null,
         statuses: v.statuses("statuses", req.statuses, ["pending", "running", "cancelling"]) as ActiveStatus[],
         createdAfter: v.timestamp("created_after", req.createdAfter) ?? null,
@@ -145,6 +162,21 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
       return { entries: entries.map(auditEntryToPb), nextPageToken: last ? encodePageToken({ id: last.id }) : "" };
     }),
 
+    countTasks: mapErrors(log, async (req) => {
+      const origin = v.enumValue("origin", req.origin, Origin);
+      const counts = await engine.countTasks({
+        queue: v.name("queue", req.queue, false) || null,
+        typePrefix: v.name("type_prefix", req.typePrefix, false) || null,
+        origin: origin === Origin.USER ? "user" : origin === Origin.SYSTEM ? "system" : null,
+      });
+      return { counts: counts.map((c) => ({ status: STATUS_TO_PB[c.status], count: c.count, more: c.more })) };
+    }),
+
+    getStats: mapErrors(log, async (req) => {
+      const { samples, intervalMs } = await engine.stats(v.statsWindow("window", req.window), v.name("queue", req.queue, false) || null);
+      return { samples: samples.map(statsSampleToPb), interval: durationFromMs(intervalMs) };
+    }),
+
     listHistory: mapErrors(log, async (req) => {
       const origin = v.enumValue("origin", req.origin, Origin);
       const limit = v.pageSize("page_size", req.pageSize);
@@ -153,6 +185,8 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
         origin: origin === Origin.USER ? "user" : origin === Origin.SYSTEM ? "system" : null,
         statuses: v.statuses("statuses", req.statuses, ["running", "cancelling", "completed", "failed", "canceled", "stuck"]),
         type: v.name("type", req.type, false) || null,
+        typePrefix: v.name("type_prefix", req.typePrefix, false) || null,
+        queue: v.name("queue", req.queue, false) || null,
         createdAfter: v.timestamp("created_after", req.createdAfter) ?? null,
         createdBefore: v.timestamp("created_before", req.createdBefore) ?? null,
         limit,

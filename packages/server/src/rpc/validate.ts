@@ -14,6 +14,11 @@ export { LIMITS };
 
 const INT8_MAX = 9223372036854775807n;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** The most task ids a filter may name (a selection made in the dashboard, one page at most). */
+const FILTER_IDS_MAX = 500;
+const STATS_WINDOW_DEFAULT_MS = 3_600_000;
+const STATS_WINDOW_MAX_MS = 86_400_000;
+
 /** Type and queue names: letters, digits and . _ : / - (what handler registries use). */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:/-]*$/;
 
@@ -118,14 +123,37 @@ export function taskFilter(field: string, f: TaskFilter | undefined, allowed: re
   const filter: EngineTaskFilter = {
     queue: name(`${field}.queue`, f?.queue ?? "", false) || null,
     type: name(`${field}.type`, f?.type ?? "", false) || null,
+    typePrefix: name(`${field}.type_prefix`, f?.typePrefix ?? "", false) || null,
+    ids: taskIds(`${field}.ids`, f?.ids ?? []),
     statuses: statuses(`${field}.statuses`, f?.statuses ?? [], allowed),
     createdAfter: timestamp(`${field}.created_after`, f?.createdAfter) ?? null,
     createdBefore: timestamp(`${field}.created_before`, f?.createdBefore) ?? null,
     origin: origin === Origin.USER ? "user" : origin === Origin.SYSTEM ? "system" : null,
   };
-  const empty = filter.queue === null && filter.type === null && filter.statuses.length === 0 && !filter.createdAfter && !filter.createdBefore && filter.origin === null;
+  const empty =
+    filter.queue === null &&
+    filter.type === null &&
+    filter.typePrefix === null &&
+    filter.ids.length === 0 &&
+    filter.statuses.length === 0 &&
+    !filter.createdAfter &&
+    !filter.createdBefore &&
+    filter.origin === null;
   if (empty) throw invalidArgument(`${field}: set at least one field (to act on every task, name the statuses)`);
   return filter;
+}
+
+/** A selection of task ids: at most FILTER_IDS_MAX, each a task id. */
+function taskIds(field: string, ids: string[]): string[] {
+  if (ids.length > FILTER_IDS_MAX) throw invalidArgument(`${field}: at most ${FILTER_IDS_MAX} ids`);
+  return ids.map((id, i) => taskId(`${field}[${i}]`, id));
+}
+
+/** How far back GetStats reaches: one hour unless asked, at most STATS_WINDOW_MAX_MS. */
+export function statsWindow(field: string, d: Duration | undefined): number {
+  const ms = d ? durationMs(d) : 0;
+  if (!Number.isFinite(ms) || ms < 0 || ms > STATS_WINDOW_MAX_MS) throw invalidArgument(`${field}: must be between 0 and 24 hours`);
+  return ms === 0 ? STATS_WINDOW_DEFAULT_MS : ms;
 }
 
 /** The most tasks a bulk action may act on: 1 to BULK_LIMIT_MAX; 0 means BULK_LIMIT_MAX. */

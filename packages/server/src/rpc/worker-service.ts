@@ -530,9 +530,12 @@ function leaseToPb(t: LeasedTask): Outgoing {
       title: t.title,
       idempotencyKey: t.idempotencyKey ?? "",
       createdAt: timestampFromDate(t.createdAt),
+      traceParent: t.trace?.parent ?? "",
+      traceState: t.trace?.state ?? "",
     },
   });
-  const textLength = t.type.length + t.queue.length + t.title.length + (t.idempotencyKey?.length ?? 0);
+  const traceLength = (t.trace?.parent.length ?? 0) + (t.trace?.state?.length ?? 0);
+  const textLength = t.type.length + t.queue.length + t.title.length + (t.idempotencyKey?.length ?? 0) + traceLength;
   return { message: lease.message, bytes: bytesBound(t.paramsJsonLength, textLength) };
 }
 

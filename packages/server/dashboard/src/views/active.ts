@@ -1,10 +1,15 @@
 /**
- * Active tasks: the live queue (pending, running, cancelling), refreshed every 2 seconds. Search by
- * id, title and type, a created-at range, sorting by any column (click a header), pages of 50.
+ * Active tasks: the live queue (pending, running, cancelling) from the client's listActive, refreshed
+ * every 2 seconds, under status tabs with counts (countTasks). Search by id and title; filter by type
+ * (prefix), queue and created-at range; sort by any column (click a header); pages of 50; select rows
+ * to interrupt or retry them together (bulk-select.ts).
  */
-import type { ActiveSortKey, ListActiveOptions, TaskInfo } from "@taskq/sdk/client";
+import { ACTIVE_STATUSES, type ActiveSortKey, type ListActiveOptions, type TaskInfo } from "@taskq/sdk/client";
 import { client, describe } from "../api.js";
 import { fill, h, originLabel, priorityBadge, statusBadge, table, when } from "../dom.js";
+import { bulkSelect } from "./bulk-select.js";
+import { queueFilter, typePrefixFilter } from "./list-filters.js";
+import { statusTabs } from "./status-tabs.js";
 import { every, type View } from "./view.js";
 
 const PAGE_SIZE = 50;
@@ -20,19 +25,23 @@ const COLUMNS: [string, ActiveSortKey][] = [
   ["Type", "type"],
 ];
 
+type TextFilter = "id" | "title" | "type" | "queue" | "after" | "before";
+
 export function activeView(onAuth: (err: unknown) => boolean): View {
-  const query = { id: "", title: "", type: "", after: "", before: "", sort: "created" as ActiveSortKey, descending: true };
+  const query = { id: "", title: "", type: "", queue: "", after: "", before: "", sort: "created" as ActiveSortKey, descending: true };
   /** Page tokens of the pages before the current one, and the current one's. */
   const pages: string[] = [];
   let pageToken = "";
   let nextToken = "";
 
-  const input = (label: string, key: "id" | "title" | "type" | "after" | "before", type = "search") =>
-    h("label", {}, label, h("input", { type, name: key, oninput: (e: Event) => changed(key, (e.target as HTMLInputElement).value) }));
-  const changed = (key: "id" | "title" | "type" | "after" | "before", value: string) => {
+  const changed = (key: TextFilter, value: string) => {
     query[key] = value;
     restart();
   };
+  const input = (label: string, key: TextFilter, type = "search") =>
+    h("label", {}, label, h("input", { type, name: key, oninput: (e: Event) => changed(key, (e.target as HTMLInputElement).value) }));
+  const tabs = statusTabs(ACTIVE_STATUSES, () => restart());
+  const selection = bulkSelect(onAuth, () => void refresher.now());
   const notice = h("div");
   const body = h("div");
   const pager = h("div", { class: "pager" });
@@ -40,31 +49,39 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
     "section",
     { "data-view": "active" },
     h("h1", {}, "Active tasks"),
+    tabs.el,
     h(
       "div",
       { class: "filters" },
       input("ID", "id"),
       input("Task title", "title"),
-      input("Type", "type"),
+      typePrefixFilter((v) => changed("type", v)),
+      queueFilter((v) => changed("queue", v)),
       input("Created after", "after", "datetime-local"),
       input("Created before", "before", "datetime-local"),
     ),
     notice,
+    selection.el,
     body,
     pager,
   );
 
-  const options = (): ListActiveOptions => ({
-    id: query.id.trim(),
-    titleSearch: query.title.trim(),
-    type: query.type.trim(),
-    createdAfter: query.after ? new Date(query.after) : undefined,
-    createdBefore: query.before ? new Date(query.before) : undefined,
-    sort: query.sort,
-    descending: query.descending,
-    pageSize: PAGE_SIZE,
-    pageToken,
-  });
+  const options = (): ListActiveOptions => {
+    const status = tabs.picked();
+    return {
+      id: query.id.trim(),
+      titleSearch: query.title.trim(),
+      typePrefix: query.type.trim(),
+      queue: query.queue,
+      statuses: status ? [status] : undefined,
+      createdAfter: query.after ? new Date(query.after) : undefined,
+      createdBefore: query.before ? new Date(query.before) : undefined,
+      sort: query.sort,
+      descending: query.descending,
+      pageSize: PAGE_SIZE,
+      pageToken,
+    };
+  };
 
   const header = ([label, sort]: [string, ActiveSortKey]) => {
     const sorted = sort === query.sort;
@@ -86,6 +103,7 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
     h(
       "tr",
       { class: "link", "data-task": t.id, onclick: () => (location.hash = `#/task/${t.id}`) },
+      selection.rowCell(t),
       h("td", {}, h("span", { class: "origin" }, originLabel(t.origin))),
       h("td", {}, t.id),
       h("td", {}, statusBadge(t.status)),
@@ -99,10 +117,15 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
 
   const load = async () => {
     try {
-      const res = await client.listActive(options());
+      const [res, counts] = await Promise.all([
+        client.listActive(options()),
+        client.countTasks({ queue: query.queue, typePrefix: query.type.trim() }).catch(() => null), // the tabs then show no counts
+      ]);
       nextToken = res.nextPageToken;
       fill(notice);
-      fill(body, table(COLUMNS.map(header), res.tasks.map(row), "No active tasks."));
+      tabs.setCounts(counts);
+      fill(body, table([selection.headerCell(), ...COLUMNS.map(header)], res.tasks.map(row), "No active tasks."));
+      selection.showing(res.tasks);
       const forward = () => {
         pages.push(pageToken);
         restart(nextToken);
@@ -123,6 +146,7 @@ export function activeView(onAuth: (err: unknown) => boolean): View {
   const restart = (token = "") => {
     if (token === "") pages.length = 0;
     pageToken = token;
+    selection.clear();
     clearTimeout(debounce);
     debounce = setTimeout(() => void refresher.now(), 200);
   };

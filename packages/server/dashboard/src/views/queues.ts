@@ -1,18 +1,49 @@
-/** Queues and schedules: depth, running against the limit, paused; each schedule's next and last run. Every 3 seconds. */
-import type { QueueList, ScheduleInfo } from "@taskq/sdk/client";
-import { client, describe } from "../api.js";
+/**
+ * Queues and schedules: the activity charts of the last hour (activity-charts.ts); each queue's depth,
+ * running against its limit, and whether it is paused, with Pause / Resume (the client's pauseQueue and
+ * resumeQueue, which need an admin token when the server has auth); each schedule's next and last run.
+ * Queues and schedules come from listQueues and listSchedules every 3 seconds.
+ */
+import type { QueueInfo, QueueList, ScheduleInfo } from "@taskq/sdk/client";
+import { actionFailed, client, describe } from "../api.js";
 import { fill, h, statusBadge, table, when } from "../dom.js";
+import { activityCharts } from "./activity-charts.js";
 import { every, type View } from "./view.js";
 
 export function queuesView(onAuth: (err: unknown) => boolean): View {
   const notice = h("div");
+  const actionNotice = h("div");
   const queues = h("div");
   const schedules = h("div");
-  const el = h("section", { "data-view": "queues" }, h("h1", {}, "Queues and schedules"), notice, queues, h("h2", {}, "Schedules"), schedules);
+  const charts = activityCharts();
+  const el = h(
+    "section",
+    { "data-view": "queues" },
+    h("h1", {}, "Queues and schedules"),
+    notice,
+    h("h2", {}, "Queues"),
+    actionNotice,
+    queues,
+    h("h2", {}, "Schedules"),
+    schedules,
+    h("h2", {}, "Activity"),
+    charts.el,
+  );
+
+  const toggle = async (q: QueueInfo) => {
+    const action = `${q.paused ? "Resuming" : "Pausing"} queue ${q.name}`;
+    try {
+      await (q.paused ? client.resumeQueue(q.name) : client.pauseQueue(q.name));
+      fill(actionNotice);
+      await refresher.now();
+    } catch (err) {
+      actionFailed(action, err, onAuth, (message) => fill(actionNotice, h("div", { class: "notice", role: "alert" }, message)));
+    }
+  };
 
   const queueTable = (res: QueueList) =>
     table(
-      ["Queue", "Depth", "Running / limit", "State"],
+      ["Queue", "Depth", "Running / limit", "State", ""],
       res.queues.map((q) =>
         h(
           "tr",
@@ -21,6 +52,7 @@ export function queuesView(onAuth: (err: unknown) => boolean): View {
           h("td", {}, q.pending),
           h("td", {}, `${q.running} / ${q.maxWorkers ?? "∞"}`),
           h("td", {}, q.paused ? h("span", { class: "badge cancelling" }, "Paused") : h("span", { class: "badge completed" }, "Running")),
+          h("td", {}, h("button", { name: q.paused ? "resume" : "pause", onclick: () => void toggle(q) }, q.paused ? "Resume" : "Pause")),
         ),
       ),
       "No queues.",
@@ -53,10 +85,17 @@ export function queuesView(onAuth: (err: unknown) => boolean): View {
       const global = q.globalMaxWorkers === null ? "" : ` · all queues: ${q.running} running of at most ${q.globalMaxWorkers}`;
       fill(queues, queueTable(q), global && h("p", { class: "origin" }, global));
       fill(schedules, scheduleTable(s));
+      charts.setQueues(q.queues.map((x) => x.name));
     } catch (err) {
       if (!onAuth(err)) fill(notice, h("div", { class: "notice" }, describe(err)));
     }
   };
   const refresher = every(3_000, load);
-  return { el, stop: () => refresher.stop() };
+  return {
+    el,
+    stop: () => {
+      refresher.stop();
+      charts.stop();
+    },
+  };
 }

@@ -7,7 +7,8 @@ import type { Db } from "./db.js";
  * the key first (`on conflict do nothing`) and is inserted only if the key was new. Rows whose key
  * already existed come back with created = false and no id: look them up with idempotencyKeyFind,
  * which runs in a new snapshot and so sees keys committed by a concurrent statement this one waited on.
- * The statement-level insert trigger wakes every replica's lease dispatcher.
+ * The statement-level insert trigger wakes every replica's lease dispatcher. A task's trace context,
+ * when it has one, is stored with it (two nulls when it has none).
  */
 export async function taskInsertMany(db: Db, tasks: NewTask[], now: Date): Promise<(DispatchResult | null)[]> {
   const col = <K extends keyof NewTask>(k: K) => tasks.map((t) => t[k]);
@@ -17,9 +18,11 @@ export async function taskInsertMany(db: Db, tasks: NewTask[], now: Date): Promi
       with input as (
         select i.*, nextval('taskq.task_id_seq') as new_id
         from unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::text[], $7::text[],
-                    $8::text[], $9::int8[], $10::int4[], $11::int8[], $12::text[], $13::timestamptz[], $14::text[])
+                    $8::text[], $9::int8[], $10::int4[], $11::int8[], $12::text[], $13::timestamptz[], $14::text[],
+                    $16::text[], $17::text[])
           with ordinality as i(type, queue, params, title, priority, origin, initiator, node_id, timeout_ms,
-                               max_attempts, retry_delay_ms, retry_backoff, run_at, idempotency_key, ord)
+                               max_attempts, retry_delay_ms, retry_backoff, run_at, idempotency_key,
+                               trace_parent, trace_state, ord)
       ),
       keyed as (
         insert into taskq.idempotency_keys (key, task_id, created_at)
@@ -30,10 +33,10 @@ export async function taskInsertMany(db: Db, tasks: NewTask[], now: Date): Promi
       inserted as (
         insert into taskq.tasks (id, type, queue, status, params, title, priority, origin, initiator, node_id,
                                  timeout_ms, max_attempts, retry_delay_ms, retry_backoff, idempotency_key,
-                                 created_at, next_try_at)
+                                 created_at, next_try_at, trace_parent, trace_state)
         select i.new_id, i.type, i.queue, 'pending', i.params, i.title, i.priority, i.origin, i.initiator, i.node_id,
                i.timeout_ms, i.max_attempts, i.retry_delay_ms, i.retry_backoff, i.idempotency_key,
-               $15, coalesce(i.run_at, $15)
+               $15, coalesce(i.run_at, $15), i.trace_parent, i.trace_state
         from input i
         where i.idempotency_key is null or i.idempotency_key in (select key from keyed)
         returning id
@@ -58,6 +61,8 @@ export async function taskInsertMany(db: Db, tasks: NewTask[], now: Date): Promi
       col("runAt"),
       col("idempotencyKey"),
       now,
+      tasks.map((t) => t.trace?.parent ?? null),
+      tasks.map((t) => t.trace?.state ?? null),
     ],
   });
   return rows.map((r) => (r.created ? { id: r.id, created: true } : null));

@@ -21,7 +21,8 @@ import { retryDelayMsSql } from "./retry.js";
  * to the first group only, so a slot may stay empty; the caller claims again while credits remain.
  * Each lease gets a fresh token, counts an attempt, records its session (so recovery can find it),
  * and sets its deadline from the first timeout that applies: the task's own, the type's as the
- * session's worker declared it, the type's from config, the queue's, the server default.
+ * session's worker declared it, the type's from config, the queue's, the server default. Each carries
+ * the trace context stored with its task (null for an untraced task).
  *
  * Paused queues are skipped. Queue limits: tasks running or cancelling count against their queue's
  * max_workers and against global_max_workers; full queues are skipped and the picks are cut to what
@@ -120,7 +121,7 @@ export async function taskLeaseAvailable(
         where t.id = l.id
         returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params::text as params_json, t.attempts,
                   t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, t.deadline_at, t.title,
-                  t.idempotency_key, t.created_at, t.priority, t.next_try_at
+                  t.idempotency_key, t.created_at, t.priority, t.next_try_at, t.trace_parent, t.trace_state
       )
       select u.*, ${tasksChangedNotifySql("updated")} as notified
       from updated u`,
@@ -156,6 +157,8 @@ interface LeasedRow {
   created_at: Date;
   priority: number;
   next_try_at: Date;
+  trace_parent: string | null;
+  trace_state: string | null;
 }
 
 const leasedFromRow = (r: LeasedRow): LeasedTask => ({
@@ -174,6 +177,7 @@ const leasedFromRow = (r: LeasedRow): LeasedTask => ({
   idempotencyKey: r.idempotency_key,
   createdAt: r.created_at,
   dueAt: r.next_try_at,
+  trace: r.trace_parent === null ? null : { parent: r.trace_parent, state: r.trace_state },
 });
 
 /** When the earliest pending task of these types becomes due, if any is scheduled after `now`. */

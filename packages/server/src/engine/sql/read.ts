@@ -2,6 +2,7 @@
 import type { ActiveQuery, ActiveSortColumn, HistoryQuery, LogEntry, TaskRecord } from "../types.js";
 import type { Db } from "./db.js";
 import { ACTIVE_COLUMNS, HISTORY_COLUMNS, logFromRow, taskFromRow, type TaskRow } from "./rows.js";
+import { escapeLike } from "./filter.js";
 
 /** One task from the queue or from history (one snapshot, so never both or neither), without its log. */
 export async function taskGet(db: Db, id: string): Promise<TaskRecord | null> {
@@ -73,6 +74,7 @@ export async function taskListActive(db: Db, q: ActiveQuery): Promise<{ tasks: T
   if (q.id !== null) where.push(`id = ${param(q.id)}`);
   if (q.titleSearch) where.push(`title ilike ${param(`%${escapeLike(q.titleSearch)}%`)}`);
   if (q.type !== null) where.push(`type = ${param(q.type)}`);
+  if (q.typePrefix !== null) where.push(`type like ${param(`${escapeLike(q.typePrefix)}%`)}`);
   if (q.queue !== null) where.push(`queue = ${param(q.queue)}`);
   if (q.statuses.length > 0) where.push(`status = any(${param(q.statuses)}::text[])`);
   if (q.createdAfter) where.push(`created_at >= ${param(q.createdAfter)}`);
@@ -100,7 +102,6 @@ function sortCast(c: ActiveSortColumn): string {
   return "text";
 }
 
-const escapeLike = (s: string) => s.replace(/[\\%_]/g, (m) => `\\${m}`);
 
 /**
  * One page of history, newest first: running and cancelling tasks from the queue, and finished ones.
@@ -113,6 +114,8 @@ export async function taskListHistory(db: Db, q: HistoryQuery): Promise<TaskReco
   if (q.origin) where.push(`origin = ${param(q.origin)}`);
   if (q.statuses.length > 0) where.push(`status = any(${param(q.statuses)}::text[])`);
   if (q.type !== null) where.push(`type = ${param(q.type)}`);
+  if (q.typePrefix !== null) where.push(`type like ${param(`${escapeLike(q.typePrefix)}%`)}`);
+  if (q.queue !== null) where.push(`queue = ${param(q.queue)}`);
   if (q.createdAfter) where.push(`created_at >= ${param(q.createdAfter)}`);
   if (q.createdBefore) where.push(`created_at < ${param(q.createdBefore)}`);
   if (q.after) where.push(`(created_at, id) < (${param(q.after.createdAt)}::timestamptz, ${param(q.after.id)}::int8)`);

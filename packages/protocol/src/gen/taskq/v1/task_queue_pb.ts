@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/task_queue.proto.
  */
 export const file_taskq_v1_task_queue: GenFile = /*@__PURE__*/
-  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSLkAwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJQg8KDV9tYXhfYXR0ZW1wdHMiNAoQRGlzcGF0Y2hSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiQAoURGlzcGF0Y2hCYXRjaFJlcXVlc3QSKAoFdGFza3MYASADKAsyGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QiRAoVRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlIiAKDVN0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg5TdGF0dXNSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4udGFza3EudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEItMBChFXYXRjaFRhc2tSZXNwb25zZRIiCghzbmFwc2hvdBgBIAEoCzIOLnRhc2txLnYxLlRhc2tIABIzCg1zdGF0dXNfY2hhbmdlGAIgASgLMhoudGFza3EudjEuVGFza1N0YXR1c0NoYW5nZUgAEjMKDHN0YXR1c192YWx1ZRgDIAEoCzIbLnRhc2txLnYxLlN0YXR1c1ZhbHVlQ2hhbmdlSAASJwoJbG9nX2VudHJ5GAQgASgLMhIudGFza3EudjEuTG9nRW50cnlIAEIHCgVldmVudCK7AQoQVGFza1N0YXR1c0NoYW5nZRIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEhAKCGF0dGVtcHRzGAIgASgNEg4KBndvcmtlchgDIAEoCRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRU3RhdHVzVmFsdWVDaGFuZ2USCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjMKEEludGVycnVwdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOQoRSW50ZXJydXB0UmVzcG9uc2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyLIAgoRTGlzdEFjdGl2ZVJlcXVlc3QSCgoCaWQYASABKAkSFAoMdGl0bGVfc2VhcmNoGAIgASgJEgwKBHR5cGUYAyABKAkSJgoIc3RhdHVzZXMYBCADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdzb3J0X2J5GAcgASgOMhkudGFza3EudjEuQWN0aXZlU29ydEZpZWxkEhIKCmRlc2NlbmRpbmcYCCABKAgSEQoJcGFnZV9zaXplGAkgASgNEhIKCnBhZ2VfdG9rZW4YCiABKAkSDQoFcXVldWUYCyABKAkiTAoSTGlzdEFjdGl2ZVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAki+gEKEkxpc3RIaXN0b3J5UmVxdWVzdBIgCgZvcmlnaW4YASABKA4yEC50YXNrcS52MS5PcmlnaW4SJgoIc3RhdHVzZXMYAiADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAUgASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJIk0KE0xpc3RIaXN0b3J5UmVzcG9uc2USHQoFdGFza3MYASADKAsyDi50YXNrcS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKsAgoFUXVldWUSDAoEbmFtZRgBIAEoCRIYCgttYXhfd29ya2VycxgCIAEoDUgAiAEBEg8KB3BlbmRpbmcYAyABKA0SDwoHcnVubmluZxgEIAEoDRIOCgZwYXVzZWQYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IAYgBARIxCg5vbGRlc3RfZHVlX2FnZRgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIOCgxfbWF4X3dvcmtlcnNCDwoNX21heF9hdHRlbXB0cyITChFMaXN0UXVldWVzUmVxdWVzdCJ+ChJMaXN0UXVldWVzUmVzcG9uc2USHwoGcXVldWVzGAEgAygLMg8udGFza3EudjEuUXVldWUSHwoSZ2xvYmFsX21heF93b3JrZXJzGAIgASgNSACIAQESDwoHcnVubmluZxgDIAEoDUIVChNfZ2xvYmFsX21heF93b3JrZXJzIiIKEVBhdXNlUXVldWVSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIeCgVxdWV1ZRgBIAEoCzIPLnRhc2txLnYxLlF1ZXVlIiMKElJlc3VtZVF1ZXVlUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSI1ChNSZXN1bWVRdWV1ZVJlc3BvbnNlEh4KBXF1ZXVlGAEgASgLMg8udGFza3EudjEuUXVldWUiiQIKCFNjaGVkdWxlEgwKBG5hbWUYASABKAkSDAoEY3JvbhgCIAEoCRIRCgl0aW1lX3pvbmUYAyABKAkSDAoEdHlwZRgEIAEoCRINCgVxdWV1ZRgFIAEoCRIOCgZzb3VyY2UYBiABKAkSLwoLbmV4dF9ydW5fYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2xhc3RfcnVuX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X3Rhc2tfaWQYCSABKAkSKQoLbGFzdF9zdGF0dXMYCiABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzIhYKFExpc3RTY2hlZHVsZXNSZXF1ZXN0IhQKEkxpc3RXb3JrZXJzUmVxdWVzdCJBChNMaXN0V29ya2Vyc1Jlc3BvbnNlEioKB3dvcmtlcnMYASADKAsyGS50YXNrcS52MS5Db25uZWN0ZWRXb3JrZXIi0wIKD0Nvbm5lY3RlZFdvcmtlchISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKcmVwbGljYV9pZBgDIAEoCRISCgp0YXNrX3R5cGVzGAQgAygJEg4KBnF1ZXVlcxgFIAMoCRITCgtjb25jdXJyZW5jeRgGIAEoDRIPCgdjcmVkaXRzGAcgASgNEg8KB3J1bm5pbmcYCCABKA0SGAoQcnVubmluZ190YXNrX2lkcxgJIAMoCRIwCgxjb25uZWN0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfaGVhcmRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGhlYXJ0YmVhdF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEiUKCXNjaGVkdWxlcxgBIAMoCzISLnRhc2txLnYxLlNjaGVkdWxlIh8KDFJldHJ5UmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjEKDVJldHJ5UmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIPCgdjcmVhdGVkGAIgASgIItoBCgpUYXNrRmlsdGVyEg0KBXF1ZXVlGAEgASgJEgwKBHR5cGUYAiABKAkSJgoIc3RhdHVzZXMYAyADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4ibAoUSW50ZXJydXB0TWFueVJlcXVlc3QSJAoGZmlsdGVyGAEgASgLMhQudGFza3EudjEuVGFza0ZpbHRlchIPCgdkcnlfcnVuGAIgASgIEg0KBWxpbWl0GAMgASgNEg4KBnJlYXNvbhgEIAEoCSI7ChVJbnRlcnJ1cHRNYW55UmVzcG9uc2USDQoFY291bnQYASABKA0SEwoLbW9yZV9yZW1haW4YAiABKAgiWAoQUmV0cnlNYW55UmVxdWVzdBIkCgZmaWx0ZXIYASABKAsyFC50YXNrcS52MS5UYXNrRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgSDQoFbGltaXQYAyABKA0iNwoRUmV0cnlNYW55UmVzcG9uc2USDQoFY291bnQYASABKA0SEwoLbW9yZV9yZW1haW4YAiABKAgiOQoQTGlzdEF1ZGl0UmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJTChFMaXN0QXVkaXRSZXNwb25zZRIlCgdlbnRyaWVzGAEgAygLMhQudGFza3EudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkinAEKCkF1ZGl0RW50cnkSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEicKBnBhcmFtcxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIYWZmZWN0ZWQYBiABKA0qxwIKD0FjdGl2ZVNvcnRGaWVsZBIhCh1BQ1RJVkVfU09SVF9GSUVMRF9VTlNQRUNJRklFRBAAEhgKFEFDVElWRV9TT1JUX0ZJRUxEX0lEEAESHAoYQUNUSVZFX1NPUlRfRklFTERfU1RBVFVTEAISGwoXQUNUSVZFX1NPUlRfRklFTERfVElUTEUQAxIgChxBQ1RJVkVfU09SVF9GSUVMRF9DUkVBVEVEX0FUEAQSIAocQUNUSVZFX1NPUlRfRklFTERfU1RBUlRFRF9BVBAFEh4KGkFDVElWRV9TT1JUX0ZJRUxEX0FUVEVNUFRTEAYSHgoaQUNUSVZFX1NPUlRfRklFTERfUFJJT1JJVFkQBxIaChZBQ1RJVkVfU09SVF9GSUVMRF9UWVBFEAgSHAoYQUNUSVZFX1NPUlRfRklFTERfT1JJR0lOEAkylAkKCVRhc2tRdWV1ZRJBCghEaXNwYXRjaBIZLnRhc2txLnYxLkRpc3BhdGNoUmVxdWVzdBoaLnRhc2txLnYxLkRpc3BhdGNoUmVzcG9uc2USUAoNRGlzcGF0Y2hCYXRjaBIeLnRhc2txLnYxLkRpc3BhdGNoQmF0Y2hSZXF1ZXN0Gh8udGFza3EudjEuRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEjsKBlN0YXR1cxIXLnRhc2txLnYxLlN0YXR1c1JlcXVlc3QaGC50YXNrcS52MS5TdGF0dXNSZXNwb25zZRJGCglXYXRjaFRhc2sSGi50YXNrcS52MS5XYXRjaFRhc2tSZXF1ZXN0GhsudGFza3EudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJECglJbnRlcnJ1cHQSGi50YXNrcS52MS5JbnRlcnJ1cHRSZXF1ZXN0GhsudGFza3EudjEuSW50ZXJydXB0UmVzcG9uc2USRwoKTGlzdEFjdGl2ZRIbLnRhc2txLnYxLkxpc3RBY3RpdmVSZXF1ZXN0GhwudGFza3EudjEuTGlzdEFjdGl2ZVJlc3BvbnNlEkoKC0xpc3RIaXN0b3J5EhwudGFza3EudjEuTGlzdEhpc3RvcnlSZXF1ZXN0Gh0udGFza3EudjEuTGlzdEhpc3RvcnlSZXNwb25zZRJHCgpMaXN0UXVldWVzEhsudGFza3EudjEuTGlzdFF1ZXVlc1JlcXVlc3QaHC50YXNrcS52MS5MaXN0UXVldWVzUmVzcG9uc2USRwoKUGF1c2VRdWV1ZRIbLnRhc2txLnYxLlBhdXNlUXVldWVSZXF1ZXN0GhwudGFza3EudjEuUGF1c2VRdWV1ZVJlc3BvbnNlEkoKC1Jlc3VtZVF1ZXVlEhwudGFza3EudjEuUmVzdW1lUXVldWVSZXF1ZXN0Gh0udGFza3EudjEuUmVzdW1lUXVldWVSZXNwb25zZRJQCg1MaXN0U2NoZWR1bGVzEh4udGFza3EudjEuTGlzdFNjaGVkdWxlc1JlcXVlc3QaHy50YXNrcS52MS5MaXN0U2NoZWR1bGVzUmVzcG9uc2USSgoLTGlzdFdvcmtlcnMSHC50YXNrcS52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHS50YXNrcS52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEjgKBVJldHJ5EhYudGFza3EudjEuUmV0cnlSZXF1ZXN0GhcudGFza3EudjEuUmV0cnlSZXNwb25zZRJQCg1JbnRlcnJ1cHRNYW55Eh4udGFza3EudjEuSW50ZXJydXB0TWFueVJlcXVlc3QaHy50YXNrcS52MS5JbnRlcnJ1cHRNYW55UmVzcG9uc2USRAoJUmV0cnlNYW55EhoudGFza3EudjEuUmV0cnlNYW55UmVxdWVzdBobLnRhc2txLnYxLlJldHJ5TWFueVJlc3BvbnNlEkQKCUxpc3RBdWRpdBIaLnRhc2txLnYxLkxpc3RBdWRpdFJlcXVlc3QaGy50YXNrcS52MS5MaXN0QXVkaXRSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSLkAwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJQg8KDV9tYXhfYXR0ZW1wdHMiNAoQRGlzcGF0Y2hSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiQAoURGlzcGF0Y2hCYXRjaFJlcXVlc3QSKAoFdGFza3MYASADKAsyGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QiRAoVRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEisKB3Jlc3VsdHMYASADKAsyGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlIiAKDVN0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIuCg5TdGF0dXNSZXNwb25zZRIcCgR0YXNrGAEgASgLMg4udGFza3EudjEuVGFzayI2ChBXYXRjaFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEQoJYWZ0ZXJfc2VxGAIgASgEItMBChFXYXRjaFRhc2tSZXNwb25zZRIiCghzbmFwc2hvdBgBIAEoCzIOLnRhc2txLnYxLlRhc2tIABIzCg1zdGF0dXNfY2hhbmdlGAIgASgLMhoudGFza3EudjEuVGFza1N0YXR1c0NoYW5nZUgAEjMKDHN0YXR1c192YWx1ZRgDIAEoCzIbLnRhc2txLnYxLlN0YXR1c1ZhbHVlQ2hhbmdlSAASJwoJbG9nX2VudHJ5GAQgASgLMhIudGFza3EudjEuTG9nRW50cnlIAEIHCgVldmVudCK7AQoQVGFza1N0YXR1c0NoYW5nZRIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEhAKCGF0dGVtcHRzGAIgASgNEg4KBndvcmtlchgDIAEoCRImCgZyZXN1bHQYBCABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSDQoFZXJyb3IYBSABKAkSKAoEdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRwoRU3RhdHVzVmFsdWVDaGFuZ2USCwoDa2V5GAEgASgJEiUKBXZhbHVlGAIgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIjMKEEludGVycnVwdFJlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiOQoRSW50ZXJydXB0UmVzcG9uc2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cyLdAgoRTGlzdEFjdGl2ZVJlcXVlc3QSCgoCaWQYASABKAkSFAoMdGl0bGVfc2VhcmNoGAIgASgJEgwKBHR5cGUYAyABKAkSJgoIc3RhdHVzZXMYBCADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIqCgdzb3J0X2J5GAcgASgOMhkudGFza3EudjEuQWN0aXZlU29ydEZpZWxkEhIKCmRlc2NlbmRpbmcYCCABKAgSEQoJcGFnZV9zaXplGAkgASgNEhIKCnBhZ2VfdG9rZW4YCiABKAkSDQoFcXVldWUYCyABKAkSEwoLdHlwZV9wcmVmaXgYDCABKAkiTAoSTGlzdEFjdGl2ZVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkingIKEkxpc3RIaXN0b3J5UmVxdWVzdBIgCgZvcmlnaW4YASABKA4yEC50YXNrcS52MS5PcmlnaW4SJgoIc3RhdHVzZXMYAiADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIMCgR0eXBlGAUgASgJEhEKCXBhZ2Vfc2l6ZRgGIAEoDRISCgpwYWdlX3Rva2VuGAcgASgJEg0KBXF1ZXVlGAggASgJEhMKC3R5cGVfcHJlZml4GAkgASgJIk0KE0xpc3RIaXN0b3J5UmVzcG9uc2USHQoFdGFza3MYASADKAsyDi50YXNrcS52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKsAgoFUXVldWUSDAoEbmFtZRgBIAEoCRIYCgttYXhfd29ya2VycxgCIAEoDUgAiAEBEg8KB3BlbmRpbmcYAyABKA0SDwoHcnVubmluZxgEIAEoDRIOCgZwYXVzZWQYBSABKAgSKgoHdGltZW91dBgGIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIuCgtyZXRyeV9kZWxheRgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCCABKA1IAYgBARIxCg5vbGRlc3RfZHVlX2FnZRgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIOCgxfbWF4X3dvcmtlcnNCDwoNX21heF9hdHRlbXB0cyITChFMaXN0UXVldWVzUmVxdWVzdCJ+ChJMaXN0UXVldWVzUmVzcG9uc2USHwoGcXVldWVzGAEgAygLMg8udGFza3EudjEuUXVldWUSHwoSZ2xvYmFsX21heF93b3JrZXJzGAIgASgNSACIAQESDwoHcnVubmluZxgDIAEoDUIVChNfZ2xvYmFsX21heF93b3JrZXJzIiIKEVBhdXNlUXVldWVSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIjQKElBhdXNlUXVldWVSZXNwb25zZRIeCgVxdWV1ZRgBIAEoCzIPLnRhc2txLnYxLlF1ZXVlIiMKElJlc3VtZVF1ZXVlUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSI1ChNSZXN1bWVRdWV1ZVJlc3BvbnNlEh4KBXF1ZXVlGAEgASgLMg8udGFza3EudjEuUXVldWUiiQIKCFNjaGVkdWxlEgwKBG5hbWUYASABKAkSDAoEY3JvbhgCIAEoCRIRCgl0aW1lX3pvbmUYAyABKAkSDAoEdHlwZRgEIAEoCRINCgVxdWV1ZRgFIAEoCRIOCgZzb3VyY2UYBiABKAkSLwoLbmV4dF9ydW5fYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2xhc3RfcnVuX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIUCgxsYXN0X3Rhc2tfaWQYCSABKAkSKQoLbGFzdF9zdGF0dXMYCiABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzIhYKFExpc3RTY2hlZHVsZXNSZXF1ZXN0IhQKEkxpc3RXb3JrZXJzUmVxdWVzdCJBChNMaXN0V29ya2Vyc1Jlc3BvbnNlEioKB3dvcmtlcnMYASADKAsyGS50YXNrcS52MS5Db25uZWN0ZWRXb3JrZXIi0wIKD0Nvbm5lY3RlZFdvcmtlchISCgpzZXNzaW9uX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKcmVwbGljYV9pZBgDIAEoCRISCgp0YXNrX3R5cGVzGAQgAygJEg4KBnF1ZXVlcxgFIAMoCRITCgtjb25jdXJyZW5jeRgGIAEoDRIPCgdjcmVkaXRzGAcgASgNEg8KB3J1bm5pbmcYCCABKA0SGAoQcnVubmluZ190YXNrX2lkcxgJIAMoCRIwCgxjb25uZWN0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjEKDWxhc3RfaGVhcmRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGhlYXJ0YmVhdF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoVTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEiUKCXNjaGVkdWxlcxgBIAMoCzISLnRhc2txLnYxLlNjaGVkdWxlIh8KDFJldHJ5UmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIjEKDVJldHJ5UmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIPCgdjcmVhdGVkGAIgASgIIvwBCgpUYXNrRmlsdGVyEg0KBXF1ZXVlGAEgASgJEgwKBHR5cGUYAiABKAkSJgoIc3RhdHVzZXMYAyADKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEjEKDWNyZWF0ZWRfYWZ0ZXIYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZWRfYmVmb3JlGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SCwoDaWRzGAcgAygJEhMKC3R5cGVfcHJlZml4GAggASgJImwKFEludGVycnVwdE1hbnlSZXF1ZXN0EiQKBmZpbHRlchgBIAEoCzIULnRhc2txLnYxLlRhc2tGaWx0ZXISDwoHZHJ5X3J1bhgCIAEoCBINCgVsaW1pdBgDIAEoDRIOCgZyZWFzb24YBCABKAkiOwoVSW50ZXJydXB0TWFueVJlc3BvbnNlEg0KBWNvdW50GAEgASgNEhMKC21vcmVfcmVtYWluGAIgASgIIlgKEFJldHJ5TWFueVJlcXVlc3QSJAoGZmlsdGVyGAEgASgLMhQudGFza3EudjEuVGFza0ZpbHRlchIPCgdkcnlfcnVuGAIgASgIEg0KBWxpbWl0GAMgASgNIjcKEVJldHJ5TWFueVJlc3BvbnNlEg0KBWNvdW50GAEgASgNEhMKC21vcmVfcmVtYWluGAIgASgIIjkKEExpc3RBdWRpdFJlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgNEhIKCnBhZ2VfdG9rZW4YAiABKAkiUwoRTGlzdEF1ZGl0UmVzcG9uc2USJQoHZW50cmllcxgBIAMoCzIULnRhc2txLnYxLkF1ZGl0RW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIpwBCgpBdWRpdEVudHJ5EgoKAmlkGAEgASgJEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWFjdG9yGAMgASgJEg4KBmFjdGlvbhgEIAEoCRInCgZwYXJhbXMYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhAKCGFmZmVjdGVkGAYgASgNIlkKEUNvdW50VGFza3NSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJEhMKC3R5cGVfcHJlZml4GAIgASgJEiAKBm9yaWdpbhgDIAEoDjIQLnRhc2txLnYxLk9yaWdpbiI7ChJDb3VudFRhc2tzUmVzcG9uc2USJQoGY291bnRzGAEgAygLMhUudGFza3EudjEuU3RhdHVzQ291bnQiUAoLU3RhdHVzQ291bnQSJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cxINCgVjb3VudBgCIAEoDRIMCgRtb3JlGAMgASgIIksKD0dldFN0YXRzUmVxdWVzdBIpCgZ3aW5kb3cYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDQoFcXVldWUYAiABKAkiZwoQR2V0U3RhdHNSZXNwb25zZRImCgdzYW1wbGVzGAEgAygLMhUudGFza3EudjEuU3RhdHNTYW1wbGUSKwoIaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24irAEKC1N0YXRzU2FtcGxlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBXF1ZXVlGAIgASgJEg8KB3BlbmRpbmcYAyABKA0SDwoHcnVubmluZxgEIAEoDRIRCgljb21wbGV0ZWQYBSABKA0SDgoGZmFpbGVkGAYgASgNEhAKCGNhbmNlbGVkGAcgASgNEg0KBXN0dWNrGAggASgNKscCCg9BY3RpdmVTb3J0RmllbGQSIQodQUNUSVZFX1NPUlRfRklFTERfVU5TUEVDSUZJRUQQABIYChRBQ1RJVkVfU09SVF9GSUVMRF9JRBABEhwKGEFDVElWRV9TT1JUX0ZJRUxEX1NUQVRVUxACEhsKF0FDVElWRV9TT1JUX0ZJRUxEX1RJVExFEAMSIAocQUNUSVZFX1NPUlRfRklFTERfQ1JFQVRFRF9BVBAEEiAKHEFDVElWRV9TT1JUX0ZJRUxEX1NUQVJURURfQVQQBRIeChpBQ1RJVkVfU09SVF9GSUVMRF9BVFRFTVBUUxAGEh4KGkFDVElWRV9TT1JUX0ZJRUxEX1BSSU9SSVRZEAcSGgoWQUNUSVZFX1NPUlRfRklFTERfVFlQRRAIEhwKGEFDVElWRV9TT1JUX0ZJRUxEX09SSUdJThAJMqAKCglUYXNrUXVldWUSQQoIRGlzcGF0Y2gSGS50YXNrcS52MS5EaXNwYXRjaFJlcXVlc3QaGi50YXNrcS52MS5EaXNwYXRjaFJlc3BvbnNlElAKDURpc3BhdGNoQmF0Y2gSHi50YXNrcS52MS5EaXNwYXRjaEJhdGNoUmVxdWVzdBofLnRhc2txLnYxLkRpc3BhdGNoQmF0Y2hSZXNwb25zZRI7CgZTdGF0dXMSFy50YXNrcS52MS5TdGF0dXNSZXF1ZXN0GhgudGFza3EudjEuU3RhdHVzUmVzcG9uc2USRgoJV2F0Y2hUYXNrEhoudGFza3EudjEuV2F0Y2hUYXNrUmVxdWVzdBobLnRhc2txLnYxLldhdGNoVGFza1Jlc3BvbnNlMAESRAoJSW50ZXJydXB0EhoudGFza3EudjEuSW50ZXJydXB0UmVxdWVzdBobLnRhc2txLnYxLkludGVycnVwdFJlc3BvbnNlEkcKCkxpc3RBY3RpdmUSGy50YXNrcS52MS5MaXN0QWN0aXZlUmVxdWVzdBocLnRhc2txLnYxLkxpc3RBY3RpdmVSZXNwb25zZRJKCgtMaXN0SGlzdG9yeRIcLnRhc2txLnYxLkxpc3RIaXN0b3J5UmVxdWVzdBodLnRhc2txLnYxLkxpc3RIaXN0b3J5UmVzcG9uc2USRwoKTGlzdFF1ZXVlcxIbLnRhc2txLnYxLkxpc3RRdWV1ZXNSZXF1ZXN0GhwudGFza3EudjEuTGlzdFF1ZXVlc1Jlc3BvbnNlEkcKClBhdXNlUXVldWUSGy50YXNrcS52MS5QYXVzZVF1ZXVlUmVxdWVzdBocLnRhc2txLnYxLlBhdXNlUXVldWVSZXNwb25zZRJKCgtSZXN1bWVRdWV1ZRIcLnRhc2txLnYxLlJlc3VtZVF1ZXVlUmVxdWVzdBodLnRhc2txLnYxLlJlc3VtZVF1ZXVlUmVzcG9uc2USUAoNTGlzdFNjaGVkdWxlcxIeLnRhc2txLnYxLkxpc3RTY2hlZHVsZXNSZXF1ZXN0Gh8udGFza3EudjEuTGlzdFNjaGVkdWxlc1Jlc3BvbnNlEkoKC0xpc3RXb3JrZXJzEhwudGFza3EudjEuTGlzdFdvcmtlcnNSZXF1ZXN0Gh0udGFza3EudjEuTGlzdFdvcmtlcnNSZXNwb25zZRI4CgVSZXRyeRIWLnRhc2txLnYxLlJldHJ5UmVxdWVzdBoXLnRhc2txLnYxLlJldHJ5UmVzcG9uc2USUAoNSW50ZXJydXB0TWFueRIeLnRhc2txLnYxLkludGVycnVwdE1hbnlSZXF1ZXN0Gh8udGFza3EudjEuSW50ZXJydXB0TWFueVJlc3BvbnNlEkQKCVJldHJ5TWFueRIaLnRhc2txLnYxLlJldHJ5TWFueVJlcXVlc3QaGy50YXNrcS52MS5SZXRyeU1hbnlSZXNwb25zZRJECglMaXN0QXVkaXQSGi50YXNrcS52MS5MaXN0QXVkaXRSZXF1ZXN0GhsudGFza3EudjEuTGlzdEF1ZGl0UmVzcG9uc2USRwoKQ291bnRUYXNrcxIbLnRhc2txLnYxLkNvdW50VGFza3NSZXF1ZXN0GhwudGFza3EudjEuQ291bnRUYXNrc1Jlc3BvbnNlEkEKCEdldFN0YXRzEhkudGFza3EudjEuR2V0U3RhdHNSZXF1ZXN0GhoudGFza3EudjEuR2V0U3RhdHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * DispatchRequest describes one task to queue.
@@ -544,6 +544,13 @@ export type ListActiveRequest = Message<"taskq.v1.ListActiveRequest"> & {
    * @generated from field: string queue = 11;
    */
   queue: string;
+
+  /**
+   * Only tasks whose type starts with this text (case matters); combines with type.
+   *
+   * @generated from field: string type_prefix = 12;
+   */
+  typePrefix: string;
 };
 
 /**
@@ -635,6 +642,20 @@ export type ListHistoryRequest = Message<"taskq.v1.ListHistoryRequest"> & {
    * @generated from field: string page_token = 7;
    */
   pageToken: string;
+
+  /**
+   * Only tasks of this queue.
+   *
+   * @generated from field: string queue = 8;
+   */
+  queue: string;
+
+  /**
+   * Only tasks whose type starts with this text (case matters); combines with type.
+   *
+   * @generated from field: string type_prefix = 9;
+   */
+  typePrefix: string;
 };
 
 /**
@@ -1236,6 +1257,20 @@ export type TaskFilter = Message<"taskq.v1.TaskFilter"> & {
    * @generated from field: taskq.v1.Origin origin = 6;
    */
   origin: Origin;
+
+  /**
+   * Only the tasks with these ids, at most 500 (a selection made in the dashboard, say).
+   *
+   * @generated from field: repeated string ids = 7;
+   */
+  ids: string[];
+
+  /**
+   * Only tasks whose type starts with this text (case matters); combines with type.
+   *
+   * @generated from field: string type_prefix = 8;
+   */
+  typePrefix: string;
 };
 
 /**
@@ -1491,6 +1526,223 @@ export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
   messageDesc(file_taskq_v1_task_queue, 38);
 
 /**
+ * CountTasksRequest narrows the counts; every field is optional.
+ *
+ * @generated from message taskq.v1.CountTasksRequest
+ */
+export type CountTasksRequest = Message<"taskq.v1.CountTasksRequest"> & {
+  /**
+   * Only tasks of this queue.
+   *
+   * @generated from field: string queue = 1;
+   */
+  queue: string;
+
+  /**
+   * Only tasks whose type starts with this text (case matters).
+   *
+   * @generated from field: string type_prefix = 2;
+   */
+  typePrefix: string;
+
+  /**
+   * USER or SYSTEM tasks only; UNSPECIFIED counts both.
+   *
+   * @generated from field: taskq.v1.Origin origin = 3;
+   */
+  origin: Origin;
+};
+
+/**
+ * Describes the message taskq.v1.CountTasksRequest.
+ * Use `create(CountTasksRequestSchema)` to create a new message.
+ */
+export const CountTasksRequestSchema: GenMessage<CountTasksRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 39);
+
+/**
+ * CountTasksResponse has one count for every status, zeros included, in the order of TaskStatus.
+ *
+ * @generated from message taskq.v1.CountTasksResponse
+ */
+export type CountTasksResponse = Message<"taskq.v1.CountTasksResponse"> & {
+  /**
+   * The counts.
+   *
+   * @generated from field: repeated taskq.v1.StatusCount counts = 1;
+   */
+  counts: StatusCount[];
+};
+
+/**
+ * Describes the message taskq.v1.CountTasksResponse.
+ * Use `create(CountTasksResponseSchema)` to create a new message.
+ */
+export const CountTasksResponseSchema: GenMessage<CountTasksResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 40);
+
+/**
+ * StatusCount is how many tasks are in one status.
+ *
+ * @generated from message taskq.v1.StatusCount
+ */
+export type StatusCount = Message<"taskq.v1.StatusCount"> & {
+  /**
+   * The status.
+   *
+   * @generated from field: taskq.v1.TaskStatus status = 1;
+   */
+  status: TaskStatus;
+
+  /**
+   * How many tasks are in it, at most 10,000.
+   *
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * True when more than count tasks are in it: counting stopped there.
+   *
+   * @generated from field: bool more = 3;
+   */
+  more: boolean;
+};
+
+/**
+ * Describes the message taskq.v1.StatusCount.
+ * Use `create(StatusCountSchema)` to create a new message.
+ */
+export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 41);
+
+/**
+ * GetStatsRequest chooses the window and the queue.
+ *
+ * @generated from message taskq.v1.GetStatsRequest
+ */
+export type GetStatsRequest = Message<"taskq.v1.GetStatsRequest"> & {
+  /**
+   * How far back from now; unset or zero means one hour; at most 24 hours.
+   *
+   * @generated from field: google.protobuf.Duration window = 1;
+   */
+  window?: Duration | undefined;
+
+  /**
+   * Only this queue; empty means every queue.
+   *
+   * @generated from field: string queue = 2;
+   */
+  queue: string;
+};
+
+/**
+ * Describes the message taskq.v1.GetStatsRequest.
+ * Use `create(GetStatsRequestSchema)` to create a new message.
+ */
+export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 42);
+
+/**
+ * GetStatsResponse is the samples of the window, oldest first.
+ *
+ * @generated from message taskq.v1.GetStatsResponse
+ */
+export type GetStatsResponse = Message<"taskq.v1.GetStatsResponse"> & {
+  /**
+   * One sample per queue per sampling interval (queues with nothing in them and nothing finished included).
+   *
+   * @generated from field: repeated taskq.v1.StatsSample samples = 1;
+   */
+  samples: StatsSample[];
+
+  /**
+   * How often the server samples (stats_interval in the config).
+   *
+   * @generated from field: google.protobuf.Duration interval = 2;
+   */
+  interval?: Duration | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.GetStatsResponse.
+ * Use `create(GetStatsResponseSchema)` to create a new message.
+ */
+export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 43);
+
+/**
+ * StatsSample is one queue at one sampling time.
+ *
+ * @generated from message taskq.v1.StatsSample
+ */
+export type StatsSample = Message<"taskq.v1.StatsSample"> & {
+  /**
+   * When the sample was taken.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * The queue.
+   *
+   * @generated from field: string queue = 2;
+   */
+  queue: string;
+
+  /**
+   * Tasks waiting (due or not) at that time.
+   *
+   * @generated from field: uint32 pending = 3;
+   */
+  pending: number;
+
+  /**
+   * Tasks running or being interrupted at that time.
+   *
+   * @generated from field: uint32 running = 4;
+   */
+  running: number;
+
+  /**
+   * Tasks that finished COMPLETED since the sample before.
+   *
+   * @generated from field: uint32 completed = 5;
+   */
+  completed: number;
+
+  /**
+   * Tasks that finished FAILED since the sample before.
+   *
+   * @generated from field: uint32 failed = 6;
+   */
+  failed: number;
+
+  /**
+   * Tasks that finished CANCELED since the sample before.
+   *
+   * @generated from field: uint32 canceled = 7;
+   */
+  canceled: number;
+
+  /**
+   * Tasks that ended STUCK since the sample before.
+   *
+   * @generated from field: uint32 stuck = 8;
+   */
+  stuck: number;
+};
+
+/**
+ * Describes the message taskq.v1.StatsSample.
+ * Use `create(StatsSampleSchema)` to create a new message.
+ */
+export const StatsSampleSchema: GenMessage<StatsSample> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 44);
+
+/**
  * ActiveSortField is a column of the Active tasks list.
  *
  * @generated from enum taskq.v1.ActiveSortField
@@ -1741,6 +1993,27 @@ export const TaskQueue: GenService<{
     methodKind: "unary";
     input: typeof ListAuditRequestSchema;
     output: typeof ListAuditResponseSchema;
+  },
+  /**
+   * CountTasks counts tasks in each status (a count stops at 10,000 and says so), for status tabs.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.CountTasks
+   */
+  countTasks: {
+    methodKind: "unary";
+    input: typeof CountTasksRequestSchema;
+    output: typeof CountTasksResponseSchema;
+  },
+  /**
+   * GetStats returns what the server sampled of each queue over a recent window: its depth, and the tasks that
+   * finished, by final status, since the sample before.
+   *
+   * @generated from rpc taskq.v1.TaskQueue.GetStats
+   */
+  getStats: {
+    methodKind: "unary";
+    input: typeof GetStatsRequestSchema;
+    output: typeof GetStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_taskq_v1_task_queue, 0);

@@ -1,0 +1,13 @@
+-- taskq schema, version 13: the trace context a task was dispatched under (OpenTelemetry, W3C).
+--
+-- tasks.trace_parent / tasks.trace_state
+--              the W3C traceparent and tracestate of the dispatch (the server's taskq.dispatch span, or
+--              what the caller sent when the server records no spans); null for a task dispatched
+--              outside any trace. Every lease hands them to the worker, so each attempt's handler span
+--              joins the dispatcher's trace. A task that goes back to pending keeps them; archiving
+--              leaves them behind (a finished task starts no more spans), and a retry made from history
+--              (TaskQueue.Retry) is a new task with no trace of its own.
+--
+-- Cost: two nullable text columns, null (no bytes beyond the row's null bitmap) when tracing is unused,
+-- and about 55 bytes (traceparent) plus the tracestate when a task has a trace. No index reads them.
+alter table taskq.tasks add column trace_parent text, add column trace_state text;

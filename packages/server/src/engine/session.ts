@@ -207,13 +207,16 @@ export class WorkerSession {
       this.end("the session's leases lapsed: the database has not confirmed it in time");
       return false;
     }
-    const trace = leaseSpanRecord(lease.trace, {
-      "taskq.task.id": lease.id,
-      "taskq.task.type": lease.type,
-      "taskq.queue": lease.queue,
-      "taskq.attempt": lease.attempt,
-      "taskq.worker": this.hello.workerName,
-    });
+    // An untraced lease (nearly all, without an OpenTelemetry SDK in the caller) costs nothing here.
+    const trace =
+      lease.trace &&
+      leaseSpanRecord(lease.trace, {
+        "taskq.task.id": lease.id,
+        "taskq.task.type": lease.type,
+        "taskq.queue": lease.queue,
+        "taskq.attempt": lease.attempt,
+        "taskq.worker": this.hello.workerName,
+      });
     this.leases.set(lease.id, { token: lease.leaseToken, deliveredAt: performance.now(), trace });
     this.deps.meter.leased(this.deps.clock.now().getTime() - lease.dueAt.getTime());
     this.deps.onLease(lease);
@@ -240,8 +243,10 @@ export class WorkerSession {
 
   async finish(taskId: string, leaseToken: string, outcome: Outcome): Promise<FinishResult> {
     if (!this.holds(taskId, leaseToken)) return { accepted: false, reason: "this session does not hold that lease" };
-    const status = await this.finishTraced(taskId, outcome.kind, () => this.deps.finisher.finish({ id: taskId, leaseToken, outcome }));
     const lease = this.leases.get(taskId);
+    const status = lease?.trace
+      ? await this.finishTraced(taskId, outcome.kind, () => this.deps.finisher.finish({ id: taskId, leaseToken, outcome }))
+      : await this.deps.finisher.finish({ id: taskId, leaseToken, outcome });
     this.forget(taskId, leaseToken);
     if (status === null) return { accepted: false, reason: "the lease is no longer valid" };
     this.deps.meter.attemptEnded(status, "finish", lease ? performance.now() - lease.deliveredAt : null);

@@ -42,7 +42,7 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
         ctx.requestHeader,
         { "rpc.method": "Dispatch", "taskq.task.type": req.type, "taskq.queue": req.queue || "default" },
         async (trace) => {
-          const [result] = await engine.dispatch([{ ...v.dispatchRequest(req), trace }]);
+          const [result] = await engine.dispatch([v.dispatchRequest(req, "", trace)]);
           return { taskId: result.id, created: result.created };
         },
         (r) => ({ "taskq.task.id": r.taskId, "taskq.task.created": r.created }),
@@ -56,7 +56,7 @@ export function taskQueueService(engine: Engine, log: Logger): ServiceImpl<typeo
         async (trace) => {
           if (req.tasks.length === 0) throw invalidArgument("tasks: at least one task is required");
           if (req.tasks.length > v.LIMITS.batchSize) throw invalidArgument(`tasks: at most ${v.LIMITS.batchSize} per batch`);
-          const inputs = req.tasks.map((t, i) => ({ ...v.dispatchRequest(t, `tasks[${i}].`), trace }));
+          const inputs = req.tasks.map((t, i) => v.dispatchRequest(t, `tasks[${i}].`, trace));
           const results = await engine.dispatch(inputs);
           return { results: results.map((r) => ({ taskId: r.id, created: r.created })) };
         },

@@ -5,7 +5,7 @@
  */
 import { fromJson, toBinary } from "@bufbuild/protobuf";
 import { StructSchema, durationMs, timestampDate, type Duration, type Timestamp } from "@bufbuild/protobuf/wkt";
-import { BULK_LIMIT_MAX, DEFAULT_TIME_ZONE, cronParse, invalidArgument, type DispatchInput, type JsonObject } from "../engine/index.js";
+import { BULK_LIMIT_MAX, DEFAULT_TIME_ZONE, cronParse, invalidArgument, type DispatchInput, type JsonObject, type TraceContext } from "../engine/index.js";
 import type { TaskFilter as EngineTaskFilter, TaskStatus as EngineStatus } from "../engine/index.js";
 import { LIMITS, Origin, RetryBackoff, TaskStatus, bytesBound, type DispatchRequest, type TaskFilter } from "@taskq/protocol";
 import { STATUS_FROM_PB } from "./convert.js";
@@ -162,7 +162,8 @@ export function bulkLimit(field: string, value: number): number {
   return value === 0 ? BULK_LIMIT_MAX : value;
 }
 
-export function dispatchRequest(r: DispatchRequest, prefix = ""): DispatchInput {
+/** A dispatch as the engine takes it, with the trace context of the call that made it (null: none). */
+export function dispatchRequest(r: DispatchRequest, prefix: string, trace: TraceContext | null): DispatchInput {
   const f = (field: string) => prefix + field;
   const params = (r.params ?? {}) as JsonObject;
   const json = JSON.stringify(params);
@@ -198,6 +199,7 @@ export function dispatchRequest(r: DispatchRequest, prefix = ""): DispatchInput 
     runAt: timestamp(f("run_at"), r.runAt),
     delayMs,
     idempotencyKey: text(f("idempotency_key"), r.idempotencyKey, LIMITS.nameLength) || undefined,
+    trace,
   };
 }
 

@@ -42,7 +42,7 @@
  * connections at once.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate, type Value } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, timestampFromDate, type Duration, type Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { retryWhileUnreachable } from "../engine/index.js";
@@ -345,33 +345,39 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): 
   const fenced = fence(taskId, leaseToken);
   if ("problem" in fenced) return void rejected(fenced.problem);
   const { token } = fenced;
+  let recorded: { outcome: Outcome; error: string };
   if (f.outcome.case === "decline" || f.outcome.case === "snooze") {
-    let delayMs = 0;
-    if (f.outcome.case === "snooze") {
-      try {
-        delayMs = v.duration("snooze.delay", f.outcome.value.delay, { min: 0 }) ?? 0;
-      } catch (err) {
-        // A snooze the server cannot take is recorded as a failed attempt, as any malformed finish is.
-        return void (await finishAs({ kind: "retry", error: refusal((err as Error).message), delayMs: null }, refusal((err as Error).message)));
-      }
+    const delayMs = f.outcome.case === "snooze" ? snoozeDelayMs(f.outcome.value.delay) : 0;
+    if (typeof delayMs === "number") {
+      const given = await session.giveBack(taskId, token, f.outcome.case === "decline" ? "declined" : "snoozed", delayMs);
+      if (!given.accepted) return void rejected({ reason: given.reason, code: RejectReason.NOT_HELD });
+      return void outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[given.status] } }));
     }
-    const how = f.outcome.case === "decline" ? "declined" : "snoozed";
-    const given = await session.giveBack(taskId, token, how, delayMs);
-    if (!given.accepted) return void rejected({ reason: given.reason, code: RejectReason.NOT_HELD });
-    return void outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[given.status] } }));
+    // A snooze the server cannot take is recorded as a failed attempt, as any malformed finish is.
+    recorded = refusedOutcome(delayMs.problem);
+  } else {
+    recorded = outcomeFromPb(f);
   }
-  const { outcome, error } = outcomeFromPb(f);
-  await finishAs(outcome, error);
+  const { outcome, error } = recorded;
+  const result = await session.finish(taskId, token, outcome);
+  if (!result.accepted) return void rejected({ reason: result.reason, code: RejectReason.NOT_HELD });
+  outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status], error } }, error.length));
+}
 
-  async function finishAs(outcome: Outcome, error: string): Promise<void> {
-    const result = await session.finish(taskId, token, outcome);
-    if (!result.accepted) return void rejected({ reason: result.reason, code: RejectReason.NOT_HELD });
-    outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status], error } }, error.length));
+/** A snooze's delay, or why it cannot be taken. */
+function snoozeDelayMs(delay: Duration | undefined): number | { problem: string } {
+  try {
+    return v.duration("snooze.delay", delay, { min: 0 }) ?? 0;
+  } catch (err) {
+    return { problem: (err as Error).message };
   }
 }
 
-/** The error of a finish the server records as a failed attempt instead of as sent. */
-const refusal = (why: string) => `the worker's finish was refused: ${why}`;
+/** A finish the server records as a failed attempt instead of as sent, saying why (for FinishAck.error). */
+function refusedOutcome(why: string): { outcome: Outcome; error: string } {
+  const error = `the worker's finish was refused: ${why}`;
+  return { outcome: { kind: "retry", error, delayMs: null }, error };
+}
 
 /**
  * The outcome to record for a finish. One that cannot be recorded as sent becomes a failed attempt
@@ -380,10 +386,7 @@ const refusal = (why: string) => `the worker's finish was refused: ${why}`;
  */
 function outcomeFromPb(f: Finish): { outcome: Outcome; error: string } {
   const recorded = (outcome: Outcome) => ({ outcome, error: "" });
-  const refused = (why: string) => {
-    const error = refusal(why);
-    return { outcome: { kind: "retry" as const, error, delayMs: null }, error };
-  };
+  const refused = refusedOutcome;
   switch (f.outcome.case) {
     case "success": {
       const json = jsonFromPb(f.outcome.value.result);

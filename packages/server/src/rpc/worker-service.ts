@@ -41,7 +41,7 @@
  * the worker back. Its log steps and status values take at most MAX_UPDATE_WRITES database
  * connections at once.
  */
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, timestampFromDate, type Duration, type Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
@@ -51,17 +51,21 @@ import { AsyncQueue } from "@taskq/protocol";
 import { BATCH_LIMITS, MAX_BATCH_MESSAGES, bytesBound } from "@taskq/protocol";
 import {
   CancelReason,
+  CancelSchema,
+  FinishRejectedSchema,
+  HeartbeatAckSchema,
   RejectReason,
   ServerMessageSchema,
   TEMP_CLEANUP_TYPE,
+  UpdateRejectedSchema,
   type WorkerService,
   type Finish,
   type Hello,
-  type ServerMessage,
   type WorkerMessage,
 } from "@taskq/protocol";
 import { STATUS_TO_PB, valueFromPb } from "./convert.js";
 import { toConnectError } from "./errors.js";
+import { SERVER_MESSAGE_FIELD, batchMessageOf, finishAckBytes, leaseBytes, replyBytes, serverMessageOf, type EncodedReply } from "./server-wire.js";
 import * as v from "./validate.js";
 
 /** Messages of one stream waiting to be handled before the server stops reading more. */
@@ -82,8 +86,9 @@ const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
 };
 
 /** A reply waiting to be sent, with an upper bound of its encoded size (see batching.ts). */
+/** A reply waiting to go out: its bytes (server-wire.ts), and an upper bound of their size for batching. */
 interface Outgoing {
-  message: ServerMessage;
+  reply: EncodedReply;
   bytes: number;
 }
 type Outbox = AsyncQueue<Outgoing>;
@@ -119,7 +124,7 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
         session = await engine.openSession(hello, {
           lease: (task) => outbox.push(leaseToPb(task)),
           cancel: (taskId, leaseToken, reason) =>
-            outbox.push(reply({ case: "cancel", value: { taskId, leaseToken, reason: CANCEL_REASON[reason] } })),
+            outbox.push(reply(SERVER_MESSAGE_FIELD.cancel, CancelSchema, { taskId, leaseToken, reason: CANCEL_REASON[reason] })),
           end: (reason, how) => endStream(reason, Code.Unavailable, how),
           stalledForMs: () => (writingSince === null ? 0 : performance.now() - writingSince),
         });
@@ -184,7 +189,7 @@ export function workerService(engine: Engine, log: Logger): ServiceImpl<typeof W
         for await (const batch of outbox.batches((o) => o.bytes, limits)) {
           if (ctx.signal.aborted) break;
           writingSince = performance.now();
-          yield batch.length === 1 ? batch[0].message : batchOf(batch);
+          yield batch.length === 1 ? serverMessageOf(batch[0].reply) : batchMessageOf(batch.map((o) => o.reply));
           yielded();
         }
       } finally {
@@ -242,7 +247,7 @@ async function readMessages(
         // Answered only while the database confirms the session: an ack promises the leases' validity.
         if (m.value.seq > 0n && session.validForMs > 0) {
           const ack = { seq: m.value.seq, leaseValidity: durationFromMs(session.promiseValidity()) };
-          outbox.push(reply({ case: "heartbeatAck", value: ack }));
+          outbox.push(reply(SERVER_MESSAGE_FIELD.heartbeatAck, HeartbeatAckSchema, ack));
         }
         break;
       case "logStep": {
@@ -341,7 +346,7 @@ function whileDatabaseDown(work: () => Promise<void>, gone: () => boolean, log: 
 async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): Promise<void> {
   const { taskId, leaseToken } = f;
   const rejected = ({ reason, code }: Rejection) =>
-    outbox.push(reply({ case: "finishRejected", value: { taskId, leaseToken, reason, code } }, reason.length));
+    outbox.push(reply(SERVER_MESSAGE_FIELD.finishRejected, FinishRejectedSchema, { taskId, leaseToken, reason, code }, reason.length));
   const fenced = fence(taskId, leaseToken);
   if ("problem" in fenced) return void rejected(fenced.problem);
   const { token } = fenced;
@@ -351,7 +356,7 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): 
     if (typeof delayMs === "number") {
       const given = await session.giveBack(taskId, token, f.outcome.case === "decline" ? "declined" : "snoozed", delayMs);
       if (!given.accepted) return void rejected({ reason: given.reason, code: RejectReason.NOT_HELD });
-      return void outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[given.status] } }));
+      return void outbox.push({ reply: finishAckBytes(taskId, leaseToken, STATUS_TO_PB[given.status], ""), bytes: bytesBound(0, 0) });
     }
     // A snooze the server cannot take is recorded as a failed attempt, as any malformed finish is.
     recorded = refusedOutcome(delayMs.problem);
@@ -361,7 +366,7 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): 
   const { outcome, error } = recorded;
   const result = await session.finish(taskId, token, outcome);
   if (!result.accepted) return void rejected({ reason: result.reason, code: RejectReason.NOT_HELD });
-  outbox.push(reply({ case: "finishAck", value: { taskId, leaseToken, status: STATUS_TO_PB[result.status], error } }, error.length));
+  outbox.push({ reply: finishAckBytes(taskId, leaseToken, STATUS_TO_PB[result.status], error), bytes: bytesBound(0, error.length) });
 }
 
 /** A snooze's delay, or why it cannot be taken. */
@@ -519,37 +524,15 @@ function helloFromPb(h: Hello): WorkerHello {
 }
 
 function leaseToPb(t: LeasedTask): Outgoing {
-  const lease = reply({
-    case: "lease",
-    value: {
-      taskId: t.id,
-      leaseToken: t.leaseToken,
-      type: t.type,
-      queue: t.queue,
-      params: t.params,
-      attempt: t.attempt,
-      maxAttempts: t.maxAttempts,
-      timeout: t.timeoutMs === null ? undefined : durationFromMs(t.timeoutMs),
-      title: t.title,
-      idempotencyKey: t.idempotencyKey ?? "",
-      createdAt: timestampFromDate(t.createdAt),
-      traceParent: t.trace?.parent ?? "",
-      traceState: t.trace?.state ?? "",
-    },
-  });
   const traceLength = (t.trace?.parent.length ?? 0) + (t.trace?.state?.length ?? 0);
   const textLength = t.type.length + t.queue.length + t.title.length + (t.idempotencyKey?.length ?? 0) + traceLength;
-  return { message: lease.message, bytes: bytesBound(t.paramsJsonLength, textLength) };
+  return { reply: leaseBytes(t), bytes: bytesBound(t.paramsJsonLength, textLength) };
 }
 
 const updateRejected = (taskId: string, leaseToken: string, { reason, code }: Rejection) =>
-  reply({ case: "updateRejected", value: { taskId, leaseToken, reason, code } }, reason.length);
+  reply(SERVER_MESSAGE_FIELD.updateRejected, UpdateRejectedSchema, { taskId, leaseToken, reason, code }, reason.length);
 
-/** A reply whose strings, besides task ids and lease tokens, add up to `textLength` characters. */
-const reply = (m: NonNullable<MessageInitShape<typeof ServerMessageSchema>["message"]>, textLength = 0): Outgoing => ({
-  message: create(ServerMessageSchema, { message: m }),
-  bytes: bytesBound(0, textLength),
-});
-
-const batchOf = (batch: Outgoing[]): ServerMessage =>
-  create(ServerMessageSchema, { message: { case: "batch", value: { messages: batch.map((o) => o.message) } } });
+/** A reply (through the generated code) whose strings, besides task ids and lease tokens, add up to `textLength` characters. */
+function reply<Desc extends DescMessage>(field: number, schema: Desc, value: MessageInitShape<Desc>, textLength = 0): Outgoing {
+  return { reply: replyBytes(field, schema, value), bytes: bytesBound(0, textLength) };
+}

@@ -1,0 +1,132 @@
+/**
+ * The replies the server writes by hand (packages/server/src/rpc/server-wire.ts) are byte for byte what
+ * the generated code writes, for every field of Lease and FinishAck, alone and in a batch; and the
+ * hand-written encoders cover every field the .proto declares (a field added to the .proto fails here
+ * until it is written there too).
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
+import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { FinishAckSchema, LeaseSchema, ServerMessageSchema, TaskStatus } from "@taskq/protocol";
+import type { LeasedTask } from "../packages/server/src/engine/index.js";
+import {
+  FINISH_ACK_FIELDS,
+  LEASE_FIELDS,
+  batchMessageOf,
+  finishAckBytes,
+  leaseBytes,
+  serverMessageOf,
+} from "../packages/server/src/rpc/server-wire.js";
+
+const base: LeasedTask = {
+  id: "42",
+  leaseToken: "0b7e2f7e-9f4a-4c47-8c1e-6f0a2e1d3c4b",
+  sessionId: "s",
+  type: "report.build",
+  queue: "default",
+  params: {},
+  paramsJsonLength: 2,
+  attempt: 1,
+  maxAttempts: 10,
+  timeoutMs: 1_800_000,
+  deadlineAt: new Date(),
+  title: "",
+  idempotencyKey: null,
+  createdAt: new Date("2026-12-03T07:00:00.123Z"),
+  dueAt: new Date(),
+  trace: null,
+};
+
+const leases: LeasedTask[] = [
+  base,
+  { ...base, timeoutMs: null, attempt: 0, maxAttempts: 0, createdAt: new Date(0) },
+  { ...base, timeoutMs: 1, title: "Rapport für Müller ✓", idempotencyKey: "key-1", createdAt: new Date("1999-12-31T23:59:59.999Z") },
+  { ...base, timeoutMs: 90_061_001, trace: { parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", state: "vendor=a,other=b" } },
+  { ...base, trace: { parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", state: null } },
+  {
+    ...base,
+    params: {
+      n: 7,
+      big: 2 ** 53 + 2,
+      negative: -1.5,
+      zero: 0,
+      text: "",
+      emoji: "🙂",
+      yes: true,
+      no: false,
+      nothing: null,
+      list: [1, "two", null, [], {}, [false, { deep: [0] }]],
+      nested: { a: { b: { c: "d" } }, empty: {} },
+      "0": "an integer-like key comes first in both",
+    },
+    paramsJsonLength: 200,
+  },
+];
+
+/** The Lease as the server built it before, through create() and the reflection codec. */
+const generated = (t: LeasedTask): MessageInitShape<typeof LeaseSchema> => ({
+  taskId: t.id,
+  leaseToken: t.leaseToken,
+  type: t.type,
+  queue: t.queue,
+  params: t.params,
+  attempt: t.attempt,
+  maxAttempts: t.maxAttempts,
+  timeout: t.timeoutMs === null ? undefined : durationFromMs(t.timeoutMs),
+  title: t.title,
+  idempotencyKey: t.idempotencyKey ?? "",
+  createdAt: timestampFromDate(t.createdAt),
+  traceParent: t.trace?.parent ?? "",
+  traceState: t.trace?.state ?? "",
+});
+
+const wire = (init: MessageInitShape<typeof ServerMessageSchema>) => toBinary(ServerMessageSchema, create(ServerMessageSchema, init));
+
+test("a Lease written by hand is the generated code's bytes", () => {
+  for (const t of leases) {
+    assert.deepEqual(toBinary(ServerMessageSchema, serverMessageOf(leaseBytes(t))), wire({ message: { case: "lease", value: generated(t) } }), JSON.stringify(t));
+  }
+});
+
+test("a FinishAck written by hand is the generated code's bytes", () => {
+  const acks: [string, string, TaskStatus, string][] = [
+    ["1", "t", TaskStatus.COMPLETED, ""],
+    ["18446744073709", "0b7e2f7e-9f4a-4c47-8c1e-6f0a2e1d3c4b", TaskStatus.PENDING, "the worker's finish was refused: résumé"],
+    ["", "", TaskStatus.UNSPECIFIED, ""],
+  ];
+  for (const [taskId, leaseToken, status, error] of acks) {
+    assert.deepEqual(
+      toBinary(ServerMessageSchema, serverMessageOf(finishAckBytes(taskId, leaseToken, status, error))),
+      wire({ message: { case: "finishAck", value: { taskId, leaseToken, status, error } } }),
+    );
+  }
+});
+
+test("a batch of replies written by hand is the generated code's ServerBatch", () => {
+  const replies = [leaseBytes(leases[0]), finishAckBytes("1", "t", TaskStatus.FAILED, "boom"), leaseBytes(leases[5])];
+  const expected = wire({
+    message: {
+      case: "batch",
+      value: {
+        messages: [
+          create(ServerMessageSchema, { message: { case: "lease", value: generated(leases[0]) } }),
+          create(ServerMessageSchema, { message: { case: "finishAck", value: { taskId: "1", leaseToken: "t", status: TaskStatus.FAILED, error: "boom" } } }),
+          create(ServerMessageSchema, { message: { case: "lease", value: generated(leases[5]) } }),
+        ],
+      },
+    },
+  });
+  assert.deepEqual(toBinary(ServerMessageSchema, batchMessageOf(replies)), expected);
+});
+
+test("the hand-written encoders write every field the .proto declares", () => {
+  assert.deepEqual(
+    LeaseSchema.fields.map((f) => f.number),
+    LEASE_FIELDS,
+  );
+  assert.deepEqual(
+    FinishAckSchema.fields.map((f) => f.number),
+    FINISH_ACK_FIELDS,
+  );
+});

@@ -40,7 +40,7 @@ const base: LeasedTask = {
 
 const leases: LeasedTask[] = [
   base,
-  { ...base, timeoutMs: null, attempt: 0, maxAttempts: 0, createdAt: new Date(0) },
+  { ...base, timeoutMs: 1_000, attempt: 0, maxAttempts: 0, createdAt: new Date(0) },
   { ...base, timeoutMs: 1, title: "Rapport für Müller ✓", idempotencyKey: "key-1", createdAt: new Date("1999-12-31T23:59:59.999Z") },
   { ...base, timeoutMs: 90_061_001, trace: { parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", state: "vendor=a,other=b" } },
   { ...base, trace: { parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", state: null } },
@@ -73,7 +73,7 @@ const generated = (t: LeasedTask): MessageInitShape<typeof LeaseSchema> => ({
   params: t.params,
   attempt: t.attempt,
   maxAttempts: t.maxAttempts,
-  timeout: t.timeoutMs === null ? undefined : durationFromMs(t.timeoutMs),
+  timeout: durationFromMs(t.timeoutMs),
   title: t.title,
   idempotencyKey: t.idempotencyKey ?? "",
   createdAt: timestampFromDate(t.createdAt),

@@ -45,7 +45,7 @@ export function leaseBytes(t: LeasedTask): EncodedReply {
   w.join();
   if (t.attempt !== 0) w.tag(6, WireType.Varint).uint32(t.attempt);
   if (t.maxAttempts !== 0) w.tag(7, WireType.Varint).uint32(t.maxAttempts);
-  if (t.timeoutMs !== null) secondsAndNanos(w, 8, t.timeoutMs);
+  secondsAndNanos(w, 8, t.timeoutMs);
   str(w, 9, t.title);
   str(w, 10, t.idempotencyKey ?? "");
   secondsAndNanos(w, 11, t.createdAt.getTime());

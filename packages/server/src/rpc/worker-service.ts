@@ -42,7 +42,7 @@
  * connections at once.
  */
 import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate, type Duration, type Value } from "@bufbuild/protobuf/wkt";
+import { durationFromMs, type Duration, type Value } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { retryWhileUnreachable } from "../engine/index.js";

@@ -79,7 +79,8 @@ export function serverMessageOf(reply: EncodedReply): ServerMessage {
 /** The ServerMessage that carries several replies as one ServerBatch, in order. */
 export function batchMessageOf(replies: EncodedReply[]): ServerMessage {
   const w = new BinaryWriter().fork();
-  for (const r of replies) w.tag(1, LD).fork().tag(r.field, LD).raw(r.data).join();
+  // Each entry's length is known (a one-byte tag, then the reply's length-prefixed bytes): no fork.
+  for (const r of replies) w.tag(1, LD).uint32(1 + r.data.length).tag(r.field, LD).raw(r.data);
   return serverMessageOf({ field: SERVER_MESSAGE_FIELD.batch, data: w.join().finish() });
 }
 
@@ -87,14 +88,27 @@ function str(w: BinaryWriter, field: number, value: string): void {
   if (value !== "") w.tag(field, LD).string(value);
 }
 
-/** A google.protobuf.Duration or Timestamp of `ms` (not negative), as durationFromMs and timestampFromMs make it. */
+/**
+ * A google.protobuf.Duration or Timestamp of `ms` (not negative), as durationFromMs and timestampFromMs
+ * make it; its length is worked out first, so it needs no fork of the writer.
+ */
 function secondsAndNanos(w: BinaryWriter, field: number, ms: number): void {
   const seconds = Math.floor(ms / 1000);
   const nanos = (ms - seconds * 1000) * 1_000_000;
-  w.tag(field, LD).fork();
+  const length = (seconds !== 0 ? 1 + varintLength(seconds) : 0) + (nanos !== 0 ? 1 + varintLength(nanos) : 0);
+  w.tag(field, LD).uint32(length);
   if (seconds !== 0) w.tag(1, WireType.Varint).int64(seconds);
   if (nanos !== 0) w.tag(2, WireType.Varint).int32(nanos);
-  w.join();
+}
+
+/** The bytes of a varint of `n`, a non-negative integer below 2^53. */
+function varintLength(n: number): number {
+  let length = 1;
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    length++;
+  }
+  return length;
 }
 
 /** google.protobuf.Struct's fields: one map entry (key, Value) per property, in the object's order. */

@@ -14,8 +14,8 @@
  * The error text is never empty: the server keeps the previous attempt's error when it gets an empty
  * one, so a task would show an error from an attempt that did not end this way.
  */
-import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema, durationFromMs } from "@bufbuild/protobuf/wkt";
+import type { JsonValue } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { LIMITS, bytesBound } from "@taskq/protocol";
 import { MAX_RESULT_BYTES } from "../defaults.js";
 import { RetryableError, TaskSnoozed } from "../errors.js";
@@ -35,12 +35,12 @@ interface Finished {
  */
 export function successOutcome(returned: unknown): Finished {
   const text = returned === undefined ? "null" : JSON.stringify(returned);
-  const value = fromJson(ValueSchema, JSON.parse(text) as JsonValue);
+  const result = JSON.parse(text) as JsonValue;
   const resultBytes = Buffer.byteLength(text);
   if (resultBytes > MAX_RESULT_BYTES) {
     throw new RetryableError(`result: ${resultBytes} bytes, larger than the limit of ${MAX_RESULT_BYTES}`);
   }
-  return { outcome: { case: "success", value: { result: value } }, bytes: bytesBound(text.length, 0) };
+  return { outcome: { case: "success", value: { result } }, bytes: bytesBound(text.length, 0) };
 }
 
 /** What a handler threw as the finish; `cutOff` when its signal had aborted (see the header). */

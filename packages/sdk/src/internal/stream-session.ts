@@ -34,13 +34,10 @@
  * loop (finishes, their credits, log steps) go out as one WorkerMessage.batch; the hello says this
  * worker understands them too, so leases that the server claimed together arrive as one message.
  */
-import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Transport } from "@connectrpc/connect";
-import type { FinishSchema } from "@taskq/protocol";
 import {
   CancelReason,
-  WorkerMessageSchema,
   WorkerService,
   type Lease,
   type ServerMessage,
@@ -51,6 +48,8 @@ import { BATCH_BYTES, MAX_BATCH_MESSAGES, bytesBound } from "@taskq/protocol";
 import { DEFAULT_HEARTBEAT_INTERVAL_MS } from "../defaults.js";
 import { Code, TaskqError } from "../errors.js";
 import { rejectCodeName, statusName } from "../types.js";
+import type { EncodedField } from "@taskq/protocol";
+import { batchMessageOf, creditsBytes, finishBytes, messageBytes, workerMessageOf, type MessageInit, type Outcome } from "./worker-wire.js";
 
 export interface StreamSessionHooks {
   /** Runs one lease; resolves when its finish has been queued (session.finish). */
@@ -72,13 +71,12 @@ export interface HelloInfo {
   concurrency: number;
 }
 
-type MessageInit = MessageInitShape<typeof WorkerMessageSchema>["message"];
-export type Outcome = MessageInitShape<typeof FinishSchema>["outcome"];
+export type { Outcome };
 type Mode = "connecting" | "open" | "draining" | "lapsed" | "ended";
 
 /** A message waiting to be sent, with an upper bound of its encoded size (see batching.ts) and its place in the outbox. */
 interface Outgoing {
-  message: WorkerMessage;
+  message: EncodedField;
   bytes: number;
   seq: number;
 }
@@ -134,15 +132,20 @@ export class StreamSession {
    * when the stream is closing and the message will not be sent.
    */
   send(message: MessageInit, bytes = bytesBound(0, 0)): boolean {
-    const queued = this.outbox.push({ message: create(WorkerMessageSchema, { message }), bytes, seq: this.queuedCount + 1 });
-    if (queued) this.queuedCount++;
-    return queued;
+    return this.sendBytes(messageBytes(message), bytes);
   }
 
   /** Queues the finish of a lease; a draining session waits for the server's answer before it half-closes. */
   finish(lease: { taskId: string; leaseToken: string }, outcome: Outcome, bytes = bytesBound(0, 0)): void {
     const { taskId, leaseToken } = lease;
-    if (this.send({ case: "finish", value: { taskId, leaseToken, outcome } }, bytes)) this.unanswered.add(leaseToken);
+    if (this.sendBytes(finishBytes(taskId, leaseToken, outcome), bytes)) this.unanswered.add(leaseToken);
+  }
+
+  /** Queues a message written to bytes already (worker-wire.ts). */
+  private sendBytes(message: EncodedField, bytes: number): boolean {
+    const queued = this.outbox.push({ message, bytes, seq: this.queuedCount + 1 });
+    if (queued) this.queuedCount++;
+    return queued;
   }
 
   /** Runs the stream to its end. Rejects when the stream fails; resolves when it ends cleanly. */
@@ -164,7 +167,7 @@ export class StreamSession {
       },
     });
     this.heartbeatSentAt.set(0n, performance.now());
-    this.send({ case: "credits", value: { count: this.hello.concurrency } });
+    this.sendBytes(creditsBytes(this.hello.concurrency), bytesBound(0, 0));
     const both = AbortSignal.any([signal, this.ending.signal]);
     try {
       for await (const m of client.connect(this.outgoing(), { signal: both })) this.receive(m.message, false);
@@ -244,9 +247,7 @@ export class StreamSession {
       bytes: BATCH_BYTES,
     };
     for await (const batch of this.outbox.batches((o) => o.bytes, limits)) {
-      yield batch.length === 1
-        ? batch[0].message
-        : create(WorkerMessageSchema, { message: { case: "batch", value: { messages: batch.map((o) => o.message) } } });
+      yield batch.length === 1 ? workerMessageOf(batch[0].message) : batchMessageOf(batch.map((o) => o.message));
       this.writtenCount = batch[batch.length - 1].seq;
       this.wake();
     }
@@ -320,7 +321,7 @@ export class StreamSession {
     setImmediate(() => {
       const count = this.creditsToReturn;
       this.creditsToReturn = 0;
-      if (this.mode === "open") this.send({ case: "credits", value: { count } });
+      if (this.mode === "open") this.sendBytes(creditsBytes(count), bytesBound(0, 0));
     });
   }
 

@@ -58,6 +58,8 @@ import {
   ServerMessageSchema,
   TEMP_CLEANUP_TYPE,
   UpdateRejectedSchema,
+  encodedField,
+  type EncodedField,
   type WorkerService,
   type Finish,
   type Hello,
@@ -65,7 +67,7 @@ import {
 } from "@taskq/protocol";
 import { STATUS_TO_PB, valueFromPb } from "./convert.js";
 import { toConnectError } from "./errors.js";
-import { SERVER_MESSAGE_FIELD, batchMessageOf, finishAckBytes, leaseBytes, replyBytes, serverMessageOf, type EncodedReply } from "./server-wire.js";
+import { SERVER_MESSAGE_FIELD, batchMessageOf, finishAckBytes, leaseBytes, serverMessageOf } from "./server-wire.js";
 import * as v from "./validate.js";
 
 /** Messages of one stream waiting to be handled before the server stops reading more. */
@@ -88,7 +90,7 @@ const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
 /** A reply waiting to be sent, with an upper bound of its encoded size (see batching.ts). */
 /** A reply waiting to go out: its bytes (server-wire.ts), and an upper bound of their size for batching. */
 interface Outgoing {
-  reply: EncodedReply;
+  reply: EncodedField;
   bytes: number;
 }
 type Outbox = AsyncQueue<Outgoing>;
@@ -534,5 +536,5 @@ const updateRejected = (taskId: string, leaseToken: string, { reason, code }: Re
 
 /** A reply (through the generated code) whose strings, besides task ids and lease tokens, add up to `textLength` characters. */
 function reply<Desc extends DescMessage>(field: number, schema: Desc, value: MessageInitShape<Desc>, textLength = 0): Outgoing {
-  return { reply: replyBytes(field, schema, value), bytes: bytesBound(0, textLength) };
+  return { reply: encodedField(field, schema, value), bytes: bytesBound(0, textLength) };
 }

@@ -1,14 +1,24 @@
 /**
- * The replies the server writes by hand (packages/server/src/rpc/server-wire.ts) are byte for byte what
- * the generated code writes, for every field of Lease and FinishAck, alone and in a batch; and the
- * hand-written encoders cover every field the .proto declares (a field added to the .proto fails here
- * until it is written there too).
+ * The messages written by hand (@taskq/protocol's wire.ts; the server's Lease and FinishAck in
+ * rpc/server-wire.ts, the SDK's Finish and Credits in internal/worker-wire.ts) are byte for byte what the
+ * generated code writes, alone and in a batch; and the hand-written encoders cover every field the
+ * .proto declares (a field added to the .proto fails here until it is written there too).
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { FinishAckSchema, LeaseSchema, ServerMessageSchema, TaskStatus } from "@taskq/protocol";
+import { ValueSchema, durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { FinishAckSchema, FinishSchema, LeaseSchema, ServerMessageSchema, SuccessSchema, TaskStatus, WorkerMessageSchema } from "@taskq/protocol";
+import {
+  FINISH_FIELDS,
+  batchMessageOf as workerBatchOf,
+  creditsBytes,
+  finishBytes,
+  messageBytes,
+  workerMessageOf,
+  type Outcome,
+} from "../packages/sdk/src/internal/worker-wire.js";
 import type { LeasedTask } from "../packages/server/src/engine/index.js";
 import {
   FINISH_ACK_FIELDS,
@@ -128,5 +138,61 @@ test("the hand-written encoders write every field the .proto declares", () => {
   assert.deepEqual(
     FinishAckSchema.fields.map((f) => f.number),
     FINISH_ACK_FIELDS,
+  );
+});
+
+const workerWire = (init: MessageInitShape<typeof WorkerMessageSchema>) => toBinary(WorkerMessageSchema, create(WorkerMessageSchema, init));
+
+const results: JsonValue[] = [null, 0, -2.5, 2 ** 53 + 2, "", "text ✓", true, false, [], {}, { startedAt: 1764745200123.5, returnedAt: 1764745200124 }, [1, [null, { a: [] }]]];
+
+test("a worker's Finish written by hand is the generated code's bytes, for a success of every kind of result", () => {
+  for (const result of results) {
+    const mine = finishBytes("42", "tok", { case: "success", value: { result } });
+    const theirs = workerWire({ message: { case: "finish", value: { taskId: "42", leaseToken: "tok", outcome: { case: "success", value: { result: fromJson(ValueSchema, result) } } } } });
+    assert.deepEqual(toBinary(WorkerMessageSchema, workerMessageOf(mine)), theirs, JSON.stringify(result));
+  }
+});
+
+test("other outcomes, credits and any other message go out as the generated code writes them, alone and in a batch", () => {
+  const outcomes: Exclude<Outcome, { case: "success" }>[] = [
+    { case: "failure", value: { error: "boom" } },
+    { case: "retry", value: { error: "later", delay: durationFromMs(1_500) } },
+    { case: "decline", value: {} },
+    { case: "snooze", value: { delay: durationFromMs(60_000) } },
+  ];
+  for (const outcome of outcomes) {
+    assert.deepEqual(
+      toBinary(WorkerMessageSchema, workerMessageOf(finishBytes("7", "t", outcome))),
+      workerWire({ message: { case: "finish", value: { taskId: "7", leaseToken: "t", outcome } } }),
+    );
+  }
+  for (const count of [0, 1, 500, 10_000]) {
+    assert.deepEqual(toBinary(WorkerMessageSchema, workerMessageOf(creditsBytes(count))), workerWire({ message: { case: "credits", value: { count } } }));
+  }
+  const log = { case: "logStep" as const, value: { taskId: "7", leaseToken: "t", message: "step" } };
+  const batch = [finishBytes("7", "t", { case: "success", value: { result: { ok: true } } }), creditsBytes(1), messageBytes(log)];
+  const expected = workerWire({
+    message: {
+      case: "batch",
+      value: {
+        messages: [
+          create(WorkerMessageSchema, { message: { case: "finish", value: { taskId: "7", leaseToken: "t", outcome: { case: "success", value: { result: fromJson(ValueSchema, { ok: true }) } } } } }),
+          create(WorkerMessageSchema, { message: { case: "credits", value: { count: 1 } } }),
+          create(WorkerMessageSchema, { message: log }),
+        ],
+      },
+    },
+  });
+  assert.deepEqual(toBinary(WorkerMessageSchema, workerBatchOf(batch)), expected);
+});
+
+test("the worker's hand-written Finish covers every field of Finish and Success", () => {
+  assert.deepEqual(
+    FinishSchema.fields.map((f) => f.number),
+    FINISH_FIELDS,
+  );
+  assert.deepEqual(
+    SuccessSchema.fields.map((f) => f.number),
+    [1],
   );
 });

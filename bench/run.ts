@@ -7,7 +7,8 @@
  *
  *   a  end-to-end: BENCH_TASKS (50,000) no-op tasks dispatched in batches, 2 worker processes; once
  *      with TypeScript workers, once with Python ones (bench/taskq_worker.py, the Python SDK)
- *   b  dispatch: single calls from 32 callers; batches of 500
+ *   b  dispatch: single dispatch() calls from 32 callers sharing a client (merged by the SDK, and each
+ *      its own RPC); batches of 500
  *   c  latency: idle workers, 1,000 tasks 5 ms apart
  *   d  depth: (a) with 1,000,000 lower-priority tasks already pending
  *   e  fan-out: 1,000 worker streams and 1,000 watchers on one server; its memory and CPU, and whether
@@ -187,6 +188,12 @@ async function dispatchThroughput() {
     const load = start("bench/taskq-load.ts", { BENCH_URL: url }, ["single", String(singles), "32"]);
     const [began, done] = [await stamp(load, "start"), await stamp(load, "done")];
     record("b", "taskq", "Dispatch ×32 callers", "tasks/s", singles / ((done - began) / 1000));
+  });
+  await withTaskq(async (url) => {
+    const singles = 20_000;
+    const load = start("bench/taskq-load.ts", { BENCH_URL: url, BENCH_MERGE: "off" }, ["single", String(singles), "32"]);
+    const [began, done] = [await stamp(load, "start"), await stamp(load, "done")];
+    record("b", "taskq", "Dispatch ×32 callers, each call its own RPC", "tasks/s", singles / ((done - began) / 1000));
   });
   await withTaskq(async (url) => {
     const load = start("bench/taskq-load.ts", { BENCH_URL: url }, ["batches", String(TASKS), "500", "1"]);

@@ -11,7 +11,8 @@
 import { TaskClient, type TaskHandle } from "@taskq/sdk";
 import { sleep, wallMs } from "./lib.js";
 
-const client = new TaskClient({ url: process.env.BENCH_URL! });
+// BENCH_MERGE=off: every dispatch() a Dispatch call of its own (the SDK merges concurrent ones by default).
+const client = new TaskClient({ url: process.env.BENCH_URL!, mergeDispatches: process.env.BENCH_MERGE !== "off" });
 const [mode, ...rest] = process.argv.slice(2);
 const n = Number(rest[0]);
 const PRIORITY = Number(process.env.BENCH_PRIORITY ?? 0);

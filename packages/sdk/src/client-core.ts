@@ -23,6 +23,7 @@ import {
   type TaskFilter,
 } from "./bulk.js";
 import { Code, TaskFailedError, TaskqError, call } from "./errors.js";
+import { DispatchMerger } from "./internal/dispatch-merger.js";
 import { resumingWatch } from "./internal/resuming-watch.js";
 import { listActiveRequest, listHistoryRequest, type ListActiveOptions, type ListHistoryOptions, type TaskPage } from "./lists.js";
 import {
@@ -84,6 +85,16 @@ export interface DispatchItem extends DispatchOptions {
   params?: JsonObject;
 }
 
+export interface MergeOptions {
+  /**
+   * Send dispatch() calls made at the same moment (before the microtask queue empties) as one
+   * DispatchBatch, each getting the answer a call of its own would get: a batch the server refuses as
+   * invalid is sent again call by call, so that only the bad call fails; a call inside an active
+   * OpenTelemetry span goes alone. Default true; false sends every call as a Dispatch of its own.
+   */
+  mergeDispatches?: boolean;
+}
+
 export class TaskClient {
   /**
    * The escape hatch: the raw TaskQueue client the methods above are made of, on the same transport,
@@ -92,12 +103,21 @@ export class TaskClient {
    */
   readonly rpc: Client<typeof TaskQueue>;
 
-  constructor(opts: { transport: Transport }) {
+  /** Sends concurrent dispatch() calls as one DispatchBatch; null when the client was made with mergeDispatches: false. */
+  private readonly merger: DispatchMerger | null;
+
+  constructor(opts: { transport: Transport } & MergeOptions) {
     this.rpc = createClient(TaskQueue, opts.transport);
+    this.merger = opts.mergeDispatches === false ? null : new DispatchMerger(this.rpc);
   }
 
+  /**
+   * Queues one task and returns its handle. Calls made at the same moment from one client go to the
+   * server together, as one DispatchBatch (see MergeOptions); each still gets its own answer.
+   */
   async dispatch(type: string, params: JsonObject = {}, opts: DispatchOptions = {}): Promise<TaskHandle> {
-    const res = await call(() => this.rpc.dispatch(dispatchRequest({ ...opts, type, params })));
+    const request = dispatchRequest({ ...opts, type, params });
+    const res = await call(() => (this.merger ? this.merger.dispatch(request, JSON.stringify(params).length) : this.rpc.dispatch(request)));
     return new TaskHandle(this, res.taskId, res.created);
   }
 

@@ -3,7 +3,7 @@
  * (with @connectrpc/connect-web) and other runtimes. The Worker and connecting by URL are in the Node
  * entry, "@taskq/sdk", which exports all of this too.
  */
-export { TaskClient, TaskHandle, type DispatchItem, type DispatchOptions, type WatchOptions } from "./client-core.js";
+export { TaskClient, TaskHandle, type DispatchItem, type DispatchOptions, type MergeOptions, type WatchOptions } from "./client-core.js";
 export { ACTIVE_SORT_KEYS, type ActiveSortKey, type ListActiveOptions, type ListHistoryOptions, type TaskPage } from "./lists.js";
 export type { AuditEntry, AuditPage, BulkOptions, BulkResult, InterruptManyOptions, ListAuditOptions, TaskFilter } from "./bulk.js";
 export type { CountTasksOptions, GetStatsOptions, Stats, StatsSample, StatusCount } from "./stats.js";

@@ -42,11 +42,11 @@
  * connections at once.
  */
 import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { durationFromMs, type Duration, type Value } from "@bufbuild/protobuf/wkt";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import type { Logger } from "pino";
 import { retryWhileUnreachable } from "../engine/index.js";
-import type { Engine, CancelReason as EngineCancelReason, JsonValue, LeasedTask, Outcome, WorkerHello, WorkerSession } from "../engine/index.js";
+import type { Engine, CancelReason as EngineCancelReason, LeasedTask, Outcome, WorkerSession } from "../engine/index.js";
 import { AsyncQueue } from "@taskq/protocol";
 import { BATCH_LIMITS, MAX_BATCH_MESSAGES, bytesBound } from "@taskq/protocol";
 import {
@@ -56,18 +56,32 @@ import {
   HeartbeatAckSchema,
   RejectReason,
   ServerMessageSchema,
-  TEMP_CLEANUP_TYPE,
   UpdateRejectedSchema,
   encodedField,
   type EncodedField,
   type WorkerService,
   type Finish,
-  type Hello,
   type WorkerMessage,
 } from "@taskq/protocol";
-import { STATUS_TO_PB, valueFromPb } from "./convert.js";
+import { STATUS_TO_PB } from "./convert.js";
 import { toConnectError } from "./errors.js";
 import { SERVER_MESSAGE_FIELD, batchMessageOf, finishAckBytes, leaseBytes, serverMessageOf } from "./server-wire.js";
+import {
+  NOT_HELD,
+  NOT_HELD_OR_INTERRUPTED,
+  fence,
+  helloFromPb,
+  invalid,
+  jsonFromPb,
+  limit,
+  logStepProblem,
+  outcomeFromPb,
+  refusedOutcome,
+  snoozeDelayMs,
+  statusKeyProblem,
+  statusValueSizeProblem,
+  type Rejection,
+} from "./worker-messages.js";
 import * as v from "./validate.js";
 
 /** Messages of one stream waiting to be handled before the server stops reading more. */
@@ -77,8 +91,6 @@ const MAX_OUTBOX = 1_000;
 /** Log steps and status values of one worker written at once. */
 const MAX_UPDATE_WRITES = 4;
 const RETRY_MIN_MS = 100;
-/** Task types of the server's own maintenance; workers declare only TEMP_CLEANUP_TYPE among them. */
-const RESERVED_PREFIX = "taskq.";
 const RETRY_MAX_MS = 2_000;
 
 const CANCEL_REASON: Record<EngineCancelReason, CancelReason> = {
@@ -371,117 +383,6 @@ async function handleFinish(f: Finish, session: WorkerSession, outbox: Outbox): 
   outbox.push({ reply: finishAckBytes(taskId, leaseToken, STATUS_TO_PB[result.status], error), bytes: bytesBound(0, error.length) });
 }
 
-/** A snooze's delay, or why it cannot be taken. */
-function snoozeDelayMs(delay: Duration | undefined): number | { problem: string } {
-  try {
-    return v.duration("snooze.delay", delay, { min: 0 }) ?? 0;
-  } catch (err) {
-    return { problem: (err as Error).message };
-  }
-}
-
-/** A finish the server records as a failed attempt instead of as sent, saying why (for FinishAck.error). */
-function refusedOutcome(why: string): { outcome: Outcome; error: string } {
-  const error = `the worker's finish was refused: ${why}`;
-  return { outcome: { kind: "retry", error, delayMs: null }, error };
-}
-
-/**
- * The outcome to record for a finish. One that cannot be recorded as sent becomes a failed attempt
- * saying why (`error`, for FinishAck.error), and the task's retry policy applies: another attempt while
- * attempts remain, else FAILED.
- */
-function outcomeFromPb(f: Finish): { outcome: Outcome; error: string } {
-  const recorded = (outcome: Outcome) => ({ outcome, error: "" });
-  const refused = refusedOutcome;
-  switch (f.outcome.case) {
-    case "success": {
-      const json = jsonFromPb(f.outcome.value.result);
-      if (json.problem) return refused(`result: ${json.problem.reason}`);
-      const bytes = Buffer.byteLength(json.text);
-      if (bytes > v.LIMITS.resultBytes) return refused(`result: ${bytes} bytes, larger than the limit of ${v.LIMITS.resultBytes}`);
-      return recorded({ kind: "success", result: json.value });
-    }
-    case "failure":
-      return recorded({ kind: "failure", error: errorText(f.outcome.value.error) });
-    case "retry": {
-      let delayMs: number | undefined;
-      try {
-        delayMs = v.duration("retry.delay", f.outcome.value.delay, { min: 0 });
-      } catch (err) {
-        return refused((err as Error).message);
-      }
-      return recorded({ kind: "retry", error: errorText(f.outcome.value.error), delayMs: delayMs ?? null });
-    }
-    default:
-      return refused("outcome: required (success, failure, retry, decline or snooze)");
-  }
-}
-
-/** Why a message about a lease changed nothing: for people, and for the worker's code. */
-interface Rejection {
-  reason: string;
-  code: RejectReason;
-}
-
-const NOT_HELD: Rejection = { reason: "this session does not hold that lease", code: RejectReason.NOT_HELD };
-const NOT_HELD_OR_INTERRUPTED: Rejection = {
-  reason: "this session does not hold that lease, or the task is being interrupted (its grace period is not extended)",
-  code: RejectReason.NOT_HELD,
-};
-const invalid = (reason: string): Rejection => ({ reason, code: RejectReason.INVALID });
-const limit = (reason: string): Rejection => ({ reason, code: RejectReason.LIMIT });
-
-/**
- * The lease a message names, its token in canonical form (tokens are compared as stored, in lower
- * case), or why the ids cannot name a lease.
- */
-function fence(taskId: string, leaseToken: string): { token: string } | { problem: Rejection } {
-  try {
-    v.taskId("task_id", taskId);
-    return { token: v.leaseToken("lease_token", leaseToken) };
-  } catch (err) {
-    return { problem: invalid((err as Error).message) };
-  }
-}
-
-/**
- * A google.protobuf.Value as JSON, with its text, or why it is not JSON that can be stored: NaN,
- * infinities and a Value with no kind have no JSON form, and Postgres cannot store a NUL character.
- */
-function jsonFromPb(value: Value | undefined): { value: JsonValue; text: string; problem?: undefined } | { value?: undefined; problem: Rejection } {
-  let json: JsonValue;
-  try {
-    json = valueFromPb(value);
-  } catch {
-    return { problem: invalid("value: not JSON (NaN, an infinity, or a Value with no kind)") };
-  }
-  const text = JSON.stringify(json ?? null);
-  if (v.jsonHasNul(text)) return { problem: invalid("value: holds a NUL character (U+0000), which cannot be stored") };
-  return { value: json, text };
-}
-
-/** An error text as stored: cut to the log step limit, NUL characters (which cannot be stored) replaced. */
-const errorText = (text: string) => v.withoutNul(text.slice(0, v.LIMITS.logMessageLength));
-
-function logStepProblem(text: string): Rejection | null {
-  if (text.length > v.LIMITS.logMessageLength) return limit(`message: longer than ${v.LIMITS.logMessageLength} characters`);
-  if (text.includes("\0")) return invalid("message: holds a NUL character (U+0000), which cannot be stored");
-  return null;
-}
-
-function statusValueSizeProblem(text: string): Rejection | null {
-  const bytes = Buffer.byteLength(text);
-  return bytes > v.LIMITS.statusValueBytes ? limit(`value: ${bytes} bytes, larger than the limit of ${v.LIMITS.statusValueBytes}`) : null;
-}
-
-function statusKeyProblem(key: string): Rejection | null {
-  if (key === "") return invalid("key: required");
-  if (key.length > v.LIMITS.statusValueKeyLength) return limit(`key: longer than ${v.LIMITS.statusValueKeyLength} characters`);
-  if (key.includes("\0")) return invalid("key: holds a NUL character (U+0000), which cannot be stored");
-  return null;
-}
-
 /** At most `limit` of the functions given to run() are running at once; the rest wait their turn. */
 class Semaphore {
   private running = 0;
@@ -498,30 +399,6 @@ class Semaphore {
       if (next) next();
       else this.running--;
     }
-  }
-}
-
-function helloFromPb(h: Hello): WorkerHello {
-  try {
-    const workerName = v.text("hello.worker_name", h.workerName, v.LIMITS.nameLength) || "worker";
-    if (h.taskTypes.length === 0) throw new Error("hello.task_types: at least one task type is required");
-    const taskTypes = new Map<string, number | null>();
-    const schedules: WorkerHello["schedules"] = [];
-    h.taskTypes.forEach((t, i) => {
-      const field = `hello.task_types[${i}]`;
-      const name = v.name(`${field}.name`, t.name, true);
-      if (name.startsWith(RESERVED_PREFIX) && name !== TEMP_CLEANUP_TYPE) {
-        throw new Error(`${field}.name: "${name}": names starting with "${RESERVED_PREFIX}" are the server's own, except ${TEMP_CLEANUP_TYPE}`);
-      }
-      if (taskTypes.has(name)) throw new Error(`${field}.name: "${name}" is declared twice`);
-      taskTypes.set(name, v.duration(`${field}.timeout`, t.timeout, { min: 1 }) ?? null);
-      if (t.schedule) schedules.push({ type: name, ...v.cron(`${field}.schedule`, t.schedule, t.timeZone) });
-      else if (t.timeZone) throw new Error(`${field}.time_zone: only meaningful with a schedule`);
-    });
-    const queues = h.queues.map((q, i) => v.name(`hello.queues[${i}]`, q, true));
-    return { workerName, concurrency: h.concurrency, taskTypes, queues, schedules };
-  } catch (err) {
-    throw new ConnectError((err as Error).message, Code.InvalidArgument);
   }
 }
 

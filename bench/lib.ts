@@ -103,13 +103,14 @@ export function cpuMs(pid: number): number {
 
 /**
  * CPU time used so far by every process named postgres (the server and its backends), in
- * milliseconds. Read before and after a scenario, the difference is what its database work cost,
- * as long as the backends it used are still alive at the end (pooled connections are).
+ * milliseconds, leaving out the backends in `exclude` (the bench's own connections, whose polling is
+ * not the subject's cost). Read before and after a scenario, the difference is what its database work
+ * cost, as long as the backends it used are still alive at the end (pooled connections are).
  */
-export function postgresCpuMs(): number {
+export function postgresCpuMs(exclude: ReadonlySet<number> = new Set()): number {
   let total = 0;
   for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
+    if (!/^\d+$/.test(entry) || exclude.has(Number(entry))) continue;
     try {
       if (readFileSync(`/proc/${entry}/comm`, "utf8").trim() === "postgres") total += cpuMs(Number(entry));
     } catch {

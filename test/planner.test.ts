@@ -1,7 +1,7 @@
 /**
  * Plans that must not depend on fresh statistics: a burst of dispatches gets the task table analyzed,
  * and finishing or releasing leases looks each task up by primary key even when the statistics say
- * no task is running.
+ * no task is running. Sweeps of running tasks never read the backlog.
  */
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -9,7 +9,8 @@ import { after, before, test } from "node:test";
 import type pg from "pg";
 import { taskInsertMany } from "../packages/server/src/engine/sql/dispatch.js";
 import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../packages/server/src/engine/sql/lease.js";
-import { sessionUpsert } from "../packages/server/src/engine/sql/sessions.js";
+import { taskDeadlineExpire, taskLeaseFindOrphaned } from "../packages/server/src/engine/sql/recovery.js";
+import { sessionList, sessionUpsert } from "../packages/server/src/engine/sql/sessions.js";
 import type { Db } from "../packages/server/src/engine/sql/db.js";
 import { MIN_INSERTS } from "../packages/server/src/engine/table-stats.js";
 import { Harness, waitFor } from "./helpers.js";
@@ -31,6 +32,15 @@ test("a burst of dispatches gets the task table analyzed, without waiting for au
   const client = h.client();
   for (let i = 0; i < MIN_INSERTS; i += 1_000) await client.dispatchBatch(Array.from({ length: 1_000 }, () => ({ type: "burst" })));
   await waitFor("the table to be analyzed", async () => (await reltuples()) >= MIN_INSERTS);
+  // The analysis samples the claim's columns only, and that is enough for the claim's plan: it reads the
+  // claim index in order and stops at the slots it fills.
+  const session = randomUUID();
+  await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["burst"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, global: null } };
+  const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["burst"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
+  const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
+  assert.ok(read.length > 0);
+  assert.ok(Math.max(...read) <= 10, `rows of taskq.tasks read per scan: ${read.join(", ")}`);
   await h.pool.query("alter table taskq.tasks reset (autovacuum_enabled)");
   await h.pool.query("delete from taskq.tasks");
 });
@@ -72,6 +82,9 @@ function taskScans<T>(plan: string, pick: (node: Record<string, unknown>) => T):
   return scans;
 }
 
+/** Rows of taskq.tasks a scan read: those it returned and those it passed over. */
+const rowsRead = (node: Record<string, unknown>) => Number(node["Actual Rows"]) + Number(node["Rows Removed by Filter"] ?? 0);
+
 /** The index a scan uses, or its node type when none. */
 const indexOf = (node: Record<string, unknown>) => String(node["Index Name"] ?? node["Node Type"]);
 
@@ -107,9 +120,24 @@ test("a claim never walks another type's backlog, however urgent", async () => {
   await h.pool.query("analyze taskq.tasks");
   const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, global: null } };
   const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["mine"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
-  // Rows of taskq.tasks each scan read: those it returned and those it passed over.
-  const read = taskScans(await planOf(claim, { analyze: true }), (node) => Number(node["Actual Rows"]) + Number(node["Rows Removed by Filter"] ?? 0));
+  const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
   assert.ok(read.length > 0);
   assert.ok(Math.max(...read) <= 10, `rows of taskq.tasks read per scan: ${read.join(", ")}`);
   assert.equal((await claim(h.pool)).length, 5);
+});
+
+test("the deadline sweep, the orphan sweep and the worker list read the running tasks only, whatever the backlog", async () => {
+  // The previous test left 20,000 pending tasks and 5 running ones; some of them past their deadline.
+  await h.pool.query("update taskq.tasks set deadline_at = now() - interval '1 s' where status = 'running' and id % 2 = 0");
+  const running = Number((await h.pool.query("select count(*) from taskq.tasks where status <> 'pending'")).rows[0].count);
+  assert.equal(running, 5);
+  for (const [what, run] of [
+    ["deadline sweep", (db: Db) => taskDeadlineExpire(db, new Date())],
+    ["orphan sweep", (db: Db) => taskLeaseFindOrphaned(db, 30_000)],
+    ["worker list", (db: Db) => sessionList(db, 30_000)],
+  ] as const) {
+    const read = taskScans(await planOf(run, { analyze: true }), rowsRead);
+    assert.ok(read.length > 0, `${what}: scans taskq.tasks`);
+    assert.ok(Math.max(...read) <= running, `${what}: rows of taskq.tasks read per scan: ${read.join(", ")}`);
+  }
 });

@@ -12,9 +12,21 @@
  * analyze (at least MIN_INSERTS), it runs ANALYZE in the background: one at a time, never in a
  * caller's way. ANALYZE samples a bounded number of rows, so its cost does not grow with the queue.
  * Only growth needs this: with statistics from a fuller table, the claim's plan is the right one.
+ *
+ * The claim's plan needs the table's size and the spread of the columns it filters and orders by, not
+ * a full sample of every column: this analyzes those columns only (CLAIM_COLUMNS), with a sample of
+ * 3,000 rows (statistics target 10) instead of 30,000. Measured on a table of 40,000 tasks: 122–154 ms
+ * for a full ANALYZE, 10 ms for this one. Autovacuum's own analyses still gather the full statistics.
  */
 import type { Logger } from "pino";
-import type { Db } from "./sql/db.js";
+import type pg from "pg";
+import { withTransaction } from "./sql/db.js";
+
+/** The columns the claim statement filters and orders by. */
+const CLAIM_COLUMNS = "status, type, queue, priority, next_try_at";
+
+/** The statistics target for those columns: 300 sampled rows per unit, so 3,000 rows. */
+const CLAIM_STATISTICS_TARGET = 10;
 
 /** Inserts that always justify a fresh look, whatever the table's size. */
 export const MIN_INSERTS = 5_000;
@@ -26,7 +38,7 @@ export class TableStats {
   private disabled = false;
 
   constructor(
-    private readonly db: Db,
+    private readonly pool: pg.Pool,
     private readonly log: Logger,
     private readonly minInserts = MIN_INSERTS,
   ) {
@@ -43,8 +55,11 @@ export class TableStats {
     this.analyzing = true;
     this.inserted = 0;
     try {
-      await this.db.query("analyze taskq.tasks");
-      const { rows } = await this.db.query<{ n: number }>("select greatest(reltuples, 0)::float8 as n from pg_class where oid = 'taskq.tasks'::regclass");
+      await withTransaction(this.pool, async (tx) => {
+        await tx.query(`set local default_statistics_target = ${CLAIM_STATISTICS_TARGET}`);
+        await tx.query(`analyze taskq.tasks (${CLAIM_COLUMNS})`);
+      });
+      const { rows } = await this.pool.query<{ n: number }>("select greatest(reltuples, 0)::float8 as n from pg_class where oid = 'taskq.tasks'::regclass");
       this.threshold = Math.max(this.minInserts, Math.floor((rows[0]?.n ?? 0) / 2));
     } catch (err) {
       // Without the right (the table's owner may be another role), leave it to autovacuum.

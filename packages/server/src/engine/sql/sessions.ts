@@ -73,14 +73,16 @@ export async function sessionList(db: Db, staleAfterMs: number): Promise<WorkerI
     name: "sessionList",
     text: `
       select ws.id::text, ws.worker_name, ws.replica_id::text, ws.task_types, ws.queues, ws.concurrency, ws.credits,
-             ws.connected_at, ws.heard_at, ws.heartbeat_at, r.running, r.running_ids
+             ws.connected_at, ws.heard_at, ws.heartbeat_at,
+             coalesce(r.running, 0) as running, coalesce(r.running_ids, '{}') as running_ids
       from taskq.worker_sessions ws
-      cross join lateral (
-        select count(*)::int4 as running,
-               coalesce((array_agg(t.id::text order by t.started_at, t.id))[1:${RUNNING_IDS_SHOWN}], '{}') as running_ids
+      left join (
+        select t.session_id, count(*)::int4 as running,
+               (array_agg(t.id::text order by t.started_at, t.id))[1:${RUNNING_IDS_SHOWN}] as running_ids
         from taskq.tasks t
-        where t.session_id = ws.id and t.status in ('running', 'cancelling')
-      ) r
+        where t.status in ('running', 'cancelling')
+        group by t.session_id
+      ) r on r.session_id = ws.id
       where ws.heartbeat_at > now() - make_interval(secs => $1 / 1000.0)
       order by ws.connected_at, ws.id`,
     values: [staleAfterMs],

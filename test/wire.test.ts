@@ -9,7 +9,8 @@ import { test } from "node:test";
 import { create, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema, durationFromMs, timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { FinishAckSchema, FinishSchema, LeaseSchema, ServerMessageSchema, SuccessSchema, TaskStatus, WorkerMessageSchema } from "@taskq/protocol";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { FinishAckSchema, FinishSchema, LeaseSchema, ServerMessageSchema, SuccessSchema, TaskStatus, WireWriter, WorkerMessageSchema } from "@taskq/protocol";
 import {
   FINISH_FIELDS,
   batchMessageOf as workerBatchOf,
@@ -195,4 +196,26 @@ test("the worker's hand-written Finish covers every field of Finish and Success"
     SuccessSchema.fields.map((f) => f.number),
     [1],
   );
+});
+
+test("WireWriter writes what protobuf-es's BinaryWriter writes, for every kind of value and length", () => {
+  const strings = ["", "a", "x".repeat(127), "x".repeat(128), "y".repeat(300), "é", "ü".repeat(63), "ü".repeat(64), "日本語", "😀 emoji", "\u0000nul", "ab\ud800lone", `${"z".repeat(126)}é`];
+  const numbers = [0, 1, 127, 128, 300, 16_383, 16_384, 2 ** 31 - 1, 2 ** 32, 2 ** 53 - 1];
+  const negatives = [-1, -128, -(2 ** 31)];
+  const doubles = [0, -0, 1.5, -2.25, Number.NaN, Number.POSITIVE_INFINITY, Number.MIN_VALUE, Number.MAX_SAFE_INTEGER];
+  /** The same calls on either writer (WireWriter has BinaryWriter's methods that wire.ts uses). */
+  const writeAll = (writer: BinaryWriter, nested: number) => {
+    for (const [i, s] of strings.entries()) writer.tag(i + 1, WireType.LengthDelimited).string(s);
+    for (const n of numbers) writer.tag(20, WireType.Varint).uint32(n >>> 0 === n ? n : 0).tag(21, WireType.Varint).int64(n);
+    for (const n of negatives) writer.tag(22, WireType.Varint).int32(n);
+    for (const d of doubles) writer.tag(23, WireType.Bit64).double(d);
+    writer.tag(24, WireType.Varint).bool(true).tag(24, WireType.Varint).bool(false);
+    writer.tag(25, WireType.LengthDelimited).fork().raw(new Uint8Array(nested).fill(7)).tag(1, WireType.LengthDelimited).fork().string("é".repeat(nested)).join().join();
+    writer.tag(26, WireType.LengthDelimited).bytes(new Uint8Array(nested).fill(9));
+    return writer.finish();
+  };
+  for (const nested of [0, 1, 120, 127, 128, 16_384]) {
+    const ours = writeAll(new WireWriter() as unknown as BinaryWriter, nested);
+    assert.deepEqual(Buffer.from(ours), Buffer.from(writeAll(new BinaryWriter(), nested)), `nested length ${nested}`);
+  }
 });

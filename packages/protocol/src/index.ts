@@ -19,3 +19,4 @@ export {
   writeValueFields,
   type EncodedField,
 } from "./wire.js";
+export { WireWriter } from "./wire-writer.js";

@@ -5,10 +5,11 @@
  * is then kept as bytes the same way. test/wire.test.ts checks them against the generated code.
  */
 import { create, toBinary, type JsonValue, type MessageInitShape } from "@bufbuild/protobuf";
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
 import {
   type FinishSchema,
   WorkerMessageSchema,
+  WireWriter,
   batchEnvelopeOf,
   envelopeOf,
   writeString,
@@ -31,7 +32,7 @@ export type Outcome = { case: "success"; value: { result: JsonValue } } | Exclud
 /** A Finish: a success written from its result (a JSON value); any other outcome through the generated code. */
 export function finishBytes(taskId: string, leaseToken: string, outcome: Outcome): EncodedField {
   if (outcome.case !== "success") return messageBytes({ case: "finish", value: { taskId, leaseToken, outcome } });
-  const w = new BinaryWriter().fork();
+  const w = new WireWriter().fork();
   writeString(w, 1, taskId);
   writeString(w, 2, leaseToken);
   // Success { Value result = 1 }: the result is always set (null is a Value too).
@@ -43,7 +44,7 @@ export function finishBytes(taskId: string, leaseToken: string, outcome: Outcome
 
 /** Credits. */
 export function creditsBytes(count: number): EncodedField {
-  const w = new BinaryWriter().fork();
+  const w = new WireWriter().fork();
   if (count !== 0) w.tag(1, WireType.Varint).uint32(count);
   return { field: FIELD.credits, data: w.join().finish() };
 }

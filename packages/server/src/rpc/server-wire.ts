@@ -4,9 +4,10 @@
  * how). The rarer replies (cancels, rejections, heartbeat acks) go through the generated code, then are
  * kept as bytes the same way. test/wire.test.ts checks both against the generated code, for every field.
  */
-import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
+import { WireType } from "@bufbuild/protobuf/wire";
 import {
   ServerMessageSchema,
+  WireWriter,
   batchEnvelopeOf,
   envelopeOf,
   writeSecondsAndNanos,
@@ -28,7 +29,7 @@ export const FINISH_ACK_FIELDS = [1, 2, 3, 4];
 
 /** A Lease, as LeaseSchema and the generated code would write it. */
 export function leaseBytes(t: LeasedTask): EncodedField {
-  const w = new BinaryWriter().fork();
+  const w = new WireWriter().fork();
   writeString(w, 1, t.id);
   writeString(w, 2, t.leaseToken);
   writeString(w, 3, t.type);
@@ -49,7 +50,7 @@ export function leaseBytes(t: LeasedTask): EncodedField {
 
 /** A FinishAck. */
 export function finishAckBytes(taskId: string, leaseToken: string, status: TaskStatus, error: string): EncodedField {
-  const w = new BinaryWriter().fork();
+  const w = new WireWriter().fork();
   writeString(w, 1, taskId);
   writeString(w, 2, leaseToken);
   if (status !== 0) w.tag(3, WireType.Varint).int32(status);

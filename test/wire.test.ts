@@ -44,15 +44,15 @@ const base: LeasedTask = {
   deadlineAt: new Date(),
   title: "",
   idempotencyKey: null,
-  createdAt: new Date("2026-12-03T07:00:00.123Z"),
-  dueAt: new Date(),
+  createdAtMs: Date.parse("2026-12-03T07:00:00.123Z"),
+  dueAtMs: Date.now(),
   trace: null,
 };
 
 const leases: LeasedTask[] = [
   base,
-  { ...base, timeoutMs: 1_000, attempt: 0, maxAttempts: 0, createdAt: new Date(0) },
-  { ...base, timeoutMs: 1, title: "Rapport für Müller ✓", idempotencyKey: "key-1", createdAt: new Date("1999-12-31T23:59:59.999Z") },
+  { ...base, timeoutMs: 1_000, attempt: 0, maxAttempts: 0, createdAtMs: 0 },
+  { ...base, timeoutMs: 1, title: "Rapport für Müller ✓", idempotencyKey: "key-1", createdAtMs: Date.parse("1999-12-31T23:59:59.999Z") },
   { ...base, timeoutMs: 90_061_001, trace: { parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", state: "vendor=a,other=b" } },
   { ...base, trace: { parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", state: null } },
   {
@@ -87,7 +87,7 @@ const generated = (t: LeasedTask): MessageInitShape<typeof LeaseSchema> => ({
   timeout: durationFromMs(t.timeoutMs),
   title: t.title,
   idempotencyKey: t.idempotencyKey ?? "",
-  createdAt: timestampFromDate(t.createdAt),
+  createdAt: timestampFromDate(new Date(t.createdAtMs)),
   traceParent: t.trace?.parent ?? "",
   traceState: t.trace?.state ?? "",
 });

@@ -218,7 +218,7 @@ export class WorkerSession {
         "taskq.worker": this.hello.workerName,
       });
     this.leases.set(lease.id, { token: lease.leaseToken, deliveredAt: performance.now(), trace });
-    this.deps.meter.leased(this.deps.clock.now().getTime() - lease.dueAt.getTime());
+    this.deps.meter.leased(this.deps.clock.now().getTime() - lease.dueAtMs);
     this.deps.onLease(lease);
     this.sink.lease(trace === lease.trace ? lease : { ...lease, trace });
     return true;

@@ -170,9 +170,10 @@ export interface LeasedTask {
   deadlineAt: Date;
   title: string;
   idempotencyKey: string | null;
-  createdAt: Date;
-  /** When the task became due (its run_at, or the end of its retry delay). */
-  dueAt: Date;
+  /** When the task was created, in epoch milliseconds. */
+  createdAtMs: number;
+  /** When the task became due (its run_at, or the end of its retry delay), in epoch milliseconds. */
+  dueAtMs: number;
   /** The trace context the worker continues: the stored one, or the lease span's once it is recorded. */
   trace: TraceContext | null;
 }

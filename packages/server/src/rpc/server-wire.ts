@@ -42,7 +42,7 @@ export function leaseBytes(t: LeasedTask): EncodedField {
   writeSecondsAndNanos(w, 8, t.timeoutMs);
   writeString(w, 9, t.title);
   writeString(w, 10, t.idempotencyKey ?? "");
-  writeSecondsAndNanos(w, 11, t.createdAt.getTime());
+  writeSecondsAndNanos(w, 11, t.createdAtMs);
   writeString(w, 12, t.trace?.parent ?? "");
   writeString(w, 13, t.trace?.state ?? "");
   return { field: SERVER_MESSAGE_FIELD.lease, data: w.join().finish() };

@@ -120,8 +120,9 @@ export async function taskLeaseAvailable(
         from leased l
         where t.id = l.id
         returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params::text as params_json, t.attempts,
-                  t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, t.deadline_at, t.title,
-                  t.idempotency_key, t.created_at, t.priority, t.next_try_at, t.trace_parent, t.trace_state
+                  t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, ${epochMsSql("t.deadline_at")} as deadline_ms, t.title,
+                  t.idempotency_key, ${epochMsSql("t.created_at")} as created_ms, t.priority, ${epochMsSql("t.next_try_at")} as due_ms,
+                  t.trace_parent, t.trace_state
       )
       select u.*, ${tasksChangedNotifySql("updated")} as notified
       from updated u`,
@@ -136,9 +137,16 @@ export async function taskLeaseAvailable(
       opts.excludeQueues ?? null,
     ],
   });
-  rows.sort((a, b) => b.priority - a.priority || +a.next_try_at - +b.next_try_at || Number(a.id) - Number(b.id));
+  rows.sort((a, b) => b.priority - a.priority || a.due_ms - b.due_ms || Number(a.id) - Number(b.id));
   return rows.map(leasedFromRow);
 }
+
+/**
+ * A timestamp as whole epoch milliseconds, as a Date holds it: the driver parses a timestamp's text
+ * with a regular expression into a Date (3 % of the server's profile in (a) for the lease's three); a
+ * number costs it a parseFloat.
+ */
+const epochMsSql = (column: string) => `floor(extract(epoch from ${column}) * 1000)::float8`;
 
 interface LeasedRow {
   id: string;
@@ -151,12 +159,12 @@ interface LeasedRow {
   attempts: number;
   max_attempts: number;
   timeout_ms: number;
-  deadline_at: Date;
+  deadline_ms: number;
   title: string;
   idempotency_key: string | null;
-  created_at: Date;
+  created_ms: number;
   priority: number;
-  next_try_at: Date;
+  due_ms: number;
   trace_parent: string | null;
   trace_state: string | null;
 }
@@ -172,11 +180,11 @@ const leasedFromRow = (r: LeasedRow): LeasedTask => ({
   attempt: r.attempts,
   maxAttempts: r.max_attempts,
   timeoutMs: r.timeout_ms,
-  deadlineAt: r.deadline_at,
+  deadlineAt: new Date(r.deadline_ms),
   title: r.title,
   idempotencyKey: r.idempotency_key,
-  createdAt: r.created_at,
-  dueAt: r.next_try_at,
+  createdAtMs: r.created_ms,
+  dueAtMs: r.due_ms,
   trace: r.trace_parent === null ? null : { parent: r.trace_parent, state: r.trace_state },
 });
 

@@ -42,7 +42,7 @@ try {
   };
   const [inserter, claimer, finisher] = [await backend(), await backend(), await backend()];
 
-  const task: NewTask = { type: "bench.noop", queue: "default", params: { i: 1 }, title: "", priority: 0, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 10, retryDelayMs: 30_000, retryBackoff: "fixed", runAt: null, idempotencyKey: null };
+  const task: NewTask = { type: "bench.noop", queue: "default", params: { i: 1 }, title: "", priority: 0, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 10, retryDelayMs: 30_000, retryBackoff: "fixed", runAt: null, idempotencyKey: null, concurrencyKey: null };
   const insertBefore = inserter.cpu();
   for (let n = 0; n < TASKS; n += 500) await taskInsertMany(inserter.client, Array(Math.min(500, TASKS - n)).fill(task), new Date());
   const insert = inserter.cpu() - insertBefore;

@@ -72,8 +72,8 @@ async function scratch(t: { after(fn: () => Promise<void>): void }): Promise<str
   return dir;
 }
 
-test("dispatch, status and active: human output, --json, and the idempotency key", async () => {
-  const queued = await taskq("dispatch", "cli.job", "-p", "n=2", "-p", "who=ann", "--priority", "12");
+test("dispatch, status and active: human output, --json, and the idempotency and concurrency keys", async () => {
+  const queued = await taskq("dispatch", "cli.job", "-p", "n=2", "-p", "who=ann", "--priority", "12", "--concurrency-key", "tenant-3");
   assert.equal(queued.code, 0, queued.stderr);
   const id = /^task (\d+) queued$/m.exec(queued.stdout)![1];
 
@@ -87,6 +87,8 @@ test("dispatch, status and active: human output, --json, and the idempotency key
   assert.match(status.stdout, /^status\s+Pending$/m);
   assert.match(status.stdout, /^title\s+Cli job$/m);
   assert.match(status.stdout, /^priority\s+12 \(High\)$/m);
+  assert.match(status.stdout, /^concurrency key\s+tenant-3$/m);
+  assert.doesNotMatch((await taskq("status", JSON.parse(again.stdout).taskId)).stdout, /^concurrency key/m);
   const asJson = JSON.parse((await taskq("status", id, "--json")).stdout);
   assert.deepEqual(asJson.params, { n: 2, who: "ann" }, "-p values are JSON when they parse, else strings");
 

@@ -96,17 +96,19 @@ test("the attempts timeline shows each attempt, its outcome and error, with its 
 test("a pending task's page says when it is due and why it waits", async () => {
   const client = h.client();
   await h.rpc().pauseQueue({ queue: "parked" });
-  const parked = await client.dispatch("page.flaky", {}, { queue: "parked", title: "Parked" });
+  const parked = await client.dispatch("page.flaky", {}, { queue: "parked", title: "Parked", concurrencyKey: "tenant-42" });
   const later = await client.dispatch("page.flaky", {}, { title: "Later", delayMs: 3_600_000 });
 
   const page = await open(`/#/task/${parked.id}`);
   await fact(page, "waiting").filter({ hasText: exactly('Its queue is paused (queue "parked" is paused)') }).waitFor();
   assert.match((await fact(page, "due").textContent()) ?? "", / \(due now\)$/);
+  assert.equal(await fact(page, "concurrency-key").textContent(), "tenant-42");
   await page.getByText("No attempt yet.", { exact: true }).waitFor();
   await page.screenshot({ path: `${ARTIFACTS}/task-waiting.png`, fullPage: true });
 
   await page.goto(`${url}/#/task/${later.id}`);
   await fact(page, "waiting").filter({ hasText: /^Not due yet \(due at .*\)$/ }).waitFor();
+  assert.equal(await fact(page, "concurrency-key").count(), 0, "no key, no line");
   const due = (await client.status(later.id)).nextTryAt!;
   // The due time as the page's clock shows it: local date and time to the second. (No named function in
   // the page's code: the test's compiler would wrap it in a helper the page does not have.)

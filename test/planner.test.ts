@@ -91,7 +91,7 @@ const indexOf = (node: Record<string, unknown>) => String(node["Index Name"] ?? 
 test("finishing and releasing leases look each task up by primary key while the statistics say none is running", async () => {
   const session = randomUUID();
   await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["stale"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
-  const task = { type: "stale", queue: "default", params: {}, title: "", priority: 0, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null } as const;
+  const task = { type: "stale", queue: "default", params: {}, title: "", priority: 0, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null, concurrencyKey: null } as const;
   await taskInsertMany(h.pool, Array.from({ length: 3_000 }, () => ({ ...task })), new Date());
   await h.pool.query("alter table taskq.tasks set (autovacuum_enabled = false)");
   await h.pool.query("analyze taskq.tasks"); // every task pending, as far as the planner will know
@@ -114,7 +114,7 @@ test("a claim never walks another type's backlog, however urgent", async () => {
   await h.pool.query("delete from taskq.tasks");
   const session = randomUUID();
   await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["mine"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
-  const task = { type: "theirs", queue: "default", params: {}, title: "", priority: 9, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null } as const;
+  const task = { type: "theirs", queue: "default", params: {}, title: "", priority: 9, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null, concurrencyKey: null } as const;
   for (let i = 0; i < 4; i++) await taskInsertMany(h.pool, Array.from({ length: 5_000 }, () => ({ ...task })), new Date());
   await taskInsertMany(h.pool, Array.from({ length: 5 }, () => ({ ...task, type: "mine", priority: 0 })), new Date());
   await h.pool.query("analyze taskq.tasks");

@@ -44,6 +44,7 @@ const base: LeasedTask = {
   deadlineAt: new Date(),
   title: "",
   idempotencyKey: null,
+  concurrencyKey: null,
   createdAtMs: Date.parse("2026-12-03T07:00:00.123Z"),
   dueAtMs: Date.now(),
   trace: null,
@@ -52,7 +53,7 @@ const base: LeasedTask = {
 const leases: LeasedTask[] = [
   base,
   { ...base, timeoutMs: 1_000, attempt: 0, maxAttempts: 0, createdAtMs: 0 },
-  { ...base, timeoutMs: 1, title: "Rapport für Müller ✓", idempotencyKey: "key-1", createdAtMs: Date.parse("1999-12-31T23:59:59.999Z") },
+  { ...base, timeoutMs: 1, title: "Rapport für Müller ✓", idempotencyKey: "key-1", concurrencyKey: "tenant-ü-7", createdAtMs: Date.parse("1999-12-31T23:59:59.999Z") },
   { ...base, timeoutMs: 90_061_001, trace: { parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", state: "vendor=a,other=b" } },
   { ...base, trace: { parent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", state: null } },
   {
@@ -90,6 +91,7 @@ const generated = (t: LeasedTask): MessageInitShape<typeof LeaseSchema> => ({
   createdAt: timestampFromDate(new Date(t.createdAtMs)),
   traceParent: t.trace?.parent ?? "",
   traceState: t.trace?.state ?? "",
+  concurrencyKey: t.concurrencyKey ?? "",
 });
 
 const wire = (init: MessageInitShape<typeof ServerMessageSchema>) => toBinary(ServerMessageSchema, create(ServerMessageSchema, init));

@@ -67,6 +67,7 @@ def run_handler(
         attempt=1,
         max_attempts=1,
         idempotency_key="",
+        concurrency_key="",
         reporter=_PrintReporter(report),
         temp_dirs=temp,
     )

@@ -134,6 +134,7 @@ class LeaseRunner:
             attempt=lease.attempt,
             max_attempts=lease.max_attempts,
             idempotency_key=lease.idempotency_key,
+            concurrency_key=lease.concurrency_key,
             reporter=_StreamReporter(self._loop, session, task_id, token),
             temp_dirs=self._temp,
             trace_parent=lease.trace_parent,

@@ -113,6 +113,9 @@ class DispatchItem:
     run_at: datetime | None = None
     # Dispatching the same key again returns the first task instead of queuing another.
     idempotency_key: str | None = None
+    # Whose work this is within its queue, such as a tenant or customer id (at most 200 characters). The
+    # task keeps it (TaskInfo.concurrency_key) and its handler reads it as ctx.concurrency_key.
+    concurrency_key: str | None = None
 
 
 class TaskClient:
@@ -178,6 +181,7 @@ class TaskClient:
         delay: float | None = None,
         run_at: datetime | None = None,
         idempotency_key: str | None = None,
+        concurrency_key: str | None = None,
         trace_parent: str | None = None,
         trace_state: str | None = None,
     ) -> TaskHandle:
@@ -188,7 +192,7 @@ class TaskClient:
         """
         item = DispatchItem(
             type, params, queue, title, priority, origin, initiator, node_id, timeout,
-            max_attempts, retry_delay, backoff, delay, run_at, idempotency_key,
+            max_attempts, retry_delay, backoff, delay, run_at, idempotency_key, concurrency_key,
         )
         metadata = trace_metadata(trace_parent, trace_state)
         res = self._call(self.rpc.Dispatch, dispatch_request(item), metadata=metadata)
@@ -471,6 +475,7 @@ def dispatch_request(item: DispatchItem) -> task_queue_pb2.DispatchRequest:
         node_id=item.node_id or "",
         retry_backoff=backoffs[item.backoff],
         idempotency_key=item.idempotency_key or "",
+        concurrency_key=item.concurrency_key or "",
     )
     req.params.CopyFrom(to_struct(item.params or {}, "params"))
     for name in ("timeout", "retry_delay", "delay"):

@@ -63,6 +63,7 @@ class TaskContext:
         attempt: int,
         max_attempts: int,
         idempotency_key: str,
+        concurrency_key: str,
         reporter: Reporter,
         temp_dirs: TempDirAccess,
         trace_parent: str = "",
@@ -78,6 +79,9 @@ class TaskContext:
         self.max_attempts = max_attempts
         # The key given at dispatch; with `attempt`, what a handler needs to avoid repeating side effects.
         self.idempotency_key = idempotency_key
+        # The concurrency key given at dispatch: whose work this is within its queue, such as a tenant or
+        # customer id ("" when none).
+        self.concurrency_key = concurrency_key
         # The W3C traceparent the lease carried: the trace the task was dispatched in ("" when none), for a
         # handler to continue it (as the parent of its own span) or to pass it on.
         self.trace_parent = trace_parent

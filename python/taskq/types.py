@@ -174,6 +174,8 @@ class TaskInfo:
     timeout: float | None
     retry_delay: float
     idempotency_key: str
+    # The concurrency key given at dispatch; "" when none was.
+    concurrency_key: str
     # Every attempt, oldest first (from status(); empty in lists and watches). Attempts given back
     # without counting are listed too, with the number the next attempt reuses.
     attempt_history: list[AttemptInfo]
@@ -441,6 +443,7 @@ def task_from_pb(t: task_pb2.Task) -> TaskInfo:
         timeout=seconds(t.timeout) if t.HasField("timeout") else None,
         retry_delay=seconds(t.retry_delay),
         idempotency_key=t.idempotency_key,
+        concurrency_key=t.concurrency_key,
         attempt_history=[attempt_from_pb(a) for a in t.attempt_history],
         waiting=_waiting(t),
         retry_of=t.retry_of,

@@ -117,7 +117,7 @@ def _task(**fields: object) -> taskq.TaskInfo:
         id="1", type="t", queue="default", status="pending", title="", display_title="", priority=0, priority_band="low",
         origin="user", initiator="", display_initiator="", node_id="", params={}, attempts=0, max_attempts=10, created_at=t0,
         started_at=None, finished_at=None, next_try_at=None, deadline=None, worker="", status_values={}, log=[], result=None,
-        error="", timeout=None, retry_delay=30.0, idempotency_key="", attempt_history=[], waiting=None,
+        error="", timeout=None, retry_delay=30.0, idempotency_key="", concurrency_key="", attempt_history=[], waiting=None,
     )  # fmt: skip
     base.update(fields)
     return taskq.TaskInfo(**base)  # type: ignore[arg-type]

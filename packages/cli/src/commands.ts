@@ -67,6 +67,7 @@ async function dispatch(args: string[], client: () => TaskClient): Promise<numbe
     "max-attempts": { type: "string" },
     "timeout-ms": { type: "string" },
     "idempotency-key": { type: "string" },
+    "concurrency-key": { type: "string" },
     watch: { type: "boolean" },
   });
   if (positionals.length !== 1) throw new UsageError("dispatch: expected one task type");
@@ -85,6 +86,7 @@ async function dispatch(args: string[], client: () => TaskClient): Promise<numbe
     maxAttempts: int("max-attempts", values["max-attempts"]),
     timeoutMs: int("timeout-ms", values["timeout-ms"]),
     idempotencyKey: values["idempotency-key"],
+    concurrencyKey: values["concurrency-key"],
   });
   if (values.json) out(json({ taskId: handle.id, created: handle.created }));
   else out(handle.created ? `task ${handle.id} queued` : `task ${handle.id} already exists (same idempotency key); nothing queued`);
@@ -118,6 +120,7 @@ async function status(args: string[], client: () => TaskClient): Promise<number>
     ["worker", task.worker || "-"],
   );
   if (task.nodeId) fields.push(["node", task.nodeId]);
+  if (task.concurrencyKey) fields.push(["concurrency key", task.concurrencyKey]);
   for (const [key, value] of Object.entries(task.statusValues)) fields.push([key, json(value)]);
   if (task.result !== undefined) fields.push(["result", json(task.result)]);
   if (task.error) fields.push(["error", task.error]);

@@ -14,7 +14,7 @@ const USAGE = `taskq: operate a taskq server (--url or TASKQ_URL, default http:/
        --token or TASKQ_TOKEN when the server has auth on; --ca FILE or TASKQ_CA to trust a TLS CA)
 
   taskq dispatch <type> [-p key=value]... [--params JSON] [--queue Q] [--title T] [--priority N]
-                 [--delay-ms N] [--max-attempts N] [--timeout-ms N] [--idempotency-key K] [--watch]
+                 [--delay-ms N] [--max-attempts N] [--timeout-ms N] [--idempotency-key K] [--concurrency-key K] [--watch]
   taskq status <id>                 one task: fields, why it waits, status values, log, result or
                                     error, every attempt
   taskq watch <id>                  the log live until the task ends; exit 1 unless it COMPLETED

@@ -71,6 +71,8 @@ export interface DispatchOptions {
   runAt?: Date;
   /** Dispatching the same key again returns the first task instead of queuing another. */
   idempotencyKey?: string;
+  /** Whose work this is within its queue, such as a tenant or customer id (at most 200 characters). */
+  concurrencyKey?: string;
 }
 
 export interface WatchOptions {
@@ -321,5 +323,6 @@ function dispatchRequest(item: DispatchItem) {
     delay: item.delayMs === undefined ? undefined : durationFromMs(item.delayMs),
     runAt: item.runAt ? timestampFromDate(item.runAt) : undefined,
     idempotencyKey: item.idempotencyKey,
+    concurrencyKey: item.concurrencyKey,
   });
 }

@@ -109,6 +109,8 @@ export interface TaskInfo {
   timeoutMs: number | null;
   retryDelayMs: number;
   idempotencyKey: string;
+  /** The concurrency key given at dispatch; "" when none was. */
+  concurrencyKey: string;
   /** Every attempt, oldest first (from status(); empty in lists and watches). */
   attemptHistory: AttemptInfo[];
   /** A pending task, from status() and listActive(): why it is not running yet; null otherwise. */
@@ -327,6 +329,7 @@ export function taskFromPb(t: Task): TaskInfo {
     timeoutMs: t.timeout ? durationMs(t.timeout) : null,
     retryDelayMs: t.retryDelay ? durationMs(t.retryDelay) : 0,
     idempotencyKey: t.idempotencyKey,
+    concurrencyKey: t.concurrencyKey,
     attemptHistory: t.attemptHistory.map(attemptFromPb),
     waiting: WAIT_REASON_NAME[t.waitReason] ? { reason: WAIT_REASON_NAME[t.waitReason]!, detail: t.waitDetail } : null,
     retryOf: t.retryOf,

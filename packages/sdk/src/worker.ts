@@ -41,6 +41,8 @@ export interface TaskContext {
   readonly maxAttempts: number;
   /** The key given at dispatch; with `attempt`, what a handler needs to avoid repeating side effects. */
   readonly idempotencyKey: string;
+  /** The concurrency key given at dispatch: whose work this is ("" when none). */
+  readonly concurrencyKey: string;
   /**
    * The W3C traceparent the lease carried: the trace the task was dispatched in ("" when none). For
    * handlers that pass it on by hand; with OpenTelemetry set up, the handler's own span is active anyway.
@@ -310,6 +312,7 @@ export class Worker {
       attempt: lease.attempt,
       maxAttempts: lease.maxAttempts,
       idempotencyKey: lease.idempotencyKey,
+      concurrencyKey: lease.concurrencyKey,
       traceParent: lease.traceParent,
       traceState: lease.traceState,
       signal: abort.signal,
@@ -377,6 +380,7 @@ export class Worker {
       attempt: 1,
       maxAttempts: 1,
       idempotencyKey: "",
+      concurrencyKey: "",
       traceParent: "",
       traceState: "",
       signal: opts.signal ?? new AbortController().signal,

@@ -75,9 +75,10 @@ class LogEntry(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ["attempt_history", "attempts", "created_at", "deadline", "display_initiator", "display_title", "error", "finished_at", "id", "idempotency_key", "initiator", "log", "max_attempts", "next_try_at", "node_id", "origin", "params", "priority", "priority_band", "queue", "result", "retried_as", "retry_backoff", "retry_delay", "retry_of", "started_at", "status", "status_values", "timeout", "title", "type", "wait_detail", "wait_reason", "worker"]
+    __slots__ = ["attempt_history", "attempts", "concurrency_key", "created_at", "deadline", "display_initiator", "display_title", "error", "finished_at", "id", "idempotency_key", "initiator", "log", "max_attempts", "next_try_at", "node_id", "origin", "params", "priority", "priority_band", "queue", "result", "retried_as", "retry_backoff", "retry_delay", "retry_of", "started_at", "status", "status_values", "timeout", "title", "type", "wait_detail", "wait_reason", "worker"]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_HISTORY_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_INITIATOR_FIELD_NUMBER: _ClassVar[int]
@@ -112,6 +113,7 @@ class Task(_message.Message):
     WORKER_FIELD_NUMBER: _ClassVar[int]
     attempt_history: _containers.RepeatedCompositeFieldContainer[Attempt]
     attempts: int
+    concurrency_key: str
     created_at: _timestamp_pb2.Timestamp
     deadline: _timestamp_pb2.Timestamp
     display_initiator: str
@@ -144,7 +146,7 @@ class Task(_message.Message):
     wait_detail: str
     wait_reason: WaitReason
     worker: str
-    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., title: _Optional[str] = ..., priority: _Optional[int] = ..., priority_band: _Optional[_Union[PriorityBand, str]] = ..., origin: _Optional[_Union[Origin, str]] = ..., initiator: _Optional[str] = ..., node_id: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., next_try_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., worker: _Optional[str] = ..., status_values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., log: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[RetryBackoff, str]] = ..., idempotency_key: _Optional[str] = ..., display_title: _Optional[str] = ..., display_initiator: _Optional[str] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., attempt_history: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., wait_reason: _Optional[_Union[WaitReason, str]] = ..., wait_detail: _Optional[str] = ..., retry_of: _Optional[str] = ..., retried_as: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., title: _Optional[str] = ..., priority: _Optional[int] = ..., priority_band: _Optional[_Union[PriorityBand, str]] = ..., origin: _Optional[_Union[Origin, str]] = ..., initiator: _Optional[str] = ..., node_id: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., next_try_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., worker: _Optional[str] = ..., status_values: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., log: _Optional[_Iterable[_Union[LogEntry, _Mapping]]] = ..., result: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., error: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[RetryBackoff, str]] = ..., idempotency_key: _Optional[str] = ..., display_title: _Optional[str] = ..., display_initiator: _Optional[str] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., attempt_history: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., wait_reason: _Optional[_Union[WaitReason, str]] = ..., wait_detail: _Optional[str] = ..., retry_of: _Optional[str] = ..., retried_as: _Optional[str] = ..., concurrency_key: _Optional[str] = ...) -> None: ...
 
 class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

@@ -94,7 +94,8 @@ class DispatchBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[DispatchResponse, _Mapping]]] = ...) -> None: ...
 
 class DispatchRequest(_message.Message):
-    __slots__ = ["delay", "idempotency_key", "initiator", "max_attempts", "node_id", "origin", "params", "priority", "queue", "retry_backoff", "retry_delay", "run_at", "timeout", "title", "type"]
+    __slots__ = ["concurrency_key", "delay", "idempotency_key", "initiator", "max_attempts", "node_id", "origin", "params", "priority", "queue", "retry_backoff", "retry_delay", "run_at", "timeout", "title", "type"]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     DELAY_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     INITIATOR_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +111,7 @@ class DispatchRequest(_message.Message):
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    concurrency_key: str
     delay: _duration_pb2.Duration
     idempotency_key: str
     initiator: str
@@ -125,7 +127,7 @@ class DispatchRequest(_message.Message):
     timeout: _duration_pb2.Duration
     title: str
     type: str
-    def __init__(self, type: _Optional[str] = ..., queue: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., title: _Optional[str] = ..., priority: _Optional[int] = ..., origin: _Optional[_Union[_task_pb2.Origin, str]] = ..., initiator: _Optional[str] = ..., node_id: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[_task_pb2.RetryBackoff, str]] = ..., delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., run_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    def __init__(self, type: _Optional[str] = ..., queue: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., title: _Optional[str] = ..., priority: _Optional[int] = ..., origin: _Optional[_Union[_task_pb2.Origin, str]] = ..., initiator: _Optional[str] = ..., node_id: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_backoff: _Optional[_Union[_task_pb2.RetryBackoff, str]] = ..., delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., run_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., concurrency_key: _Optional[str] = ...) -> None: ...
 
 class DispatchResponse(_message.Message):
     __slots__ = ["created", "task_id"]

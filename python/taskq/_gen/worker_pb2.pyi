@@ -126,8 +126,9 @@ class Hello(_message.Message):
     def __init__(self, worker_name: _Optional[str] = ..., task_types: _Optional[_Iterable[_Union[TaskType, _Mapping]]] = ..., queues: _Optional[_Iterable[str]] = ..., concurrency: _Optional[int] = ..., accepts_batches: bool = ...) -> None: ...
 
 class Lease(_message.Message):
-    __slots__ = ["attempt", "created_at", "idempotency_key", "lease_token", "max_attempts", "params", "queue", "task_id", "timeout", "title", "trace_parent", "trace_state", "type"]
+    __slots__ = ["attempt", "concurrency_key", "created_at", "idempotency_key", "lease_token", "max_attempts", "params", "queue", "task_id", "timeout", "title", "trace_parent", "trace_state", "type"]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     LEASE_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +142,7 @@ class Lease(_message.Message):
     TRACE_STATE_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     attempt: int
+    concurrency_key: str
     created_at: _timestamp_pb2.Timestamp
     idempotency_key: str
     lease_token: str
@@ -153,7 +155,7 @@ class Lease(_message.Message):
     trace_parent: str
     trace_state: str
     type: str
-    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., title: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., trace_parent: _Optional[str] = ..., trace_state: _Optional[str] = ...) -> None: ...
+    def __init__(self, task_id: _Optional[str] = ..., lease_token: _Optional[str] = ..., type: _Optional[str] = ..., queue: _Optional[str] = ..., params: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., title: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., created_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., trace_parent: _Optional[str] = ..., trace_state: _Optional[str] = ..., concurrency_key: _Optional[str] = ...) -> None: ...
 
 class LogStep(_message.Message):
     __slots__ = ["lease_token", "message", "task_id"]

@@ -40,7 +40,7 @@ export class DispatchMerger {
 
   /** Sends `request` as a Dispatch, or with others as part of a DispatchBatch; `paramsJsonLength` sizes it. */
   dispatch(request: DispatchRequest, paramsJsonLength: number): Promise<{ taskId: string; created: boolean }> {
-    const bytes = bytesBound(paramsJsonLength, request.type.length + request.title.length + request.idempotencyKey.length);
+    const bytes = bytesBound(paramsJsonLength, request.type.length + request.title.length + request.idempotencyKey.length + request.concurrencyKey.length);
     const traced = trace.getActiveSpan();
     if (bytes > BATCH_BYTES || (traced && isSpanContextValid(traced.spanContext()))) return this.rpc.dispatch(request);
     return new Promise((resolve, reject) => {

@@ -100,6 +100,8 @@ export interface DispatchInput {
   /** Eligible this long after dispatch, by the engine's clock; ignored when runAt is set. */
   delayMs?: number;
   idempotencyKey?: string;
+  /** Whose work this is within its queue (DispatchRequest.concurrency_key). */
+  concurrencyKey?: string;
   /** The trace context to store with the task (the dispatch span's); absent outside any trace. */
   trace?: TraceContext | null;
 }
@@ -341,6 +343,7 @@ export class Engine {
       retryBackoff: input.retryBackoff ?? "fixed",
       runAt: input.runAt ?? (input.delayMs ? new Date(this.clock.now().getTime() + input.delayMs) : null),
       idempotencyKey: input.idempotencyKey || null,
+      concurrencyKey: input.concurrencyKey || null,
       trace: input.trace ?? null,
     };
   }

@@ -34,6 +34,8 @@ export interface NewTask {
   /** When the task becomes eligible; null means now. */
   runAt: Date | null;
   idempotencyKey: string | null;
+  /** The concurrency key given at dispatch; null when none was. */
+  concurrencyKey: string | null;
   /** The trace context of the dispatch; absent or null outside any trace. */
   trace?: TraceContext | null;
 }
@@ -72,6 +74,8 @@ export interface TaskRecord {
   initiator: string;
   nodeId: string;
   idempotencyKey: string | null;
+  /** The concurrency key given at dispatch; null when none was. */
+  concurrencyKey: string | null;
   attempts: number;
   maxAttempts: number;
   retryDelayMs: number;
@@ -170,6 +174,7 @@ export interface LeasedTask {
   deadlineAt: Date;
   title: string;
   idempotencyKey: string | null;
+  concurrencyKey: string | null;
   /** When the task was created, in epoch milliseconds. */
   createdAtMs: number;
   /** When the task became due (its run_at, or the end of its retry delay), in epoch milliseconds. */

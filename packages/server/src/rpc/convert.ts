@@ -154,6 +154,7 @@ export function taskToPb(t: TaskRecord, opts: TaskToPbOptions): Task {
     waitDetail: t.waiting?.detail ?? "",
     retryOf: t.retryOf ?? "",
     retriedAs: t.retriedAs ?? "",
+    concurrencyKey: t.concurrencyKey ?? "",
   });
 }
 

@@ -23,7 +23,7 @@ import type { LeasedTask } from "../engine/index.js";
 export const SERVER_MESSAGE_FIELD = { lease: 2, cancel: 3, finishAck: 4, finishRejected: 5, updateRejected: 6, batch: 7, heartbeatAck: 8 } as const;
 
 /** The Lease fields written here, in field-number order (a test checks them against the descriptor). */
-export const LEASE_FIELDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
+export const LEASE_FIELDS = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
 /** The FinishAck fields written here. */
 export const FINISH_ACK_FIELDS = [1, 2, 3, 4];
 
@@ -45,6 +45,7 @@ export function leaseBytes(t: LeasedTask): EncodedField {
   writeSecondsAndNanos(w, 11, t.createdAtMs);
   writeString(w, 12, t.trace?.parent ?? "");
   writeString(w, 13, t.trace?.state ?? "");
+  writeString(w, 14, t.concurrencyKey ?? "");
   return { field: SERVER_MESSAGE_FIELD.lease, data: w.join().finish() };
 }
 

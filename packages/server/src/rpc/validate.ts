@@ -199,6 +199,7 @@ export function dispatchRequest(r: DispatchRequest, prefix: string, trace: Trace
     runAt: timestamp(f("run_at"), r.runAt),
     delayMs,
     idempotencyKey: text(f("idempotency_key"), r.idempotencyKey, LIMITS.nameLength) || undefined,
+    concurrencyKey: text(f("concurrency_key"), r.concurrencyKey, LIMITS.nameLength) || undefined,
     trace,
   };
 }

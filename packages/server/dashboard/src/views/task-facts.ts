@@ -36,6 +36,7 @@ export function factsList(t: TaskInfo): HTMLElement {
     ...fact("Worker", t.worker || "—"),
     ...fact("Type", t.type),
     ...fact("Queue", t.queue),
+    ...(t.concurrencyKey ? fact("Concurrency key", t.concurrencyKey, "concurrency-key") : []),
     ...fact("Created", when(t.createdAt)),
     ...fact("Started", when(t.startedAt)),
     ...fact("Finished", when(t.finishedAt)),

@@ -21,12 +21,13 @@ export function archiveCtes(source: string, nowParam: string): string {
     archived as (
       insert into taskq.history (id, type, queue, status, priority, params, title, origin, initiator, node_id,
         idempotency_key, attempts, max_attempts, retry_delay_ms, retry_backoff, timeout_ms, created_at,
-        started_at, finished_at, worker, status_values, log_seq, result, error, status_changes, ended_by, retry_of)
+        started_at, finished_at, worker, status_values, log_seq, result, error, status_changes, ended_by, retry_of,
+        concurrency_key)
       select id, type, queue, final_status, priority, params, title, origin, initiator, node_id,
         idempotency_key, attempts, max_attempts, retry_delay_ms, retry_backoff, timeout_ms, created_at,
         started_at, ${nowParam}, worker, status_values, log_seq,
         case when final_status = 'completed' then final_result end,
-        final_error, status_changes, ended_by, retry_of
+        final_error, status_changes, ended_by, retry_of, concurrency_key
       from archived_rows
       returning id
     )`;

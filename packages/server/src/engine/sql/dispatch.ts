@@ -8,7 +8,7 @@ import type { Db } from "./db.js";
  * already existed come back with created = false and no id: look them up with idempotencyKeyFind,
  * which runs in a new snapshot and so sees keys committed by a concurrent statement this one waited on.
  * The statement-level insert trigger wakes every replica's lease dispatcher. A task's trace context,
- * when it has one, is stored with it (two nulls when it has none).
+ * when it has one, is stored with it (two nulls when it has none), and so is its concurrency key.
  */
 export async function taskInsertMany(db: Db, tasks: NewTask[], now: Date): Promise<(DispatchResult | null)[]> {
   const col = <K extends keyof NewTask>(k: K) => tasks.map((t) => t[k]);
@@ -19,10 +19,10 @@ export async function taskInsertMany(db: Db, tasks: NewTask[], now: Date): Promi
         select i.*, nextval('taskq.task_id_seq') as new_id
         from unnest($1::text[], $2::text[], $3::jsonb[], $4::text[], $5::int4[], $6::text[], $7::text[],
                     $8::text[], $9::int8[], $10::int4[], $11::int8[], $12::text[], $13::timestamptz[], $14::text[],
-                    $16::text[], $17::text[])
+                    $16::text[], $17::text[], $18::text[])
           with ordinality as i(type, queue, params, title, priority, origin, initiator, node_id, timeout_ms,
                                max_attempts, retry_delay_ms, retry_backoff, run_at, idempotency_key,
-                               trace_parent, trace_state, ord)
+                               trace_parent, trace_state, concurrency_key, ord)
       ),
       keyed as (
         insert into taskq.idempotency_keys (key, task_id, created_at)
@@ -33,10 +33,10 @@ export async function taskInsertMany(db: Db, tasks: NewTask[], now: Date): Promi
       inserted as (
         insert into taskq.tasks (id, type, queue, status, params, title, priority, origin, initiator, node_id,
                                  timeout_ms, max_attempts, retry_delay_ms, retry_backoff, idempotency_key,
-                                 created_at, next_try_at, trace_parent, trace_state)
+                                 created_at, next_try_at, trace_parent, trace_state, concurrency_key)
         select i.new_id, i.type, i.queue, 'pending', i.params, i.title, i.priority, i.origin, i.initiator, i.node_id,
                i.timeout_ms, i.max_attempts, i.retry_delay_ms, i.retry_backoff, i.idempotency_key,
-               $15, coalesce(i.run_at, $15), i.trace_parent, i.trace_state
+               $15, coalesce(i.run_at, $15), i.trace_parent, i.trace_state, i.concurrency_key
         from input i
         where i.idempotency_key is null or i.idempotency_key in (select key from keyed)
         returning id
@@ -63,6 +63,7 @@ export async function taskInsertMany(db: Db, tasks: NewTask[], now: Date): Promi
       now,
       tasks.map((t) => t.trace?.parent ?? null),
       tasks.map((t) => t.trace?.state ?? null),
+      col("concurrencyKey"),
     ],
   });
   return rows.map((r) => (r.created ? { id: r.id, created: true } : null));

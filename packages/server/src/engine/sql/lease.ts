@@ -122,7 +122,7 @@ export async function taskLeaseAvailable(
         returning t.id::text, t.lease_token::text, t.session_id::text, t.type, t.queue, t.params::text as params_json, t.attempts,
                   t.max_attempts, l.effective_timeout_ms::float8 as timeout_ms, ${epochMsSql("t.deadline_at")} as deadline_ms, t.title,
                   t.idempotency_key, ${epochMsSql("t.created_at")} as created_ms, t.priority, ${epochMsSql("t.next_try_at")} as due_ms,
-                  t.trace_parent, t.trace_state
+                  t.trace_parent, t.trace_state, t.concurrency_key
       )
       select u.*, ${tasksChangedNotifySql("updated")} as notified
       from updated u`,
@@ -162,6 +162,7 @@ interface LeasedRow {
   deadline_ms: number;
   title: string;
   idempotency_key: string | null;
+  concurrency_key: string | null;
   created_ms: number;
   priority: number;
   due_ms: number;
@@ -183,6 +184,7 @@ const leasedFromRow = (r: LeasedRow): LeasedTask => ({
   deadlineAt: new Date(r.deadline_ms),
   title: r.title,
   idempotencyKey: r.idempotency_key,
+  concurrencyKey: r.concurrency_key,
   createdAtMs: r.created_ms,
   dueAtMs: r.due_ms,
   trace: r.trace_parent === null ? null : { parent: r.trace_parent, state: r.trace_state },

@@ -3,7 +3,7 @@
  * (Not the retry of an attempt, which sends a running task back to the queue: that rule is in retry.ts.)
  *
  * A retry is a fresh task: the original's type, queue, params, title, priority, origin, initiator, node,
- * timeout, attempt limit and retry settings, no idempotency key, a new id, pending and due now. The
+ * timeout, attempt limit, retry settings and concurrency key, no idempotency key, a new id, pending and due now. The
  * statement that inserts it also sets the original's `retried_as` and `retry_of` on the retry, under a
  * lock on the original's history row, so a task is retried at most once however many ask at the same time.
  */
@@ -31,9 +31,11 @@ function retryCtes(pick: string, p: { queues: string; now: string }): string {
     ),
     retries as (
       insert into taskq.tasks (id, type, queue, status, params, title, priority, origin, initiator, node_id,
-                               timeout_ms, max_attempts, retry_delay_ms, retry_backoff, created_at, next_try_at, retry_of)
+                               timeout_ms, max_attempts, retry_delay_ms, retry_backoff, created_at, next_try_at, retry_of,
+                               concurrency_key)
       select nextval('taskq.task_id_seq'), e.type, e.queue, 'pending', e.params, e.title, e.priority, e.origin, e.initiator,
-             e.node_id, e.timeout_ms, e.max_attempts, e.retry_delay_ms, e.retry_backoff, ${p.now}, ${p.now}, e.id
+             e.node_id, e.timeout_ms, e.max_attempts, e.retry_delay_ms, e.retry_backoff, ${p.now}, ${p.now}, e.id,
+             e.concurrency_key
       from eligible e order by e.id
       returning id, retry_of
     ),

@@ -5,7 +5,7 @@ import type { EndedBy, JsonObject, JsonValue, LogEntry, StatusChange, TaskRecord
 const TASK_COLUMNS = `id::text, type, queue, status, priority, params, title, origin, initiator, node_id,
   idempotency_key, attempts, max_attempts, retry_delay_ms::float8 as retry_delay_ms, retry_backoff,
   timeout_ms::float8 as timeout_ms, created_at, started_at, worker, status_values, log_seq::float8 as log_seq, error,
-  status_changes, retry_of::text`;
+  status_changes, retry_of::text, concurrency_key`;
 
 /** A TaskRow from taskq.tasks. */
 export const ACTIVE_COLUMNS = `${TASK_COLUMNS}, next_try_at, deadline_at, null::timestamptz as finished_at, null::jsonb as result, '' as ended_by,
@@ -27,6 +27,7 @@ export interface TaskRow {
   initiator: string;
   node_id: string;
   idempotency_key: string | null;
+  concurrency_key: string | null;
   attempts: number;
   max_attempts: number;
   retry_delay_ms: number;
@@ -64,6 +65,7 @@ export function taskFromRow(r: TaskRow): TaskRecord {
     initiator: r.initiator,
     nodeId: r.node_id,
     idempotencyKey: r.idempotency_key,
+    concurrencyKey: r.concurrency_key,
     attempts: r.attempts,
     maxAttempts: r.max_attempts,
     retryDelayMs: r.retry_delay_ms,

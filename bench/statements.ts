@@ -14,7 +14,8 @@ import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { migrate } from "../packages/server/src/engine/migrate.js";
 import { taskInsertMany } from "../packages/server/src/engine/sql/dispatch.js";
-import { taskFinishMany, taskLeaseAvailable } from "../packages/server/src/engine/sql/lease.js";
+import { taskLeaseAvailable } from "../packages/server/src/engine/sql/claim.js";
+import { taskFinishMany } from "../packages/server/src/engine/sql/lease.js";
 import { sessionUpsert } from "../packages/server/src/engine/sql/sessions.js";
 import type { NewTask } from "../packages/server/src/engine/types.js";
 import { cpuMs } from "./lib.js";
@@ -48,10 +49,15 @@ try {
   const insert = inserter.cpu() - insertBefore;
   await pool.query("analyze taskq.tasks");
 
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, global: null } };
+  const opts = {
+    timeouts: { types: {}, queues: {}, defaultMs: 60_000 },
+    limits: { queues: {}, perKey: {}, global: null },
+    shares: { weights: {}, urgentPriority: {} },
+    cursors: {},
+  };
   const [claimBefore, finishBefore] = [claimer.cpu(), finisher.cpu()];
   for (let done = 0; done < TASKS; ) {
-    const leased = await taskLeaseAvailable(claimer.client, [{ types: ["bench.noop"], queues: null, slots: Array(300).fill(session) }], opts, new Date());
+    const { leases: leased } = await taskLeaseAvailable(claimer.client, [{ types: ["bench.noop"], queues: null, slots: Array(300).fill(session) }], opts, new Date());
     if (leased.length === 0) throw new Error("the claim found nothing");
     for (let i = 0; i < leased.length; i += 100) {
       const finishes = leased.slice(i, i + 100).map((l) => ({ id: l.id, leaseToken: l.leaseToken, outcome: { kind: "success" as const, result: null } }));

@@ -149,3 +149,32 @@ test("no auth is refused beyond loopback unless forced; TLS needs a certificate 
   assert.match(problemsOf({ TASKQ_TLS_CLIENT_CA: pem }).join(), /TASKQ_TLS_CLIENT_CA: needs TASKQ_TLS_CERT/);
   assert.ok(loadConfig({ TASKQ_TLS_CERT: pem, TASKQ_TLS_KEY: pem }).tls);
 });
+
+test("keys' settings of a queue: max_running_per_key, key_weights and urgent_priority, every problem named", async () => {
+  const config = loadConfig({
+    TASKQ_CONFIG: await file("keys.json", {
+      queues: { tenants: { max_workers: 8, max_running_per_key: 2, key_weights: { "acme-co": 3, "tiny:1": 1 }, urgent_priority: 100 } },
+    }),
+  });
+  assert.deepEqual(config.queues.tenants, { maxWorkers: 8, maxRunningPerKey: 2, keyWeights: { "acme-co": 3, "tiny:1": 1 }, urgentPriority: 100 });
+  const problems = problemsOf({
+    TASKQ_CONFIG: await file("bad-keys.json", {
+      queues: {
+        a: { max_running_per_key: 0, key_weights: { ok: 2, zero: 0, "": 1, [`${"k".repeat(201)}`]: 1 }, urgent_priority: 0 },
+        b: { max_running_per_key: "2", key_weights: ["acme"], urgent_priority: 2 ** 31 },
+      },
+    }),
+  });
+  const expected = [
+    /queues\.a\.max_running_per_key must be an integer ≥ 1/,
+    /queues\.a\.key_weights\.zero must be an integer from 1 to 1000/,
+    /queues\.a\.key_weights: "" is not a concurrency key/,
+    /queues\.a\.key_weights: "k{40}" is not a concurrency key \(1 to 200 characters, no NUL\)/,
+    /queues\.a\.urgent_priority must be an integer priority from 1 to 2147483647/,
+    /queues\.b\.max_running_per_key must be an integer ≥ 1/,
+    /queues\.b\.key_weights must be an object of concurrency key → weight/,
+    /queues\.b\.urgent_priority must be an integer priority/,
+  ];
+  for (const pattern of expected) assert.ok(problems.some((p) => pattern.test(p)), `missing ${pattern}: ${problems.join(" | ")}`);
+  assert.equal(problems.length, expected.length, problems.join(" | "));
+});

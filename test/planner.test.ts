@@ -8,7 +8,8 @@ import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
 import type pg from "pg";
 import { taskInsertMany } from "../packages/server/src/engine/sql/dispatch.js";
-import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../packages/server/src/engine/sql/lease.js";
+import { taskLeaseAvailable } from "../packages/server/src/engine/sql/claim.js";
+import { taskFinishMany, taskLeaseRelease } from "../packages/server/src/engine/sql/lease.js";
 import { taskDeadlineExpire, taskLeaseFindOrphaned } from "../packages/server/src/engine/sql/recovery.js";
 import { sessionList, sessionUpsert } from "../packages/server/src/engine/sql/sessions.js";
 import type { Db } from "../packages/server/src/engine/sql/db.js";
@@ -36,7 +37,7 @@ test("a burst of dispatches gets the task table analyzed, without waiting for au
   // claim index in order and stops at the slots it fills.
   const session = randomUUID();
   await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["burst"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, global: null } };
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
   const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["burst"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
   const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
   assert.ok(read.length > 0);
@@ -95,8 +96,8 @@ test("finishing and releasing leases look each task up by primary key while the 
   await taskInsertMany(h.pool, Array.from({ length: 3_000 }, () => ({ ...task })), new Date());
   await h.pool.query("alter table taskq.tasks set (autovacuum_enabled = false)");
   await h.pool.query("analyze taskq.tasks"); // every task pending, as far as the planner will know
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, global: null } };
-  const leased = await taskLeaseAvailable(h.pool, [{ types: ["stale"], queues: null, slots: Array(3_000).fill(session) }], opts, new Date());
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
+  const { leases: leased } = await taskLeaseAvailable(h.pool, [{ types: ["stale"], queues: null, slots: Array(3_000).fill(session) }], opts, new Date());
   assert.equal(leased.length, 3_000);
   const some = leased.slice(0, 500).map((l) => ({ id: l.id, leaseToken: l.leaseToken }));
 
@@ -118,12 +119,42 @@ test("a claim never walks another type's backlog, however urgent", async () => {
   for (let i = 0; i < 4; i++) await taskInsertMany(h.pool, Array.from({ length: 5_000 }, () => ({ ...task })), new Date());
   await taskInsertMany(h.pool, Array.from({ length: 5 }, () => ({ ...task, type: "mine", priority: 0 })), new Date());
   await h.pool.query("analyze taskq.tasks");
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, global: null } };
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
   const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["mine"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
   const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
   assert.ok(read.length > 0);
   assert.ok(Math.max(...read) <= 10, `rows of taskq.tasks read per scan: ${read.join(", ")}`);
-  assert.equal((await claim(h.pool)).length, 5);
+  assert.equal((await claim(h.pool)).leases.length, 5);
+});
+
+test("a claim reads a key's backlog only as far as its turn, and none of a key at its limit", async () => {
+  const session = randomUUID();
+  await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["fair"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
+  const task = { type: "fair", queue: "default", params: {}, title: "", priority: 0, origin: "user", initiator: "", nodeId: "", timeoutMs: null, maxAttempts: 3, retryDelayMs: 1000, retryBackoff: "fixed", runAt: null, idempotencyKey: null, concurrencyKey: "hot" } as const;
+  await taskInsertMany(h.pool, Array.from({ length: 20_000 }, () => ({ ...task })), new Date());
+  const small = Array.from({ length: 9 }, (_, i) => `small-${i}`);
+  await taskInsertMany(h.pool, small.map((key) => ({ ...task, concurrencyKey: key })), new Date());
+  await h.pool.query("analyze taskq.tasks");
+  const opts = (perKey: Record<string, number>) => ({
+    timeouts: { types: {}, queues: {}, defaultMs: 60_000 },
+    limits: { queues: {}, perKey, global: null },
+    shares: { weights: {}, urgentPriority: {} },
+    cursors: {},
+  });
+  const claim = (perKey: Record<string, number>) => (db: Db) =>
+    taskLeaseAvailable(db, [{ types: ["fair"], queues: null, slots: Array(10).fill(session) }], opts(perKey), new Date());
+  const planFair = await planOf(claim({}), { analyze: true });
+  if (process.env.SHOW_PLAN) (await import("node:fs")).writeFileSync(process.env.SHOW_PLAN, planFair);
+  const readFair = taskScans(planFair, rowsRead);
+  assert.ok(Math.max(...readFair) <= 20, `rows of taskq.tasks read per scan: ${readFair.join(", ")}`);
+  const { leases } = await claim({})(h.pool);
+  assert.deepEqual(leases.map((l) => l.concurrencyKey).sort(), ["hot", ...small].sort(), "one turn each");
+
+  // The hot key now runs one task, its limit: the claim reads none of its backlog.
+  const readLimited = taskScans(await planOf(claim({ default: 1 }), { analyze: true }), rowsRead);
+  assert.ok(Math.max(...readLimited) <= 20, `rows of taskq.tasks read per scan: ${readLimited.join(", ")}`);
+  assert.equal((await claim({ default: 1 })(h.pool)).leases.length, 0);
+  await h.pool.query("delete from taskq.tasks where type = 'fair'");
 });
 
 test("the deadline sweep, the orphan sweep and the worker list read the running tasks only, whatever the backlog", async () => {

@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { DEFAULT_TIMEOUT_MS } from "../packages/server/src/engine/index.js";
 import { LOST_WORKER_ERROR } from "../packages/server/src/engine/reaper.js";
-import { taskFinishMany, taskLeaseAvailable, taskLeaseRelease } from "../packages/server/src/engine/sql/lease.js";
+import { taskLeaseAvailable } from "../packages/server/src/engine/sql/claim.js";
+import { taskFinishMany, taskLeaseRelease } from "../packages/server/src/engine/sql/lease.js";
 import { taskLeaseFindOrphaned } from "../packages/server/src/engine/sql/recovery.js";
 import { sessionUpsert } from "../packages/server/src/engine/sql/sessions.js";
 import { Harness, waitFor } from "./helpers.js";
@@ -103,10 +104,10 @@ describe("recovery against finishes, in SQL", () => {
         connectedAt: new Date(),
       });
       const ids = (await engine.dispatch(Array.from({ length: 40 }, () => ({ type: `race${round}`, maxAttempts: 3 })))).map((r) => r.id);
-      const leases = await taskLeaseAvailable(
+      const { leases } = await taskLeaseAvailable(
         h.pool,
         [{ types: [`race${round}`], queues: null, slots: ids.map(() => sessionId) }],
-        { timeouts: { types: {}, queues: {}, defaultMs: DEFAULT_TIMEOUT_MS }, limits: { queues: {}, global: null } },
+        { timeouts: { types: {}, queues: {}, defaultMs: DEFAULT_TIMEOUT_MS }, limits: { queues: {}, perKey: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} },
         new Date(),
       );
       assert.equal(leases.length, 40);

@@ -257,7 +257,7 @@ function readConfigFile(file: string, problems: string[]): ConfigFile {
   out.globalMaxWorkers = topLevel.globalMaxWorkers ?? null;
   out.historyRetentionDays = topLevel.historyRetentionDays ?? null;
   for (const [name, settings] of section(file, top, "queues", problems)) {
-    out.queues[name] = integers(file, `queues.${name}`, settings, QUEUE_SETTINGS, problems);
+    out.queues[name] = queueFromFile(file, name, settings, problems);
   }
   for (const [name, settings] of section(file, top, "task_types", problems)) {
     out.taskTypes[name] = integers(file, `task_types.${name}`, settings, TASK_TYPE_SETTINGS, problems);
@@ -362,10 +362,43 @@ function scheduleFromFile(
 
 const QUEUE_SETTINGS = [
   ["max_workers", "maxWorkers", 1],
+  ["max_running_per_key", "maxRunningPerKey", 1],
   ["timeout_ms", "timeoutMs", 1],
   ["retry_delay_ms", "retryDelayMs", 0],
   ["max_attempts", "maxAttempts", 1],
 ] as const;
+
+/** The most characters of a concurrency key, as Dispatch takes it. */
+const KEY_LENGTH = 200;
+
+/** One queue of the file: its integer settings, how its keys share it (key_weights, urgent_priority). */
+function queueFromFile(file: string, name: string, raw: Record<string, unknown>, problems: string[]): QueueSettings {
+  const at = `${file}: queues.${name}`;
+  const { key_weights: weights, urgent_priority: urgent, ...rest } = raw;
+  const out: QueueSettings = integers(file, `queues.${name}`, rest, QUEUE_SETTINGS, problems);
+  if (urgent !== undefined) {
+    if (typeof urgent !== "number" || !Number.isInteger(urgent) || urgent < 1 || urgent > 2 ** 31 - 1) {
+      problems.push(`${at}.urgent_priority must be an integer priority from 1 to 2147483647`);
+    } else out.urgentPriority = urgent;
+  }
+  if (weights !== undefined) {
+    if (typeof weights !== "object" || weights === null || Array.isArray(weights)) {
+      problems.push(`${at}.key_weights must be an object of concurrency key → weight`);
+    } else {
+      const before = problems.length;
+      for (const [key, weight] of Object.entries(weights)) {
+        if (key === "" || key.length > KEY_LENGTH || key.includes("\0")) {
+          problems.push(`${at}.key_weights: "${key.slice(0, 40)}" is not a concurrency key (1 to ${KEY_LENGTH} characters, no NUL)`);
+        }
+        if (typeof weight !== "number" || !Number.isInteger(weight) || weight < 1 || weight > 1_000) {
+          problems.push(`${at}.key_weights.${key.slice(0, 40)} must be an integer from 1 to 1000`);
+        }
+      }
+      if (problems.length === before) out.keyWeights = weights as Record<string, number>;
+    }
+  }
+  return out;
+}
 
 const TASK_TYPE_SETTINGS = [["timeout_ms", "timeoutMs", 1]] as const;
 

@@ -16,6 +16,12 @@
  * Once a locked claim leaves credits unfilled with no such news meanwhile, the limited queues have
  * nothing claimable, and claims skip them (and the locks) until news comes.
  *
+ * Keys: a queue with max_running_per_key takes the limit lock like one with max_workers. The claim
+ * gives the (queue, key) pairs with due work turns (sql/claim.ts); the dispatcher keeps, per type, where
+ * the last claim's turns stopped, so the next one goes on from there and every key's turn comes round.
+ * A claim that stopped walking the keys at its bound and leased nothing is followed by another, a few
+ * times at most, before the dispatcher waits for news.
+ *
  * Credits are taken at delivery. A lease whose session left while the claim was in flight, or whose
  * session's leases lapsed meanwhile (this replica stalled), goes back to the queue with its attempt
  * uncounted: it never reached a worker.
@@ -23,12 +29,14 @@
 import type pg from "pg";
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
-import { taskLeaseAvailable, taskLeaseRelease, taskNextDueAt } from "./sql/lease.js";
+import { taskLeaseAvailable } from "./sql/claim.js";
+import { taskLeaseRelease, taskNextDueAt } from "./sql/lease.js";
 import { queueLimitLocksTake } from "./sql/queues.js";
 import { withTransaction } from "./sql/db.js";
 import { retryWhileUnreachable } from "./errors.js";
 import type { Meter } from "./meter.js";
-import type { LeasedTask, LeaseGroup, LeaseTimeouts, QueueLimits, WakeOnFree } from "./types.js";
+import { limitedQueues } from "./settings.js";
+import type { Claimed, KeyCursors, KeyShares, LeasedTask, LeaseGroup, LeaseTimeouts, QueueLimits, WakeOnFree } from "./types.js";
 
 export interface SessionSlot {
   readonly id: string;
@@ -45,6 +53,8 @@ export interface SessionSlot {
 const RETRY_AFTER_ERROR_MS = 1_000;
 /** The most leases one claim hands to one group; the claim loop runs again for the rest. */
 const MAX_LEASES_PER_GROUP = 500;
+/** Claims in a row that may run on without leasing anything, each walking further round the keys (see Claimed.capped). */
+const MAX_EMPTY_WALKS = 8;
 
 export class LeaseDispatcher {
   private readonly slots = new Map<string, SessionSlot>();
@@ -64,12 +74,23 @@ export class LeaseDispatcher {
   private limitedNews = 1;
   /** The news a locked claim had seen when it found nothing more to claim in limited queues. */
   private limitedSettledAt = 0;
+  /** Where each type's next walk over keys starts: round-robin across this replica's claims. */
+  private cursors: KeyCursors = {};
+  /** Claims in a row that leased nothing but stopped their walk over keys at its bound. */
+  private emptyWalks = 0;
 
   constructor(
     private readonly db: pg.Pool,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly opts: { pollIntervalMs: number; timeouts: LeaseTimeouts; limits: QueueLimits; wakeOnFree: WakeOnFree; meter: Meter },
+    private readonly opts: {
+      pollIntervalMs: number;
+      timeouts: LeaseTimeouts;
+      limits: QueueLimits;
+      shares: KeyShares;
+      wakeOnFree: WakeOnFree;
+      meter: Meter;
+    },
   ) {}
 
   add(slot: SessionSlot): void {
@@ -95,8 +116,8 @@ export class LeaseDispatcher {
       this.dueAt(Number(queues.slice(1)));
       return;
     }
-    const limited = this.opts.limits.global !== null ? null : this.opts.limits.queues;
-    if (limited === null || queues === "" || queues.split(",").some((q) => q in limited)) this.limitedNews++;
+    const limited = limitedQueues(this.opts.limits);
+    if (limited === null || queues === "" || queues.split(",").some((q) => limited.includes(q))) this.limitedNews++;
     this.wake();
   }
 
@@ -142,11 +163,15 @@ export class LeaseDispatcher {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     let retryInMs: number | null = null;
+    this.emptyWalks = 0;
     try {
       do {
         this.again = false;
-        const leased = await this.claimOnce();
-        if (leased > 0) this.again = true; // more may be waiting; stop when a claim comes back empty
+        const { leased, capped } = await this.claimOnce();
+        // More may be waiting; stop when a claim comes back empty, unless it stopped its walk over keys
+        // short of the end, a few times at most.
+        this.emptyWalks = leased > 0 || !capped ? 0 : this.emptyWalks + 1;
+        if (leased > 0 || (capped && this.emptyWalks < MAX_EMPTY_WALKS)) this.again = true;
       } while (this.again && !this.stopped && this.hasCredits());
       if (!this.stopped && this.hasCredits()) retryInMs = await this.untilNextDue();
       // A due time announced while claiming may postdate the database read above.
@@ -170,10 +195,11 @@ export class LeaseDispatcher {
     return false;
   }
 
-  private async claimOnce(): Promise<number> {
+  private async claimOnce(): Promise<{ leased: number; capped: boolean }> {
     const groups = this.groups();
-    if (groups.length === 0) return 0;
-    const leases = await this.lease(groups);
+    if (groups.length === 0) return { leased: 0, capped: false };
+    const { leases, cursors, capped } = await this.lease(groups);
+    Object.assign(this.cursors, cursors);
     const orphans: LeasedTask[] = [];
     for (const lease of leases) {
       const slot = this.slots.get(lease.sessionId);
@@ -193,31 +219,31 @@ export class LeaseDispatcher {
         onRetry: (err, retryInMs) => this.log.warn({ err: err.message, retryInMs }, "returning undelivered leases: database unreachable; trying again"),
       });
     }
-    return leases.length;
+    return { leased: leases.length, capped };
   }
 
   /**
    * One claim. When a queue limit applies to what the groups may take, the claim runs in a transaction
    * that first takes the limit locks, so claimers on other replicas count each other's leases.
    */
-  private async lease(groups: LeaseGroup[]): Promise<LeasedTask[]> {
-    const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits };
+  private async lease(groups: LeaseGroup[]): Promise<Claimed> {
+    const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits, shares: this.opts.shares, cursors: this.cursors };
     const locks = limitLocks(groups, this.opts.limits);
     this.opts.meter.claimed(locks !== null && !("queues" in locks && this.limitedSettledAt === this.limitedNews));
     const now = this.clock.now();
     this.claimedAt = now;
     if (!locks) return taskLeaseAvailable(this.db, groups, opts, now);
     if ("queues" in locks && this.limitedSettledAt === this.limitedNews) {
-      const excludeQueues = Object.keys(this.opts.limits.queues);
+      const excludeQueues = limitedQueues(this.opts.limits) ?? [];
       return taskLeaseAvailable(this.db, groups, { ...opts, excludeQueues }, now);
     }
     const news = this.limitedNews;
-    const leases = await withTransaction(this.db, async (client) => {
+    const claimed = await withTransaction(this.db, async (client) => {
       await queueLimitLocksTake(client, locks);
       return taskLeaseAvailable(client, groups, opts, now);
     });
-    if (nothingMoreClaimable(groups, leases)) this.limitedSettledAt = news;
-    return leases;
+    if (!claimed.capped && nothingMoreClaimable(groups, claimed.leases)) this.limitedSettledAt = news;
+    return claimed;
   }
 
   /**
@@ -270,8 +296,8 @@ function nothingMoreClaimable(groups: LeaseGroup[], leases: LeasedTask[]): boole
 
 /** The limit locks a claim for these groups needs, or null when no limit applies to what they may take. */
 function limitLocks(groups: LeaseGroup[], limits: QueueLimits): { global: true } | { queues: string[] } | null {
-  if (limits.global !== null) return { global: true };
-  const limited = Object.keys(limits.queues);
-  const reachable = new Set(groups.flatMap((g) => (g.queues === null ? limited : g.queues.filter((q) => q in limits.queues))));
+  const limited = limitedQueues(limits);
+  if (limited === null) return { global: true };
+  const reachable = new Set(groups.flatMap((g) => (g.queues === null ? limited : g.queues.filter((q) => limited.includes(q)))));
   return reachable.size > 0 ? { queues: [...reachable] } : null;
 }

@@ -46,6 +46,8 @@ import {
   DEFAULT_TIMEOUT_MS,
   SCHEDULED_QUEUE,
   livenessTimings,
+  keyShares,
+  limitedQueues,
   queueLimits,
   scheduleDef,
   timeoutsOf,
@@ -146,7 +148,7 @@ export class Engine {
     this.notifier = new Notifier(opts.listenConnection, this.log);
     this.globalMaxWorkers = opts.globalMaxWorkers ?? null;
     const limits = queueLimits(this.queues, this.globalMaxWorkers);
-    this.wakeOnFree = limits.global !== null ? null : Object.keys(limits.queues);
+    this.wakeOnFree = limitedQueues(limits);
     this.dispatcher = new LeaseDispatcher(this.pool, this.clock, this.log, {
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
       timeouts: {
@@ -155,6 +157,7 @@ export class Engine {
         defaultMs: opts.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS,
       },
       limits,
+      shares: keyShares(this.queues),
       wakeOnFree: this.wakeOnFree,
       meter: this.meter,
     });

@@ -4,7 +4,7 @@
  * that turn settings into what the engine's parts take.
  */
 import { DEFAULT_TIME_ZONE } from "./cron.js";
-import type { JsonObject, QueueCounts, QueueLimits, ScheduleDef, ScheduleSource } from "./types.js";
+import type { JsonObject, KeyShares, QueueCounts, QueueLimits, ScheduleDef, ScheduleSource } from "./types.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 10;
 export const DEFAULT_RETRY_DELAY_MS = 30_000;
@@ -73,6 +73,12 @@ export interface TaskTypeSettings {
 export interface QueueSettings {
   /** The most tasks of this queue running at once, across every worker and replica; unset: no limit. */
   maxWorkers?: number;
+  /** The most tasks of one concurrency key running at once in this queue, across every worker and replica; unset: no limit. */
+  maxRunningPerKey?: number;
+  /** Key → how many tasks it takes per turn when keys take turns (default 1). */
+  keyWeights?: Record<string, number>;
+  /** Tasks with at least this priority are leased before any key's turn; unset: keys' turns come first. */
+  urgentPriority?: number;
   timeoutMs?: number;
   retryDelayMs?: number;
   maxAttempts?: number;
@@ -97,7 +103,19 @@ export function scheduleDef(s: ScheduleConfig, source: ScheduleSource): Schedule
 
 export function queueLimits(queues: Record<string, QueueSettings>, global: number | null): QueueLimits {
   const limited = Object.entries(queues).flatMap(([name, q]) => (q.maxWorkers === undefined ? [] : [[name, q.maxWorkers]]));
-  return { queues: Object.fromEntries(limited), global };
+  const perKey = Object.entries(queues).flatMap(([name, q]) => (q.maxRunningPerKey === undefined ? [] : [[name, q.maxRunningPerKey]]));
+  return { queues: Object.fromEntries(limited), perKey: Object.fromEntries(perKey), global };
+}
+
+/** The queues whose claims must count other replicas' leases (max_workers or max_running_per_key), or null: all of them (global_max_workers). */
+export function limitedQueues(limits: QueueLimits): string[] | null {
+  return limits.global !== null ? null : [...new Set([...Object.keys(limits.queues), ...Object.keys(limits.perKey)])];
+}
+
+export function keyShares(queues: Record<string, QueueSettings>): KeyShares {
+  const weights = Object.entries(queues).flatMap(([name, q]) => (q.keyWeights ? [[name, q.keyWeights]] : []));
+  const urgent = Object.entries(queues).flatMap(([name, q]) => (q.urgentPriority === undefined ? [] : [[name, q.urgentPriority]]));
+  return { weights: Object.fromEntries(weights), urgentPriority: Object.fromEntries(urgent) };
 }
 
 export function timeoutsOf(settings: Record<string, { timeoutMs?: number }>): Record<string, number> {

@@ -216,12 +216,38 @@ export interface LeaseGroup {
   slots: string[];
 }
 
-/** How many tasks may run at once, per queue and in all, across every worker and replica. */
+/** How many tasks may run at once, per queue, per key and in all, across every worker and replica. */
 export interface QueueLimits {
   /** Queue name → max_workers, for queues that have a limit. */
   queues: Record<string, number>;
+  /** Queue name → max_running_per_key (tasks of one concurrency key running at once), for queues that have one. */
+  perKey: Record<string, number>;
   /** global_max_workers; null when there is none. */
   global: number | null;
+}
+
+/** How queues share their leases among keys: in turns, some keys weighted, urgent tasks first. */
+export interface KeyShares {
+  /** Queue name → key → turns per round (key_weights), for keys weighted other than 1. */
+  weights: Record<string, Record<string, number>>;
+  /** Queue name → the priority at and above which a task is leased before any key's turn (urgent_priority). */
+  urgentPriority: Record<string, number>;
+}
+
+/**
+ * Per task type, the (queue, key) pair where the last claim's turns stopped ("" for the queue's unkeyed
+ * tasks), and how many of that pair's weighted turns of the round it had taken: the next claim's walk
+ * starts after it, or at it while turns are left.
+ */
+export type KeyCursors = Record<string, [queue: string, key: string, spent: number]>;
+
+/** What one claim leased, and where the next claim's walk over keys starts. */
+export interface Claimed {
+  leases: LeasedTask[];
+  /** Types whose walk moved on; others start where they did. */
+  cursors: KeyCursors;
+  /** The walk stopped at its bound before it had seen every key: more may be claimable beyond it. */
+  capped: boolean;
 }
 
 /** Fallback timeouts, for tasks dispatched without one whose worker declared none for their type. */

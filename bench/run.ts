@@ -14,6 +14,8 @@
  *   e  fan-out: 1,000 worker streams and 1,000 watchers on one server; its memory and CPU, and whether
  *      every worker got tasks
  *   f  anchors: graphile-worker and pg-boss running (a) and (c) in one process each, same Postgres
+ *   g  keys: (a)'s workers draining BENCH_TASKS tasks of 10 keys in one queue, 90 % of them one key's
+ *      and dispatched first; with fair shares (tasks keyed) and without (the same tasks unkeyed: FIFO)
  *
  * BENCH_ONLY=a,c picks scenarios; BENCH_DATABASE_URL names a Postgres where the bench may create
  * databases (default: the one on 127.0.0.1:5432, else the embedded one).
@@ -24,7 +26,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "@taskq/server";
-import { cpuMs, freePort, median, percentile, postgresCpuMs, rssMiB, start, type Child } from "./lib.js";
+import { keyFigures } from "./keys.js";
+import { cpuMs, freePort, median, percentile, postgresCpuMs, rssMiB, sleep, start, type Child } from "./lib.js";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const TASKS = Number(process.env.BENCH_TASKS ?? 50_000);
@@ -34,7 +37,7 @@ const DEPTH = Number(process.env.BENCH_DEPTH ?? 1_000_000);
  * how many leases a worker keeps in hand, as graphile-worker's local queue of 500 is.
  */
 const WORKER_CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 500);
-const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e,f").split(","));
+const ONLY = new Set((process.env.BENCH_ONLY ?? "a,b,c,d,e,f,g").split(","));
 
 interface Figure {
   scenario: string;
@@ -147,10 +150,10 @@ const stamp = async (child: Child, word: "start" | "done") => Number((await chil
 
 /**
  * (a) and (d): dispatch TASKS in batches of 500 with 2 workers (`workerScript`) draining; tasks/s from
- * first dispatch to last outcome. The figures go under `subject`.
+ * first dispatch to last outcome, which it returns. The figures go under `subject`.
  */
-async function endToEnd(scenario: string, pendingBelow: number, subject = "taskq", workerScript = TS_WORKER) {
-  await withTaskq(async (url, db, server) => {
+async function endToEnd(scenario: string, pendingBelow: number, subject = "taskq", workerScript = TS_WORKER): Promise<number> {
+  return await withTaskq(async (url, db, server) => {
     if (pendingBelow > 0) {
       await db.query(
         `insert into taskq.tasks (type, queue, status, priority, max_attempts, retry_delay_ms, next_try_at, created_at)
@@ -168,10 +171,12 @@ async function endToEnd(scenario: string, pendingBelow: number, subject = "taskq
     const load = start("bench/taskq-load.ts", { BENCH_URL: url, BENCH_PRIORITY: "1" }, ["batches", String(TASKS), "500", "2"]);
     const began = await stamp(load, "start");
     await load.exited;
+    let rate: number;
     for (;;) {
       const { rows } = await poller.query<{ n: number; last: Date }>("select count(*)::int4 as n, max(finished_at) as last from taskq.history");
       if (rows[0].n >= TASKS) {
-        record(scenario, subject, "end-to-end", "tasks/s", TASKS / ((rows[0].last.getTime() - began) / 1000));
+        rate = TASKS / ((rows[0].last.getTime() - began) / 1000);
+        record(scenario, subject, "end-to-end", "tasks/s", rate);
         // CPU per task is steadier than wall time on a machine whose CPU is shared: what to optimize against.
         record(scenario, subject, "server CPU per task", "µs", ((cpu(server) - cpuBefore.server) * 1000) / TASKS);
         record(scenario, subject, "worker CPU per task", "µs", ((ws.reduce((n, w) => n + cpu(w), 0) - cpuBefore.workers) * 1000) / TASKS);
@@ -182,6 +187,35 @@ async function endToEnd(scenario: string, pendingBelow: number, subject = "taskq
     }
     poller.release();
     await Promise.all(ws.map((w) => w.stop()));
+    return rate;
+  });
+}
+
+/**
+ * (g): TASKS no-op tasks in one queue, 90 % under the key "big" and dispatched first, then the rest
+ * spread over 9 small keys (bench/taskq-load.ts keys). (a)'s 2 workers start only once all are in:
+ * the whole backlog is then in line before the first lease, so the order of leases is the claim's
+ * alone, and FIFO order would serve every small key last. `keyed`: the tasks carry their keys (fair
+ * shares); else none (plain priority/FIFO order, what a queue without keys gives). Figures from
+ * taskq.history after the run (bench/keys.ts); returns the end-to-end tasks/s, which here runs from
+ * the first lease, not, as in (a), from the first dispatch.
+ */
+async function keys(keyed: boolean): Promise<number> {
+  const subject = keyed ? "taskq, fair shares" : "taskq, no keys";
+  return await withTaskq(async (url, db) => {
+    const load = start("bench/taskq-load.ts", { BENCH_URL: url, BENCH_KEYED: keyed ? "1" : "0" }, ["keys", String(TASKS), "500", "2"]);
+    if ((await load.exited) !== 0) throw new Error(`dispatch failed:\n${load.lines().join("\n")}`);
+    const ws = await workers(url, 2, WORKER_CONCURRENCY);
+    while ((await db.query<{ n: number }>("select count(*)::int4 as n from taskq.history")).rows[0].n < TASKS) await sleep(100);
+    await Promise.all(ws.map((w) => w.stop()));
+    const g = await keyFigures(db);
+    for (const [i, share] of g.smallShare.entries()) record("g", subject, `small keys' share of leases, tenth ${i + 1}`, "%", share * 100);
+    record("g", subject, "small keys' wait p99", "ms", g.smallWaitP99);
+    record("g", subject, "small keys' wait max", "ms", g.smallWaitMax);
+    record("g", subject, "big key's wait p50", "ms", g.bigWaitP50);
+    record("g", subject, "end-to-end", "tasks/s", g.tasksPerSec);
+    for (const [key, counts] of [...g.leases].sort()) console.log(`    ${key.padEnd(6)} leases per tenth: ${counts.join(" ")}`);
+    return g.tasksPerSec;
   });
 }
 
@@ -321,8 +355,9 @@ async function main() {
   console.log(`bench: Postgres ${version} at ${new URL(adminUrl).host}; ${RUNS} runs; ${TASKS} tasks`);
   for (let run = 1; run <= RUNS; run++) {
     console.log(`run ${run} of ${RUNS}`);
+    let rateA: number | undefined;
     if (ONLY.has("a")) {
-      await endToEnd("a", 0);
+      rateA = await endToEnd("a", 0);
       await endToEnd("a", 0, "taskq, Python workers", PYTHON_WORKER);
     }
     if (ONLY.has("b")) await dispatchThroughput();
@@ -335,6 +370,11 @@ async function main() {
     if (ONLY.has("f")) {
       await anchor("graphile-worker", "bench/anchor-graphile.ts");
       await anchor("pg-boss", "bench/anchor-pgboss.ts");
+    }
+    if (ONLY.has("g")) {
+      const rates = { "taskq, fair shares": await keys(true), "taskq, no keys": await keys(false) };
+      // The issue asks for (g)'s rate against (a)'s; the one without keys tells what of the gap keys cost.
+      for (const [subject, rate] of Object.entries(rates)) if (rateA) record("g", subject, "end-to-end vs (a)", "%", (100 * rate) / rateA);
     }
   }
   await embedded?.stop();

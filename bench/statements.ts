@@ -51,7 +51,7 @@ try {
 
   const opts = {
     timeouts: { types: {}, queues: {}, defaultMs: 60_000 },
-    limits: { queues: {}, perKey: {}, global: null },
+    limits: { queues: {}, perKey: {}, rates: {}, global: null },
     shares: { weights: {}, urgentPriority: {} },
     cursors: {},
   };

@@ -21,7 +21,7 @@ let replicaId: string;
 before(async () => {
   h = await Harness.create();
   const replica = await h.replica({
-    queues: { video: { maxWorkers: 2 } },
+    queues: { video: { maxWorkers: 2, maxRunningPerKey: 1, rateLimitPerKey: { tasks: 3, perMs: 1_000, burst: 1 } } },
     schedules: [{ name: "nightly", cron: "0 3 * * *", timeZone: "Europe/Berlin", type: "cli.job" }],
     // Short liveness timings: the replica heartbeats its worker sessions (what `workers` shows) every 160 ms.
     staleCheckMs: 2_000,
@@ -130,10 +130,10 @@ test("interrupt, history, queues (with pause and resume) and schedules", async (
   const paused = await taskq("queues", "pause", "video");
   assert.match(paused.stdout, /^queue video paused \(1 pending, 0 running\)$/m);
   const list = (await taskq("queues")).stdout;
-  assert.match(list, /^QUEUE\s+MAX WORKERS\s+PENDING\s+OLDEST WAIT\s+RUNNING\s+PAUSED$/m);
-  assert.match(list, new RegExp(`^video\\s+2\\s+1\\s+${DURATION}\\s+0\\s+yes$`, "m"), "its task has waited since it was queued");
+  assert.match(list, /^QUEUE\s+MAX WORKERS\s+PENDING\s+OLDEST WAIT\s+RUNNING\s+PAUSED\s+PER KEY\s+RATE\s+KEYS\s+HELD$/m);
+  assert.match(list, new RegExp(`^video\\s+2\\s+1\\s+${DURATION}\\s+0\\s+yes\\s+1\\s+3/1\\.0s per key\\s+0\\s+-$`, "m"), "its task has waited since it was queued");
   assert.match(list, /^scheduled\s+1\s+/m);
-  assert.match(list, /^default\s+-\s+0\s+-\s+0\s+no$/m, "nothing waits: no oldest wait");
+  assert.match(list, /^default\s+-\s+0\s+-\s+0\s+no\s+-\s+-\s+0\s+-$/m, "nothing waits: no oldest wait");
   const video = JSON.parse((await taskq("queues", "--json")).stdout).queues.find((q: { name: string }) => q.name === "video");
   assert.ok(video.oldestDueMs > 0, `oldestDueMs ${video.oldestDueMs}`);
   assert.equal(JSON.parse((await taskq("queues", "resume", "video", "--json")).stdout).paused, false);

@@ -37,7 +37,7 @@ test("a burst of dispatches gets the task table analyzed, without waiting for au
   // claim index in order and stops at the slots it fills.
   const session = randomUUID();
   await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["burst"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
   const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["burst"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
   const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
   assert.ok(read.length > 0);
@@ -96,7 +96,7 @@ test("finishing and releasing leases look each task up by primary key while the 
   await taskInsertMany(h.pool, Array.from({ length: 3_000 }, () => ({ ...task })), new Date());
   await h.pool.query("alter table taskq.tasks set (autovacuum_enabled = false)");
   await h.pool.query("analyze taskq.tasks"); // every task pending, as far as the planner will know
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
   const { leases: leased } = await taskLeaseAvailable(h.pool, [{ types: ["stale"], queues: null, slots: Array(3_000).fill(session) }], opts, new Date());
   assert.equal(leased.length, 3_000);
   const some = leased.slice(0, 500).map((l) => ({ id: l.id, leaseToken: l.leaseToken }));
@@ -119,12 +119,28 @@ test("a claim never walks another type's backlog, however urgent", async () => {
   for (let i = 0; i < 4; i++) await taskInsertMany(h.pool, Array.from({ length: 5_000 }, () => ({ ...task })), new Date());
   await taskInsertMany(h.pool, Array.from({ length: 5 }, () => ({ ...task, type: "mine", priority: 0 })), new Date());
   await h.pool.query("analyze taskq.tasks");
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
   const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["mine"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
   const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
   assert.ok(read.length > 0);
   assert.ok(Math.max(...read) <= 10, `rows of taskq.tasks read per scan: ${read.join(", ")}`);
   assert.equal((await claim(h.pool)).leases.length, 5);
+});
+
+test("the deadline sweep, the orphan sweep and the worker list read the running tasks only, whatever the backlog", async () => {
+  // The previous test left 20,000 pending tasks and 5 running ones; some of them past their deadline.
+  await h.pool.query("update taskq.tasks set deadline_at = now() - interval '1 s' where status = 'running' and id % 2 = 0");
+  const running = Number((await h.pool.query("select count(*) from taskq.tasks where status <> 'pending'")).rows[0].count);
+  assert.equal(running, 5);
+  for (const [what, run] of [
+    ["deadline sweep", (db: Db) => taskDeadlineExpire(db, new Date())],
+    ["orphan sweep", (db: Db) => taskLeaseFindOrphaned(db, 30_000)],
+    ["worker list", (db: Db) => sessionList(db, 30_000)],
+  ] as const) {
+    const read = taskScans(await planOf(run, { analyze: true }), rowsRead);
+    assert.ok(read.length > 0, `${what}: scans taskq.tasks`);
+    assert.ok(Math.max(...read) <= running, `${what}: rows of taskq.tasks read per scan: ${read.join(", ")}`);
+  }
 });
 
 test("a claim reads a key's backlog only as far as its turn, and none of a key at its limit", async () => {
@@ -137,7 +153,7 @@ test("a claim reads a key's backlog only as far as its turn, and none of a key a
   await h.pool.query("analyze taskq.tasks");
   const opts = (perKey: Record<string, number>) => ({
     timeouts: { types: {}, queues: {}, defaultMs: 60_000 },
-    limits: { queues: {}, perKey, global: null },
+    limits: { queues: {}, perKey, rates: {}, global: null },
     shares: { weights: {}, urgentPriority: {} },
     cursors: {},
   });
@@ -155,20 +171,4 @@ test("a claim reads a key's backlog only as far as its turn, and none of a key a
   assert.ok(Math.max(...readLimited) <= 20, `rows of taskq.tasks read per scan: ${readLimited.join(", ")}`);
   assert.equal((await claim({ default: 1 })(h.pool)).leases.length, 0);
   await h.pool.query("delete from taskq.tasks where type = 'fair'");
-});
-
-test("the deadline sweep, the orphan sweep and the worker list read the running tasks only, whatever the backlog", async () => {
-  // The previous test left 20,000 pending tasks and 5 running ones; some of them past their deadline.
-  await h.pool.query("update taskq.tasks set deadline_at = now() - interval '1 s' where status = 'running' and id % 2 = 0");
-  const running = Number((await h.pool.query("select count(*) from taskq.tasks where status <> 'pending'")).rows[0].count);
-  assert.equal(running, 5);
-  for (const [what, run] of [
-    ["deadline sweep", (db: Db) => taskDeadlineExpire(db, new Date())],
-    ["orphan sweep", (db: Db) => taskLeaseFindOrphaned(db, 30_000)],
-    ["worker list", (db: Db) => sessionList(db, 30_000)],
-  ] as const) {
-    const read = taskScans(await planOf(run, { analyze: true }), rowsRead);
-    assert.ok(read.length > 0, `${what}: scans taskq.tasks`);
-    assert.ok(Math.max(...read) <= running, `${what}: rows of taskq.tasks read per scan: ${read.join(", ")}`);
-  }
 });

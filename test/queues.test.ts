@@ -124,6 +124,15 @@ describe("pausing, listing, and undefined queues", () => {
       timeoutMs: 7_200_000,
       retryDelayMs: null,
       maxAttempts: 3,
+      maxRunningPerKey: null,
+      keyWeights: {},
+      urgentPriority: null,
+      rateLimit: null,
+      rateLimitPerKey: null,
+      keys: [],
+      keyCount: 0,
+      heldByKeyLimit: 0,
+      heldByRateLimit: 0,
     });
     assert.equal(byName.get("scheduled")!.maxWorkers, 1, "the built-in scheduled queue runs one task at a time");
     assert.equal(byName.get("default")!.maxWorkers, null);

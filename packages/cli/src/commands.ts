@@ -13,6 +13,7 @@ import {
   type AttemptInfo,
   type ConnectionOptions,
   type JsonObject,
+  type QueueInfo,
   type TaskInfo,
   type TaskOrigin,
   type WatchEvent,
@@ -270,11 +271,23 @@ async function queues(args: string[], client: () => TaskClient): Promise<number>
     q.oldestDueMs > 0 ? duration(q.oldestDueMs) : "-",
     String(q.running),
     q.paused ? "yes" : "no",
+    q.maxRunningPerKey === null ? "-" : String(q.maxRunningPerKey),
+    rateOf(q),
+    String(q.keyCount),
+    q.heldByKeyLimit + q.heldByRateLimit > 0 ? `${q.heldByKeyLimit} key, ${q.heldByRateLimit} rate` : "-",
   ]);
-  // OLDEST WAIT: how long the queue's oldest due pending task has waited since it became due.
-  out(table(["queue", "max workers", "pending", "oldest wait", "running", "paused"], rows));
+  // OLDEST WAIT: how long the queue's oldest due pending task has waited since it became due. HELD: due
+  // tasks held back now by max_running_per_key and by a rate limit.
+  out(table(["queue", "max workers", "pending", "oldest wait", "running", "paused", "per key", "rate", "keys", "held"], rows));
   out(`global max workers: ${list.globalMaxWorkers ?? "-"}; running in all queues: ${list.running}`);
   return 0;
+}
+
+/** The queue's rate limits, as "5/1s" for the queue and "2/400ms per key" for each key; "-" for none. */
+function rateOf(q: QueueInfo): string {
+  const per = (r: { tasks: number; perMs: number }) => `${r.tasks}/${duration(r.perMs)}`;
+  const parts = [q.rateLimit && per(q.rateLimit), q.rateLimitPerKey && `${per(q.rateLimitPerKey)} per key`].filter(Boolean);
+  return parts.length > 0 ? parts.join(", ") : "-";
 }
 
 async function schedules(args: string[], client: () => TaskClient): Promise<number> {

@@ -16,7 +16,7 @@ import {
   type LogEntry as PbLogEntry,
   type Task,
 } from "@taskq/protocol";
-import type { ConnectedWorker, Queue, Schedule, WatchTaskResponse } from "@taskq/protocol";
+import type { ConnectedWorker, Queue, RateLimit, Schedule, WatchTaskResponse } from "@taskq/protocol";
 
 export type { JsonObject, JsonValue };
 
@@ -122,14 +122,24 @@ export interface TaskInfo {
 }
 
 /** What holds a pending task back (see WaitReason in task.proto). */
-export type WaitReasonName = "not_due" | "queue_paused" | "no_worker" | "queue_limit" | "global_limit" | "workers_busy";
+export type WaitReasonName =
+  | "not_due"
+  | "queue_paused"
+  | "no_worker"
+  | "queue_limit"
+  | "key_limit"
+  | "global_limit"
+  | "rate_limit"
+  | "workers_busy";
 
 const WAIT_REASON_NAME: Partial<Record<WaitReason, WaitReasonName>> = {
   [WaitReason.NOT_DUE]: "not_due",
   [WaitReason.QUEUE_PAUSED]: "queue_paused",
   [WaitReason.NO_WORKER]: "no_worker",
   [WaitReason.QUEUE_LIMIT]: "queue_limit",
+  [WaitReason.KEY_LIMIT]: "key_limit",
   [WaitReason.GLOBAL_LIMIT]: "global_limit",
+  [WaitReason.RATE_LIMIT]: "rate_limit",
   [WaitReason.WORKERS_BUSY]: "workers_busy",
 };
 
@@ -183,6 +193,39 @@ export interface QueueInfo {
   maxAttempts: number | null;
   /** How long the oldest pending task that is due has waited since it became due, in ms; 0 when none waits. */
   oldestDueMs: number;
+  /** The most tasks of one concurrency key running at once; null: no limit. */
+  maxRunningPerKey: number | null;
+  /** Keys that take more than one task per turn, and how many. */
+  keyWeights: Record<string, number>;
+  /** Tasks with at least this priority go before every key's turn; null: turns come first. */
+  urgentPriority: number | null;
+  /** Starts allowed to the whole queue, with the tokens free now; null: no limit. */
+  rateLimit: RateLimitInfo | null;
+  /** Starts allowed to each key (tokens: 0, see keys); null: no limit. */
+  rateLimitPerKey: RateLimitInfo | null;
+  /** The keys with the most tasks running, then pending; at most 100. */
+  keys: QueueKeyInfo[];
+  /** Keys with tasks pending or running. */
+  keyCount: number;
+  /** Due tasks held back by max_running_per_key now. */
+  heldByKeyLimit: number;
+  /** Due tasks held back by a rate limit now. */
+  heldByRateLimit: number;
+}
+
+export interface RateLimitInfo {
+  tasks: number;
+  perMs: number;
+  burst: number;
+  tokens: number;
+}
+
+export interface QueueKeyInfo {
+  key: string;
+  running: number;
+  pending: number;
+  /** Tokens free in its rate_limit_per_key bucket; null when the queue has none. */
+  tokens: number | null;
 }
 
 /** What listQueues returns: every queue, the limit over all of them, and the tasks running in all of them. */
@@ -204,8 +247,19 @@ export function queueFromPb(q: Queue): QueueInfo {
     retryDelayMs: q.retryDelay ? durationMs(q.retryDelay) : null,
     maxAttempts: q.maxAttempts ?? null,
     oldestDueMs: q.oldestDueAge ? durationMs(q.oldestDueAge) : 0,
+    maxRunningPerKey: q.maxRunningPerKey ?? null,
+    keyWeights: { ...q.keyWeights },
+    urgentPriority: q.urgentPriority ?? null,
+    rateLimit: q.rateLimit ? rateLimitFromPb(q.rateLimit) : null,
+    rateLimitPerKey: q.rateLimitPerKey ? rateLimitFromPb(q.rateLimitPerKey) : null,
+    keys: q.keys.map((k) => ({ key: k.key, running: k.running, pending: k.pending, tokens: k.tokens ?? null })),
+    keyCount: q.keyCount,
+    heldByKeyLimit: q.heldByKeyLimit,
+    heldByRateLimit: q.heldByRateLimit,
   };
 }
+
+const rateLimitFromPb = (r: RateLimit): RateLimitInfo => ({ tasks: r.tasks, perMs: r.per ? durationMs(r.per) : 0, burst: r.burst, tokens: r.tokens });
 
 export interface ScheduleInfo {
   name: string;

@@ -15,6 +15,7 @@ import {
   cronParse,
   type JsonObject,
   type QueueSettings,
+  type RateLimit,
   type ScheduleConfig,
   type TaskTypeSettings,
 } from "./engine/index.js";
@@ -374,8 +375,10 @@ const KEY_LENGTH = 200;
 /** One queue of the file: its integer settings, how its keys share it (key_weights, urgent_priority). */
 function queueFromFile(file: string, name: string, raw: Record<string, unknown>, problems: string[]): QueueSettings {
   const at = `${file}: queues.${name}`;
-  const { key_weights: weights, urgent_priority: urgent, ...rest } = raw;
+  const { key_weights: weights, urgent_priority: urgent, rate_limit: rate, rate_limit_per_key: keyRate, ...rest } = raw;
   const out: QueueSettings = integers(file, `queues.${name}`, rest, QUEUE_SETTINGS, problems);
+  if (rate !== undefined) out.rateLimit = rateLimitFromFile(`${at}.rate_limit`, rate, problems);
+  if (keyRate !== undefined) out.rateLimitPerKey = rateLimitFromFile(`${at}.rate_limit_per_key`, keyRate, problems);
   if (urgent !== undefined) {
     if (typeof urgent !== "number" || !Number.isInteger(urgent) || urgent < 1 || urgent > 2 ** 31 - 1) {
       problems.push(`${at}.urgent_priority must be an integer priority from 1 to 2147483647`);
@@ -401,6 +404,24 @@ function queueFromFile(file: string, name: string, raw: Record<string, unknown>,
 }
 
 const TASK_TYPE_SETTINGS = [["timeout_ms", "timeoutMs", 1]] as const;
+
+/** `{ "tasks": N, "per_ms": T, "burst": B }`: N starts per T ms, at most B at once (default 1). */
+function rateLimitFromFile(at: string, raw: unknown, problems: string[]): RateLimit | undefined {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
+    problems.push(`${at} must be { "tasks": N, "per_ms": T } with an optional "burst"`);
+    return undefined;
+  }
+  const r = raw as Record<string, unknown>;
+  const before = problems.length;
+  const int = (key: string, min: number, max: number, fallback?: number): number => {
+    const v = r[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) problems.push(`${at}.${key} must be an integer from ${min} to ${max}`);
+    return v as number;
+  };
+  const limit = { tasks: int("tasks", 1, 1_000_000), perMs: int("per_ms", 1, 86_400_000), burst: int("burst", 1, 1_000_000, 1) };
+  for (const key of Object.keys(r)) if (!["tasks", "per_ms", "burst"].includes(key)) problems.push(`${at}.${key} is not a known setting`);
+  return problems.length === before ? limit : undefined;
+}
 
 /** The named entries of one section of the file: an object of objects, with valid names. */
 function section(file: string, top: Record<string, unknown>, key: string, problems: string[]): [string, Record<string, unknown>][] {

@@ -152,6 +152,20 @@ export class Metrics implements Meter {
         ),
         ...gauge("taskq_queue_paused", "1 when the queue is paused.", per((q) => (q.paused ? 1 : 0))),
         ...gauge("taskq_queue_max_workers", "The queue's max_workers limit (queues without one are left out).", per((q) => q.maxWorkers ?? -1).filter(([, v]) => v >= 0)),
+        ...gauge("taskq_queue_keys", "Concurrency keys with tasks pending or running, per queue.", per((q) => q.keyCount)),
+        ...gauge(
+          "taskq_queue_held_tasks",
+          "Due pending tasks held back now, per queue, by what holds them: limit=key (max_running_per_key) or limit=rate (a rate limit without a token).",
+          listed.queues.flatMap((q): [Labels, number][] => [
+            [{ queue: q.name, limit: "key" }, q.heldByKeyLimit],
+            [{ queue: q.name, limit: "rate" }, q.heldByRateLimit],
+          ]),
+        ),
+        ...gauge(
+          "taskq_queue_rate_tokens",
+          "Tokens free now in the queue's rate_limit (queues without one are left out).",
+          listed.queues.flatMap((q): [Labels, number][] => (q.rateTokens === null ? [] : [[{ queue: q.name }, q.rateTokens]])),
+        ),
       );
     }
     return `${lines.join("\n")}\n`;

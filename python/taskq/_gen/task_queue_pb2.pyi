@@ -316,26 +316,75 @@ class PauseQueueResponse(_message.Message):
     def __init__(self, queue: _Optional[_Union[Queue, _Mapping]] = ...) -> None: ...
 
 class Queue(_message.Message):
-    __slots__ = ["max_attempts", "max_workers", "name", "oldest_due_age", "paused", "pending", "retry_delay", "running", "timeout"]
+    __slots__ = ["held_by_key_limit", "held_by_rate_limit", "key_count", "key_weights", "keys", "max_attempts", "max_running_per_key", "max_workers", "name", "oldest_due_age", "paused", "pending", "rate_limit", "rate_limit_per_key", "retry_delay", "running", "timeout", "urgent_priority"]
+    class KeyWeightsEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    HELD_BY_KEY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    HELD_BY_RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    KEY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    KEY_WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RUNNING_PER_KEY_FIELD_NUMBER: _ClassVar[int]
     MAX_WORKERS_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     OLDEST_DUE_AGE_FIELD_NUMBER: _ClassVar[int]
     PAUSED_FIELD_NUMBER: _ClassVar[int]
     PENDING_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMIT_PER_KEY_FIELD_NUMBER: _ClassVar[int]
     RETRY_DELAY_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    URGENT_PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    held_by_key_limit: int
+    held_by_rate_limit: int
+    key_count: int
+    key_weights: _containers.ScalarMap[str, int]
+    keys: _containers.RepeatedCompositeFieldContainer[QueueKey]
     max_attempts: int
+    max_running_per_key: int
     max_workers: int
     name: str
     oldest_due_age: _duration_pb2.Duration
     paused: bool
     pending: int
+    rate_limit: RateLimit
+    rate_limit_per_key: RateLimit
     retry_delay: _duration_pb2.Duration
     running: int
     timeout: _duration_pb2.Duration
-    def __init__(self, name: _Optional[str] = ..., max_workers: _Optional[int] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., paused: bool = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ..., oldest_due_age: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    urgent_priority: int
+    def __init__(self, name: _Optional[str] = ..., max_workers: _Optional[int] = ..., pending: _Optional[int] = ..., running: _Optional[int] = ..., paused: bool = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., retry_delay: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max_attempts: _Optional[int] = ..., oldest_due_age: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max_running_per_key: _Optional[int] = ..., key_weights: _Optional[_Mapping[str, int]] = ..., urgent_priority: _Optional[int] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., rate_limit_per_key: _Optional[_Union[RateLimit, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[QueueKey, _Mapping]]] = ..., key_count: _Optional[int] = ..., held_by_key_limit: _Optional[int] = ..., held_by_rate_limit: _Optional[int] = ...) -> None: ...
+
+class QueueKey(_message.Message):
+    __slots__ = ["key", "pending", "running", "tokens"]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    pending: int
+    running: int
+    tokens: float
+    def __init__(self, key: _Optional[str] = ..., running: _Optional[int] = ..., pending: _Optional[int] = ..., tokens: _Optional[float] = ...) -> None: ...
+
+class RateLimit(_message.Message):
+    __slots__ = ["burst", "per", "tasks", "tokens"]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    PER_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    burst: int
+    per: _duration_pb2.Duration
+    tasks: int
+    tokens: float
+    def __init__(self, tasks: _Optional[int] = ..., per: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., burst: _Optional[int] = ..., tokens: _Optional[float] = ...) -> None: ...
 
 class ResumeQueueRequest(_message.Message):
     __slots__ = ["queue"]

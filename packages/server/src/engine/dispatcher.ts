@@ -78,6 +78,8 @@ export class LeaseDispatcher {
   private cursors: KeyCursors = {};
   /** Claims in a row that leased nothing but stopped their walk over keys at its bound. */
   private emptyWalks = 0;
+  /** When a rate limit that held tasks back during this run gets its next token (epoch ms). */
+  private tokenAt = Infinity;
 
   constructor(
     private readonly db: pg.Pool,
@@ -174,9 +176,11 @@ export class LeaseDispatcher {
         if (leased > 0 || (capped && this.emptyWalks < MAX_EMPTY_WALKS)) this.again = true;
       } while (this.again && !this.stopped && this.hasCredits());
       if (!this.stopped && this.hasCredits()) retryInMs = await this.untilNextDue();
-      // A due time announced while claiming may postdate the database read above.
-      if (retryInMs !== null && this.dueDuringClaim < Infinity) {
-        retryInMs = Math.max(1, Math.min(retryInMs, this.dueDuringClaim - this.clock.now().getTime()));
+      // A due time announced while claiming may postdate the database read above; a task held by a rate
+      // limit is claimed when its token comes.
+      const soonest = Math.min(this.dueDuringClaim, this.tokenAt);
+      if (retryInMs !== null && soonest < Infinity) {
+        retryInMs = Math.max(1, Math.min(retryInMs, soonest - this.clock.now().getTime()));
       }
     } catch (err) {
       this.log.error({ err }, "claiming tasks failed; retrying");
@@ -184,6 +188,7 @@ export class LeaseDispatcher {
     } finally {
       this.claiming = false;
       this.dueDuringClaim = Infinity;
+      this.tokenAt = Infinity;
     }
     if (this.stopped) return;
     if (this.again && this.hasCredits()) return this.wake();
@@ -198,8 +203,9 @@ export class LeaseDispatcher {
   private async claimOnce(): Promise<{ leased: number; capped: boolean }> {
     const groups = this.groups();
     if (groups.length === 0) return { leased: 0, capped: false };
-    const { leases, cursors, capped } = await this.lease(groups);
+    const { leases, cursors, capped, rateWaitMs } = await this.lease(groups);
     Object.assign(this.cursors, cursors);
+    if (rateWaitMs !== null) this.tokenAt = Math.min(this.tokenAt, this.clock.now().getTime() + rateWaitMs);
     const orphans: LeasedTask[] = [];
     for (const lease of leases) {
       const slot = this.slots.get(lease.sessionId);

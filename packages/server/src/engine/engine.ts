@@ -32,7 +32,7 @@ import { OperatorActions } from "./operator-actions.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
 import type { CountQuery, StatsSample, StatusCount } from "./types.js";
-import type { ActiveQuery, AuditEntry, BulkRequest, BulkResult, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, QueueCounts, RetryBackoff } from "./types.js";
+import type { ActiveQuery, AuditEntry, BulkRequest, BulkResult, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, QueueCounts, QueueLimits, RetryBackoff } from "./types.js";
 import type { TraceContext } from "./types.js";
 import type { ScheduleDef, ScheduleRow, TaskDetail, TaskRecord, WakeOnFree, WorkerHello, WorkerInfo } from "./types.js";
 import { explainWaits } from "./waiting.js";
@@ -126,6 +126,7 @@ export class Engine {
   private readonly timings: ReturnType<typeof livenessTimings>;
   private readonly cancelGraceMs: number;
   private readonly wakeOnFree: WakeOnFree;
+  private readonly limits: QueueLimits;
   private readonly globalMaxWorkers: number | null;
   private readonly scheduler: Scheduler;
   private readonly configSchedules: ScheduleDef[];
@@ -148,6 +149,7 @@ export class Engine {
     this.notifier = new Notifier(opts.listenConnection, this.log);
     this.globalMaxWorkers = opts.globalMaxWorkers ?? null;
     const limits = queueLimits(this.queues, this.globalMaxWorkers);
+    this.limits = limits;
     this.wakeOnFree = limitedQueues(limits);
     this.dispatcher = new LeaseDispatcher(this.pool, this.clock, this.log, {
       pollIntervalMs: opts.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS,
@@ -168,6 +170,7 @@ export class Engine {
     this.statsSampler = new StatsSampler(this.pool, this.clock, this.log, {
       intervalMs: opts.statsIntervalMs ?? DEFAULT_STATS_INTERVAL_MS,
       queues: () => this.queueNames(),
+      rates: limits.rates,
     });
     const systemHandlers = maintenanceHandlers({ db: this.pool, clock: this.clock, retentionDays: opts.historyRetentionDays ?? DEFAULT_HISTORY_RETENTION_DAYS });
     this.scheduler = new Scheduler(this.pool, this.clock, this.log, {
@@ -361,10 +364,7 @@ export class Engine {
 
   /** Sets why each pending task of `tasks` waits (engine/waiting.ts). */
   private explainWaits(tasks: TaskRecord[]): Promise<void> {
-    const queueMaxWorkers = new Map<string, number>();
-    for (const [name, q] of Object.entries(this.queues)) if (q.maxWorkers !== undefined) queueMaxWorkers.set(name, q.maxWorkers);
-    const limits = { queueMaxWorkers, globalMaxWorkers: this.globalMaxWorkers, staleAfterMs: this.timings.staleAfterMs };
-    return explainWaits(this.pool, tasks, limits, this.clock.now());
+    return explainWaits(this.pool, tasks, { ...this.limits, staleAfterMs: this.timings.staleAfterMs }, this.clock.now());
   }
 
   watch(id: string, afterSeq: number, signal: AbortSignal): AsyncGenerator<WatchEvent> {
@@ -427,9 +427,19 @@ export class Engine {
   }
 
   async listQueues(): Promise<{ queues: QueueInfo[]; globalMaxWorkers: number | null; running: number }> {
-    const counts = await queueCountsList(this.pool, this.clock.now());
-    const empty: QueueCounts = { pending: 0, running: 0, paused: false, oldestDueMs: 0 };
-    const queues = this.queueNames().map((name): QueueInfo => ({ name, ...this.queues[name], ...(counts.get(name) ?? empty) }));
+    const counts = await queueCountsList(this.pool, this.clock.now(), this.limits);
+    const empty = (name: string): QueueCounts => ({
+      pending: 0,
+      running: 0,
+      paused: false,
+      oldestDueMs: 0,
+      keyCount: 0,
+      keys: [],
+      heldByKeyLimit: 0,
+      heldByRateLimit: 0,
+      rateTokens: this.queues[name].rateLimit ? this.queues[name].rateLimit.burst : null,
+    });
+    const queues = this.queueNames().map((name): QueueInfo => ({ name, ...this.queues[name], ...(counts.get(name) ?? empty(name)) }));
     const running = [...counts.values()].reduce((n, c) => n + c.running, 0);
     return { queues, globalMaxWorkers: this.globalMaxWorkers, running };
   }

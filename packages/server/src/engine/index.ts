@@ -27,6 +27,7 @@ export type {
   Outcome,
   ScheduleRow,
   StatsSample,
+  RateLimit,
   TaskFilter,
   TaskRecord,
   TaskStatus,

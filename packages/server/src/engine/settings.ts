@@ -4,7 +4,7 @@
  * that turn settings into what the engine's parts take.
  */
 import { DEFAULT_TIME_ZONE } from "./cron.js";
-import type { JsonObject, KeyShares, QueueCounts, QueueLimits, ScheduleDef, ScheduleSource } from "./types.js";
+import type { JsonObject, KeyShares, QueueCounts, QueueLimits, RateLimit, RateLimits, ScheduleDef, ScheduleSource } from "./types.js";
 
 export const DEFAULT_MAX_ATTEMPTS = 10;
 export const DEFAULT_RETRY_DELAY_MS = 30_000;
@@ -79,6 +79,10 @@ export interface QueueSettings {
   keyWeights?: Record<string, number>;
   /** Tasks with at least this priority are leased before any key's turn; unset: keys' turns come first. */
   urgentPriority?: number;
+  /** Starts allowed to the whole queue, across every replica; unset: no limit. */
+  rateLimit?: RateLimit;
+  /** Starts allowed to each concurrency key of the queue, across every replica; unset: no limit. */
+  rateLimitPerKey?: RateLimit;
   timeoutMs?: number;
   retryDelayMs?: number;
   maxAttempts?: number;
@@ -104,12 +108,20 @@ export function scheduleDef(s: ScheduleConfig, source: ScheduleSource): Schedule
 export function queueLimits(queues: Record<string, QueueSettings>, global: number | null): QueueLimits {
   const limited = Object.entries(queues).flatMap(([name, q]) => (q.maxWorkers === undefined ? [] : [[name, q.maxWorkers]]));
   const perKey = Object.entries(queues).flatMap(([name, q]) => (q.maxRunningPerKey === undefined ? [] : [[name, q.maxRunningPerKey]]));
-  return { queues: Object.fromEntries(limited), perKey: Object.fromEntries(perKey), global };
+  return { queues: Object.fromEntries(limited), perKey: Object.fromEntries(perKey), rates: rateLimits(queues), global };
 }
 
 /** The queues whose claims must count other replicas' leases (max_workers or max_running_per_key), or null: all of them (global_max_workers). */
 export function limitedQueues(limits: QueueLimits): string[] | null {
-  return limits.global !== null ? null : [...new Set([...Object.keys(limits.queues), ...Object.keys(limits.perKey)])];
+  return limits.global !== null ? null : [...new Set([...Object.keys(limits.queues), ...Object.keys(limits.perKey), ...Object.keys(limits.rates)])];
+}
+
+/** The queues' rate limits, for the claim and for what ListQueues shows. */
+function rateLimits(queues: Record<string, QueueSettings>): RateLimits {
+  const limited = Object.entries(queues).flatMap(([name, q]) =>
+    q.rateLimit || q.rateLimitPerKey ? [[name, { queue: q.rateLimit ?? null, key: q.rateLimitPerKey ?? null }]] : [],
+  );
+  return Object.fromEntries(limited);
 }
 
 export function keyShares(queues: Record<string, QueueSettings>): KeyShares {

@@ -8,7 +8,8 @@
  *
  * What it costs: nothing per task. Per sample, one statement that counts the tasks table by queue (as
  * the queue metrics do) and reads the history rows that finished in the window through
- * history_finished_idx; a day of samples is kept (1,440 rows per queue at the default interval).
+ * history_finished_idx; a day of samples is kept (1,440 rows per queue at the default interval). With
+ * it, the rate limits' buckets that have refilled are deleted (one statement).
  *
  * A finish is counted in the window its finished_at falls in, and windows are read a little behind the
  * clock (5 s) so that a finish committed a moment after the time it records is still
@@ -22,7 +23,9 @@ import type pg from "pg";
 import type { Logger } from "pino";
 import type { Clock } from "./clock.js";
 import { withTransaction } from "./sql/db.js";
+import { rateBucketsPrune } from "./sql/rates.js";
 import { queueStatsLock, queueStatsSample } from "./sql/stats.js";
+import type { RateLimits } from "./types.js";
 
 export const DEFAULT_STATS_INTERVAL_MS = 60_000;
 /** Samples are kept this long: GetStats windows reach back a day at most. */
@@ -38,7 +41,7 @@ export class StatsSampler {
     private readonly pool: pg.Pool,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly opts: { intervalMs: number; queues: () => string[] },
+    private readonly opts: { intervalMs: number; queues: () => string[]; rates: RateLimits },
   ) {}
 
   get intervalMs(): number {
@@ -69,14 +72,17 @@ export class StatsSampler {
     const { intervalMs } = this.opts;
     const run = withTransaction(this.pool, async (tx) => {
       await queueStatsLock(tx);
-      return queueStatsSample(tx, {
-        now: this.clock.now(),
+      const now = this.clock.now();
+      const wrote = await queueStatsSample(tx, {
+        now,
         queues: this.opts.queues(),
         minGapMs: intervalMs / 2,
         lagMs: LAG_MS,
         keepMs: STATS_KEEP_MS,
         firstWindowMs: intervalMs,
       });
+      await rateBucketsPrune(tx, this.opts.rates, now);
+      return wrote;
     }).catch((err: Error) => {
       // The database is away (an outage) or busy: the next tick tries again; a gap shows in the charts.
       this.log.warn({ err: err.message }, "sampling queue stats failed");

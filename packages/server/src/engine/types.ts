@@ -103,7 +103,15 @@ export interface TaskRecord {
 }
 
 /** Why a pending task is not running yet (engine/waiting.ts). */
-export type WaitReason = "not_due" | "queue_paused" | "no_worker" | "queue_limit" | "global_limit" | "workers_busy";
+export type WaitReason =
+  | "not_due"
+  | "queue_paused"
+  | "no_worker"
+  | "queue_limit"
+  | "key_limit"
+  | "global_limit"
+  | "rate_limit"
+  | "workers_busy";
 
 export interface Waiting {
   reason: WaitReason;
@@ -222,9 +230,24 @@ export interface QueueLimits {
   queues: Record<string, number>;
   /** Queue name → max_running_per_key (tasks of one concurrency key running at once), for queues that have one. */
   perKey: Record<string, number>;
+  /** Queue name → its rate limits, for queues that have one. */
+  rates: RateLimits;
   /** global_max_workers; null when there is none. */
   global: number | null;
 }
+
+/**
+ * A token bucket: `tasks` tokens added per `perMs`, at most `burst` held; a task starts with one. In any
+ * window of `perMs`, at most `tasks + burst` tasks start (`tasks + 1` with the default burst of 1).
+ */
+export interface RateLimit {
+  tasks: number;
+  perMs: number;
+  burst: number;
+}
+
+/** Queue name → the token buckets of the whole queue and of each of its keys (null: none). */
+export type RateLimits = Record<string, { queue: RateLimit | null; key: RateLimit | null }>;
 
 /** How queues share their leases among keys: in turns, some keys weighted, urgent tasks first. */
 export interface KeyShares {
@@ -248,6 +271,8 @@ export interface Claimed {
   cursors: KeyCursors;
   /** The walk stopped at its bound before it had seen every key: more may be claimable beyond it. */
   capped: boolean;
+  /** In how many ms a rate limit that holds tasks back (or may) gets its next token; null: none does. */
+  rateWaitMs: number | null;
 }
 
 /** Fallback timeouts, for tasks dispatched without one whose worker declared none for their type. */
@@ -329,6 +354,25 @@ export interface QueueCounts {
   paused: boolean;
   /** How long the oldest pending task that is due has been due, in ms; 0 when none is. */
   oldestDueMs: number;
+  /** Keys with tasks pending or running in the queue. */
+  keyCount: number;
+  /** The keys with the most tasks running, then pending; at most KEYS_LISTED. */
+  keys: KeyCounts[];
+  /** Due pending tasks whose key runs max_running_per_key tasks already. */
+  heldByKeyLimit: number;
+  /** Due pending tasks (not held by their key's limit) whose queue's or key's rate limit has no token now. */
+  heldByRateLimit: number;
+  /** The queue's rate limit's tokens now; null when it has none. */
+  rateTokens: number | null;
+}
+
+/** One concurrency key's tasks in a queue. */
+export interface KeyCounts {
+  key: string;
+  pending: number;
+  running: number;
+  /** Its rate_limit_per_key bucket's tokens now; null when the queue has none. */
+  tokens: number | null;
 }
 
 /** The columns the live queue's list sorts by. */

@@ -9,6 +9,7 @@ import type {
   JsonValue,
   LogEntry,
   QueueInfo,
+  RateLimit,
   ScheduleRow,
   StatsSample,
   TaskRecord,
@@ -65,8 +66,19 @@ export function queueToPb(q: QueueInfo): Queue {
     retryDelay: q.retryDelayMs === undefined ? undefined : durationFromMs(q.retryDelayMs),
     maxAttempts: q.maxAttempts,
     oldestDueAge: durationFromMs(q.oldestDueMs),
+    maxRunningPerKey: q.maxRunningPerKey,
+    keyWeights: q.keyWeights ?? {},
+    urgentPriority: q.urgentPriority,
+    rateLimit: q.rateLimit && rateLimitToPb(q.rateLimit, q.rateTokens ?? q.rateLimit.burst),
+    rateLimitPerKey: q.rateLimitPerKey && rateLimitToPb(q.rateLimitPerKey, 0),
+    keys: q.keys.map((k) => ({ key: k.key, running: k.running, pending: k.pending, tokens: k.tokens ?? undefined })),
+    keyCount: q.keyCount,
+    heldByKeyLimit: q.heldByKeyLimit,
+    heldByRateLimit: q.heldByRateLimit,
   });
 }
+
+const rateLimitToPb = (r: RateLimit, tokens: number) => ({ tasks: r.tasks, per: durationFromMs(r.perMs), burst: r.burst, tokens });
 
 export function scheduleToPb(s: ScheduleRow): Schedule {
   return create(ScheduleSchema, {
@@ -163,7 +175,9 @@ const WAIT_REASON_TO_PB: Record<WaitReasonName, WaitReason> = {
   queue_paused: WaitReason.QUEUE_PAUSED,
   no_worker: WaitReason.NO_WORKER,
   queue_limit: WaitReason.QUEUE_LIMIT,
+  key_limit: WaitReason.KEY_LIMIT,
   global_limit: WaitReason.GLOBAL_LIMIT,
+  rate_limit: WaitReason.RATE_LIMIT,
   workers_busy: WaitReason.WORKERS_BUSY,
 };
 

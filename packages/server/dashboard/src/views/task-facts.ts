@@ -13,7 +13,9 @@ const WAIT_REASON: Record<WaitReasonName, string> = {
   queue_paused: "Its queue is paused",
   no_worker: "No connected worker runs it",
   queue_limit: "Its queue runs as many as it may",
+  key_limit: "Its key runs as many as it may",
   global_limit: "All queues run as many as they may",
+  rate_limit: "A rate limit has no token free",
   workers_busy: "Its workers are busy",
 };
 

@@ -5,6 +5,7 @@
 import type { Claimed, KeyCursors, KeyShares, LeasedTask, LeaseGroup, LeaseTimeouts, QueueLimits } from "../types.js";
 import { changeAppendSql } from "./changes.js";
 import { tasksChangedNotifySql, type Db } from "./db.js";
+import { ratesSql, tokensSql } from "./rates.js";
 
 /**
  * The most (queue, key) pairs of one type a claim visits. A pair with nothing to lease now (its tasks
@@ -77,26 +78,34 @@ export async function taskLeaseAvailable(
           and r.queue in (select jsonb_object_keys($9::jsonb))
         group by r.queue, r.concurrency_key
       ),
-      pairs(ord, type, queue, key, wrapped, depth, found, useful) as (
-        select g.ord, gt.type, f.queue, f.key, f.wrapped, 1, u.useful::int4, u.useful
+      rates as (${ratesSql("$13")}),
+      queue_tokens as (
+        select ra.queue, ${tokensSql("b", "ra.q_rate", "ra.q_burst", "$2")} as n, ra.q_rate as rate
+        from rates ra left join taskq.rate_buckets b on b.queue = ra.queue and b.key = ''
+        where ra.q_rate is not null
+      ),
+      pairs(ord, type, queue, key, wrapped, depth, found, useful, tokens) as (
+        select g.ord, gt.type, f.queue, f.key, f.wrapped, 1, u.useful::int4, u.useful, kt.tokens
         from groups g
         cross join unnest(g.types) as gt(type)
         cross join lateral ${cursorSql("gt.type")} c
         cross join lateral ${firstPairSql("gt.type")} f
-        cross join lateral (select ${pairUsefulSql("gt.type", "f.queue", "f.key", "g.queues")} as useful offset 0) u
+        cross join lateral (select ${keyTokensSql("f.queue", "f.key")} as tokens offset 0) kt
+        cross join lateral (select ${pairUsefulSql("gt.type", "f.queue", "f.key", "g.queues", "kt.tokens")} as useful offset 0) u
         union all
-        select p.ord, p.type, f.queue, f.key, f.wrapped, p.depth + 1, p.found + u.useful::int4, u.useful
+        select p.ord, p.type, f.queue, f.key, f.wrapped, p.depth + 1, p.found + u.useful::int4, u.useful, kt.tokens
         from pairs p
         join groups g on g.ord = p.ord
         cross join lateral ${nextPairSql("p.type", "p.queue", "p.key", "p.wrapped")} f
-        cross join lateral (select ${pairUsefulSql("p.type", "f.queue", "f.key", "g.queues")} as useful offset 0) u
+        cross join lateral (select ${keyTokensSql("f.queue", "f.key")} as tokens offset 0) kt
+        cross join lateral (select ${pairUsefulSql("p.type", "f.queue", "f.key", "g.queues", "kt.tokens")} as useful offset 0) u
         where p.found < g.n_slots and p.depth < ${MAX_PAIRS_VISITED}
       ),
       key_pairs as (
         select p.ord, p.type, p.queue, p.key, p.depth, w.weight,
                case when p.queue = c.queue and p.key = c.key then c.spent else 0 end as spent,
-               least(ceil(g.n_slots * w.weight / (sum(w.weight) over (partition by p.ord, p.type) + 1.0))::int4,
-                     coalesce(${keyFreeSql("p.queue", "p.key")}, g.n_slots)) as take
+               least(ceil(g.n_slots * w.weight / sum(w.weight) over (partition by p.ord, p.type)::float8)::int4,
+                     coalesce(${keyFreeSql("p.queue", "p.key")}, g.n_slots), coalesce(floor(p.tokens)::int4, g.n_slots)) as take
         from pairs p
         join groups g on g.ord = p.ord
         cross join lateral (select coalesce(($11::jsonb -> p.queue ->> p.key)::int4, 1) as weight) w
@@ -136,6 +145,7 @@ export async function taskLeaseAvailable(
                   and t.type = gt.type and t.priority >= (select min(u.value::int4) from jsonb_each_text($12::jsonb) u)
                   and t.priority >= ($12::jsonb ->> t.queue)::int4 and t.next_try_at <= $2
                   and ${queueOpenSql("t.queue", "g.queues")} and coalesce(${keyFreeSql("t.queue", "t.concurrency_key")}, 1) > 0
+                  and coalesce(${keyTokensSql("t.queue", "t.concurrency_key")}, 1) >= 1
                 order by t.priority desc, t.next_try_at, t.id
                 limit cardinality(g.slots)
                 for update skip locked
@@ -172,8 +182,11 @@ export async function taskLeaseAvailable(
           from candidates c
         ) c
         left join queue_free f on f.queue = c.queue
+        left join queue_tokens qt on qt.queue = c.queue
         where (f.n is null or c.queue_rank <= f.n)
+          and (qt.n is null or c.queue_rank <= floor(qt.n))
           and (c.key is null or c.key_rank <= coalesce(${keyFreeSql("c.queue", "c.key")}, c.key_rank))
+          and (c.key is null or c.key_rank <= coalesce(floor(${keyTokensSql("c.queue", "c.key")}), c.key_rank))
           and (not exists (select 1 from global_free) or c.global_rank <= (select n from global_free))
       ),
       leased as (
@@ -197,6 +210,35 @@ export async function taskLeaseAvailable(
                   t.idempotency_key, ${epochMsSql("t.created_at")} as created_ms, t.priority, ${epochMsSql("t.next_try_at")} as due_ms,
                   t.trace_parent, t.trace_state, t.concurrency_key
       ),
+      drawn as (
+        -- The tokens the leases took from their queue's bucket and their key's.
+        insert into taskq.rate_buckets (queue, key, tokens, at)
+        select d.queue, d.key, d.tokens, $2
+        from (
+          select qt.queue, '' as key, qt.n - count(*) as tokens
+          from queue_tokens qt join picked p on p.queue = qt.queue
+          group by qt.queue, qt.n
+          union all
+          select p.queue, p.key, min(${keyTokensSql("p.queue", "p.key")}) - count(*)
+          from picked p join rates ra on ra.queue = p.queue
+          where p.key is not null and ra.k_rate is not null
+          group by p.queue, p.key
+        ) d
+        on conflict (queue, key) do update set tokens = excluded.tokens, at = excluded.at
+        returning queue, key, tokens
+      ),
+      rate_wait as (
+        -- When the next token comes to a bucket that held a task back (or may, having none left).
+        select min(w.ms) as ms
+        from (
+          select (1 - d.tokens) / (case when d.key = '' then ra.q_rate else ra.k_rate end) as ms
+          from drawn d join rates ra on ra.queue = d.queue where d.tokens < 1
+          union all
+          select (1 - qt.n) / qt.rate from queue_tokens qt where qt.n < 1
+          union all
+          select (1 - p.tokens) / ra.k_rate from pairs p join rates ra on ra.queue = p.queue where p.tokens < 1
+        ) w
+      ),
       walked as (
         -- Where each type's next walk starts: after the pair of the last turn taken (unkeyed tasks of a
         -- queue stand at (queue, '')), or, when none was and the walk stopped at its bound, after the last
@@ -215,7 +257,8 @@ export async function taskLeaseAvailable(
           order by x.type, x.got desc, x.turn desc, x.depth desc
         ) w
       )
-      select u.*, ${tasksChangedNotifySql("updated")} as notified, w.cursors, coalesce(w.capped, false) as capped
+      select u.*, ${tasksChangedNotifySql("updated")} as notified, w.cursors, coalesce(w.capped, false) as capped,
+             (select ceil(ms)::float8 from rate_wait) as rate_wait_ms
       from walked w left join updated u on true`,
     values: [
       JSON.stringify(groups.map((g, ord) => ({ ord, ...g }))),
@@ -230,6 +273,7 @@ export async function taskLeaseAvailable(
       JSON.stringify(opts.cursors),
       JSON.stringify(shares.weights),
       JSON.stringify(shares.urgentPriority),
+      JSON.stringify(limits.rates),
     ],
   });
   const walked = rows[0];
@@ -239,6 +283,7 @@ export async function taskLeaseAvailable(
     leases: leased.map(leasedFromRow),
     cursors: walked ? (JSON.parse(walked.cursors) as KeyCursors) : {},
     capped: walked?.capped ?? false,
+    rateWaitMs: walked?.rate_wait_ms ?? null,
   };
 }
 
@@ -250,7 +295,8 @@ const queueOpenSql = (queue: string, groupQueues: string) => `(${groupQueues} is
   and ($8::text[] is null or ${queue} <> all($8::text[]))
   and not exists (select 1 from queue_free f where f.queue = ${queue} and f.n = 0)
   and not exists (select 1 from taskq.queues q where q.name = ${queue} and q.paused)
-  and coalesce((select n from global_free), 1) > 0`;
+  and coalesce((select n from global_free), 1) > 0
+  and coalesce((select qt.n from queue_tokens qt where qt.queue = ${queue}), 1) >= 1`;
 
 /**
  * Where a queue's unkeyed tasks take their turn: as the pair (queue, ''), which comes before the queue's
@@ -266,10 +312,17 @@ end)`;
 const keyFreeSql = (queue: string, key: string) =>
   `(($9::jsonb ->> ${queue})::int4 - coalesce((select kr.n from key_running kr where kr.queue = ${queue} and kr.key = ${key}), 0))`;
 
+/** The tokens of `key`'s bucket in `queue` now; null when the queue has no rate_limit_per_key. */
+const keyTokensSql = (queue: string, key: string) => `(
+  select ${tokensSql("b", "ra.k_rate", "ra.k_burst", "$2")}
+  from rates ra left join taskq.rate_buckets b on b.queue = ra.queue and b.key = ${key}
+  where ra.queue = ${queue} and ra.k_rate is not null)`;
+
 /** Whether a group may lease a task of this (queue, key) pair of `type` now, checked before any of its tasks is read. */
-const pairUsefulSql = (type: string, queue: string, key: string, groupQueues: string) => `(
+const pairUsefulSql = (type: string, queue: string, key: string, groupQueues: string, tokens: string) => `(
   ${queueOpenSql(queue, groupQueues)}
   and coalesce(${keyFreeSql(queue, key)}, 1) > 0
+  and coalesce(${tokens}, 1) >= 1
   and coalesce((select true from taskq.tasks t
                  where t.status = 'pending' and t.concurrency_key is not null and t.type = ${type} and t.queue = ${queue}
                    and t.concurrency_key = ${key} and t.next_try_at <= $2
@@ -348,6 +401,7 @@ interface LeasedRow {
   /** KeyCursors as JSON text, the same on every row. */
   cursors: string;
   capped: boolean;
+  rate_wait_ms: number | null;
 }
 
 const leasedFromRow = (r: LeasedRow): LeasedTask => ({

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file taskq/v1/task_queue.proto.
  */
 export const file_taskq_v1_task_queue: GenFile = /*@__PURE__*/
-  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSL9AwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhcKD2NvbmN1cnJlbmN5X2tleRgQIAEoCUIPCg1fbWF4X2F0dGVtcHRzIjQKEERpc3BhdGNoUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIPCgdjcmVhdGVkGAIgASgIIkAKFERpc3BhdGNoQmF0Y2hSZXF1ZXN0EigKBXRhc2tzGAEgAygLMhkudGFza3EudjEuRGlzcGF0Y2hSZXF1ZXN0IkQKFURpc3BhdGNoQmF0Y2hSZXNwb25zZRIrCgdyZXN1bHRzGAEgAygLMhoudGFza3EudjEuRGlzcGF0Y2hSZXNwb25zZSIgCg1TdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiLgoOU3RhdHVzUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLnRhc2txLnYxLlRhc2siNgoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCLTAQoRV2F0Y2hUYXNrUmVzcG9uc2USIgoIc25hcHNob3QYASABKAsyDi50YXNrcS52MS5UYXNrSAASMwoNc3RhdHVzX2NoYW5nZRgCIAEoCzIaLnRhc2txLnYxLlRhc2tTdGF0dXNDaGFuZ2VIABIzCgxzdGF0dXNfdmFsdWUYAyABKAsyGy50YXNrcS52MS5TdGF0dXNWYWx1ZUNoYW5nZUgAEicKCWxvZ19lbnRyeRgEIAEoCzISLnRhc2txLnYxLkxvZ0VudHJ5SABCBwoFZXZlbnQiuwEKEFRhc2tTdGF0dXNDaGFuZ2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cxIQCghhdHRlbXB0cxgCIAEoDRIOCgZ3b3JrZXIYAyABKAkSJgoGcmVzdWx0GAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg0KBWVycm9yGAUgASgJEigKBHRpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkcKEVN0YXR1c1ZhbHVlQ2hhbmdlEgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSIzChBJbnRlcnJ1cHRSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjkKEUludGVycnVwdFJlc3BvbnNlEiQKBnN0YXR1cxgBIAEoDjIULnRhc2txLnYxLlRhc2tTdGF0dXMi3QIKEUxpc3RBY3RpdmVSZXF1ZXN0EgoKAmlkGAEgASgJEhQKDHRpdGxlX3NlYXJjaBgCIAEoCRIMCgR0eXBlGAMgASgJEiYKCHN0YXR1c2VzGAQgAygOMhQudGFza3EudjEuVGFza1N0YXR1cxIxCg1jcmVhdGVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoHc29ydF9ieRgHIAEoDjIZLnRhc2txLnYxLkFjdGl2ZVNvcnRGaWVsZBISCgpkZXNjZW5kaW5nGAggASgIEhEKCXBhZ2Vfc2l6ZRgJIAEoDRISCgpwYWdlX3Rva2VuGAogASgJEg0KBXF1ZXVlGAsgASgJEhMKC3R5cGVfcHJlZml4GAwgASgJIkwKEkxpc3RBY3RpdmVSZXNwb25zZRIdCgV0YXNrcxgBIAMoCzIOLnRhc2txLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIp4CChJMaXN0SGlzdG9yeVJlcXVlc3QSIAoGb3JpZ2luGAEgASgOMhAudGFza3EudjEuT3JpZ2luEiYKCHN0YXR1c2VzGAIgAygOMhQudGFza3EudjEuVGFza1N0YXR1cxIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEdHlwZRgFIAEoCRIRCglwYWdlX3NpemUYBiABKA0SEgoKcGFnZV90b2tlbhgHIAEoCRINCgVxdWV1ZRgIIAEoCRITCgt0eXBlX3ByZWZpeBgJIAEoCSJNChNMaXN0SGlzdG9yeVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkirAIKBVF1ZXVlEgwKBG5hbWUYASABKAkSGAoLbWF4X3dvcmtlcnMYAiABKA1IAIgBARIPCgdwZW5kaW5nGAMgASgNEg8KB3J1bm5pbmcYBCABKA0SDgoGcGF1c2VkGAUgASgIEioKB3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLcmV0cnlfZGVsYXkYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoMbWF4X2F0dGVtcHRzGAggASgNSAGIAQESMQoOb2xkZXN0X2R1ZV9hZ2UYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CDgoMX21heF93b3JrZXJzQg8KDV9tYXhfYXR0ZW1wdHMiEwoRTGlzdFF1ZXVlc1JlcXVlc3QifgoSTGlzdFF1ZXVlc1Jlc3BvbnNlEh8KBnF1ZXVlcxgBIAMoCzIPLnRhc2txLnYxLlF1ZXVlEh8KEmdsb2JhbF9tYXhfd29ya2VycxgCIAEoDUgAiAEBEg8KB3J1bm5pbmcYAyABKA1CFQoTX2dsb2JhbF9tYXhfd29ya2VycyIiChFQYXVzZVF1ZXVlUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSI0ChJQYXVzZVF1ZXVlUmVzcG9uc2USHgoFcXVldWUYASABKAsyDy50YXNrcS52MS5RdWV1ZSIjChJSZXN1bWVRdWV1ZVJlcXVlc3QSDQoFcXVldWUYASABKAkiNQoTUmVzdW1lUXVldWVSZXNwb25zZRIeCgVxdWV1ZRgBIAEoCzIPLnRhc2txLnYxLlF1ZXVlIokCCghTY2hlZHVsZRIMCgRuYW1lGAEgASgJEgwKBGNyb24YAiABKAkSEQoJdGltZV96b25lGAMgASgJEgwKBHR5cGUYBCABKAkSDQoFcXVldWUYBSABKAkSDgoGc291cmNlGAYgASgJEi8KC25leHRfcnVuX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtsYXN0X3J1bl9hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFAoMbGFzdF90YXNrX2lkGAkgASgJEikKC2xhc3Rfc3RhdHVzGAogASgOMhQudGFza3EudjEuVGFza1N0YXR1cyIWChRMaXN0U2NoZWR1bGVzUmVxdWVzdCIUChJMaXN0V29ya2Vyc1JlcXVlc3QiQQoTTGlzdFdvcmtlcnNSZXNwb25zZRIqCgd3b3JrZXJzGAEgAygLMhkudGFza3EudjEuQ29ubmVjdGVkV29ya2VyItMCCg9Db25uZWN0ZWRXb3JrZXISEgoKc2Vzc2lvbl9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCnJlcGxpY2FfaWQYAyABKAkSEgoKdGFza190eXBlcxgEIAMoCRIOCgZxdWV1ZXMYBSADKAkSEwoLY29uY3VycmVuY3kYBiABKA0SDwoHY3JlZGl0cxgHIAEoDRIPCgdydW5uaW5nGAggASgNEhgKEHJ1bm5pbmdfdGFza19pZHMYCSADKAkSMAoMY29ubmVjdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIxCg1sYXN0X2hlYXJkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxoZWFydGJlYXRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIj4KFUxpc3RTY2hlZHVsZXNSZXNwb25zZRIlCglzY2hlZHVsZXMYASADKAsyEi50YXNrcS52MS5TY2hlZHVsZSIfCgxSZXRyeVJlcXVlc3QSDwoHdGFza19pZBgBIAEoCSIxCg1SZXRyeVJlc3BvbnNlEg8KB3Rhc2tfaWQYASABKAkSDwoHY3JlYXRlZBgCIAEoCCL8AQoKVGFza0ZpbHRlchINCgVxdWV1ZRgBIAEoCRIMCgR0eXBlGAIgASgJEiYKCHN0YXR1c2VzGAMgAygOMhQudGFza3EudjEuVGFza1N0YXR1cxIxCg1jcmVhdGVkX2FmdGVyGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASIAoGb3JpZ2luGAYgASgOMhAudGFza3EudjEuT3JpZ2luEgsKA2lkcxgHIAMoCRITCgt0eXBlX3ByZWZpeBgIIAEoCSJsChRJbnRlcnJ1cHRNYW55UmVxdWVzdBIkCgZmaWx0ZXIYASABKAsyFC50YXNrcS52MS5UYXNrRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgSDQoFbGltaXQYAyABKA0SDgoGcmVhc29uGAQgASgJIjsKFUludGVycnVwdE1hbnlSZXNwb25zZRINCgVjb3VudBgBIAEoDRITCgttb3JlX3JlbWFpbhgCIAEoCCJYChBSZXRyeU1hbnlSZXF1ZXN0EiQKBmZpbHRlchgBIAEoCzIULnRhc2txLnYxLlRhc2tGaWx0ZXISDwoHZHJ5X3J1bhgCIAEoCBINCgVsaW1pdBgDIAEoDSI3ChFSZXRyeU1hbnlSZXNwb25zZRINCgVjb3VudBgBIAEoDRITCgttb3JlX3JlbWFpbhgCIAEoCCI5ChBMaXN0QXVkaXRSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJIlMKEUxpc3RBdWRpdFJlc3BvbnNlEiUKB2VudHJpZXMYASADKAsyFC50YXNrcS52MS5BdWRpdEVudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKcAQoKQXVkaXRFbnRyeRIKCgJpZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVhY3RvchgDIAEoCRIOCgZhY3Rpb24YBCABKAkSJwoGcGFyYW1zGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIQCghhZmZlY3RlZBgGIAEoDSJZChFDb3VudFRhc2tzUmVxdWVzdBINCgVxdWV1ZRgBIAEoCRITCgt0eXBlX3ByZWZpeBgCIAEoCRIgCgZvcmlnaW4YAyABKA4yEC50YXNrcS52MS5PcmlnaW4iOwoSQ291bnRUYXNrc1Jlc3BvbnNlEiUKBmNvdW50cxgBIAMoCzIVLnRhc2txLnYxLlN0YXR1c0NvdW50IlAKC1N0YXR1c0NvdW50EiQKBnN0YXR1cxgBIAEoDjIULnRhc2txLnYxLlRhc2tTdGF0dXMSDQoFY291bnQYAiABKA0SDAoEbW9yZRgDIAEoCCJLCg9HZXRTdGF0c1JlcXVlc3QSKQoGd2luZG93GAEgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg0KBXF1ZXVlGAIgASgJImcKEEdldFN0YXRzUmVzcG9uc2USJgoHc2FtcGxlcxgBIAMoCzIVLnRhc2txLnYxLlN0YXRzU2FtcGxlEisKCGludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIqwBCgtTdGF0c1NhbXBsZRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVxdWV1ZRgCIAEoCRIPCgdwZW5kaW5nGAMgASgNEg8KB3J1bm5pbmcYBCABKA0SEQoJY29tcGxldGVkGAUgASgNEg4KBmZhaWxlZBgGIAEoDRIQCghjYW5jZWxlZBgHIAEoDRINCgVzdHVjaxgIIAEoDSrHAgoPQWN0aXZlU29ydEZpZWxkEiEKHUFDVElWRV9TT1JUX0ZJRUxEX1VOU1BFQ0lGSUVEEAASGAoUQUNUSVZFX1NPUlRfRklFTERfSUQQARIcChhBQ1RJVkVfU09SVF9GSUVMRF9TVEFUVVMQAhIbChdBQ1RJVkVfU09SVF9GSUVMRF9USVRMRRADEiAKHEFDVElWRV9TT1JUX0ZJRUxEX0NSRUFURURfQVQQBBIgChxBQ1RJVkVfU09SVF9GSUVMRF9TVEFSVEVEX0FUEAUSHgoaQUNUSVZFX1NPUlRfRklFTERfQVRURU1QVFMQBhIeChpBQ1RJVkVfU09SVF9GSUVMRF9QUklPUklUWRAHEhoKFkFDVElWRV9TT1JUX0ZJRUxEX1RZUEUQCBIcChhBQ1RJVkVfU09SVF9GSUVMRF9PUklHSU4QCTKgCgoJVGFza1F1ZXVlEkEKCERpc3BhdGNoEhkudGFza3EudjEuRGlzcGF0Y2hSZXF1ZXN0GhoudGFza3EudjEuRGlzcGF0Y2hSZXNwb25zZRJQCg1EaXNwYXRjaEJhdGNoEh4udGFza3EudjEuRGlzcGF0Y2hCYXRjaFJlcXVlc3QaHy50YXNrcS52MS5EaXNwYXRjaEJhdGNoUmVzcG9uc2USOwoGU3RhdHVzEhcudGFza3EudjEuU3RhdHVzUmVxdWVzdBoYLnRhc2txLnYxLlN0YXR1c1Jlc3BvbnNlEkYKCVdhdGNoVGFzaxIaLnRhc2txLnYxLldhdGNoVGFza1JlcXVlc3QaGy50YXNrcS52MS5XYXRjaFRhc2tSZXNwb25zZTABEkQKCUludGVycnVwdBIaLnRhc2txLnYxLkludGVycnVwdFJlcXVlc3QaGy50YXNrcS52MS5JbnRlcnJ1cHRSZXNwb25zZRJHCgpMaXN0QWN0aXZlEhsudGFza3EudjEuTGlzdEFjdGl2ZVJlcXVlc3QaHC50YXNrcS52MS5MaXN0QWN0aXZlUmVzcG9uc2USSgoLTGlzdEhpc3RvcnkSHC50YXNrcS52MS5MaXN0SGlzdG9yeVJlcXVlc3QaHS50YXNrcS52MS5MaXN0SGlzdG9yeVJlc3BvbnNlEkcKCkxpc3RRdWV1ZXMSGy50YXNrcS52MS5MaXN0UXVldWVzUmVxdWVzdBocLnRhc2txLnYxLkxpc3RRdWV1ZXNSZXNwb25zZRJHCgpQYXVzZVF1ZXVlEhsudGFza3EudjEuUGF1c2VRdWV1ZVJlcXVlc3QaHC50YXNrcS52MS5QYXVzZVF1ZXVlUmVzcG9uc2USSgoLUmVzdW1lUXVldWUSHC50YXNrcS52MS5SZXN1bWVRdWV1ZVJlcXVlc3QaHS50YXNrcS52MS5SZXN1bWVRdWV1ZVJlc3BvbnNlElAKDUxpc3RTY2hlZHVsZXMSHi50YXNrcS52MS5MaXN0U2NoZWR1bGVzUmVxdWVzdBofLnRhc2txLnYxLkxpc3RTY2hlZHVsZXNSZXNwb25zZRJKCgtMaXN0V29ya2VycxIcLnRhc2txLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBodLnRhc2txLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USOAoFUmV0cnkSFi50YXNrcS52MS5SZXRyeVJlcXVlc3QaFy50YXNrcS52MS5SZXRyeVJlc3BvbnNlElAKDUludGVycnVwdE1hbnkSHi50YXNrcS52MS5JbnRlcnJ1cHRNYW55UmVxdWVzdBofLnRhc2txLnYxLkludGVycnVwdE1hbnlSZXNwb25zZRJECglSZXRyeU1hbnkSGi50YXNrcS52MS5SZXRyeU1hbnlSZXF1ZXN0GhsudGFza3EudjEuUmV0cnlNYW55UmVzcG9uc2USRAoJTGlzdEF1ZGl0EhoudGFza3EudjEuTGlzdEF1ZGl0UmVxdWVzdBobLnRhc2txLnYxLkxpc3RBdWRpdFJlc3BvbnNlEkcKCkNvdW50VGFza3MSGy50YXNrcS52MS5Db3VudFRhc2tzUmVxdWVzdBocLnRhc2txLnYxLkNvdW50VGFza3NSZXNwb25zZRJBCghHZXRTdGF0cxIZLnRhc2txLnYxLkdldFN0YXRzUmVxdWVzdBoaLnRhc2txLnYxLkdldFN0YXRzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
+  fileDesc("Chl0YXNrcS92MS90YXNrX3F1ZXVlLnByb3RvEgh0YXNrcS52MSL9AwoPRGlzcGF0Y2hSZXF1ZXN0EgwKBHR5cGUYASABKAkSDQoFcXVldWUYAiABKAkSJwoGcGFyYW1zGAMgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgV0aXRsZRgEIAEoCRIQCghwcmlvcml0eRgFIAEoBRIgCgZvcmlnaW4YBiABKA4yEC50YXNrcS52MS5PcmlnaW4SEQoJaW5pdGlhdG9yGAcgASgJEg8KB25vZGVfaWQYCCABKAkSKgoHdGltZW91dBgJIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIZCgxtYXhfYXR0ZW1wdHMYCiABKA1IAIgBARIuCgtyZXRyeV9kZWxheRgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhItCg1yZXRyeV9iYWNrb2ZmGAwgASgOMhYudGFza3EudjEuUmV0cnlCYWNrb2ZmEigKBWRlbGF5GA0gASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEioKBnJ1bl9hdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEhcKD2NvbmN1cnJlbmN5X2tleRgQIAEoCUIPCg1fbWF4X2F0dGVtcHRzIjQKEERpc3BhdGNoUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIPCgdjcmVhdGVkGAIgASgIIkAKFERpc3BhdGNoQmF0Y2hSZXF1ZXN0EigKBXRhc2tzGAEgAygLMhkudGFza3EudjEuRGlzcGF0Y2hSZXF1ZXN0IkQKFURpc3BhdGNoQmF0Y2hSZXNwb25zZRIrCgdyZXN1bHRzGAEgAygLMhoudGFza3EudjEuRGlzcGF0Y2hSZXNwb25zZSIgCg1TdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiLgoOU3RhdHVzUmVzcG9uc2USHAoEdGFzaxgBIAEoCzIOLnRhc2txLnYxLlRhc2siNgoQV2F0Y2hUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhEKCWFmdGVyX3NlcRgCIAEoBCLTAQoRV2F0Y2hUYXNrUmVzcG9uc2USIgoIc25hcHNob3QYASABKAsyDi50YXNrcS52MS5UYXNrSAASMwoNc3RhdHVzX2NoYW5nZRgCIAEoCzIaLnRhc2txLnYxLlRhc2tTdGF0dXNDaGFuZ2VIABIzCgxzdGF0dXNfdmFsdWUYAyABKAsyGy50YXNrcS52MS5TdGF0dXNWYWx1ZUNoYW5nZUgAEicKCWxvZ19lbnRyeRgEIAEoCzISLnRhc2txLnYxLkxvZ0VudHJ5SABCBwoFZXZlbnQiuwEKEFRhc2tTdGF0dXNDaGFuZ2USJAoGc3RhdHVzGAEgASgOMhQudGFza3EudjEuVGFza1N0YXR1cxIQCghhdHRlbXB0cxgCIAEoDRIOCgZ3b3JrZXIYAyABKAkSJgoGcmVzdWx0GAQgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlEg0KBWVycm9yGAUgASgJEigKBHRpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIkcKEVN0YXR1c1ZhbHVlQ2hhbmdlEgsKA2tleRgBIAEoCRIlCgV2YWx1ZRgCIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZSIzChBJbnRlcnJ1cHRSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjkKEUludGVycnVwdFJlc3BvbnNlEiQKBnN0YXR1cxgBIAEoDjIULnRhc2txLnYxLlRhc2tTdGF0dXMi3QIKEUxpc3RBY3RpdmVSZXF1ZXN0EgoKAmlkGAEgASgJEhQKDHRpdGxlX3NlYXJjaBgCIAEoCRIMCgR0eXBlGAMgASgJEiYKCHN0YXR1c2VzGAQgAygOMhQudGFza3EudjEuVGFza1N0YXR1cxIxCg1jcmVhdGVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKgoHc29ydF9ieRgHIAEoDjIZLnRhc2txLnYxLkFjdGl2ZVNvcnRGaWVsZBISCgpkZXNjZW5kaW5nGAggASgIEhEKCXBhZ2Vfc2l6ZRgJIAEoDRISCgpwYWdlX3Rva2VuGAogASgJEg0KBXF1ZXVlGAsgASgJEhMKC3R5cGVfcHJlZml4GAwgASgJIkwKEkxpc3RBY3RpdmVSZXNwb25zZRIdCgV0YXNrcxgBIAMoCzIOLnRhc2txLnYxLlRhc2sSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIp4CChJMaXN0SGlzdG9yeVJlcXVlc3QSIAoGb3JpZ2luGAEgASgOMhAudGFza3EudjEuT3JpZ2luEiYKCHN0YXR1c2VzGAIgAygOMhQudGFza3EudjEuVGFza1N0YXR1cxIxCg1jcmVhdGVkX2FmdGVyGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVkX2JlZm9yZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEdHlwZRgFIAEoCRIRCglwYWdlX3NpemUYBiABKA0SEgoKcGFnZV90b2tlbhgHIAEoCRINCgVxdWV1ZRgIIAEoCRITCgt0eXBlX3ByZWZpeBgJIAEoCSJNChNMaXN0SGlzdG9yeVJlc3BvbnNlEh0KBXRhc2tzGAEgAygLMg4udGFza3EudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkixwUKBVF1ZXVlEgwKBG5hbWUYASABKAkSGAoLbWF4X3dvcmtlcnMYAiABKA1IAIgBARIPCgdwZW5kaW5nGAMgASgNEg8KB3J1bm5pbmcYBCABKA0SDgoGcGF1c2VkGAUgASgIEioKB3RpbWVvdXQYBiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLcmV0cnlfZGVsYXkYByABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGQoMbWF4X2F0dGVtcHRzGAggASgNSAGIAQESMQoOb2xkZXN0X2R1ZV9hZ2UYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SIAoTbWF4X3J1bm5pbmdfcGVyX2tleRgKIAEoDUgCiAEBEjQKC2tleV93ZWlnaHRzGAsgAygLMh8udGFza3EudjEuUXVldWUuS2V5V2VpZ2h0c0VudHJ5EhwKD3VyZ2VudF9wcmlvcml0eRgMIAEoBUgDiAEBEicKCnJhdGVfbGltaXQYDSABKAsyEy50YXNrcS52MS5SYXRlTGltaXQSLwoScmF0ZV9saW1pdF9wZXJfa2V5GA4gASgLMhMudGFza3EudjEuUmF0ZUxpbWl0EiAKBGtleXMYDyADKAsyEi50YXNrcS52MS5RdWV1ZUtleRIRCglrZXlfY291bnQYECABKA0SGQoRaGVsZF9ieV9rZXlfbGltaXQYESABKA0SGgoSaGVsZF9ieV9yYXRlX2xpbWl0GBIgASgNGjEKD0tleVdlaWdodHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBQg4KDF9tYXhfd29ya2Vyc0IPCg1fbWF4X2F0dGVtcHRzQhYKFF9tYXhfcnVubmluZ19wZXJfa2V5QhIKEF91cmdlbnRfcHJpb3JpdHkiYQoJUmF0ZUxpbWl0Eg0KBXRhc2tzGAEgASgNEiYKA3BlchgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgVidXJzdBgDIAEoDRIOCgZ0b2tlbnMYBCABKAEiWQoIUXVldWVLZXkSCwoDa2V5GAEgASgJEg8KB3J1bm5pbmcYAiABKA0SDwoHcGVuZGluZxgDIAEoDRITCgZ0b2tlbnMYBCABKAFIAIgBAUIJCgdfdG9rZW5zIhMKEUxpc3RRdWV1ZXNSZXF1ZXN0In4KEkxpc3RRdWV1ZXNSZXNwb25zZRIfCgZxdWV1ZXMYASADKAsyDy50YXNrcS52MS5RdWV1ZRIfChJnbG9iYWxfbWF4X3dvcmtlcnMYAiABKA1IAIgBARIPCgdydW5uaW5nGAMgASgNQhUKE19nbG9iYWxfbWF4X3dvcmtlcnMiIgoRUGF1c2VRdWV1ZVJlcXVlc3QSDQoFcXVldWUYASABKAkiNAoSUGF1c2VRdWV1ZVJlc3BvbnNlEh4KBXF1ZXVlGAEgASgLMg8udGFza3EudjEuUXVldWUiIwoSUmVzdW1lUXVldWVSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIjUKE1Jlc3VtZVF1ZXVlUmVzcG9uc2USHgoFcXVldWUYASABKAsyDy50YXNrcS52MS5RdWV1ZSKJAgoIU2NoZWR1bGUSDAoEbmFtZRgBIAEoCRIMCgRjcm9uGAIgASgJEhEKCXRpbWVfem9uZRgDIAEoCRIMCgR0eXBlGAQgASgJEg0KBXF1ZXVlGAUgASgJEg4KBnNvdXJjZRgGIAEoCRIvCgtuZXh0X3J1bl9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLbGFzdF9ydW5fYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGxhc3RfdGFza19pZBgJIAEoCRIpCgtsYXN0X3N0YXR1cxgKIAEoDjIULnRhc2txLnYxLlRhc2tTdGF0dXMiFgoUTGlzdFNjaGVkdWxlc1JlcXVlc3QiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IkEKE0xpc3RXb3JrZXJzUmVzcG9uc2USKgoHd29ya2VycxgBIAMoCzIZLnRhc2txLnYxLkNvbm5lY3RlZFdvcmtlciLTAgoPQ29ubmVjdGVkV29ya2VyEhIKCnNlc3Npb25faWQYASABKAkSDAoEbmFtZRgCIAEoCRISCgpyZXBsaWNhX2lkGAMgASgJEhIKCnRhc2tfdHlwZXMYBCADKAkSDgoGcXVldWVzGAUgAygJEhMKC2NvbmN1cnJlbmN5GAYgASgNEg8KB2NyZWRpdHMYByABKA0SDwoHcnVubmluZxgIIAEoDRIYChBydW5uaW5nX3Rhc2tfaWRzGAkgAygJEjAKDGNvbm5lY3RlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMQoNbGFzdF9oZWFyZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMaGVhcnRiZWF0X2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+ChVMaXN0U2NoZWR1bGVzUmVzcG9uc2USJQoJc2NoZWR1bGVzGAEgAygLMhIudGFza3EudjEuU2NoZWR1bGUiHwoMUmV0cnlSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkiMQoNUmV0cnlSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgi/AEKClRhc2tGaWx0ZXISDQoFcXVldWUYASABKAkSDAoEdHlwZRgCIAEoCRImCghzdGF0dXNlcxgDIAMoDjIULnRhc2txLnYxLlRhc2tTdGF0dXMSMQoNY3JlYXRlZF9hZnRlchgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiAKBm9yaWdpbhgGIAEoDjIQLnRhc2txLnYxLk9yaWdpbhILCgNpZHMYByADKAkSEwoLdHlwZV9wcmVmaXgYCCABKAkibAoUSW50ZXJydXB0TWFueVJlcXVlc3QSJAoGZmlsdGVyGAEgASgLMhQudGFza3EudjEuVGFza0ZpbHRlchIPCgdkcnlfcnVuGAIgASgIEg0KBWxpbWl0GAMgASgNEg4KBnJlYXNvbhgEIAEoCSI7ChVJbnRlcnJ1cHRNYW55UmVzcG9uc2USDQoFY291bnQYASABKA0SEwoLbW9yZV9yZW1haW4YAiABKAgiWAoQUmV0cnlNYW55UmVxdWVzdBIkCgZmaWx0ZXIYASABKAsyFC50YXNrcS52MS5UYXNrRmlsdGVyEg8KB2RyeV9ydW4YAiABKAgSDQoFbGltaXQYAyABKA0iNwoRUmV0cnlNYW55UmVzcG9uc2USDQoFY291bnQYASABKA0SEwoLbW9yZV9yZW1haW4YAiABKAgiOQoQTGlzdEF1ZGl0UmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCSJTChFMaXN0QXVkaXRSZXNwb25zZRIlCgdlbnRyaWVzGAEgAygLMhQudGFza3EudjEuQXVkaXRFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkinAEKCkF1ZGl0RW50cnkSCgoCaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFYWN0b3IYAyABKAkSDgoGYWN0aW9uGAQgASgJEicKBnBhcmFtcxgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEAoIYWZmZWN0ZWQYBiABKA0iWQoRQ291bnRUYXNrc1JlcXVlc3QSDQoFcXVldWUYASABKAkSEwoLdHlwZV9wcmVmaXgYAiABKAkSIAoGb3JpZ2luGAMgASgOMhAudGFza3EudjEuT3JpZ2luIjsKEkNvdW50VGFza3NSZXNwb25zZRIlCgZjb3VudHMYASADKAsyFS50YXNrcS52MS5TdGF0dXNDb3VudCJQCgtTdGF0dXNDb3VudBIkCgZzdGF0dXMYASABKA4yFC50YXNrcS52MS5UYXNrU3RhdHVzEg0KBWNvdW50GAIgASgNEgwKBG1vcmUYAyABKAgiSwoPR2V0U3RhdHNSZXF1ZXN0EikKBndpbmRvdxgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhINCgVxdWV1ZRgCIAEoCSJnChBHZXRTdGF0c1Jlc3BvbnNlEiYKB3NhbXBsZXMYASADKAsyFS50YXNrcS52MS5TdGF0c1NhbXBsZRIrCghpbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiKsAQoLU3RhdHNTYW1wbGUSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDQoFcXVldWUYAiABKAkSDwoHcGVuZGluZxgDIAEoDRIPCgdydW5uaW5nGAQgASgNEhEKCWNvbXBsZXRlZBgFIAEoDRIOCgZmYWlsZWQYBiABKA0SEAoIY2FuY2VsZWQYByABKA0SDQoFc3R1Y2sYCCABKA0qxwIKD0FjdGl2ZVNvcnRGaWVsZBIhCh1BQ1RJVkVfU09SVF9GSUVMRF9VTlNQRUNJRklFRBAAEhgKFEFDVElWRV9TT1JUX0ZJRUxEX0lEEAESHAoYQUNUSVZFX1NPUlRfRklFTERfU1RBVFVTEAISGwoXQUNUSVZFX1NPUlRfRklFTERfVElUTEUQAxIgChxBQ1RJVkVfU09SVF9GSUVMRF9DUkVBVEVEX0FUEAQSIAocQUNUSVZFX1NPUlRfRklFTERfU1RBUlRFRF9BVBAFEh4KGkFDVElWRV9TT1JUX0ZJRUxEX0FUVEVNUFRTEAYSHgoaQUNUSVZFX1NPUlRfRklFTERfUFJJT1JJVFkQBxIaChZBQ1RJVkVfU09SVF9GSUVMRF9UWVBFEAgSHAoYQUNUSVZFX1NPUlRfRklFTERfT1JJR0lOEAkyoAoKCVRhc2tRdWV1ZRJBCghEaXNwYXRjaBIZLnRhc2txLnYxLkRpc3BhdGNoUmVxdWVzdBoaLnRhc2txLnYxLkRpc3BhdGNoUmVzcG9uc2USUAoNRGlzcGF0Y2hCYXRjaBIeLnRhc2txLnYxLkRpc3BhdGNoQmF0Y2hSZXF1ZXN0Gh8udGFza3EudjEuRGlzcGF0Y2hCYXRjaFJlc3BvbnNlEjsKBlN0YXR1cxIXLnRhc2txLnYxLlN0YXR1c1JlcXVlc3QaGC50YXNrcS52MS5TdGF0dXNSZXNwb25zZRJGCglXYXRjaFRhc2sSGi50YXNrcS52MS5XYXRjaFRhc2tSZXF1ZXN0GhsudGFza3EudjEuV2F0Y2hUYXNrUmVzcG9uc2UwARJECglJbnRlcnJ1cHQSGi50YXNrcS52MS5JbnRlcnJ1cHRSZXF1ZXN0GhsudGFza3EudjEuSW50ZXJydXB0UmVzcG9uc2USRwoKTGlzdEFjdGl2ZRIbLnRhc2txLnYxLkxpc3RBY3RpdmVSZXF1ZXN0GhwudGFza3EudjEuTGlzdEFjdGl2ZVJlc3BvbnNlEkoKC0xpc3RIaXN0b3J5EhwudGFza3EudjEuTGlzdEhpc3RvcnlSZXF1ZXN0Gh0udGFza3EudjEuTGlzdEhpc3RvcnlSZXNwb25zZRJHCgpMaXN0UXVldWVzEhsudGFza3EudjEuTGlzdFF1ZXVlc1JlcXVlc3QaHC50YXNrcS52MS5MaXN0UXVldWVzUmVzcG9uc2USRwoKUGF1c2VRdWV1ZRIbLnRhc2txLnYxLlBhdXNlUXVldWVSZXF1ZXN0GhwudGFza3EudjEuUGF1c2VRdWV1ZVJlc3BvbnNlEkoKC1Jlc3VtZVF1ZXVlEhwudGFza3EudjEuUmVzdW1lUXVldWVSZXF1ZXN0Gh0udGFza3EudjEuUmVzdW1lUXVldWVSZXNwb25zZRJQCg1MaXN0U2NoZWR1bGVzEh4udGFza3EudjEuTGlzdFNjaGVkdWxlc1JlcXVlc3QaHy50YXNrcS52MS5MaXN0U2NoZWR1bGVzUmVzcG9uc2USSgoLTGlzdFdvcmtlcnMSHC50YXNrcS52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHS50YXNrcS52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlEjgKBVJldHJ5EhYudGFza3EudjEuUmV0cnlSZXF1ZXN0GhcudGFza3EudjEuUmV0cnlSZXNwb25zZRJQCg1JbnRlcnJ1cHRNYW55Eh4udGFza3EudjEuSW50ZXJydXB0TWFueVJlcXVlc3QaHy50YXNrcS52MS5JbnRlcnJ1cHRNYW55UmVzcG9uc2USRAoJUmV0cnlNYW55EhoudGFza3EudjEuUmV0cnlNYW55UmVxdWVzdBobLnRhc2txLnYxLlJldHJ5TWFueVJlc3BvbnNlEkQKCUxpc3RBdWRpdBIaLnRhc2txLnYxLkxpc3RBdWRpdFJlcXVlc3QaGy50YXNrcS52MS5MaXN0QXVkaXRSZXNwb25zZRJHCgpDb3VudFRhc2tzEhsudGFza3EudjEuQ291bnRUYXNrc1JlcXVlc3QaHC50YXNrcS52MS5Db3VudFRhc2tzUmVzcG9uc2USQQoIR2V0U3RhdHMSGS50YXNrcS52MS5HZXRTdGF0c1JlcXVlc3QaGi50YXNrcS52MS5HZXRTdGF0c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_taskq_v1_task]);
 
 /**
  * DispatchRequest describes one task to queue.
@@ -770,6 +770,69 @@ export type Queue = Message<"taskq.v1.Queue"> & {
    * @generated from field: google.protobuf.Duration oldest_due_age = 9;
    */
   oldestDueAge?: Duration | undefined;
+
+  /**
+   * The most tasks of one concurrency key running at once in this queue; unset means no limit.
+   *
+   * @generated from field: optional uint32 max_running_per_key = 10;
+   */
+  maxRunningPerKey?: number | undefined;
+
+  /**
+   * Keys that take more than one task per turn when keys take turns, and how many; others take one.
+   *
+   * @generated from field: map<string, uint32> key_weights = 11;
+   */
+  keyWeights: { [key: string]: number };
+
+  /**
+   * Tasks with at least this priority are leased before any key's turn; unset means turns come first.
+   *
+   * @generated from field: optional int32 urgent_priority = 12;
+   */
+  urgentPriority?: number | undefined;
+
+  /**
+   * Starts allowed per interval to the whole queue; unset means no limit.
+   *
+   * @generated from field: taskq.v1.RateLimit rate_limit = 13;
+   */
+  rateLimit?: RateLimit | undefined;
+
+  /**
+   * Starts allowed per interval to each concurrency key of the queue; unset means no limit.
+   *
+   * @generated from field: taskq.v1.RateLimit rate_limit_per_key = 14;
+   */
+  rateLimitPerKey?: RateLimit | undefined;
+
+  /**
+   * The keys with tasks in the queue, those with the most running first, then the most pending; at most 100.
+   *
+   * @generated from field: repeated taskq.v1.QueueKey keys = 15;
+   */
+  keys: QueueKey[];
+
+  /**
+   * How many keys have tasks pending or running in the queue (keys may list fewer).
+   *
+   * @generated from field: uint32 key_count = 16;
+   */
+  keyCount: number;
+
+  /**
+   * Due pending tasks held back by max_running_per_key now.
+   *
+   * @generated from field: uint32 held_by_key_limit = 17;
+   */
+  heldByKeyLimit: number;
+
+  /**
+   * Due pending tasks held back by a rate limit (the queue's or their key's) now.
+   *
+   * @generated from field: uint32 held_by_rate_limit = 18;
+   */
+  heldByRateLimit: number;
 };
 
 /**
@@ -778,6 +841,90 @@ export type Queue = Message<"taskq.v1.Queue"> & {
  */
 export const QueueSchema: GenMessage<Queue> = /*@__PURE__*/
   messageDesc(file_taskq_v1_task_queue, 16);
+
+/**
+ * A token bucket: `tasks` starts per `per`, up to `burst` at once after a quiet spell.
+ *
+ * @generated from message taskq.v1.RateLimit
+ */
+export type RateLimit = Message<"taskq.v1.RateLimit"> & {
+  /**
+   * Tokens added per interval.
+   *
+   * @generated from field: uint32 tasks = 1;
+   */
+  tasks: number;
+
+  /**
+   * The interval.
+   *
+   * @generated from field: google.protobuf.Duration per = 2;
+   */
+  per?: Duration | undefined;
+
+  /**
+   * The most tokens the bucket holds.
+   *
+   * @generated from field: uint32 burst = 3;
+   */
+  burst: number;
+
+  /**
+   * Tokens free now (for the queue-wide limit); a task starts with one.
+   *
+   * @generated from field: double tokens = 4;
+   */
+  tokens: number;
+};
+
+/**
+ * Describes the message taskq.v1.RateLimit.
+ * Use `create(RateLimitSchema)` to create a new message.
+ */
+export const RateLimitSchema: GenMessage<RateLimit> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 17);
+
+/**
+ * One concurrency key's tasks in a queue.
+ *
+ * @generated from message taskq.v1.QueueKey
+ */
+export type QueueKey = Message<"taskq.v1.QueueKey"> & {
+  /**
+   * The concurrency key.
+   *
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * Its tasks running or cancelling.
+   *
+   * @generated from field: uint32 running = 2;
+   */
+  running: number;
+
+  /**
+   * Its tasks waiting, including those scheduled for later.
+   *
+   * @generated from field: uint32 pending = 3;
+   */
+  pending: number;
+
+  /**
+   * Tokens free now in its per-key rate limit; unset when the queue has none.
+   *
+   * @generated from field: optional double tokens = 4;
+   */
+  tokens?: number | undefined;
+};
+
+/**
+ * Describes the message taskq.v1.QueueKey.
+ * Use `create(QueueKeySchema)` to create a new message.
+ */
+export const QueueKeySchema: GenMessage<QueueKey> = /*@__PURE__*/
+  messageDesc(file_taskq_v1_task_queue, 18);
 
 /**
  * ListQueuesRequest asks for every queue.
@@ -792,7 +939,7 @@ export type ListQueuesRequest = Message<"taskq.v1.ListQueuesRequest"> & {
  * Use `create(ListQueuesRequestSchema)` to create a new message.
  */
 export const ListQueuesRequestSchema: GenMessage<ListQueuesRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 17);
+  messageDesc(file_taskq_v1_task_queue, 19);
 
 /**
  * ListQueuesResponse lists the queues and the global limit.
@@ -827,7 +974,7 @@ export type ListQueuesResponse = Message<"taskq.v1.ListQueuesResponse"> & {
  * Use `create(ListQueuesResponseSchema)` to create a new message.
  */
 export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 18);
+  messageDesc(file_taskq_v1_task_queue, 20);
 
 /**
  * PauseQueueRequest names the queue to pause.
@@ -848,7 +995,7 @@ export type PauseQueueRequest = Message<"taskq.v1.PauseQueueRequest"> & {
  * Use `create(PauseQueueRequestSchema)` to create a new message.
  */
 export const PauseQueueRequestSchema: GenMessage<PauseQueueRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 19);
+  messageDesc(file_taskq_v1_task_queue, 21);
 
 /**
  * PauseQueueResponse is the queue after the change.
@@ -869,7 +1016,7 @@ export type PauseQueueResponse = Message<"taskq.v1.PauseQueueResponse"> & {
  * Use `create(PauseQueueResponseSchema)` to create a new message.
  */
 export const PauseQueueResponseSchema: GenMessage<PauseQueueResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 20);
+  messageDesc(file_taskq_v1_task_queue, 22);
 
 /**
  * ResumeQueueRequest names the queue to resume.
@@ -890,7 +1037,7 @@ export type ResumeQueueRequest = Message<"taskq.v1.ResumeQueueRequest"> & {
  * Use `create(ResumeQueueRequestSchema)` to create a new message.
  */
 export const ResumeQueueRequestSchema: GenMessage<ResumeQueueRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 21);
+  messageDesc(file_taskq_v1_task_queue, 23);
 
 /**
  * ResumeQueueResponse is the queue after the change.
@@ -911,7 +1058,7 @@ export type ResumeQueueResponse = Message<"taskq.v1.ResumeQueueResponse"> & {
  * Use `create(ResumeQueueResponseSchema)` to create a new message.
  */
 export const ResumeQueueResponseSchema: GenMessage<ResumeQueueResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 22);
+  messageDesc(file_taskq_v1_task_queue, 24);
 
 /**
  * Schedule is one cron schedule: a task it dispatches on every tick, unless the previous run is still active.
@@ -995,7 +1142,7 @@ export type Schedule = Message<"taskq.v1.Schedule"> & {
  * Use `create(ScheduleSchema)` to create a new message.
  */
 export const ScheduleSchema: GenMessage<Schedule> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 23);
+  messageDesc(file_taskq_v1_task_queue, 25);
 
 /**
  * ListSchedulesRequest asks for every schedule.
@@ -1010,7 +1157,7 @@ export type ListSchedulesRequest = Message<"taskq.v1.ListSchedulesRequest"> & {
  * Use `create(ListSchedulesRequestSchema)` to create a new message.
  */
 export const ListSchedulesRequestSchema: GenMessage<ListSchedulesRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 24);
+  messageDesc(file_taskq_v1_task_queue, 26);
 
 /**
  * ListWorkersRequest asks for the connected workers.
@@ -1025,7 +1172,7 @@ export type ListWorkersRequest = Message<"taskq.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 25);
+  messageDesc(file_taskq_v1_task_queue, 27);
 
 /**
  * ListWorkersResponse lists the connected worker sessions, oldest connection first.
@@ -1046,7 +1193,7 @@ export type ListWorkersResponse = Message<"taskq.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 26);
+  messageDesc(file_taskq_v1_task_queue, 28);
 
 /**
  * ConnectedWorker is one worker session (one WorkerService.Connect stream) as its replica last recorded
@@ -1146,7 +1293,7 @@ export type ConnectedWorker = Message<"taskq.v1.ConnectedWorker"> & {
  * Use `create(ConnectedWorkerSchema)` to create a new message.
  */
 export const ConnectedWorkerSchema: GenMessage<ConnectedWorker> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 27);
+  messageDesc(file_taskq_v1_task_queue, 29);
 
 /**
  * ListSchedulesResponse lists the schedules by name.
@@ -1167,7 +1314,7 @@ export type ListSchedulesResponse = Message<"taskq.v1.ListSchedulesResponse"> & 
  * Use `create(ListSchedulesResponseSchema)` to create a new message.
  */
 export const ListSchedulesResponseSchema: GenMessage<ListSchedulesResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 28);
+  messageDesc(file_taskq_v1_task_queue, 30);
 
 /**
  * RetryRequest names the finished task to retry.
@@ -1188,7 +1335,7 @@ export type RetryRequest = Message<"taskq.v1.RetryRequest"> & {
  * Use `create(RetryRequestSchema)` to create a new message.
  */
 export const RetryRequestSchema: GenMessage<RetryRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 29);
+  messageDesc(file_taskq_v1_task_queue, 31);
 
 /**
  * RetryResponse names the task that retries the one asked for.
@@ -1216,7 +1363,7 @@ export type RetryResponse = Message<"taskq.v1.RetryResponse"> & {
  * Use `create(RetryResponseSchema)` to create a new message.
  */
 export const RetryResponseSchema: GenMessage<RetryResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 30);
+  messageDesc(file_taskq_v1_task_queue, 32);
 
 /**
  * TaskFilter selects the tasks of a bulk action: a task matches when it matches every field that is set. At least
@@ -1287,7 +1434,7 @@ export type TaskFilter = Message<"taskq.v1.TaskFilter"> & {
  * Use `create(TaskFilterSchema)` to create a new message.
  */
 export const TaskFilterSchema: GenMessage<TaskFilter> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 31);
+  messageDesc(file_taskq_v1_task_queue, 33);
 
 /**
  * InterruptManyRequest selects the tasks to interrupt.
@@ -1329,7 +1476,7 @@ export type InterruptManyRequest = Message<"taskq.v1.InterruptManyRequest"> & {
  * Use `create(InterruptManyRequestSchema)` to create a new message.
  */
 export const InterruptManyRequestSchema: GenMessage<InterruptManyRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 32);
+  messageDesc(file_taskq_v1_task_queue, 34);
 
 /**
  * InterruptManyResponse says how many tasks the call interrupted, or would have.
@@ -1357,7 +1504,7 @@ export type InterruptManyResponse = Message<"taskq.v1.InterruptManyResponse"> & 
  * Use `create(InterruptManyResponseSchema)` to create a new message.
  */
 export const InterruptManyResponseSchema: GenMessage<InterruptManyResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 33);
+  messageDesc(file_taskq_v1_task_queue, 35);
 
 /**
  * RetryManyRequest selects the tasks to retry.
@@ -1392,7 +1539,7 @@ export type RetryManyRequest = Message<"taskq.v1.RetryManyRequest"> & {
  * Use `create(RetryManyRequestSchema)` to create a new message.
  */
 export const RetryManyRequestSchema: GenMessage<RetryManyRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 34);
+  messageDesc(file_taskq_v1_task_queue, 36);
 
 /**
  * RetryManyResponse says how many tasks the call retried, or would have.
@@ -1420,7 +1567,7 @@ export type RetryManyResponse = Message<"taskq.v1.RetryManyResponse"> & {
  * Use `create(RetryManyResponseSchema)` to create a new message.
  */
 export const RetryManyResponseSchema: GenMessage<RetryManyResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 35);
+  messageDesc(file_taskq_v1_task_queue, 37);
 
 /**
  * ListAuditRequest pages the audit log.
@@ -1448,7 +1595,7 @@ export type ListAuditRequest = Message<"taskq.v1.ListAuditRequest"> & {
  * Use `create(ListAuditRequestSchema)` to create a new message.
  */
 export const ListAuditRequestSchema: GenMessage<ListAuditRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 36);
+  messageDesc(file_taskq_v1_task_queue, 38);
 
 /**
  * ListAuditResponse is one page of the audit log, newest first.
@@ -1476,7 +1623,7 @@ export type ListAuditResponse = Message<"taskq.v1.ListAuditResponse"> & {
  * Use `create(ListAuditResponseSchema)` to create a new message.
  */
 export const ListAuditResponseSchema: GenMessage<ListAuditResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 37);
+  messageDesc(file_taskq_v1_task_queue, 39);
 
 /**
  * AuditEntry is one call that changed tasks: a Retry, or an InterruptMany or RetryMany that was not a dry run.
@@ -1532,7 +1679,7 @@ export type AuditEntry = Message<"taskq.v1.AuditEntry"> & {
  * Use `create(AuditEntrySchema)` to create a new message.
  */
 export const AuditEntrySchema: GenMessage<AuditEntry> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 38);
+  messageDesc(file_taskq_v1_task_queue, 40);
 
 /**
  * CountTasksRequest narrows the counts; every field is optional.
@@ -1567,7 +1714,7 @@ export type CountTasksRequest = Message<"taskq.v1.CountTasksRequest"> & {
  * Use `create(CountTasksRequestSchema)` to create a new message.
  */
 export const CountTasksRequestSchema: GenMessage<CountTasksRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 39);
+  messageDesc(file_taskq_v1_task_queue, 41);
 
 /**
  * CountTasksResponse has one count for every status, zeros included, in the order of TaskStatus.
@@ -1588,7 +1735,7 @@ export type CountTasksResponse = Message<"taskq.v1.CountTasksResponse"> & {
  * Use `create(CountTasksResponseSchema)` to create a new message.
  */
 export const CountTasksResponseSchema: GenMessage<CountTasksResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 40);
+  messageDesc(file_taskq_v1_task_queue, 42);
 
 /**
  * StatusCount is how many tasks are in one status.
@@ -1623,7 +1770,7 @@ export type StatusCount = Message<"taskq.v1.StatusCount"> & {
  * Use `create(StatusCountSchema)` to create a new message.
  */
 export const StatusCountSchema: GenMessage<StatusCount> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 41);
+  messageDesc(file_taskq_v1_task_queue, 43);
 
 /**
  * GetStatsRequest chooses the window and the queue.
@@ -1651,7 +1798,7 @@ export type GetStatsRequest = Message<"taskq.v1.GetStatsRequest"> & {
  * Use `create(GetStatsRequestSchema)` to create a new message.
  */
 export const GetStatsRequestSchema: GenMessage<GetStatsRequest> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 42);
+  messageDesc(file_taskq_v1_task_queue, 44);
 
 /**
  * GetStatsResponse is the samples of the window, oldest first.
@@ -1679,7 +1826,7 @@ export type GetStatsResponse = Message<"taskq.v1.GetStatsResponse"> & {
  * Use `create(GetStatsResponseSchema)` to create a new message.
  */
 export const GetStatsResponseSchema: GenMessage<GetStatsResponse> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 43);
+  messageDesc(file_taskq_v1_task_queue, 45);
 
 /**
  * StatsSample is one queue at one sampling time.
@@ -1749,7 +1896,7 @@ export type StatsSample = Message<"taskq.v1.StatsSample"> & {
  * Use `create(StatsSampleSchema)` to create a new message.
  */
 export const StatsSampleSchema: GenMessage<StatsSample> = /*@__PURE__*/
-  messageDesc(file_taskq_v1_task_queue, 44);
+  messageDesc(file_taskq_v1_task_queue, 46);
 
 /**
  * ActiveSortField is a column of the Active tasks list.

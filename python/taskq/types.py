@@ -29,7 +29,9 @@ FINAL_STATUSES: tuple[TaskStatus, ...] = ("completed", "failed", "canceled", "st
 # How an attempt ended ("running" while it has not; "unspecified" for a value this SDK does not know).
 AttemptOutcome = Literal["running", "succeeded", "failed", "timed_out", "lost", "canceled", "given_back", "snoozed", "unspecified"]
 # What holds a pending task back, as the first of these that applies (see WaitReason in task.proto).
-WaitReason = Literal["not_due", "queue_paused", "no_worker", "queue_limit", "global_limit", "workers_busy"]
+WaitReason = Literal[
+    "not_due", "queue_paused", "no_worker", "queue_limit", "key_limit", "global_limit", "rate_limit", "workers_busy"
+]
 
 _STATUS_BY_NUMBER: dict[int, TaskStatus] = {i + 1: name for i, name in enumerate(TASK_STATUSES)}
 _NUMBER_BY_STATUS: dict[str, int] = {name: number for number, name in _STATUS_BY_NUMBER.items()}
@@ -52,6 +54,8 @@ _WAIT_REASON_BY_NUMBER: dict[int, WaitReason] = {
     task_pb2.WAIT_REASON_QUEUE_LIMIT: "queue_limit",
     task_pb2.WAIT_REASON_GLOBAL_LIMIT: "global_limit",
     task_pb2.WAIT_REASON_WORKERS_BUSY: "workers_busy",
+    task_pb2.WAIT_REASON_KEY_LIMIT: "key_limit",
+    task_pb2.WAIT_REASON_RATE_LIMIT: "rate_limit",
 }
 
 
@@ -200,6 +204,48 @@ class QueueInfo:
     max_attempts: int | None
     # Seconds the oldest pending task that is due has waited since it became due; 0.0 when none waits.
     oldest_due: float
+    # The most tasks of one concurrency key running at once in this queue; None: no limit.
+    max_running_per_key: int | None = None
+    # Keys that take more than one task per turn when keys take turns, and how many; others take one.
+    key_weights: dict[str, int] = field(default_factory=dict)
+    # Tasks with at least this priority go before every key's turn; None: turns come first.
+    urgent_priority: int | None = None
+    # Starts allowed to the whole queue, with the tokens free now; None: no limit.
+    rate_limit: RateLimitInfo | None = None
+    # Starts allowed to each key (tokens 0.0 here: each key's are in `keys`); None: no limit.
+    rate_limit_per_key: RateLimitInfo | None = None
+    # The keys with tasks in the queue, the most running first, then the most pending; at most 100.
+    keys: list[QueueKeyInfo] = field(default_factory=list)
+    # How many keys have tasks pending or running in the queue (`keys` may list fewer).
+    key_count: int = 0
+    # Due pending tasks held back by max_running_per_key now.
+    held_by_key_limit: int = 0
+    # Due pending tasks held back by a rate limit (the queue's or their key's) now.
+    held_by_rate_limit: int = 0
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """A token bucket: `tasks` starts per `per_ms` milliseconds, up to `burst` at once after a quiet spell."""
+
+    tasks: int
+    per_ms: float
+    burst: int
+    # Tokens free now (a task starts with one); 0.0 in a queue's rate_limit_per_key.
+    tokens: float
+
+
+@dataclass(frozen=True)
+class QueueKeyInfo:
+    """One concurrency key's tasks in a queue."""
+
+    key: str
+    # Its tasks running or cancelling.
+    running: int
+    # Its tasks waiting, including those scheduled for later.
+    pending: int
+    # Tokens free now in its rate_limit_per_key bucket; None when the queue has none.
+    tokens: float | None
 
 
 @dataclass(frozen=True)
@@ -468,7 +514,23 @@ def queue_from_pb(q: task_queue_pb2.Queue) -> QueueInfo:
         retry_delay=seconds(q.retry_delay) if q.HasField("retry_delay") else None,
         max_attempts=q.max_attempts if q.HasField("max_attempts") else None,
         oldest_due=seconds(q.oldest_due_age),
+        max_running_per_key=q.max_running_per_key if q.HasField("max_running_per_key") else None,
+        key_weights=dict(q.key_weights),
+        urgent_priority=q.urgent_priority if q.HasField("urgent_priority") else None,
+        rate_limit=_rate_limit(q.rate_limit) if q.HasField("rate_limit") else None,
+        rate_limit_per_key=_rate_limit(q.rate_limit_per_key) if q.HasField("rate_limit_per_key") else None,
+        keys=[
+            QueueKeyInfo(k.key, k.running, k.pending, k.tokens if k.HasField("tokens") else None) for k in q.keys
+        ],
+        key_count=q.key_count,
+        held_by_key_limit=q.held_by_key_limit,
+        held_by_rate_limit=q.held_by_rate_limit,
     )
+
+
+def _rate_limit(r: task_queue_pb2.RateLimit) -> RateLimitInfo:
+    per_ms = seconds(r.per) * 1000 if r.HasField("per") else 0.0
+    return RateLimitInfo(tasks=r.tasks, per_ms=per_ms, burst=r.burst, tokens=r.tokens)
 
 
 def schedule_from_pb(s: task_queue_pb2.Schedule) -> ScheduleInfo:

@@ -23,6 +23,7 @@ import path from "node:path";
 import pg from "pg";
 import { startEmbeddedPostgres, type EmbeddedDatabase } from "../packages/server/src/embedded.js";
 import { chaosTablesCreate, clockAgrees, clockRead, leaseTriggerInstall } from "./chaos-db.js";
+import { keyedConfigWrite } from "./chaos-keys.js";
 import { Proc, sleep, stopEverything } from "./chaos-procs.js";
 import { freePort } from "./free-port.js";
 import { TcpProxy } from "./tcp-proxy.js";
@@ -81,6 +82,7 @@ export class Cluster {
     if (!clockAgrees(reading)) throw new Error(`the run's clock is not the database's: ${JSON.stringify(reading)}`);
     await chaosTablesCreate(this.admin);
 
+    const config = await keyedConfigWrite(this.dir);
     this.dbProxy = await TcpProxy.start({ port: this.pgPort });
     const ports = await Promise.all(Array.from({ length: REPLICAS }, freePort));
     this.urls = ports.map((p) => `http://127.0.0.1:${p}`);
@@ -95,6 +97,7 @@ export class Cluster {
           TASKQ_POLL_INTERVAL_MS: "1000",
           TASKQ_BUILTIN_SCHEDULES: "off",
           TASKQ_LOG_LEVEL: "warn",
+          TASKQ_CONFIG: config,
           ...shiftedClock(CLOCK_OFFSET_S[i]),
         }),
       );

@@ -18,6 +18,7 @@
  */
 import { Code, TaskClient, TaskqError, type TaskHandle } from "@taskq/sdk";
 import type { Kind } from "./chaos-check.js";
+import { KEYED_QUEUE, KEYS } from "./chaos-keys.js";
 import { pick, say, sleep } from "./chaos-procs.js";
 
 const KIND_MIX: [Kind, number][] = [
@@ -29,6 +30,8 @@ const KIND_MIX: [Kind, number][] = [
   ["chaos.fail", 0.03],
   ["chaos.interrupted", 0.04],
 ];
+/** The share of batches dispatched to the keyed queue. */
+const KEYED_SHARE = 0.25;
 /** A call to a replica that does not answer within this (it may be paused) is tried on another... */
 const CALL_TIMEOUT_MS = 3_000;
 /** ...unless calls keep taking longer: then the wait doubles, up to this. */
@@ -64,10 +67,13 @@ export class Traffic {
     const stalled = () => performance.now() - acceptedAt > stallMs;
     while ((performance.now() < until || this.dispatched.size < minTasks) && !failed()) {
       const batch = Array.from({ length: 20 }, () => ({ key: `chaos-${n++}`, kind: randomKind() }));
+      // A quarter of the batches go to the keyed queue, spread over its keys (chaos-keys.ts).
+      const keyed = Math.random() < KEYED_SHARE;
       const call = (c: TaskClient) =>
         c.dispatchBatch(
-          batch.map(({ key, kind }) => ({
+          batch.map(({ key, kind }, i) => ({
             type: kind,
+            ...(keyed ? { queue: KEYED_QUEUE, concurrencyKey: KEYS[i % KEYS.length] } : {}),
             idempotencyKey: key,
             maxAttempts: 100, // a lost worker costs an attempt; a failing handler fails at once whatever this says
             retryDelayMs: 100,

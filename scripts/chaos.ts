@@ -16,9 +16,13 @@
  *   runs after final            an execution that started after its task's final status was recorded
  *   runs on taken-back leases   an execution that started after its lease had ended
  *
+ * A quarter of the traffic is keyed, in a queue whose keys are limited in how many run at once and how
+ * often they start (chaos-keys.ts); a key over either limit fails the run like a lost task.
+ *
  * It also reports overlapping executions and how long each lost process's leases took to be recovered.
  * The last line is exactly `chaos: N tasks, K kills, L lost, D duplicate, S stuck, A runs after final,
- * B runs on taken-back leases`; the exit code is 0 only when L, D, S, A and B are all 0, no process
+ * B runs on taken-back leases`; the exit code is 0 only when L, D, S, A and B are all 0, no key went over
+ * its limits (the line before says), no process
  * crashed and dispatching never stalled (below). CHAOS_JSON names a file for the figures as JSON;
  * CHAOS_DUMP a folder for the chaos tables (executions, lease events, side effects, finished tasks) as
  * JSON lines, to look into problems.
@@ -32,6 +36,7 @@ import { verify } from "./chaos-check.js";
 import { CLOCK_OFFSET_S, Cluster } from "./chaos-cluster.js";
 import { chaosTablesDump } from "./chaos-db.js";
 import { Faults } from "./chaos-faults.js";
+import { KeySampler, keysLine, keysVerify } from "./chaos-keys.js";
 import { killEverything, say, sleep } from "./chaos-procs.js";
 import { figuresOf, printReport } from "./chaos-report.js";
 import { verifyRuns } from "./chaos-runs.js";
@@ -61,6 +66,7 @@ async function main(): Promise<number> {
   const c = new Cluster(STALE_CHECK_MS);
   cluster = c;
   let traffic: Traffic | null = null;
+  let keySampler: KeySampler | null = null;
   try {
     await c.start();
     const { replicas, workers } = c;
@@ -78,6 +84,7 @@ async function main(): Promise<number> {
     });
     noteClockSkew(c, faults);
 
+    keySampler = new KeySampler(c.admin);
     const t = new Traffic(c.replicaUrls);
     traffic = t;
     let failure: string | null = null;
@@ -111,6 +118,7 @@ async function main(): Promise<number> {
     await settle(c);
 
     const report = await verify(c.admin, t.dispatched);
+    const keys = await keysVerify(c.admin, keySampler);
     const runs = await verifyRuns(c.admin, {
       faults: faults.log,
       lives: c.procs.flatMap((p) => p.lives),
@@ -119,6 +127,8 @@ async function main(): Promise<number> {
     });
     const figures = figuresOf({ seconds: SECONDS, cluster: c, faults, tasks: t.dispatched.size, crashes, report, runs });
     printReport(figures, STALE_CHECK_MS);
+    for (const problem of keys.problems.slice(0, 20)) say(`problem: ${problem}`);
+    say(keysLine(keys));
     if (process.env.CHAOS_DUMP) await chaosTablesDump(c.admin, process.env.CHAOS_DUMP);
     if (process.env.CHAOS_JSON) {
       await writeFile(process.env.CHAOS_JSON, `${JSON.stringify({ ...figures, problems: figures.problems.slice(0, 500) }, null, 2)}\n`);
@@ -128,11 +138,12 @@ async function main(): Promise<number> {
       `chaos: ${f.tasks} tasks, ${f.kills} kills, ${f.lost} lost, ${f.duplicate} duplicate, ${f.stuck} stuck, ` +
         `${f.runsAfterFinal} runs after final, ${f.runsOnTakenBackLeases} runs on taken-back leases`,
     );
-    const counts = [f.lost, f.duplicate, f.stuck, f.runsAfterFinal, f.runsOnTakenBackLeases];
+    const counts = [f.lost, f.duplicate, f.stuck, f.runsAfterFinal, f.runsOnTakenBackLeases, keys.overKeyLimit, keys.overRateLimit];
     if (t.stalled) say(`problem: ${t.stalled}`);
     return counts.every((n) => n === 0) && f.crashes === 0 && !t.stalled ? 0 : 1;
   } finally {
     traffic?.close();
+    await keySampler?.stop();
     await c.close();
     cluster = null;
   }

@@ -27,6 +27,7 @@ const MIN_TASKS = 1_000;
  * within it (a 2-core machine does about 70/s idle, and 8/s with six busy loops beside the run).
  */
 const TIMEOUT_MS = (SECONDS + 1_800) * 1000;
+const KEYS_LINE = /keys: at most (\d+) tasks of one key running in (\d+) samples \(limit \d+, (\d+) over\); at most (\d+) starts of one key in \d+ ms \(limit \d+ \+ burst \d+, (\d+) windows over\)$/m;
 const SUMMARY = /^chaos: (\d+) tasks, (\d+) kills, (\d+) lost, (\d+) duplicate, (\d+) stuck, (\d+) runs after final, (\d+) runs on taken-back leases$/;
 
 test(`chaos: ${SECONDS} s of faults lose nothing and run nothing on a lease it no longer holds`, { timeout: TIMEOUT_MS }, async (t) => {
@@ -62,5 +63,11 @@ test(`chaos: ${SECONDS} s of faults lose nothing and run nothing on a lease it n
     { lost: 0, duplicate: 0, stuck: 0, afterFinal: 0, takenBack: 0 },
     tail,
   );
+  // A quarter of the traffic was keyed, in a queue limiting each key's running tasks and starts.
+  const keys = KEYS_LINE.exec(out);
+  assert.ok(keys, `no keys line:\n${tail}`);
+  const [mostRunning, samples, overKeyLimit, mostStarts, overRateLimit] = keys.slice(1).map(Number);
+  assert.ok(samples > 0 && mostRunning >= 1 && mostStarts >= 1, `no keyed task ran: ${keys[0]}`);
+  assert.deepEqual({ overKeyLimit, overRateLimit }, { overKeyLimit: 0, overRateLimit: 0 }, tail);
   assert.equal(code, 0, tail);
 });

@@ -153,15 +153,32 @@ test("no auth is refused beyond loopback unless forced; TLS needs a certificate 
 test("keys' settings of a queue: max_running_per_key, key_weights and urgent_priority, every problem named", async () => {
   const config = loadConfig({
     TASKQ_CONFIG: await file("keys.json", {
-      queues: { tenants: { max_workers: 8, max_running_per_key: 2, key_weights: { "acme-co": 3, "tiny:1": 1 }, urgent_priority: 100 } },
+      queues: {
+        tenants: {
+          max_workers: 8,
+          max_running_per_key: 2,
+          key_weights: { "acme-co": 3, "tiny:1": 1 },
+          urgent_priority: 100,
+          rate_limit: { tasks: 100, per_ms: 1_000, burst: 20 },
+          rate_limit_per_key: { tasks: 5, per_ms: 60_000 },
+        },
+      },
     }),
   });
-  assert.deepEqual(config.queues.tenants, { maxWorkers: 8, maxRunningPerKey: 2, keyWeights: { "acme-co": 3, "tiny:1": 1 }, urgentPriority: 100 });
+  assert.deepEqual(config.queues.tenants, {
+    maxWorkers: 8,
+    maxRunningPerKey: 2,
+    keyWeights: { "acme-co": 3, "tiny:1": 1 },
+    urgentPriority: 100,
+    rateLimit: { tasks: 100, perMs: 1_000, burst: 20 },
+    rateLimitPerKey: { tasks: 5, perMs: 60_000, burst: 1 },
+  });
   const problems = problemsOf({
     TASKQ_CONFIG: await file("bad-keys.json", {
       queues: {
         a: { max_running_per_key: 0, key_weights: { ok: 2, zero: 0, "": 1, [`${"k".repeat(201)}`]: 1 }, urgent_priority: 0 },
         b: { max_running_per_key: "2", key_weights: ["acme"], urgent_priority: 2 ** 31 },
+        c: { rate_limit: { tasks: 0, per_ms: 1.5, burst: 0, every: 1 }, rate_limit_per_key: 10 },
       },
     }),
   });
@@ -174,6 +191,11 @@ test("keys' settings of a queue: max_running_per_key, key_weights and urgent_pri
     /queues\.b\.max_running_per_key must be an integer ≥ 1/,
     /queues\.b\.key_weights must be an object of concurrency key → weight/,
     /queues\.b\.urgent_priority must be an integer priority/,
+    /queues\.c\.rate_limit\.tasks must be an integer from 1 to 1000000/,
+    /queues\.c\.rate_limit\.per_ms must be an integer from 1 to 86400000/,
+    /queues\.c\.rate_limit\.burst must be an integer from 1 to 1000000/,
+    /queues\.c\.rate_limit\.every is not a known setting/,
+    /queues\.c\.rate_limit_per_key must be \{ "tasks": N, "per_ms": T \} with an optional "burst"/,
   ];
   for (const pattern of expected) assert.ok(problems.some((p) => pattern.test(p)), `missing ${pattern}: ${problems.join(" | ")}`);
   assert.equal(problems.length, expected.length, problems.join(" | "));

@@ -172,8 +172,7 @@ export async function taskLeaseAvailable(
         order by c.id, g.ord
       ),
       picked as (
-        select c.id, c.session_id, c.type, c.queue, c.key, c.depth, c.turn, c.urgent, c.weight, c.spent,
-               count(*) over (partition by c.type, c.queue, c.key) as taken
+        select c.id, c.session_id, c.type, c.queue, c.key, c.depth, c.turn, c.urgent, c.weight, c.spent
         from (
           select c.*,
                  row_number() over (partition by c.queue order by ${FAIR_ORDER}) as queue_rank,
@@ -248,9 +247,10 @@ export async function taskLeaseAvailable(
         from (
           select distinct on (x.type) x.type, x.queue, x.key, x.spent, x.capped
           from (
-            select p.type, p.queue, coalesce(p.key, '') as key, (p.spent + p.taken) % p.weight as spent, p.turn, p.depth,
+            select p.type, p.queue, coalesce(p.key, '') as key,
+                   (p.spent + count(*) over (partition by p.type, p.queue, p.key)) % p.weight as spent, p.turn, p.depth,
                    1 as got, false as capped
-            from picked p where not p.urgent
+            from picked p where not p.urgent and exists (select 1 from pairs) -- no keys, no turns to keep
             union all
             select p.type, p.queue, p.key, 0, 0, p.depth, 0, true from pairs p where p.depth >= ${MAX_PAIRS_VISITED}
           ) x

@@ -32,16 +32,14 @@ import { OperatorActions } from "./operator-actions.js";
 import { Reaper, type SweepResult } from "./reaper.js";
 import { WorkerSession, type SessionSink } from "./session.js";
 import type { CountQuery, StatsSample, StatusCount } from "./types.js";
-import type { ActiveQuery, AuditEntry, BulkRequest, BulkResult, CancelReason, DispatchResult, HistoryQuery, JsonObject, NewTask, QueueCounts, QueueLimits, RetryBackoff } from "./types.js";
-import type { TraceContext } from "./types.js";
+import type { ActiveQuery, AuditEntry, BulkRequest, BulkResult, CancelReason, DispatchResult, HistoryQuery, NewTask, QueueCounts, QueueLimits } from "./types.js";
+import { newTaskOf, type DispatchInput } from "./dispatch-input.js";
 import type { ScheduleDef, ScheduleRow, TaskDetail, TaskRecord, WakeOnFree, WorkerHello, WorkerInfo } from "./types.js";
 import { explainWaits } from "./waiting.js";
 import { TaskEvents, type WatchEvent } from "./watch.js";
 import {
   DEFAULT_CANCEL_GRACE_MS,
-  DEFAULT_MAX_ATTEMPTS,
   DEFAULT_POLL_INTERVAL_MS,
-  DEFAULT_RETRY_DELAY_MS,
   DEFAULT_STALE_CHECK_MS,
   DEFAULT_TIMEOUT_MS,
   SCHEDULED_QUEUE,
@@ -82,30 +80,6 @@ export interface EngineOptions {
   meter?: Meter;
   /** How often the queues' depth and finished tasks are sampled for GetStats; default a minute. */
   statsIntervalMs?: number;
-}
-
-/** A dispatch as the caller gives it: everything but the type may be left to defaults. */
-export interface DispatchInput {
-  type: string;
-  queue?: string;
-  params?: JsonObject;
-  title?: string;
-  priority?: number;
-  origin?: "user" | "system";
-  initiator?: string;
-  nodeId?: string;
-  timeoutMs?: number;
-  maxAttempts?: number;
-  retryDelayMs?: number;
-  retryBackoff?: RetryBackoff;
-  runAt?: Date;
-  /** Eligible this long after dispatch, by the engine's clock; ignored when runAt is set. */
-  delayMs?: number;
-  idempotencyKey?: string;
-  /** Whose work this is within its queue (DispatchRequest.concurrency_key). */
-  concurrencyKey?: string;
-  /** The trace context to store with the task (the dispatch span's); absent outside any trace. */
-  trace?: TraceContext | null;
 }
 
 export class Engine {
@@ -333,25 +307,7 @@ export class Engine {
 
   private withDefaults(input: DispatchInput, fieldPrefix: string): NewTask {
     const queue = input.queue || "default";
-    const settings = this.queueSettings(queue, `${fieldPrefix}queue`);
-    return {
-      type: input.type,
-      queue,
-      params: input.params ?? {},
-      title: input.title ?? "",
-      priority: input.priority ?? 0,
-      origin: input.origin ?? "user",
-      initiator: input.initiator ?? "",
-      nodeId: input.nodeId ?? "",
-      timeoutMs: input.timeoutMs ?? null,
-      maxAttempts: input.maxAttempts ?? settings.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
-      retryDelayMs: input.retryDelayMs ?? settings.retryDelayMs ?? DEFAULT_RETRY_DELAY_MS,
-      retryBackoff: input.retryBackoff ?? "fixed",
-      runAt: input.runAt ?? (input.delayMs ? new Date(this.clock.now().getTime() + input.delayMs) : null),
-      idempotencyKey: input.idempotencyKey || null,
-      concurrencyKey: input.concurrencyKey || null,
-      trace: input.trace ?? null,
-    };
+    return newTaskOf(input, queue, this.queueSettings(queue, `${fieldPrefix}queue`), this.clock.now());
   }
 
   /** One task with its whole log, and why it waits when it is pending. */

@@ -6,7 +6,8 @@
  */
 
 // The engine, what it takes and what it gives back.
-export { Engine, type DispatchInput } from "./engine.js";
+export { Engine } from "./engine.js";
+export type { DispatchInput } from "./dispatch-input.js";
 export type { WorkerSession } from "./session.js";
 export type { WatchEvent } from "./watch.js";
 export { attemptsOf } from "./attempts.js";

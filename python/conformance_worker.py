@@ -86,6 +86,7 @@ def context(ctx: TaskContext) -> object:
         "attempt": ctx.attempt,
         "max_attempts": ctx.max_attempts,
         "idempotency_key": ctx.idempotency_key,
+        "concurrency_key": ctx.concurrency_key,
         "type": ctx.type,
         "queue": ctx.queue,
         "id": ctx.id,

@@ -197,10 +197,10 @@ export const CASES: Case[] = [
     name: "context",
     async run(env) {
       const key = `conformance-${Date.now()}-${Math.random().toString(36).slice(2)}`;
-      const f = await follow(env, "conformance.context", {}, { maxAttempts: 4, idempotencyKey: key });
+      const f = await follow(env, "conformance.context", {}, { maxAttempts: 4, idempotencyKey: key, concurrencyKey: "tenant-7" });
       const task = await f.final();
       expectEnded(f, task, { statuses: "running completed", attempts: 1 });
-      const want = { attempt: 1, max_attempts: 4, idempotency_key: key, type: "conformance.context", queue: QUEUE, id: f.handle.id };
+      const want = { attempt: 1, max_attempts: 4, idempotency_key: key, concurrency_key: "tenant-7", type: "conformance.context", queue: QUEUE, id: f.handle.id };
       same("result", task.result, want);
     },
   },

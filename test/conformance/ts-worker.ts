@@ -77,6 +77,7 @@ worker
     attempt: ctx.attempt,
     max_attempts: ctx.maxAttempts,
     idempotency_key: ctx.idempotencyKey,
+    concurrency_key: ctx.concurrencyKey,
     type: ctx.type,
     queue: ctx.queue,
     id: ctx.id,

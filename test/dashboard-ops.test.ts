@@ -1,9 +1,10 @@
 /**
  * The dashboard's operator screens in a real browser (headless Chromium, see dashboard-browser.ts):
  * the activity charts (uPlot) over the server's stats samples, the workers view, Pause and Resume on
- * the queues view (and the refusal a client token gets), the page at 760 px wide, and the icon. The
- * replica samples stats every 200 ms. Screenshots: charts.png, workers.png, queues-paused.png,
- * queues-refused.png, narrow-760.png, narrow-760-task.png, narrow-760-queues.png.
+ * the queues view (and the refusal a client token gets), the queues' key and rate limits with the keys
+ * of each queue, the page at 760 px wide, and the icon. The replica samples stats every 200 ms.
+ * Screenshots: charts.png, workers.png, queues-paused.png, queues-keys.png, queues-refused.png,
+ * narrow-760.png, narrow-760-task.png, narrow-760-queues.png.
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -16,7 +17,12 @@ import { Harness, waitFor } from "./helpers.js";
 let h: Harness;
 let browser: Browser;
 let url: string;
-const queues = Object.fromEntries(["charts", "charts-b", "depth", "ops", "ops2"].map((q) => [q, {}]));
+const queues = {
+  ...Object.fromEntries(["charts", "charts-b", "depth", "ops", "ops2", "manykeys"].map((q) => [q, {}])),
+  // For the queues view's limits and keys: one task of a key at a time; one task an hour.
+  tenants: { maxRunningPerKey: 1, keyWeights: { acme: 2 } },
+  metered: { rateLimit: { tasks: 1, perMs: 3_600_000, burst: 1 } },
+};
 
 before(async () => {
   h = await Harness.create();
@@ -117,6 +123,60 @@ test("Pause and Resume on the queues view pause and resume the queue", async () 
   await row.locator("td", { hasText: exactly("Running") }).waitFor();
   assert.equal((await client.listQueues()).queues.find((q) => q.name === "ops2")?.paused, false);
   await page.close();
+});
+
+test("the queues view shows key and rate limits, the tasks they hold back, and each queue's keys", async () => {
+  const client = h.client();
+  const worker = h.worker({ name: "keys-worker", concurrency: 4, queues: ["tenants", "metered"] });
+  worker.register("keys.hold", (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(null), { once: true })));
+  await worker.start();
+  // tenants: acme's first task runs and its second waits for it; globex's runs. metered: one of two runs.
+  const acme1 = await client.dispatch("keys.hold", {}, { queue: "tenants", concurrencyKey: "acme" });
+  await waitForStatus(client, [acme1.id], "running");
+  const held = [
+    await client.dispatch("keys.hold", {}, { queue: "tenants", concurrencyKey: "acme" }),
+    await client.dispatch("keys.hold", {}, { queue: "tenants", concurrencyKey: "globex" }),
+    await client.dispatch("keys.hold", {}, { queue: "metered" }),
+    await client.dispatch("keys.hold", {}, { queue: "metered" }),
+  ];
+  // manykeys (paused): more keys than ListQueues lists.
+  await h.rpc().pauseQueue({ queue: "manykeys" });
+  const many = await client.dispatchBatch(Array.from({ length: 102 }, (_, i) => ({ type: "keys.none", queue: "manykeys", concurrencyKey: `k${i}` })));
+  const tasks = [acme1, ...held, ...many];
+  await waitFor("globex's task and one metered task to run", async () => {
+    const { queues } = await client.listQueues();
+    const running = (name: string) => queues.find((q) => q.name === name)?.running;
+    return running("tenants") === 2 && running("metered") === 1;
+  });
+
+  const page = await open("/#/queues");
+  const row = (queue: string) => page.locator(`[data-table="queues"] tr[data-queue="${queue}"]`);
+  const field = (queue: string, name: string, text: string) => row(queue).locator(`[data-field="${name}"]`, { hasText: exactly(text) }).waitFor();
+  await field("tenants", "held-by-key-limit", "1 held by key limit");
+  await field("tenants", "max-running-per-key", "at most 1 running");
+  await field("tenants", "key-weights", "acme ×2");
+  assert.equal(await row("tenants").locator('[data-field="held-by-rate-limit"]').count(), 0, "no count while none is held");
+  await field("metered", "held-by-rate-limit", "1 held by rate limit");
+  await field("metered", "rate-limit", "1 per h, burst 1 · 0.0 tokens free");
+  assert.equal(await row("metered").locator('[data-field="rate-tokens"]').textContent(), "0.0");
+  assert.deepEqual(await row("ops2").locator("td").allInnerTexts(), ["ops2", "0", "0 / ∞", "—", "Running", "Pause"]);
+
+  const keyCells = (queue: string, key: string) => page.locator(`[data-table="keys"] tr[data-queue="${queue}"][data-key="${key}"] td`).allInnerTexts();
+  assert.deepEqual(await keyCells("tenants", "acme"), ["tenants", "acme", "1 / 1", "1", "—"]);
+  assert.deepEqual(await keyCells("tenants", "globex"), ["tenants", "globex", "1 / 1", "0", "—"]);
+  assert.deepEqual(await keyCells("manykeys", "k0"), ["manykeys", "k0", "0", "1", "—"]);
+  assert.equal(await page.locator('[data-table="keys"] tr[data-queue="manykeys"][data-key]').count(), 100);
+  await page.locator('[data-table="keys"] tr[data-queue="manykeys"] [data-field="more-keys"]', { hasText: exactly("manykeys: 2 more keys") }).waitFor();
+  assert.equal(await page.locator('[data-table="keys"] tr[data-queue="metered"]').count(), 0, "a queue without keys has no rows");
+  await page.screenshot({ path: `${ARTIFACTS}/queues-keys.png`, fullPage: true });
+
+  await page.setViewportSize({ width: 760, height: 900 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.equal(overflow, 0, `at 760 px the queues view scrolls the page sideways by ${overflow} px`);
+  await page.close();
+  await Promise.all(tasks.map((t) => t.interrupt()));
+  await h.rpc().resumeQueue({ queue: "manykeys" });
+  await worker.stop();
 });
 
 test("with auth on, Pause with a client token says plainly that it needs an admin token; an admin token pauses", async () => {

@@ -248,7 +248,7 @@ test("Queues and schedules show depth, running against the limit, and paused que
   const row = page.locator('tr[data-queue="reports"]');
   await row.waitFor();
   const cells = await row.locator("td").allInnerTexts();
-  assert.deepEqual(cells, ["reports", "1", "0 / 2", "Paused", "Resume"]);
+  assert.deepEqual(cells, ["reports", "1", "0 / 2", "—", "Paused", "Resume"]);
   const schedule = await page.locator('tr[data-schedule="nightly-cleanup"] td').allInnerTexts();
   assert.deepEqual(schedule.slice(0, 5), ["nightly-cleanup", "0 3 * * *", "Europe/Berlin", "dash.cleanup", "scheduled"]);
   assert.match(schedule[5], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/); // the next run

@@ -59,6 +59,7 @@ try {
     limits: { queues: {}, perKey: {}, rates: {}, global: null },
     shares: { weights: {}, urgentPriority: {} },
     cursors: {} as KeyCursors,
+    keyed: KEYS > 0,
   };
   const [claimBefore, finishBefore] = [claimer.cpu(), finisher.cpu()];
   for (let done = 0; done < TASKS; ) {

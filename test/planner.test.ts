@@ -37,11 +37,13 @@ test("a burst of dispatches gets the task table analyzed, without waiting for au
   // claim index in order and stops at the slots it fills.
   const session = randomUUID();
   await sessionUpsert(h.pool, { id: session, replicaId: randomUUID(), workerName: "w", taskTypes: ["burst"], queues: [], typeTimeouts: {}, concurrency: 1, connectedAt: new Date() });
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
-  const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["burst"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
-  const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
-  assert.ok(read.length > 0);
-  assert.ok(Math.max(...read) <= 10, `rows of taskq.tasks read per scan: ${read.join(", ")}`);
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {}, keyed: true };
+  for (const keyed of [false, true]) {
+    const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["burst"], queues: null, slots: Array(10).fill(session) }], { ...opts, keyed }, new Date());
+    const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
+    assert.ok(read.length > 0);
+    assert.ok(Math.max(...read) <= 10, `${keyed ? "walking keys" : "unkeyed only"}: rows of taskq.tasks read per scan: ${read.join(", ")}`);
+  }
   await h.pool.query("alter table taskq.tasks reset (autovacuum_enabled)");
   await h.pool.query("delete from taskq.tasks");
 });
@@ -96,7 +98,7 @@ test("finishing and releasing leases look each task up by primary key while the 
   await taskInsertMany(h.pool, Array.from({ length: 3_000 }, () => ({ ...task })), new Date());
   await h.pool.query("alter table taskq.tasks set (autovacuum_enabled = false)");
   await h.pool.query("analyze taskq.tasks"); // every task pending, as far as the planner will know
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {}, keyed: true };
   const { leases: leased } = await taskLeaseAvailable(h.pool, [{ types: ["stale"], queues: null, slots: Array(3_000).fill(session) }], opts, new Date());
   assert.equal(leased.length, 3_000);
   const some = leased.slice(0, 500).map((l) => ({ id: l.id, leaseToken: l.leaseToken }));
@@ -119,12 +121,14 @@ test("a claim never walks another type's backlog, however urgent", async () => {
   for (let i = 0; i < 4; i++) await taskInsertMany(h.pool, Array.from({ length: 5_000 }, () => ({ ...task })), new Date());
   await taskInsertMany(h.pool, Array.from({ length: 5 }, () => ({ ...task, type: "mine", priority: 0 })), new Date());
   await h.pool.query("analyze taskq.tasks");
-  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} };
-  const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["mine"], queues: null, slots: Array(10).fill(session) }], opts, new Date());
-  const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
-  assert.ok(read.length > 0);
-  assert.ok(Math.max(...read) <= 10, `rows of taskq.tasks read per scan: ${read.join(", ")}`);
-  assert.equal((await claim(h.pool)).leases.length, 5);
+  const opts = { timeouts: { types: {}, queues: {}, defaultMs: 60_000 }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {}, keyed: true };
+  for (const keyed of [false, true]) {
+    const claim = (db: Db) => taskLeaseAvailable(db, [{ types: ["mine"], queues: null, slots: Array(10).fill(session) }], { ...opts, keyed }, new Date());
+    const read = taskScans(await planOf(claim, { analyze: true }), rowsRead);
+    assert.ok(read.length > 0);
+    assert.ok(Math.max(...read) <= 10, `${keyed ? "walking keys" : "unkeyed only"}: rows of taskq.tasks read per scan: ${read.join(", ")}`);
+  }
+  assert.equal((await taskLeaseAvailable(h.pool, [{ types: ["mine"], queues: null, slots: Array(10).fill(session) }], opts, new Date())).leases.length, 5);
 });
 
 test("the deadline sweep, the orphan sweep and the worker list read the running tasks only, whatever the backlog", async () => {
@@ -156,6 +160,7 @@ test("a claim reads a key's backlog only as far as its turn, and none of a key a
     limits: { queues: {}, perKey, rates: {}, global: null },
     shares: { weights: {}, urgentPriority: {} },
     cursors: {},
+    keyed: true,
   });
   const claim = (perKey: Record<string, number>) => (db: Db) =>
     taskLeaseAvailable(db, [{ types: ["fair"], queues: null, slots: Array(10).fill(session) }], opts(perKey), new Date());

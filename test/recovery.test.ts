@@ -107,7 +107,7 @@ describe("recovery against finishes, in SQL", () => {
       const { leases } = await taskLeaseAvailable(
         h.pool,
         [{ types: [`race${round}`], queues: null, slots: ids.map(() => sessionId) }],
-        { timeouts: { types: {}, queues: {}, defaultMs: DEFAULT_TIMEOUT_MS }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {} },
+        { timeouts: { types: {}, queues: {}, defaultMs: DEFAULT_TIMEOUT_MS }, limits: { queues: {}, perKey: {}, rates: {}, global: null }, shares: { weights: {}, urgentPriority: {} }, cursors: {}, keyed: true },
         new Date(),
       );
       assert.equal(leases.length, 40);

@@ -80,6 +80,11 @@ export class LeaseDispatcher {
   private emptyWalks = 0;
   /** When a rate limit that held tasks back during this run gets its next token (epoch ms). */
   private tokenAt = Infinity;
+  /**
+   * Task types the last claim of them found without keyed tasks: a claim whose types are all here reads
+   * unkeyed tasks only, a cheaper statement; one that finds keyed tasks waiting takes the type out.
+   */
+  private readonly unkeyedTypes = new Set<string>();
 
   constructor(
     private readonly db: pg.Pool,
@@ -203,8 +208,14 @@ export class LeaseDispatcher {
   private async claimOnce(): Promise<{ leased: number; capped: boolean }> {
     const groups = this.groups();
     if (groups.length === 0) return { leased: 0, capped: false };
-    const { leases, cursors, capped, rateWaitMs } = await this.lease(groups);
+    const walkedKeys = this.walksKeys(groups);
+    const { leases, cursors, capped, rateWaitMs, keyedTypes } = await this.lease(groups);
     Object.assign(this.cursors, cursors);
+    const keyed = new Set(keyedTypes);
+    for (const type of groups.flatMap((g) => g.types)) {
+      if (keyed.has(type)) this.unkeyedTypes.delete(type);
+      else if (walkedKeys) this.unkeyedTypes.add(type);
+    }
     if (rateWaitMs !== null) this.tokenAt = Math.min(this.tokenAt, this.clock.now().getTime() + rateWaitMs);
     const orphans: LeasedTask[] = [];
     for (const lease of leases) {
@@ -225,7 +236,8 @@ export class LeaseDispatcher {
         onRetry: (err, retryInMs) => this.log.warn({ err: err.message, retryInMs }, "returning undelivered leases: database unreachable; trying again"),
       });
     }
-    return { leased: leases.length, capped };
+    // Keyed tasks found by a claim that did not walk the keys: the next claim does, at once.
+    return { leased: leases.length, capped: capped || (!walkedKeys && keyed.size > 0) };
   }
 
   /**
@@ -233,7 +245,7 @@ export class LeaseDispatcher {
    * that first takes the limit locks, so claimers on other replicas count each other's leases.
    */
   private async lease(groups: LeaseGroup[]): Promise<Claimed> {
-    const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits, shares: this.opts.shares, cursors: this.cursors };
+    const opts = { timeouts: this.opts.timeouts, limits: this.opts.limits, shares: this.opts.shares, cursors: this.cursors, keyed: this.walksKeys(groups) };
     const locks = limitLocks(groups, this.opts.limits);
     this.opts.meter.claimed(locks !== null && !("queues" in locks && this.limitedSettledAt === this.limitedNews));
     const now = this.clock.now();
@@ -250,6 +262,11 @@ export class LeaseDispatcher {
     });
     if (!claimed.capped && nothingMoreClaimable(groups, claimed.leases)) this.limitedSettledAt = news;
     return claimed;
+  }
+
+  /** Whether a claim for these groups must walk the keys: one of their types may have keyed tasks. */
+  private walksKeys(groups: LeaseGroup[]): boolean {
+    return groups.some((g) => g.types.some((type) => !this.unkeyedTypes.has(type)));
   }
 
   /**

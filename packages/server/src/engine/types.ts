@@ -273,6 +273,8 @@ export interface Claimed {
   capped: boolean;
   /** In how many ms a rate limit that holds tasks back (or may) gets its next token; null: none does. */
   rateWaitMs: number | null;
+  /** The claimed types with keyed tasks pending: claims of them must walk the keys (see ClaimShape). */
+  keyedTypes: string[];
 }
 
 /** Fallback timeouts, for tasks dispatched without one whose worker declared none for their type. */

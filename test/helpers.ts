@@ -287,3 +287,18 @@ export class RawWorker {
     this.conn.close();
   }
 }
+
+/**
+ * GET /metrics on a connection of its own, closed once answered (a connection left open would be taken
+ * for a leak at teardown), parsed into samples: "name{labels}" → value.
+ */
+export async function scrapeMetrics(url: string): Promise<{ status: number; contentType: string; samples: Map<string, number> }> {
+  const res = await fetch(`${url}/metrics`, { headers: { connection: "close" } });
+  const samples = new Map<string, number>();
+  for (const line of (await res.text()).split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const at = line.lastIndexOf(" ");
+    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
+  }
+  return { status: res.status, contentType: res.headers.get("content-type") ?? "", samples };
+}

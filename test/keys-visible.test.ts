@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import type { Replica } from "../packages/server/src/app.js";
-import { Harness, waitFor } from "./helpers.js";
+import { Harness, scrapeMetrics, waitFor } from "./helpers.js";
 
 let h: Harness;
 let replica: Replica;
@@ -23,18 +23,6 @@ before(async () => {
 after(() => h.close());
 
 const running = (task: { status(): Promise<{ status: string }> }) => waitFor("the task to run", async () => (await task.status()).status === "running");
-
-/** /metrics samples, "name{labels}" → value (one request on a connection of its own). */
-async function scrape(): Promise<Map<string, number>> {
-  const res = await fetch(`${replica.server.url}/metrics`, { headers: { connection: "close" } });
-  const samples = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const at = line.lastIndexOf(" ");
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return samples;
-}
 
 test("a task held by its key's max_running_per_key or by a rate limit says so, and the queues show it", async () => {
   const release: (() => void)[] = [];
@@ -94,7 +82,7 @@ test("a task held by its key's max_running_per_key or by a rate limit says so, a
   );
   assert.equal(byName.get("default")!.rateLimit, null);
 
-  const samples = await scrape();
+  const { samples } = await scrapeMetrics(replica.server.url);
   assert.equal(samples.get('taskq_queue_held_tasks{queue="tenants",limit="key"}'), 1);
   assert.equal(samples.get('taskq_queue_held_tasks{queue="metered",limit="rate"}'), 1);
   assert.equal(samples.get('taskq_queue_held_tasks{queue="perkey",limit="rate"}'), 1);

@@ -8,7 +8,7 @@ import { after, before, test } from "node:test";
 import { RetryableError } from "@taskq/sdk";
 import type { Replica } from "../packages/server/src/app.js";
 import { ManualClock } from "../packages/server/src/engine/clock.js";
-import { Harness, waitFor } from "./helpers.js";
+import { Harness, scrapeMetrics, waitFor } from "./helpers.js";
 
 let h: Harness;
 let replica: Replica;
@@ -27,15 +27,9 @@ const fetchOnce = (url: string, init: { method?: string; headers?: Record<string
 
 /** Fetches /metrics and parses its samples: "name{labels}" → value. */
 async function scrape(r = replica): Promise<Map<string, number>> {
-  const res = await fetchOnce(`${r.server.url}/metrics`);
-  assert.equal(res.status, 200);
-  assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
-  const samples = new Map<string, number>();
-  for (const line of (await res.text()).split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const at = line.lastIndexOf(" ");
-    samples.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
+  const { status, contentType, samples } = await scrapeMetrics(r.server.url);
+  assert.equal(status, 200);
+  assert.match(contentType, /^text\/plain; version=0\.0\.4/);
   return samples;
 }
 

@@ -236,8 +236,7 @@ export class LeaseDispatcher {
         onRetry: (err, retryInMs) => this.log.warn({ err: err.message, retryInMs }, "returning undelivered leases: database unreachable; trying again"),
       });
     }
-    // Keyed tasks found by a claim that did not walk the keys: the next claim does, at once.
-    return { leased: leases.length, capped: capped || (!walkedKeys && keyed.size > 0) };
+    return { leased: leases.length, capped };
   }
 
   /**

@@ -269,7 +269,10 @@ export interface Claimed {
   leases: LeasedTask[];
   /** Types whose walk moved on; others start where they did. */
   cursors: KeyCursors;
-  /** The walk stopped at its bound before it had seen every key: more may be claimable beyond it. */
+  /**
+   * More may be claimable than this claim looked at: its walk stopped at its bound before it had seen
+   * every key, or it did not walk the keys and keyed tasks wait.
+   */
   capped: boolean;
   /** In how many ms a rate limit that holds tasks back (or may) gets its next token; null: none does. */
   rateWaitMs: number | null;

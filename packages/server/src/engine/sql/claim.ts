@@ -77,12 +77,14 @@ export async function taskLeaseAvailable(
   const walked = rows[0];
   const leased = rows.filter((r) => r.id !== null);
   leased.sort((a, b) => b.priority - a.priority || a.due_ms - b.due_ms || Number(a.id) - Number(b.id));
+  const keyedTypes = walked?.keyed_types ?? groups.flatMap((g) => g.types);
   return {
     leases: leased.map(leasedFromRow),
     cursors: walked ? (JSON.parse(walked.cursors) as KeyCursors) : {},
-    capped: walked?.capped ?? false,
+    // Keyed tasks a claim without the walk did not read are more that may be claimable.
+    capped: (walked?.capped ?? false) || (!shape.keys && keyedTypes.length > 0),
     rateWaitMs: walked?.rate_wait_ms ?? null,
-    keyedTypes: walked?.keyed_types ?? groups.flatMap((g) => g.types),
+    keyedTypes,
   };
 }
 
@@ -151,18 +153,17 @@ function claimSql(shape: ClaimShape): string {
         group by r.queue, r.concurrency_key
       ),
       pairs(ord, type, queue, key, wrapped, depth, found, useful, tokens) as (
-        select g.ord, gt.type, f.queue, f.key, f.wrapped, 1, u.useful::int4, u.useful, kt.tokens
+        -- The walk starts from the cursor: a row of depth 0, which is no pair (every step below is
+        -- written once, so Postgres plans it once).
+        select g.ord, gt.type, c.queue, c.key, false, 0, 0, false, null::float8
         from groups g
         cross join unnest(g.types) as gt(type)
         cross join lateral ${cursorSql("gt.type")} c
-        cross join lateral ${firstPairSql("gt.type")} f
-        cross join lateral (select ${keyTokens("f.queue", "f.key")} as tokens offset 0) kt
-        cross join lateral (select ${pairUseful("gt.type", "f.queue", "f.key", "g.queues", "kt.tokens")} as useful offset 0) u
         union all
         select p.ord, p.type, f.queue, f.key, f.wrapped, p.depth + 1, p.found + u.useful::int4, u.useful, kt.tokens
         from pairs p
         join groups g on g.ord = p.ord
-        cross join lateral ${nextPairSql("p.type", "p.queue", "p.key", "p.wrapped")} f
+        cross join lateral ${nextPairSql("p")} f
         cross join lateral (select ${keyTokens("f.queue", "f.key")} as tokens offset 0) kt
         cross join lateral (select ${pairUseful("p.type", "f.queue", "f.key", "g.queues", "kt.tokens")} as useful offset 0) u
         where p.found < g.n_slots and p.depth < ${MAX_PAIRS_VISITED}
@@ -325,14 +326,15 @@ function claimSql(shape: ClaimShape): string {
         -- queue stand at (queue, '')), or, when none was and the walk stopped at its bound, after the last
         -- pair it visited.
         select coalesce(jsonb_object_agg(w.type, jsonb_build_array(w.queue, w.key, w.spent)), '{}')::text as cursors,
-               coalesce(bool_or(w.capped), false) as capped, array(select distinct p.type from pairs p) as keyed_types
+               coalesce(bool_or(w.capped), false) as capped,
+               array(select distinct p.type from pairs p where p.depth > 0) as keyed_types
         from (
           select distinct on (x.type) x.type, x.queue, x.key, x.spent, x.capped
           from (
             select p.type, p.queue, coalesce(p.key, '') as key,
                    (p.spent + count(*) over (partition by p.type, p.queue, p.key)) % p.weight as spent, p.turn, p.depth,
                    1 as got, false as capped
-            from picked p where not p.urgent and exists (select 1 from pairs) -- no keys, no turns to keep
+            from picked p where not p.urgent and exists (select 1 from pairs where depth > 0) -- no keys, no turns to keep
             union all
             select p.type, p.queue, p.key, 0, 0, p.depth, 0, true from pairs p where p.depth >= ${MAX_PAIRS_VISITED}
           ) x
@@ -365,9 +367,10 @@ const queueOpenSql = (queue: string, groupQueues: string) => `(${groupQueues} is
  * keys in the walk's order. The walk visited this many pairs before that place, plus a half; 0 when
  * there are no keyed tasks to take turns with.
  */
-const unkeyedDepthSql = `(case when not exists (select 1 from pairs) then 0::float8 else 0.5 + (
+const unkeyedDepthSql = `(case when not exists (select 1 from pairs where depth > 0) then 0::float8 else 0.5 + (
   select count(*) from pairs p
-  where p.ord = g.ord and p.type = gt.type and (p.wrapped, p.queue, p.key) < ((t.queue, '') <= (c.queue, c.key), t.queue, ''))
+  where p.ord = g.ord and p.type = gt.type and p.depth > 0
+    and (p.wrapped, p.queue, p.key) < ((t.queue, '') <= (c.queue, c.key), t.queue, ''))
 end)`;
 
 /** How many more tasks of `key` may run in `queue` under its max_running_per_key; null when the queue has none. */
@@ -397,29 +400,22 @@ const pairFromSql = (type: string, wrapped: string, where: string) => `
 /** Ends the walk once it has come round to the caller's cursor `c`. */
 const notRoundSql = `not (n.wrapped and ((n.queue, n.key) > (c.queue, c.key) or (c.spent > 0 and n.queue = c.queue and n.key = c.key)))`;
 
-/** The walk's first pair: the cursor's own if it has turns left, else the next after it, else (wrapping) the first. */
-const firstPairSql = (type: string) => `(
+/**
+ * The walk's step from row `p` (the cursor itself at depth 0): at depth 0 the cursor's own pair if it
+ * has turns left, else the pair after p's, else (wrapping once) the first pair; none once the walk has
+ * come round to the cursor.
+ */
+const nextPairSql = (p: string) => `(
   select n.queue, n.key, n.wrapped
-  from (
-    ${pairFromSql(type, "false", "and c.spent > 0 and t.queue = c.queue and t.concurrency_key = c.key")}
+  from ${cursorSql(`${p}.type`)} c
+  cross join lateral (
+    ${pairFromSql(`${p}.type`, "false", `and ${p}.depth = 0 and c.spent > 0 and t.queue = c.queue and t.concurrency_key = c.key`)}
     union all
-    ${pairFromSql(type, "false", "and (t.queue, t.concurrency_key) > (c.queue, c.key)")}
+    ${pairFromSql(`${p}.type`, `${p}.wrapped`, `and (t.queue, t.concurrency_key) > (${p}.queue, ${p}.key)`)}
     union all
-    ${pairFromSql(type, "true", "")}
+    ${pairFromSql(`${p}.type`, "true", `and not ${p}.wrapped`)}
     limit 1
   ) n
-  where ${notRoundSql})`;
-
-/** The pair after (queue, key), wrapping once to the first pair; none once the walk has come round. */
-const nextPairSql = (type: string, queue: string, key: string, wrapped: string) => `(
-  select n.queue, n.key, n.wrapped
-  from (
-    ${pairFromSql(type, wrapped, `and (t.queue, t.concurrency_key) > (${queue}, ${key})`)}
-    union all
-    ${pairFromSql(type, "true", `and not ${wrapped}`)}
-    limit 1
-  ) n
-  cross join lateral ${cursorSql(type)} c
   where ${notRoundSql})`;
 
 /**
